@@ -1,0 +1,3 @@
+"""anomaloop: human-in-the-loop time-series anomaly detection."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Every account, session, token and audit query."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.accounts.models import ApiToken, AuditEvent, User, UserSession
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_name(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def count_users(session: Session, role: str | None = None) -> int:
+    q = select(func.count(User.id))
+    if role:
+        q = q.where(User.role == role)
+    return session.scalar(q) or 0
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def add(session: Session, obj: object) -> None:
+    session.add(obj)
+    session.flush()
+
+
+def get_session_by_hash(session: Session, token_hash: str, now: datetime) -> UserSession | None:
+    return session.scalar(select(UserSession).where(UserSession.token_hash == token_hash, UserSession.expires_at > now))
+
+
+def delete_session(session: Session, token_hash: str) -> None:
+    session.execute(delete(UserSession).where(UserSession.token_hash == token_hash))
+
+
+def get_token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None)))
+
+
+def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+
+
+def list_audit(session: Session, limit: int = 200, object_type: str | None = None) -> list[AuditEvent]:
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if object_type:
+        q = q.where(AuditEvent.object_type == object_type)
+    return list(session.scalars(q))

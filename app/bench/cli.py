@@ -1,0 +1,109 @@
+"""``anomaloop bench`` — run benchmarks on labeled series and render their results.
+
+The lead mounts :data:`bench_app` as ``anomaloop bench``; ``python -m app.bench.cli`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.bench.protocol import ProtocolConfig
+
+bench_app = typer.Typer(help="Benchmark detectors on labeled series (see BENCHMARKS.md for the protocol).",
+                        no_args_is_help=True)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse (``3``, ``0.5``, ``true``), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"--param wants key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+@bench_app.command("run")
+def run_cmd(
+    data: Annotated[list[Path], typer.Option("--data", help="A series file or a folder (repeatable).")],
+    detector: Annotated[str, typer.Option(help="A core detector name, or random | oneliner | rollingz.")],
+    strategy: Annotated[str | None, typer.Option(help="Query strategy (default: margin for rlad, hybrid for "
+                                                      "reconstruction backbones, else top_k).")] = None,
+    budget: Annotated[float, typer.Option(help="Labels: a fraction of pool windows (<1) or a count; 0 = none.")] = 0.0,
+    round_size: Annotated[int, typer.Option("--round-size", help="Windows queried per round.")] = 10,
+    seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable; mean ± std over seeds).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here (default: stdout).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 short series per path, tiny models.")] = False,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Detector parameter key=value (repeatable).")] = None,
+    answer: Annotated[str, typer.Option(help="Oracle answer: 'window' (sub-ranges over the whole window) or "
+                                             "'end_point' (the window's last point only).")] = "window",
+    max_series: Annotated[int | None, typer.Option("--max-series", help="At most this many series per path.")] = None,
+    series: Annotated[list[str] | None, typer.Option("--series", help="Keep series whose key contains this "
+                                                                       "(repeatable).")] = None,
+    fit_frac: Annotated[float, typer.Option("--fit-frac", help="Single-file series: fit/pool share.")] = 0.6,
+    pool_frac: Annotated[float, typer.Option("--pool-frac", help="Train/test series: pool share of test.")] = 0.3,
+) -> None:
+    """Run one detector on every series under the --data paths and write the JSON results."""
+    from app.bench.runner import RunConfig, detector_names, run
+
+    if detector not in detector_names():
+        raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(detector_names())}")
+    if not 0 < fit_frac < 1 or not 0 < pool_frac < 1:
+        raise typer.BadParameter("--fit-frac and --pool-frac must be in (0, 1)")
+    cfg = RunConfig(
+        detector=detector, strategy=strategy, budget=budget, round_size=round_size, seeds=tuple(seed or [0]),
+        device=device, quick=quick, params=_parse_params(param or []), answer=answer, max_series=max_series,
+        series_filter=tuple(series or []), protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
+    )
+    command = "anomaloop bench " + shlex.join(sys.argv[1:]) if sys.argv else ""
+
+    def log(msg: str) -> None:
+        typer.echo(msg, err=True)
+
+    doc = run([str(p) for p in data], cfg, log=log, command=command)
+    text = json.dumps(doc, indent=1)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        pooled = doc["pooled"]["all"]
+        typer.echo(f"{out}: {pooled['n_series']} series, PR-AUC {pooled['pr_auc']['mean']:.3f} "
+                   f"± {pooled['pr_auc']['std']:.3f}, {doc['wall_seconds']:.1f} s", err=True)
+
+
+@bench_app.command("table")
+def table_cmd(
+    results: Annotated[list[Path], typer.Argument(help="Bench JSON result files.")],
+    html: Annotated[Path | None, typer.Option(help="HTML report path (default: bench_report.html beside the "
+                                                   "first result).")] = None,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Print the tables only.")] = False,
+    metric: Annotated[str, typer.Option(help="Metric of the learning curves.")] = "pr_auc",
+) -> None:
+    """Print markdown tables of RESULTS and write an offline HTML report with learning curves."""
+    from app.bench.report import html_report, load_results, markdown
+
+    try:
+        docs = load_results(results)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(markdown(docs))
+    if not no_html:
+        path = html or results[0].parent / "bench_report.html"
+        html_report(docs, path, metric)
+        typer.echo(f"HTML report: {path}", err=True)
+
+
+if __name__ == "__main__":
+    bench_app()

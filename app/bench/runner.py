@@ -1,0 +1,343 @@
+"""Run one detector/strategy/budget over a set of series and seeds; produce the JSON record.
+
+The JSON (``schema: anomaloop.bench/1``) holds one record per (series, seed) and a ``pooled`` block
+(mean over series per seed, then mean ± std over seeds). Every metric is computed on the evaluation
+part only; ``best_f1`` uses the oracle threshold (best over all thresholds on the evaluation labels —
+an upper bound, never deployable); ``f1_deployable`` uses a threshold chosen from the acquired labels
+only (or, with none, from the scores of the fit part).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.bench.baselines import BASELINES
+from app.bench.data import LoadedSeries, discover, load
+from app.bench.protocol import ProtocolConfig, make_split
+from app.core.loop import GroundTruthOracle, Split, run_experiment
+from app.core.windows import ranges_to_point_labels
+
+SCHEMA = "anomaloop.bench/1"
+METRIC_KEYS = ("pr_auc", "roc_auc", "vus_pr", "best_f1", "f1_deployable", "f1_pa", "pa_k_auc")
+# Default strategy per detector family: RLAD queries by DQN margin, reconstruction backbones by
+# top-k ∪ interval (seed 002), everything else by top-k.
+DEFAULT_STRATEGY = {"rlad": "margin", "ae": "hybrid", "vae": "hybrid", "lstm_ae": "hybrid", "lstm_vae": "hybrid",
+                    "usad": "hybrid", "transformer": "hybrid"}
+# --quick shrinks whatever of these a detector accepts, so a smoke run takes seconds.
+QUICK_PARAMS = {"epochs": 1, "feedback_epochs": 1, "n_episodes": 1, "episodes": 1, "n_estimators": 25,
+                "warmup_episodes": 1, "steps_per_episode": 50}
+QUICK_ROWS = 2500
+QUICK_SERIES = 2
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One benchmark run. ``budget``: fraction of pool windows (< 1) or a count; 0 = unsupervised."""
+
+    detector: str
+    strategy: str | None = None
+    budget: float = 0.0
+    round_size: int = 10
+    seeds: tuple[int, ...] = (0,)
+    device: str = "auto"
+    quick: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    answer: str = "window"
+    protocol: ProtocolConfig = ProtocolConfig()
+    max_series: int | None = None
+    series_filter: tuple[str, ...] = ()
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy or DEFAULT_STRATEGY.get(self.detector, "top_k")
+
+
+# -- detectors ------------------------------------------------------------------------------------
+
+
+def detector_names() -> list[str]:
+    from app.core.detectors import available_detectors
+
+    return sorted({*available_detectors(), *BASELINES})
+
+
+def build_detector(name: str, seed: int, device: str, params: dict[str, Any], quick: bool = False) -> Any:
+    """A fresh unfitted detector: a baseline or a core registry name, with ``params`` (+ quick shrink)."""
+    if name in BASELINES:
+        cls = BASELINES[name]
+    else:
+        from app.core.detectors.registry import detector_class
+
+        cls = detector_class(name)
+    accepted = _accepted_params(cls)
+    kw: dict[str, Any] = {"seed": seed}
+    if "device" in accepted:
+        kw["device"] = device
+    if quick:
+        kw.update({k: v for k, v in QUICK_PARAMS.items() if k in accepted})
+    kw.update(params)
+    return cls(**kw)
+
+
+def _accepted_params(cls: type) -> set[str]:
+    """Keyword names ``cls`` accepts: its ``__init__`` signatures through the MRO, plus the fields of
+    its ``config_cls`` dataclass when it has one (deep detectors take their config as ``**params``)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        sig = inspect.signature(init)
+        names |= {p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    config_cls = getattr(cls, "config_cls", None)
+    if config_cls is not None and dataclasses.is_dataclass(config_cls):
+        names |= {f.name for f in dataclasses.fields(config_cls)}
+    names.discard("self")
+    return names
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def per_round_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The cheap metrics computed after every round (learning curves)."""
+    from app.core import metrics as m
+
+    return {"pr_auc": float(m.pr_auc(scores, labels)), "roc_auc": float(m.roc_auc(scores, labels))}
+
+
+def final_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Every reported metric on the evaluation part. ``threshold`` is the deployable one."""
+    from app.core import metrics as m
+
+    best, best_thr = m.best_f1(scores, labels)
+    pred_f1 = _f1_at(scores, labels, threshold)
+    return {
+        "pr_auc": float(m.pr_auc(scores, labels)),
+        "roc_auc": float(m.roc_auc(scores, labels)),
+        "vus_pr": float(m.vus_pr(scores, labels)),
+        "best_f1": float(best),
+        "best_f1_threshold": float(best_thr),
+        "best_f1_is_oracle": True,
+        "f1_deployable": float(pred_f1),
+        "deployable_threshold": float(threshold),
+        "f1_pa": float(m.pa_k_f1(scores, labels, 0)),
+        "pa_k_auc": float(m.pa_k_auc(scores, labels)),
+    }
+
+
+def _f1_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    from app.core import metrics as m
+
+    out = m.precision_recall_f1(scores, labels, threshold)
+    return float(out[2] if isinstance(out, tuple) else getattr(out, "f1", out))
+
+
+def deployable_threshold(
+    point_scores: np.ndarray, point_labels: np.ndarray, fit_scores: np.ndarray
+) -> tuple[float, str]:
+    """A threshold from acquired labels only (:func:`app.core.thresholds.choose_threshold`, ``best_f1``):
+    best F1 on the labeled pool points when a labeled anomaly exists, else the 99th percentile of the
+    fit-part scores (no label needed).
+
+    ``point_scores``/``point_labels``: the pool's ``(n,)`` scores and labels, -1 for unlabeled.
+    Returns ``(threshold, method)``.
+    """
+    from app.core.thresholds import choose_threshold
+
+    thr = choose_threshold("best_f1", train_scores=fit_scores, scores=point_scores, labels=point_labels, q=99.0)
+    method = "best_f1_on_labels" if (point_labels == 1).any() else "percentile_99_fit"
+    return float(thr), method
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux reports KiB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def select_series(paths: Sequence[str | Path], cfg: RunConfig) -> tuple[list[tuple[LoadedSeries, Split]], list[str]]:
+    """Load the series under ``paths`` and apply the protocol; returns (kept, skipped keys)."""
+    kept: list[tuple[LoadedSeries, Split]] = []
+    skipped: list[str] = []
+    for path in paths:
+        per_path = 0
+        for files in discover(path):
+            if cfg.series_filter and not any(f in files.key for f in cfg.series_filter):
+                continue
+            limit = QUICK_SERIES if cfg.quick else cfg.max_series
+            if limit is not None and per_path >= limit:
+                break
+            series = load(files, nrows=QUICK_ROWS if cfg.quick else None)
+            split = make_split(series, cfg.protocol)
+            if split is None:
+                skipped.append(files.key)
+                continue
+            kept.append((series, split))
+            per_path += 1
+    return kept, skipped
+
+
+def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, device: str) -> dict[str, Any]:
+    """One (series, seed) experiment → its JSON record."""
+    from app.core.runtime import seed_everything
+
+    seed_everything(seed)
+    det = build_detector(cfg.detector, seed, device, cfg.params, cfg.quick)
+    oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer)
+    t0 = time.perf_counter()
+    res = run_experiment(det, split, cfg.strategy_name, oracle, cfg.round_size, cfg.budget, seed,
+                         evaluate=per_round_metrics)
+    wall = time.perf_counter() - t0
+    a, b = split.evaluation
+    labels = ranges_to_point_labels(res.ranges, len(split.X)) if res.ranges else np.full(len(split.X), -1, np.int8)
+    fit_scores = np.asarray(det.score(split.X_fit), dtype=np.float64)
+    p0, p1 = split.pool
+    thr, thr_method = deployable_threshold(res.scores[p0:p1], labels[p0:p1], fit_scores)
+    metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), thr)
+    metrics["threshold_method"] = thr_method
+    labels_seen = getattr(det, "labels_seen_", None)
+    return {
+        "series": series.key,
+        "dataset": series.files.dataset,
+        "seed": seed,
+        "n_points": int(len(split.X)),
+        "n_fit": int(len(split.X_fit)),
+        "n_channels": int(split.X.shape[1]),
+        "pool": list(split.pool),
+        "evaluation": list(split.evaluation),
+        "eval_anomaly_rate": float(split.y[a:b].mean()),
+        "metrics": metrics,
+        "labels_used": int(res.labels_used),
+        "oracle_labels": int(oracle.labels_used),
+        "detector_labels_seen": None if labels_seen is None else int(labels_seen),
+        "points_revealed": int(oracle.points_revealed),
+        "warmup_labels": int(res.warmup_labels),
+        "budget_labels": int(res.budget),
+        "rounds": len(res.rounds) - 1,
+        "curve": [{"round": r.round, "labels_used": r.labels_used, **r.metrics, "n_anomalous_queries":
+                   r.n_anomalous_queries} for r in res.rounds],
+        "fit_seconds": res.fit_seconds,
+        "feedback_seconds": res.feedback_seconds,
+        "score_seconds": res.score_seconds,
+        "wall_seconds": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "params": _jsonable(det.get_params()),
+        "files": series.sha256,
+    }
+
+
+def pooled(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per data set and over all: mean over series for each seed, then mean ± std over seeds."""
+    out: dict[str, Any] = {}
+    groups: dict[str, list[dict[str, Any]]] = {"all": records}
+    for r in records:
+        groups.setdefault(r["dataset"], []).append(r)
+    for name, recs in groups.items():
+        seeds = sorted({r["seed"] for r in recs})
+        block: dict[str, Any] = {"n_series": len({r["series"] for r in recs}), "seeds": seeds}
+        for key in (*METRIC_KEYS, "labels_used", "fit_seconds", "feedback_seconds", "score_seconds"):
+            per_seed = []
+            for s in seeds:
+                vals = [(r["metrics"][key] if key in r["metrics"] else r[key]) for r in recs if r["seed"] == s]
+                per_seed.append(float(np.mean(vals)))
+            block[key] = {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "per_seed": per_seed}
+        block["points"] = int(sum(r["n_points"] for r in recs if r["seed"] == seeds[0]))
+        out[name] = block
+    return out
+
+
+def git_revision() -> str | None:
+    """Short git revision of the working tree (with ``-dirty``), or None before the first commit."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,  # noqa: S603, S607
+                             cwd=Path(__file__).resolve().parents[2])
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,  # noqa: S603, S607
+                               text=True, timeout=10, cwd=Path(__file__).resolve().parents[2])
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(
+    paths: Sequence[str | Path], cfg: RunConfig, log: Callable[[str], None] | None = None, command: str = ""
+) -> dict[str, Any]:
+    """The whole run → the JSON document (see module docstring)."""
+    from app.core.runtime import resolve_device
+
+    started = time.perf_counter()
+    device = resolve_device(cfg.device) if cfg.detector not in BASELINES and cfg.detector != "iforest" else "cpu"
+    kept, skipped = select_series(paths, cfg)
+    if not kept:
+        raise ValueError(f"no usable series under {', '.join(map(str, paths))} (skipped: {len(skipped)})")
+    records = []
+    for series, split in kept:
+        for seed in cfg.seeds:
+            rec = run_one(series, split, cfg, seed, device)
+            records.append(rec)
+            if log:
+                m = rec["metrics"]
+                log(f"{rec['series']} seed={seed} pr_auc={m['pr_auc']:.3f} best_f1={m['best_f1']:.3f} "
+                    f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s")
+    cfg_dict = asdict(cfg)
+    cfg_dict["strategy"] = cfg.strategy_name
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "git_revision": git_revision(),
+        "machine": machine(),
+        "device": device,
+        "config": _jsonable(cfg_dict),
+        "data": [str(p) for p in paths],
+        "series": records,
+        "skipped": skipped,
+        "pooled": pooled(records),
+        "peak_rss_mb": peak_rss_mb(),
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)

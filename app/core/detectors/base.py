@@ -1,0 +1,97 @@
+"""The one detector interface every detector implements (scikit-learn estimator contract).
+
+- ``__init__`` stores keyword hyperparameters only; learned state ends in ``_``.
+- ``fit(X)`` learns unsupervised (or from the labels given) and returns ``self``.
+- ``score(X)`` returns one float per point, higher = more anomalous, never NaN.
+- ``window_scores(X)`` returns one float per window (``(n_windows,)``) — what query strategies rank.
+- ``feedback(X, ranges)`` refines a fitted model with labeled point ranges and returns ``self``.
+- ``to_bytes()`` / ``registry.load_detector(bytes)`` round-trip with identical scores.
+
+``X`` is ``(n_points, n_channels)`` (1-D means one channel), raw values; scaling is learned in
+``fit`` from the training data only and applied to anything scored later.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from app.core.runtime import ProgressCallback
+from app.core.windows import LabeledRange, end_point_scores, n_windows
+
+
+class NotFittedError(RuntimeError):
+    """The detector was used before ``fit``."""
+
+
+class Detector(ABC):
+    """Base class; subclasses set ``name`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, window: int = 25, stride: int = 1, seed: int = 0, device: str = "auto") -> None:
+        self.window = window
+        self.stride = stride
+        self.seed = seed
+        self.device = device
+
+    # -- parameters -------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor keyword arguments (those not ending in ``_``), as stored in ``__init__``."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- the contract -----------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> Detector:
+        """Learn from ``X`` ``(n_points, n_channels)``; ``y`` optional point labels (-1 unknown)."""
+
+    @abstractmethod
+    def window_scores(self, X: np.ndarray) -> np.ndarray:
+        """One anomaly score per window of ``X``: ``(n_windows,)``, higher = more anomalous."""
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """One anomaly score per point: ``(n_points,)``. Default maps window scores by end point."""
+        x = np.asarray(X)
+        return end_point_scores(self.window_scores(x), len(x), self.window, self.stride)
+
+    def feedback(
+        self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
+    ) -> Detector:
+        """Refine the fitted model with labeled point ranges on ``X``. Default: no-op (unsupervised)."""
+        self._check_fitted()
+        return self
+
+    def n_windows(self, n_points: int) -> int:
+        """Number of windows this detector sees in a series of ``n_points``."""
+        return n_windows(n_points, self.window, self.stride)
+
+    # -- serialization ----------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        """Learned state as picklable values (torch modules as ``state_dict`` on CPU)."""
+        return {k: v for k, v in vars(self).items() if k.endswith("_")}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def to_bytes(self) -> bytes:
+        """Serialize parameters and learned state; ``load_detector`` gives identical scores."""
+        self._check_fitted()
+        buf = io.BytesIO()
+        pickle.dump({"name": self.name, "params": self.get_params(), "state": self._get_state()}, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_state(cls, payload: dict[str, Any]) -> Detector:
+        det = cls(**payload["params"])
+        det._set_state(payload["state"])
+        return det

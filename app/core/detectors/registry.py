@@ -1,0 +1,49 @@
+"""Name -> detector class, imported lazily so that ``iforest`` users never import torch."""
+
+from __future__ import annotations
+
+import importlib
+import io
+from typing import Any
+
+from app.core.detectors.base import Detector
+
+# name -> "module:Class"; modules are imported only when the name is asked for.
+_REGISTRY: dict[str, str] = {
+    "iforest": "app.core.detectors.iforest:IForestDetector",
+    "ae": "app.core.detectors.reconstruction:DenseAE",
+    "vae": "app.core.detectors.reconstruction:DenseVAE",
+    "lstm_ae": "app.core.detectors.reconstruction:LSTMAE",
+    "lstm_vae": "app.core.detectors.reconstruction:LSTMVAE",
+    "usad": "app.core.detectors.reconstruction:USAD",
+    "transformer": "app.core.detectors.reconstruction:TransformerAE",
+    "rlad": "app.core.rlad.detector:RLADDetector",
+}
+
+
+def available_detectors() -> list[str]:
+    """Every registered detector name."""
+    return sorted(_REGISTRY)
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The class registered as ``name``; ``ValueError`` naming the choices otherwise."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(available_detectors())}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_detector(name: str, **params: Any) -> Detector:
+    """Build an unfitted detector by name with keyword parameters."""
+    return detector_class(name)(**params)
+
+
+def load_detector(data: bytes) -> Detector:
+    """Rebuild a fitted detector from :meth:`Detector.to_bytes` output."""
+    import pickle
+
+    payload = pickle.load(io.BytesIO(data))  # noqa: S301 - bytes written by Detector.to_bytes
+    return detector_class(payload["name"]).from_state(payload)

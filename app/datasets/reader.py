@@ -1,0 +1,333 @@
+"""Streaming reader for CSV, CSV.gz and Parquet series files: validates as it goes, yields fixed-size blocks.
+
+Nothing here touches the database; :func:`app.datasets.service.import_files` writes what this yields inside one
+transaction, so a file that fails validation half-way leaves no row behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from app.errors import AppError
+
+FillPolicy = Literal["reject", "ffill", "zero", "keep"]
+SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+# Unix seconds between 1973-03-03 and 5138-11-16: integer timestamps in this range are read as times.
+UNIX_SECONDS_RANGE = (1e8, 1e11)
+
+
+class ImportError_(AppError):
+    """A file cannot be imported; the message names the file, the line and what to fix."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a file. Column names are matched exactly."""
+
+    label_column: str | None = "label"
+    """0/1 ground-truth column; missing is fine when it is the default ``label``; ``None`` ignores it."""
+    label_column_required: bool = False
+    timestamp_column: str | None = "timestamp"
+    """ISO-8601 strings, unix seconds, or any increasing number; missing means the row index."""
+    timestamp_column_required: bool = False
+    timestamps: Literal["strict", "index"] = "strict"
+    """``strict`` stores the timestamp column and rejects duplicate or decreasing times; ``index`` drops it and
+    uses the row number (for files whose clock goes back, e.g. a few NAB series)."""
+    exclude_columns: tuple[str, ...] = ("changepoint",)
+    """Columns that are neither channels nor labels (SKAB's ``changepoint``)."""
+    fill: FillPolicy = "reject"
+    """NaN/inf values: ``reject`` (error with line numbers), ``ffill`` (previous value), ``zero``, ``keep``
+    (stored as NaN, drawn as gaps, forward-filled before a model sees them)."""
+    chunk_points: int = 65_536
+
+
+@dataclass
+class SeriesHeader:
+    """What the first block tells about a file."""
+
+    channel_names: list[str]
+    timestamp_kind: str  # datetime | number | index
+    has_ground_truth: bool
+
+
+@dataclass
+class Block:
+    """Up to ``chunk_points`` consecutive rows: values ``(n, C)`` float32, timestamps ``(n,)`` int64 ns or
+    float64 or ``None``, truth ``(n,)`` int8 or ``None``."""
+
+    values: np.ndarray
+    timestamps: np.ndarray | None
+    truth: np.ndarray | None
+
+
+@dataclass
+class ReadStats:
+    n_points: int = 0
+    n_anomalous: int = 0
+    n_missing: int = 0
+    first_timestamp: str | None = None
+    last_timestamp: str | None = None
+    sha256: str = ""
+    _last_ts: float | int | None = field(default=None, repr=False)
+
+
+def series_name(path: Path) -> str:
+    """File name without its data suffix: ``machine-1-1.test.csv.gz`` -> ``machine-1-1.test``."""
+    name = path.name
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def series_split(name: str) -> str:
+    """``train`` / ``test`` for the ``<series>.train`` / ``<series>.test`` convention, else ``all``."""
+    for split in ("train", "test"):
+        if name.endswith("." + split):
+            return split
+    return "all"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _frames(path: Path, chunk_points: int) -> Iterator[pd.DataFrame]:
+    lower = path.name.lower()
+    if lower.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as exc:
+            raise ImportError_(f"{path.name}: not a readable Parquet file ({exc})") from None
+        for batch in pf.iter_batches(batch_size=chunk_points):
+            yield batch.to_pandas()
+        return
+    try:
+        reader = pd.read_csv(path, chunksize=chunk_points, compression="infer", low_memory=False)
+        yield from reader
+    except pd.errors.EmptyDataError:
+        raise ImportError_(f"{path.name}: the file is empty; expected a header row and data rows") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as exc:
+        raise ImportError_(f"{path.name}: not a CSV file pandas can parse ({type(exc).__name__}: {exc})") from None
+
+
+def _lines(rows: np.ndarray, offset: int, limit: int = 5) -> str:
+    """1-based file line numbers (the header is line 1) of the first ``limit`` bad rows."""
+    shown = ", ".join(str(int(r) + offset + 2) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return shown + more
+
+
+class SeriesReader:
+    """Iterate a file's validated blocks: ``header`` is set after the first block is read."""
+
+    def __init__(self, path: Path, options: ImportOptions) -> None:
+        self.path = path
+        self.options = options
+        self.header: SeriesHeader | None = None
+        self.stats = ReadStats()
+        self._carry: np.ndarray | None = None  # last finite row, for ffill across blocks
+
+    def blocks(self) -> Iterator[Block]:
+        if not self.path.exists():
+            raise ImportError_(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise ImportError_(f"{self.path}: is a folder; import its files or pass the folder to import_paths")
+        offset = 0
+        for frame in _frames(self.path, self.options.chunk_points):
+            if len(frame) == 0:
+                continue
+            if self.header is None:
+                self.header = self._make_header(frame)
+            yield self._block(frame, offset)
+            offset += len(frame)
+        if self.header is None or offset == 0:
+            raise ImportError_(f"{self.path.name}: the file has a header but no data rows")
+        self.stats.n_points = offset
+        self.stats.sha256 = file_sha256(self.path)
+
+    # -- first block: decide what the columns are ------------------------------------------
+    def _make_header(self, frame: pd.DataFrame) -> SeriesHeader:
+        opts, name = self.options, self.path.name
+        cols = [str(c) for c in frame.columns]
+        if len(set(cols)) != len(cols):
+            raise ImportError_(f"{name}: duplicate column names in the header: {cols}")
+        ts = opts.timestamp_column if opts.timestamp_column in cols else None
+        if opts.timestamp_column and opts.timestamp_column_required and ts is None:
+            raise ImportError_(f"{name}: no timestamp column {opts.timestamp_column!r}; columns are {cols}")
+        label = opts.label_column if opts.label_column in cols else None
+        if opts.label_column and opts.label_column_required and label is None:
+            raise ImportError_(f"{name}: no label column {opts.label_column!r}; columns are {cols}")
+        channels = [c for c in cols if c not in {ts, label, *opts.exclude_columns}]
+        numeric = [c for c in channels if _numeric_fraction(frame[c]) > 0.5]
+        if not numeric:
+            raise ImportError_(f"{name}: no numeric column to import (columns: {cols})")
+        non_numeric = [c for c in channels if c not in numeric]
+        if non_numeric:
+            raise ImportError_(
+                f"{name}: column(s) {non_numeric} are not numeric; drop them or name them with --exclude-column"
+            )
+        kind = "index"
+        if ts is not None and opts.timestamps == "index":
+            self._ts_col, self._label_col, self._channels = None, label, numeric
+            return SeriesHeader(numeric, "index", label is not None)
+        if ts is not None:
+            kind = "number" if pd.api.types.is_numeric_dtype(frame[ts]) else "datetime"
+            if kind == "number":
+                first = frame[ts].dropna()
+                lo, hi = UNIX_SECONDS_RANGE
+                if len(first) and ((first % 1) == 0).all() and first.between(lo, hi).all():
+                    kind = "unix"
+        self._ts_col, self._label_col, self._channels = ts, label, numeric
+        return SeriesHeader(numeric, "datetime" if kind == "unix" else kind, label is not None)
+
+    # -- every block ---------------------------------------------------------------------------
+    def _block(self, frame: pd.DataFrame, offset: int) -> Block:
+        name = self.path.name
+        missing_cols = [c for c in self._channels if c not in frame.columns]
+        if missing_cols:
+            raise ImportError_(f"{name}: columns {missing_cols} disappear after line {offset + 1}")
+        raw = frame[self._channels]
+        values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        text_bad = raw.notna().to_numpy() & np.isnan(values)
+        if text_bad.any():
+            rows = np.flatnonzero(text_bad.any(axis=1))
+            raise ImportError_(f"{name}: non-numeric values at line(s) {_lines(rows, offset)}")
+        values = self._fill(values, offset)
+        return Block(values.astype(np.float32), self._timestamps(frame, offset), self._truth(frame, offset))
+
+    def _fill(self, values: np.ndarray, offset: int) -> np.ndarray:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            self._carry = values[-1]
+            return values
+        rows = np.flatnonzero(bad.any(axis=1))
+        policy = self.options.fill
+        if policy == "reject":
+            raise ImportError_(
+                f"{self.path.name}: NaN, empty or infinite values at line(s) {_lines(rows, offset)}; "
+                "fix the file or import with --fill ffill|zero|keep"
+            )
+        self.stats.n_missing += int(bad.sum())
+        values = values.copy()
+        if policy == "zero":
+            values[bad] = 0.0
+        elif policy == "keep":
+            values[bad] = np.nan
+        else:  # ffill: previous finite value in the column, carried across blocks; leading gaps take the next
+            frame = pd.DataFrame(np.where(bad, np.nan, values))
+            if self._carry is not None:
+                frame = pd.concat([pd.DataFrame(self._carry[None, :]), frame], ignore_index=True)
+            frame = frame.ffill().bfill()
+            if self._carry is not None:
+                frame = frame.iloc[1:]
+            values = frame.to_numpy()
+            if np.isnan(values).any():
+                raise ImportError_(f"{self.path.name}: a channel has no finite value to fill from")
+        finite_rows = np.isfinite(values).all(axis=1)
+        if finite_rows.any():
+            self._carry = values[np.flatnonzero(finite_rows)[-1]]
+        return values
+
+    def _timestamps(self, frame: pd.DataFrame, offset: int) -> np.ndarray | None:
+        if self._ts_col is None:
+            return None
+        name, col = self.path.name, frame[self._ts_col]
+        if col.isna().any():
+            raise ImportError_(f"{name}: empty timestamps at line(s) {_lines(np.flatnonzero(col.isna()), offset)}")
+        kind = self.header.timestamp_kind if self.header else "index"
+        if kind == "datetime":
+            try:
+                if pd.api.types.is_numeric_dtype(col):
+                    parsed = pd.to_datetime(col.astype("int64"), unit="s", utc=True)
+                else:
+                    parsed = pd.to_datetime(col, utc=True, format="ISO8601")
+            except (ValueError, TypeError) as exc:
+                raise ImportError_(
+                    f"{name}: timestamps are not ISO-8601 or unix seconds near line {offset + 2}: {exc}"
+                ) from None
+            ts = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+            fmt = [str(parsed.iloc[0]), str(parsed.iloc[-1])]
+        else:
+            try:
+                ts = pd.to_numeric(col).to_numpy(dtype=np.float64)
+            except (ValueError, TypeError):
+                raise ImportError_(f"{name}: timestamps mix numbers and text near line {offset + 2}") from None
+            fmt = [repr(float(ts[0])), repr(float(ts[-1]))]
+        prev = self.stats._last_ts
+        seq = ts if prev is None else np.concatenate([[prev], ts])
+        steps = np.diff(seq)
+        if (steps <= 0).any():
+            # steps[j] compares seq[j] and seq[j + 1]; seq[j + 1] is this frame's row j (+1 without a carry)
+            rows = np.flatnonzero(steps <= 0) + (1 if prev is None else 0)
+            what = "duplicate" if (steps == 0).any() else "non-increasing"
+            raise ImportError_(
+                f"{name}: {what} timestamps at line(s) {_lines(rows, offset)}; timestamps must strictly increase "
+                "(sort the file, or import with --timestamps index to use the row number instead)"
+            )
+        if self.stats.first_timestamp is None:
+            self.stats.first_timestamp = fmt[0]
+        self.stats.last_timestamp = fmt[1]
+        self.stats._last_ts = ts[-1]
+        return ts
+
+    def _truth(self, frame: pd.DataFrame, offset: int) -> np.ndarray | None:
+        if self._label_col is None:
+            return None
+        col = pd.to_numeric(frame[self._label_col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isin(col, (0.0, 1.0))
+        if bad.any():
+            raise ImportError_(
+                f"{self.path.name}: label column {self._label_col!r} must be 0 or 1; other values at line(s) "
+                f"{_lines(np.flatnonzero(bad), offset)}"
+            )
+        truth = col.astype(np.int8)
+        self.stats.n_anomalous += int(truth.sum())
+        return truth
+
+
+def _numeric_fraction(col: pd.Series) -> float:
+    present = col.dropna()
+    if len(present) == 0:
+        return 1.0  # an all-empty column is numeric with gaps; the fill policy decides
+    if pd.api.types.is_numeric_dtype(present):
+        return 1.0
+    return float(pd.to_numeric(present, errors="coerce").notna().mean())
+
+
+def rebuffer(blocks: Iterator[Block], size: int) -> Iterator[Block]:
+    """Regroup blocks into exactly ``size`` rows each (the last may be shorter): Parquet row groups and CSV
+    chunks do not always line up with the storage chunk size."""
+    pending: list[Block] = []
+    count = 0
+    for block in blocks:
+        pending.append(block)
+        count += len(block.values)
+        while count >= size:
+            merged = _concat(pending)
+            yield Block(*(None if a is None else a[:size] for a in (merged.values, merged.timestamps, merged.truth)))
+            rest = Block(*(None if a is None else a[size:] for a in (merged.values, merged.timestamps, merged.truth)))
+            pending, count = ([rest] if len(rest.values) else []), len(rest.values)
+    if count:
+        yield _concat(pending)
+
+
+def _concat(blocks: list[Block]) -> Block:
+    if len(blocks) == 1:
+        return blocks[0]
+    ts = None if blocks[0].timestamps is None else np.concatenate([b.timestamps for b in blocks])
+    truth = None if blocks[0].truth is None else np.concatenate([b.truth for b in blocks])
+    return Block(np.concatenate([b.values for b in blocks]), ts, truth)

@@ -1,0 +1,176 @@
+"""Data set pages (home, series explorer, import form) and their /api/v1 endpoints."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+
+from app.datasets import repository as repo
+from app.datasets import service
+from app.datasets.reader import SUFFIXES, ImportOptions, series_name
+from app.datasets.schemas import DatasetOut, ImportedOut, SeriesOut, SeriesViewOut
+from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
+from app.errors import AppError, NotFound
+from app.settings import Settings
+from app.web import render, wants_json
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    return render(request, "home.html", principal, datasets=repo.list_datasets(session))
+
+
+@router.get("/series/{series_id}", include_in_schema=False)
+def series_page(request: Request, series_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    series = service.get_series(session, series_id)
+    return render(request, "series.html", principal, series=series, dataset=series.dataset)
+
+
+@router.get("/api/v1/datasets", response_model=list[DatasetOut], tags=["datasets"])
+def list_datasets(session: SessionDep, principal: CurrentPrincipal) -> list[DatasetOut]:
+    return [DatasetOut.model_validate(d) for d in repo.list_datasets(session)]
+
+
+@router.get("/api/v1/series/{series_id}", response_model=SeriesOut, tags=["datasets"])
+def get_series(series_id: int, session: SessionDep, principal: CurrentPrincipal) -> SeriesOut:
+    return SeriesOut.model_validate(service.get_series(session, series_id))
+
+
+@router.get("/api/v1/series/{series_id}/view", response_model=SeriesViewOut, tags=["datasets"])
+def series_view(
+    series_id: int,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    start: Annotated[int, Query(ge=0, description="first point (inclusive)")] = 0,
+    end: Annotated[int | None, Query(ge=1, description="last point (exclusive); default the series end")] = None,
+    width: Annotated[int, Query(ge=16, le=4000, description="chart width in pixels: ~2 points per pixel")] = 1000,
+    channels: Annotated[str | None, Query(description="comma-separated channel indices; default all")] = None,
+) -> SeriesViewOut:
+    series = service.get_series(session, series_id)
+    chosen = _parse_channels(channels)
+    view = service.series_view(session, series, start, end, width, chosen)
+    return SeriesViewOut.model_validate(asdict(view))
+
+
+def _parse_channels(text: str | None) -> list[int] | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise AppError(f"channels must be comma-separated integers, not {text!r}", status=422) from None
+
+
+def _save_upload(upload: UploadFile, settings: Settings) -> Path:
+    name = Path(upload.filename or "").name
+    if not name or not name.lower().endswith(SUFFIXES):
+        raise AppError(f"{name or 'the upload'}: expected a .csv, .csv.gz or .parquet file")
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_upload_dir(settings)))
+    target = folder / name
+    limit = settings.max_upload_mb * 1024 * 1024
+    written = 0
+    with target.open("wb") as out:
+        while block := upload.file.read(1 << 20):
+            written += len(block)
+            if written > limit:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise AppError(f"{name}: larger than the {settings.max_upload_mb} MB upload limit", status=413)
+            out.write(block)
+    return target
+
+
+def _upload_dir(settings: Settings) -> Path:
+    folder = settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _import_upload(
+    db: DatabaseDep, settings: Settings, principal: AdminPrincipal, upload: UploadFile, dataset: str,
+    options: ImportOptions,
+) -> list[ImportedOut]:
+    from app.accounts.service import audit
+
+    path = _save_upload(upload, settings)
+    try:
+        # Its own transaction: a file that fails half-way leaves nothing behind.
+        with db.session_scope() as session:
+            imported = service.import_files(session, [path], dataset.strip() or series_name(path), options)
+            for item in imported:
+                audit(session, principal.user, "series.import", "series", item.series_id, name=item.name,
+                      n_points=item.n_points)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return [ImportedOut(**asdict(i)) for i in imported]
+
+
+def _options(label_column: str, timestamp_column: str, fill: str, timestamps: str, settings: Settings) -> ImportOptions:
+    return ImportOptions(
+        label_column=label_column or None,
+        timestamp_column=timestamp_column or None,
+        fill=fill,  # type: ignore[arg-type]
+        timestamps=timestamps,  # type: ignore[arg-type]
+        chunk_points=settings.chunk_points,
+    )
+
+
+FillForm = Annotated[Literal["reject", "ffill", "zero", "keep"], Form()]
+TimestampsForm = Annotated[Literal["strict", "index"], Form()]
+
+
+@router.post("/api/v1/datasets/import", response_model=list[ImportedOut], status_code=201, tags=["datasets"])
+def import_api(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    principal: AdminPrincipal,
+    file: Annotated[UploadFile, File(description="CSV, CSV.gz or Parquet")],
+    dataset: Annotated[str, Form()] = "",
+    label_column: Annotated[str, Form()] = "label",
+    timestamp_column: Annotated[str, Form()] = "timestamp",
+    fill: FillForm = "reject",
+    timestamps: TimestampsForm = "strict",
+) -> list[ImportedOut]:
+    return _import_upload(db, settings, principal, file, dataset,
+                          _options(label_column, timestamp_column, fill, timestamps, settings))
+
+
+@router.get("/admin/import", include_in_schema=False)
+def import_page(request: Request, principal: AdminPrincipal, session: SessionDep) -> Response:
+    return render(request, "import.html", principal, datasets=repo.list_datasets(session))
+
+
+@router.post("/admin/import", include_in_schema=False)
+def import_form(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    principal: AdminPrincipal,
+    file: Annotated[UploadFile, File()],
+    dataset: Annotated[str, Form()] = "",
+    label_column: Annotated[str, Form()] = "label",
+    timestamp_column: Annotated[str, Form()] = "timestamp",
+    fill: FillForm = "reject",
+    timestamps: TimestampsForm = "strict",
+) -> Response:
+    try:
+        imported = _import_upload(db, settings, principal, file, dataset,
+                                  _options(label_column, timestamp_column, fill, timestamps, settings))
+    except AppError as exc:
+        if wants_json(request):
+            raise
+        with db.session_scope() as session:
+            datasets = repo.list_datasets(session)
+            return render(request, "import.html", principal, status_code=exc.status, error=exc.message,
+                          datasets=datasets, form={"dataset": dataset, "label_column": label_column,
+                                                   "timestamp_column": timestamp_column, "fill": fill})
+    if not imported:
+        raise NotFound("nothing imported")
+    return RedirectResponse(f"/series/{imported[0].series_id}", status_code=303)

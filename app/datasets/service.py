@@ -1,0 +1,210 @@
+"""Dataset use cases: import files, read series ranges. Services take a session and never commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.datasets import repository as repo
+from app.datasets.models import Dataset, Series
+from app.datasets.reader import (
+    SUFFIXES,
+    ImportError_,
+    ImportOptions,
+    SeriesReader,
+    rebuffer,
+    series_name,
+    series_split,
+)
+from app.errors import AppError, Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class ImportedSeries:
+    dataset: str
+    series_id: int
+    name: str
+    n_points: int
+    n_channels: int
+    n_anomalous_points: int
+    has_ground_truth: bool
+
+
+def data_files(path: Path) -> list[Path]:
+    """The importable files at ``path``: the file itself, or a folder's CSV/CSV.gz/Parquet files, sorted."""
+    if not path.exists():
+        raise ImportError_(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    files = [p for p in sorted(path.iterdir()) if p.is_file() and p.name.lower().endswith(SUFFIXES)]
+    if not files:
+        raise ImportError_(f"{path}: the folder has no .csv, .csv.gz or .parquet file")
+    return files
+
+
+def import_files(
+    session: Session,
+    paths: list[Path],
+    dataset_name: str,
+    options: ImportOptions,
+    *,
+    names: list[str] | None = None,
+) -> list[ImportedSeries]:
+    """Import every file into ``dataset_name`` (created if new). Raises :class:`ImportError_` on the first bad
+    file; the caller's transaction then rolls back every row this call wrote."""
+    dataset = repo.get_dataset_by_name(session, dataset_name) or repo.add_dataset(session, dataset_name)
+    imported = []
+    for i, path in enumerate(paths):
+        name = names[i] if names else series_name(path)
+        imported.append(_import_one(session, dataset, path, name, options))
+    return imported
+
+
+def _import_one(session: Session, dataset: Dataset, path: Path, name: str, options: ImportOptions) -> ImportedSeries:
+    if repo.get_series_by_name(session, dataset.id, name) is not None:
+        raise Conflict(f"{path.name}: data set {dataset.name!r} already has a series named {name!r}")
+    reader = SeriesReader(path, options)
+    size = options.chunk_points
+    series: Series | None = None
+    start = 0
+    for index, block in enumerate(rebuffer(reader.blocks(), size)):
+        if series is None:
+            header = reader.header
+            assert header is not None
+            n_channels = len(header.channel_names)
+            if dataset.n_channels is not None and dataset.n_channels != n_channels:
+                raise ImportError_(
+                    f"{path.name}: has {n_channels} channel(s) but data set {dataset.name!r} has "
+                    f"{dataset.n_channels}; import it into another data set"
+                )
+            dataset.n_channels = n_channels
+            series = repo.add_series(
+                session,
+                Series(
+                    dataset_id=dataset.id, name=name, split=series_split(name), n_channels=n_channels,
+                    channel_names=header.channel_names, timestamp_kind=header.timestamp_kind,
+                    has_ground_truth=header.has_ground_truth, chunk_points=size, source_name=path.name,
+                ),
+            )
+        repo.write_chunk(session, series.id, "values", index, start, block.values)
+        if block.timestamps is not None:
+            kind = "ts_ns" if block.timestamps.dtype == np.int64 else "ts_num"
+            repo.write_chunk(session, series.id, kind, index, start, block.timestamps)
+        if block.truth is not None:
+            repo.write_chunk(session, series.id, "truth", index, start, block.truth)
+        start += len(block.values)
+    assert series is not None  # reader.blocks() raises on a file with no rows
+    stats = reader.stats
+    series.n_points = stats.n_points
+    series.n_anomalous_points = stats.n_anomalous
+    series.n_missing_values = stats.n_missing
+    series.first_timestamp = stats.first_timestamp
+    series.last_timestamp = stats.last_timestamp
+    series.sha256 = stats.sha256
+    session.flush()
+    return ImportedSeries(
+        dataset.name, series.id, name, series.n_points, series.n_channels, series.n_anomalous_points,
+        series.has_ground_truth,
+    )
+
+
+def get_series(session: Session, series_id: int) -> Series:
+    series = repo.get_series(session, series_id)
+    if series is None:
+        raise NotFound(f"no series with id {series_id}")
+    return series
+
+
+def read_values(session: Session, series: Series, start: int = 0, end: int | None = None) -> np.ndarray:
+    """Values ``(n, n_channels)`` float32 of points ``[start, end)``; NaN where imported with ``--fill keep``."""
+    return repo.read_range(session, series, "values", start, end)
+
+
+def read_truth(session: Session, series: Series, start: int = 0, end: int | None = None) -> np.ndarray | None:
+    """Imported ground truth ``(n,)`` int8, or ``None`` when the file had no label column."""
+    if not series.has_ground_truth:
+        return None
+    return repo.read_range(session, series, "truth", start, end)
+
+
+def read_timestamps(session: Session, series: Series, start: int = 0, end: int | None = None) -> np.ndarray:
+    """Timestamps of ``[start, end)``: ``datetime64[ns]`` for datetime series, float64 numbers, or the row index."""
+    end = series.n_points if end is None else min(end, series.n_points)
+    if series.timestamp_kind == "datetime":
+        return repo.read_range(session, series, "ts_ns", start, end).view("datetime64[ns]")
+    if series.timestamp_kind == "number":
+        return repo.read_range(session, series, "ts_num", start, end)
+    return np.arange(max(start, 0), end, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """A downsampled window of a series for a chart: per channel, the kept point indices and values."""
+
+    start: int
+    end: int
+    n_points: int
+    x_kind: str  # datetime (ms since epoch) | number | index
+    channels: list[dict]  # {"index", "name", "x", "y"}: y has None where the value is missing (a gap)
+    truth: list[tuple[int, int]]  # ground-truth anomaly segments [start, end) overlapping the view (points)
+
+
+def downsample_indices(y: np.ndarray, n_out: int) -> np.ndarray:
+    """Indices of at most ``n_out`` points that keep the shape of ``y`` (MinMaxLTTB from tsdownsample; the
+    NaN-aware variant when ``y`` has gaps so a gap stays a gap)."""
+    from tsdownsample import MinMaxLTTBDownsampler, NaNMinMaxLTTBDownsampler
+
+    if len(y) <= n_out:
+        return np.arange(len(y))
+    n_out = max(n_out, 4)
+    if np.isnan(y).any():
+        return np.asarray(NaNMinMaxLTTBDownsampler().downsample(y, n_out=n_out))
+    return np.asarray(MinMaxLTTBDownsampler().downsample(y, n_out=n_out))
+
+
+def truth_segments(truth: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
+    """Maximal runs of 1 as half-open ``[start, end)`` point ranges, shifted by ``offset``."""
+    if truth is None or len(truth) == 0:
+        return []
+    padded = np.concatenate([[0], (truth > 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a) + offset, int(b) + offset) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def series_view(
+    session: Session, series: Series, start: int, end: int | None, width_px: int, channels: list[int] | None
+) -> SeriesView:
+    """Points ``[start, end)`` downsampled to about two points per pixel per channel; reads only that range."""
+    end = series.n_points if end is None else min(end, series.n_points)
+    start = max(0, min(start, end - 1))
+    if end <= start:
+        raise AppError(f"empty range [{start}, {end}) on a series of {series.n_points} points")
+    chosen = list(range(series.n_channels)) if channels is None else channels
+    bad = [c for c in chosen if not 0 <= c < series.n_channels]
+    if bad:
+        raise AppError(f"channel(s) {bad} do not exist; the series has {series.n_channels}")
+    values = read_values(session, series, start, end)
+    n_out = max(16, min(int(width_px), 4000) * 2)
+    stamps = read_timestamps(session, series, start, end)
+    if series.timestamp_kind == "datetime":
+        xs_all = stamps.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
+    else:
+        xs_all = stamps.astype(np.float64)
+    out = []
+    for c in chosen:
+        y = values[:, c].astype(np.float64)
+        idx = downsample_indices(y, n_out)
+        ys = y[idx]
+        out.append({
+            "index": c,
+            "name": series.channel_names[c],
+            "i": (idx + start).tolist(),
+            "x": xs_all[idx].tolist(),
+            "y": [None if not np.isfinite(v) else round(float(v), 6) for v in ys],
+        })
+    truth = read_truth(session, series, start, end)
+    return SeriesView(start, end, series.n_points, series.timestamp_kind, out,
+                      truth_segments(truth, start) if truth is not None else [])

@@ -1,0 +1,54 @@
+"""One settings object, read from the environment (prefix ``ANOMALOOP_``) at the edges and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    """Deployment settings. Every field can be set as ``ANOMALOOP_<FIELD>`` in the environment or ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="ANOMALOOP_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    """``production`` refuses the default secret key."""
+    data_dir: Path = Path("var")
+    """Folder for the SQLite file and scratch uploads (created on start)."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/anomaloop.db``. Postgres: ``postgresql+psycopg://...``."""
+    broker_url: str | None = None
+    """Celery broker (``redis://127.0.0.1:6379/0``); unset means the in-process executor."""
+    result_backend: str | None = None
+    """Celery result backend; defaults to the broker URL."""
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    """Signs session and CSRF tokens. Must be set in production."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch trains and scores: ``auto`` picks CUDA when present."""
+    chunk_points: int = 65_536
+    """Points per stored value chunk (row) of a series."""
+    max_upload_mb: int = 512
+    """Largest accepted upload through the web form."""
+    session_hours: int = 12
+    """How long a browser session lasts."""
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
+            raise ValueError("ANOMALOOP_SECRET_KEY must be set when ANOMALOOP_ENVIRONMENT=production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'anomaloop.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
