@@ -46,8 +46,9 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here (default: stdout).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 short series per path, tiny models.")] = False,
     param: Annotated[list[str] | None, typer.Option("--param", help="Detector parameter key=value (repeatable).")] = None,
-    answer: Annotated[str, typer.Option(help="Oracle answer: 'window' (sub-ranges over the whole window) or "
-                                             "'end_point' (the window's last point only).")] = "window",
+    answer: Annotated[str, typer.Option(help="Oracle answer: 'window' (sub-ranges over the whole window), "
+                                             "'end_point' (the window's last point only) or 'auto' "
+                                             "(end_point for rlad).")] = "auto",
     max_series: Annotated[int | None, typer.Option("--max-series", help="At most this many series per path.")] = None,
     series: Annotated[list[str] | None, typer.Option("--series", help="Keep series whose key contains this "
                                                                        "(repeatable).")] = None,

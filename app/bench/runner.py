@@ -56,7 +56,7 @@ class RunConfig:
     device: str = "auto"
     quick: bool = False
     params: dict[str, Any] = field(default_factory=dict)
-    answer: str = "window"
+    answer: str = "auto"
     protocol: ProtocolConfig = ProtocolConfig()
     max_series: int | None = None
     series_filter: tuple[str, ...] = ()
@@ -64,6 +64,15 @@ class RunConfig:
     @property
     def strategy_name(self) -> str:
         return self.strategy or DEFAULT_STRATEGY.get(self.detector, "top_k")
+
+    @property
+    def answer_mode(self) -> str:
+        """How the oracle answers: RLAD learns one label per window (its end point's), so it is asked
+        exactly that — one revealed point per label, matching its ``labels_seen_``; the reconstruction
+        backbones take labeled sub-ranges over the whole window (002)."""
+        if self.answer != "auto":
+            return self.answer
+        return "end_point" if self.detector == "rlad" else "window"
 
 
 # -- detectors ------------------------------------------------------------------------------------
@@ -201,7 +210,7 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
 
     seed_everything(seed)
     det = build_detector(cfg.detector, seed, device, cfg.params, cfg.quick)
-    oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer)
+    oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode)
     t0 = time.perf_counter()
     res = run_experiment(det, split, cfg.strategy_name, oracle, cfg.round_size, cfg.budget, seed,
                          evaluate=per_round_metrics)
@@ -312,6 +321,7 @@ def run(
                     f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s")
     cfg_dict = asdict(cfg)
     cfg_dict["strategy"] = cfg.strategy_name
+    cfg_dict["answer"] = cfg.answer_mode
     return {
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -188,13 +188,15 @@ def pick_queries(
     stride: int = 1,
     min_gap: int | None = None,
     uncertainty: np.ndarray | None = None,
+    options: dict[str, Any] | None = None,
 ) -> list[Query]:
     """Pick ``k`` unlabeled windows inside ``pool_windows`` with the named strategy.
 
     ``scores``, ``labeled`` and ``uncertainty`` are per window of the whole series ``(n_windows,)``;
     only the slice ``pool_windows`` is offered to the strategy, so the oracle is never asked outside
     the pool. ``min_gap`` (in windows) defaults to ``window // stride``: two picks in one batch never
-    overlap, so one anomaly cannot fill a batch. Returns at most ``k`` queries, fewer when the pool
+    overlap, so one anomaly cannot fill a batch. ``options``: strategy options (``bins``, ``per_bin``,
+    ``k`` ...; see :mod:`app.core.query`). Returns at most ``k`` queries, fewer when the pool
     runs out of unlabeled windows.
     """
     from app.core.query import select
@@ -207,7 +209,8 @@ def pick_queries(
     sub_lab = np.asarray(labeled, dtype=bool)[i0:i1]
     if sub_lab.all():
         return []
-    picks = select(strategy, np.asarray(scores, dtype=np.float64)[i0:i1], sub_lab, k, rng, min_gap=gap, uncertainty=sub_unc)
+    picks = select(strategy, np.asarray(scores, dtype=np.float64)[i0:i1], sub_lab, k, rng, min_gap=gap, uncertainty=sub_unc,
+                   **(options or {}))
     out = []
     for p in picks:
         idx = int(p.index) + i0
@@ -279,6 +282,7 @@ def run_round(
     oracle: Callable[[int, int], list[LabeledRange] | int],
     pool: tuple[int, int] | None = None,
     min_gap: int | None = None,
+    options: dict[str, Any] | None = None,
     progress: Any = None,
 ) -> RoundResult:
     """Score → pick ``k`` → ask → feedback with all labels. ``pool`` defaults to the whole ``X``."""
@@ -290,7 +294,7 @@ def run_round(
     labeled = labeled_windows(labeled_ranges, len(X), window, stride)
     pw = pool_window_range(pool or (0, len(X)), window, stride)
     queries = pick_queries(scores, labeled, strategy, k, rng, pool_windows=pw, window=window, stride=stride,
-                           min_gap=min_gap, uncertainty=unc)
+                           min_gap=min_gap, uncertainty=unc, options=options)
     new = ask(oracle, queries)
     ranges = [*labeled_ranges, *new]
     fb_s = apply_feedback(detector, X, ranges, progress) if new else 0.0
@@ -396,6 +400,7 @@ def run_experiment(
     seed: int = 0,
     *,
     min_gap: int | None = None,
+    options: dict[str, Any] | None = None,
     evaluate: EvaluateFn = default_evaluate,
     fit: bool = True,
     on_round: Callable[[RoundRecord], None] | None = None,
@@ -430,7 +435,8 @@ def run_experiment(
     while used < cap and round_size > 0:
         r += 1
         k = min(round_size, cap - used)
-        res = run_round(detector, split.X, ranges, strategy, k, rng, oracle=oracle, pool=split.pool, min_gap=min_gap)
+        res = run_round(detector, split.X, ranges, strategy, k, rng, oracle=oracle, pool=split.pool, min_gap=min_gap,
+                        options=options)
         if not res.queries:  # the pool has no unlabeled window left
             break
         used += len(res.queries)

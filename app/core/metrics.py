@@ -330,8 +330,9 @@ def vus_pr(
 
     Thresholds: by default TSB-AD's sampling — the scores at ``n_thresholds`` ranks
     ``linspace(0, n-1, n_thresholds)`` of the descending sort (ties predicted together);
-    ``n_thresholds=None`` uses every distinct score (exact). Cost O(n log n + buffer * (n + T +
-    n_segments * buffer)) with ``T`` thresholds. Returns 0.0 when no label is anomalous.
+    ``n_thresholds=None`` uses every distinct score (exact). Cost O(n log n + buffer * (T +
+    n_segments * buffer * log)) with ``T`` thresholds: one sort, then each buffer length touches
+    only the points around the segments. Returns 0.0 when no label is anomalous.
     """
     s, y = _check(scores, labels)
     if buffer < 0:
@@ -353,26 +354,35 @@ def vus_pr(
     n_pred = n - np.searchsorted(s_desc[::-1], thr, side="left")  # >= 1: every threshold is a score
     tp_points = np.cumsum(y[order])[n_pred - 1].astype(np.float64)
 
+    # Each buffer only touches the <= 2 * (w // 2) points around each segment, so the loop below
+    # never makes a pass over all n points: buffer credit and existence come from those points only.
+    ext_max = _range_max(s, starts, ends)  # max score over each segment widened by `half` on both sides
+    widened = 0
     ap = np.empty(buffer + 1)
     for w in range(buffer + 1):
         half = w // 2
+        while widened < half:  # widen every segment by one more point on each side
+            widened += 1
+            for pos in (starts - widened, last + widened):
+                inside = (pos >= 0) & (pos < n)
+                ext_max[inside] = np.maximum(ext_max[inside], s[pos[inside]])
+        buffer_hit = np.zeros(len(thr))
         if half > 0:
             dist = np.arange(1, half + 1)
-            soft = np.sqrt(1.0 - dist / w)
             idx = np.concatenate(((last[:, None] + dist).ravel(), (starts[:, None] - dist).ravel()))
-            val = np.tile(soft, 2 * len(starts))
+            val = np.tile(np.sqrt(1.0 - dist / w), 2 * len(starts))
             keep = (idx >= 0) & (idx < n)
-            weight = np.minimum(np.bincount(idx[keep], weights=val[keep], minlength=n), 1.0)
-            weight[y] = 0.0  # anomalous points count through tp_points with label 1
-            buffer_hit = np.cumsum(weight[order])[n_pred - 1]
-        else:
-            buffer_hit = np.zeros(len(thr))
+            idx, val = idx[keep], val[keep]
+            keep = ~y[idx]  # anomalous points already count with label 1 through tp_points
+            points, which = np.unique(idx[keep], return_inverse=True)
+            if len(points):
+                soft = np.minimum(np.bincount(which, weights=val[keep]), 1.0)  # overlapping buffers add up, cap 1
+                by_score = np.argsort(-s[points], kind="stable")
+                cum_soft = np.concatenate(([0.0], np.cumsum(soft[by_score])))
+                buffer_hit = cum_soft[np.searchsorted(-s[points][by_score], -thr, side="right")]
         # extended segments, merged where they overlap (TSB-AD keeps ranges that only touch apart)
         new_group = np.concatenate(([True], last[:-1] + half < starts[1:] - half))
-        group_end = np.concatenate((new_group[1:], [True]))
-        ext_start = np.maximum(starts[new_group] - half, 0)
-        ext_end = np.minimum(last[group_end] + half, n - 1) + 1
-        group_max = np.sort(_range_max(s, ext_start, ext_end))
+        group_max = np.sort(np.maximum.reduceat(ext_max, np.flatnonzero(new_group)))
         existence = (len(group_max) - np.searchsorted(group_max, thr, side="left")) / len(group_max)
 
         tp = tp_points + buffer_hit

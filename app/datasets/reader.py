@@ -254,11 +254,15 @@ class SeriesReader:
                 if pd.api.types.is_numeric_dtype(col):
                     parsed = pd.to_datetime(col.astype("int64"), unit="s", utc=True)
                 else:
-                    parsed = pd.to_datetime(col, utc=True, format="ISO8601")
-            except (ValueError, TypeError) as exc:
+                    parsed = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+            except (ValueError, TypeError):
+                parsed = pd.Series(pd.NaT, index=col.index)
+            if parsed.isna().any():
+                rows = np.flatnonzero(parsed.isna().to_numpy())
                 raise ImportError_(
-                    f"{name}: timestamps are not ISO-8601 or unix seconds near line {offset + 2}: {exc}"
-                ) from None
+                    f"{name}: timestamps are not ISO-8601 or unix seconds at line(s) {_lines(rows, offset)} "
+                    f"(first: {col.iloc[rows[0]]!r})"
+                )
             ts = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
             fmt = [str(parsed.iloc[0]), str(parsed.iloc[-1])]
         else:

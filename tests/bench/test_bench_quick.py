@@ -1,0 +1,118 @@
+"""Smoke test of ``anomaloop bench``: ``run --quick`` on real slices, the JSON schema, ``table`` and the HTML."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from app.bench.cli import bench_app
+from app.bench.data import discover
+from app.bench.runner import METRIC_KEYS, SCHEMA
+
+SHARED_DATA = Path(os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+RECORD_KEYS = {
+    "series", "dataset", "seed", "n_points", "n_fit", "n_channels", "pool", "evaluation", "eval_anomaly_rate",
+    "metrics", "labels_used", "oracle_labels", "detector_labels_seen", "points_revealed", "warmup_labels",
+    "budget_labels", "rounds", "curve", "fit_seconds", "feedback_seconds", "score_seconds", "wall_seconds",
+    "peak_rss_mb", "params", "files",
+}
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
+    return SHARED_DATA
+
+
+def _run(args: list[str]) -> dict:
+    result = runner.invoke(bench_app, ["run", *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _check_doc(doc: dict, detector: str, budget: float) -> None:
+    assert doc["schema"] == SCHEMA
+    assert doc["config"]["detector"] == detector and doc["config"]["budget"] == budget
+    assert doc["series"], "no series ran"
+    for rec in doc["series"]:
+        assert RECORD_KEYS <= set(rec), RECORD_KEYS - set(rec)
+        m = rec["metrics"]
+        for key in METRIC_KEYS:
+            assert 0.0 <= m[key] <= 1.0, (key, m[key])
+        assert m["best_f1_is_oracle"] is True
+        assert m["f1_deployable"] <= m["best_f1"] + 1e-12  # the oracle threshold is an upper bound
+        assert rec["labels_used"] == rec["oracle_labels"] <= rec["budget_labels"]
+        # the pool and the evaluation part never overlap; evaluation is the end of the series
+        (p0, p1), (e0, e1) = rec["pool"], rec["evaluation"]
+        assert p1 <= e0 and e1 == rec["n_points"]
+        assert rec["curve"][0]["round"] == 0 and len(rec["curve"]) == rec["rounds"] + 1
+        assert all(len(h) == 64 for h in rec["files"].values())
+    pooled = doc["pooled"]["all"]
+    assert pooled["n_series"] == len({r["series"] for r in doc["series"]})
+    assert set(METRIC_KEYS) <= set(pooled)
+
+
+def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path: Path):
+    out0 = tmp_path / "rollingz.json"
+    _run(["--data", str(data_dir / "nab"), "--data", str(data_dir / "asd"), "--detector", "rollingz",
+          "--quick", "--out", str(out0)])
+    doc0 = json.loads(out0.read_text())
+    _check_doc(doc0, "rollingz", 0.0)
+    assert {r["dataset"] for r in doc0["series"]} == {"nab", "asd"}
+    assert all(r["labels_used"] == 0 and r["rounds"] == 0 for r in doc0["series"])
+    assert all(r["n_fit"] > 0 for r in doc0["series"])
+
+    out1 = tmp_path / "iforest.json"
+    _run(["--data", str(data_dir / "nab"), "--detector", "iforest", "--budget", "12", "--round-size", "5",
+          "--seed", "0", "--seed", "1", "--quick", "--out", str(out1)])
+    doc1 = json.loads(out1.read_text())
+    _check_doc(doc1, "iforest", 12.0)
+    for rec in doc1["series"]:
+        assert rec["labels_used"] == 12 and rec["rounds"] == 3
+        assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
+    assert doc1["pooled"]["all"]["pr_auc"]["per_seed"] and len(doc1["pooled"]["all"]["seeds"]) == 2
+
+    html = tmp_path / "report.html"
+    result = runner.invoke(bench_app, ["table", str(out0), str(out1), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    assert "| rollingz |" in result.stdout and "| iforest |" in result.stdout
+    assert "### nab" in result.stdout and "### asd" in result.stdout
+    text = html.read_text()
+    assert "plotly" in text.lower() and len(text) > 1_000_000  # plotly.js inlined: opens offline
+
+
+def test_any_csv_with_a_label_column(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.standard_normal((n, 2))
+    y = np.zeros(n, dtype=int)
+    y[[450, 500]] = 1  # two one-point spikes in the evaluated last 40 %
+    x[[450, 500]] += 8.0
+    x[100, 0] = np.nan  # real exports have holes
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "note": "x", "label": y}).to_csv(tmp_path / "mine.csv", index=False)
+    assert [s.name for s in discover(tmp_path)] == ["mine"]
+    result = _run(["--data", str(tmp_path / "mine.csv"), "--detector", "oneliner"])
+    doc = json.loads(result.stdout)
+    rec = doc["series"][0]
+    assert rec["n_channels"] == 2 and rec["metrics"]["pr_auc"] >= 0.45  # |Δx| ranks each spike
+    # in its top 2 (the spike and the step back down): AP >= (1/2 + 2/4) / 2
+
+
+def test_bad_inputs_fail_with_a_message(tmp_path: Path):
+    result = runner.invoke(bench_app, ["run", "--data", str(tmp_path / "missing"), "--detector", "oneliner"])
+    assert result.exit_code != 0
+    result = runner.invoke(bench_app, ["run", "--data", str(tmp_path), "--detector", "nope"])
+    assert result.exit_code != 0 and "unknown detector" in result.output
+    (tmp_path / "x.json").write_text("{}")
+    result = runner.invoke(bench_app, ["table", str(tmp_path / "x.json")])
+    assert result.exit_code != 0

@@ -1,0 +1,111 @@
+"""Shared fixtures: real databases (SQLite file and a throwaway PostgreSQL database), loud service skips.
+
+Every persistence test takes ``database`` and so runs twice: ``[sqlite]`` and ``[postgres]``. PostgreSQL is the real
+server at 127.0.0.1:5432 (``ANOMALOOP_TEST_POSTGRES`` overrides the admin URL); a database is created for the test
+session and dropped at its end. Where a service is unreachable the test is skipped with the reason, the summary
+lists it, and with ``ANOMALOOP_REQUIRE_SERVICES=1`` (set by .ci/run) the skip becomes a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.db import Database
+from app.migrate import upgrade
+from app.models import metadata
+
+PG_ADMIN_URL = os.environ.get("ANOMALOOP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ANOMALOOP_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("ANOMALOOP_REQUIRE_SERVICES") == "1"
+SHARED_DATA = Path(os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+_service_skips: list[str] = []
+
+
+def service_unavailable(what: str, reason: str) -> None:
+    """Skip (laptop) or fail (CI) a test whose real service is missing."""
+    message = f"{what} unavailable: {reason}"
+    _service_skips.append(message)
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (ANOMALOOP_REQUIRE_SERVICES=1: CI must exercise the real servers)")
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if _service_skips:
+        terminalreporter.section("real-service tests skipped")
+        for line in sorted(set(_service_skips)):
+            terminalreporter.write_line(f"SKIPPED {line}")
+        terminalreporter.write_line("Start PostgreSQL/Redis or install chromium to run them (see DEVELOPERS.md).")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin_url = make_url(PG_ADMIN_URL)
+    name = f"anomaloop_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
+        _service_skips.append(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}: {exc.__class__.__name__}")
+        yield ""
+        return
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _wipe(db: Database) -> None:
+    """Empty every table after a test (the app, threads and worker processes commit for real)."""
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A migrated, empty database; each test runs once per backend."""
+    if request.param == "sqlite":
+        url = request.getfixturevalue("sqlite_url")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        if not url:
+            service_unavailable("PostgreSQL", f"cannot connect to {make_url(PG_ADMIN_URL).host}:5432")
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        _wipe(db)
+        db.dispose()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
+    return SHARED_DATA
