@@ -177,6 +177,203 @@ def create_user_cmd(
         _fail(exc.message)
 
 
+@cli.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues; default 'gpu,cpu' when CUDA is present, "
+                                               "else 'cpu'.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs at once in this worker (solo pool: 1).")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Start a Celery worker for training jobs (needs ANOMALOOP_BROKER_URL). One job at a time (--pool=solo): CUDA
+    is not fork-safe, and a training job uses every core anyway; run more workers to train more rounds at once."""
+    import os
+
+    settings = _settings()
+    if not settings.broker_url:
+        _fail("ANOMALOOP_BROKER_URL is not set; without a broker `anomaloop serve` runs jobs in-process")
+    # NVML-based check: asks the driver how many GPUs exist without creating a CUDA context in this process.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    cuda = settings.device != "cpu" and torch.cuda.is_available()
+    queue_list = queues or ("gpu,cpu" if cuda else "cpu")
+    from worker.celery_app import make_celery
+
+    app = make_celery(settings)
+    pool = "solo" if concurrency == 1 or cuda else "prefork"
+    app.worker_main([
+        "worker", f"--queues={queue_list}", f"--pool={pool}", f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}", f"--hostname=anomaloop-{queue_list.replace(',', '-')}-{os.getpid()}@%h",
+    ])
+
+
+project_cli = typer.Typer(help="Projects: create, run rounds with the ground-truth oracle, show status.",
+                          no_args_is_help=True)
+cli.add_typer(project_cli, name="project")
+
+
+@project_cli.command("create")
+def project_create(
+    dataset: Annotated[str, typer.Option(help="Data set name.")],
+    detector: Annotated[str, typer.Option(help="rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, transformer.")],
+    name: Annotated[str | None, typer.Option(help="Project name; default '<dataset>-<detector>-<n>'.")] = None,
+    series: Annotated[list[str], typer.Option(help="Series name to use (repeatable); default all.")] = [],  # noqa: B006
+    strategy: Annotated[str | None, typer.Option(help="Query strategy; default margin for rlad, hybrid otherwise."
+                                                 )] = None,
+    round_size: Annotated[int, typer.Option(help="Queries per round.")] = 10,
+    budget: Annotated[int, typer.Option(help="Most windows labeled in all.")] = 100,
+    window: Annotated[int | None, typer.Option(help="Window length; default 25 for rlad/iforest, 50 otherwise."
+                                               )] = None,
+    stride: Annotated[int, typer.Option(help="Step between windows.")] = 1,
+    oracle: Annotated[Literal["human", "ground_truth"], typer.Option(help="Who answers queries.")] = "human",
+    auto_next: Annotated[bool, typer.Option("--auto-next/--no-auto-next", help="Open the next round as soon as a "
+                                            "version is stored.")] = False,
+    holdout: Annotated[float, typer.Option(help="Fraction at the end of each series never queried (evaluation)."
+                                           )] = 0.0,
+    param: Annotated[list[str], typer.Option(help="Detector parameter KEY=VALUE (JSON value), repeatable.")] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="Seed for the model and the strategy.")] = 0,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the initial fit now (in this process when no "
+                                       "broker is set) and wait for it.")] = True,
+) -> None:
+    """Create a project and fit its initial unsupervised model; prints the project id."""
+    from app.datasets import repository as datasets_repo
+    from app.projects import service as projects
+    from app.projects.schemas import ProjectCreate
+
+    settings = _settings()
+    db = _database(settings)
+    try:
+        with db.session_scope() as session:
+            ds = datasets_repo.get_dataset_by_name(session, dataset)
+            if ds is None:
+                _fail(f"no data set named {dataset!r}")
+            ids = None
+            if series:
+                by_name = {s.name: s.id for s in ds.series}
+                unknown = [s for s in series if s not in by_name]
+                if unknown:
+                    _fail(f"data set {dataset!r} has no series {unknown}")
+                ids = [by_name[s] for s in series]
+            params = {}
+            for item in param:
+                key, _, value = item.partition("=")
+                try:
+                    params[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    params[key] = value
+            spec = ProjectCreate(
+                name=name or f"{dataset}-{detector}-{secrets.token_hex(2)}", dataset_id=ds.id, series_ids=ids,
+                detector=detector, detector_params=params,
+                window=window or (25 if detector in ("rlad", "iforest") else 50), stride=stride,
+                strategy=strategy or ("margin" if detector == "rlad" else "hybrid"), round_size=round_size,
+                budget=budget, auto_next=auto_next, oracle=oracle, holdout_fraction=holdout, seed=seed,
+            )
+            project, job_id = projects.create_project(session, None, spec)
+            project_id = project.id
+    except AppError as exc:
+        _fail(exc.message)
+    except ValueError as exc:  # pydantic validation
+        _fail(str(exc).splitlines()[-1] if str(exc) else "invalid project settings")
+    typer.echo(project_id)
+    _drive(settings, db, [job_id], wait)
+
+
+def _drive(settings: Settings, db, job_ids: list[int], wait: bool) -> None:  # type: ignore[no-untyped-def]
+    """Run jobs: in this process without a broker, else hand them to Celery; with ``wait``, until all are done."""
+    import time
+
+    from app.jobs import service as jobs
+    from app.jobs.executor import make_executor
+
+    executor = make_executor(settings, db)
+    try:
+        for job_id in job_ids:
+            executor.enqueue(job_id)
+        if not wait:
+            return
+        while True:
+            with db.session_scope() as session:
+                active = [j for j in jobs.list_jobs(session, limit=20) if j.status in ("queued", "running")]
+                failed = [j for j in jobs.list_jobs(session, limit=20) if j.id in job_ids and j.status == "failed"]
+            if failed:
+                _fail(f"job {failed[0].id} failed: {failed[0].error}")
+            if not active:
+                return
+            time.sleep(0.2)
+    finally:
+        if hasattr(executor, "wait_idle"):
+            executor.wait_idle()
+        executor.shutdown()
+
+
+@project_cli.command("run")
+def project_run(
+    project_id: Annotated[int, typer.Argument(help="Project id.")],
+    rounds: Annotated[int, typer.Option(help="Rounds to run.")] = 1,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for each retraining before the next round."
+                                       )] = True,
+) -> None:
+    """Drive rounds answered by the ground-truth oracle; prints one line per new model version."""
+    from app.projects import service as projects
+    from app.versions import service as versions
+
+    settings = _settings()
+    db = _database(settings)
+    with db.session_scope() as session:
+        project = projects.get_project(session, project_id)
+        if project.oracle != "ground_truth":
+            _fail("project run needs --oracle ground_truth; human projects are answered in the browser")
+    seen: set[int] = set()
+    for _ in range(rounds):
+        try:
+            with db.session_scope() as session:
+                started = projects.start_round(session, None, project_id)
+                job_ids = started.job_ids
+        except AppError as exc:
+            _fail(exc.message)
+        _drive(settings, db, job_ids, wait)
+        if not wait:
+            return
+        with db.session_scope() as session:
+            for v in versions.list_versions(session, project_id):
+                if v.id not in seen and v.round_number > 0:
+                    seen.add(v.id)
+                    typer.echo(_version_line(v))
+
+
+def _version_line(v) -> str:  # type: ignore[no-untyped-def]
+    shown = {k: v.metrics[k] for k in ("pr_auc", "roc_auc", "pa_k_auc", "f1_at_threshold", "labels_pr_auc")
+             if k in v.metrics}
+    return (f"version {v.id} round {v.round_number}: labels used {v.labels_used}, "
+            + ", ".join(f"{k} {val:.3f}" for k, val in shown.items()) + f" ({v.train_seconds:.1f} s on {v.device})")
+
+
+@project_cli.command("status")
+def project_status(project_id: Annotated[int, typer.Argument(help="Project id.")]) -> None:
+    """Rounds, jobs and model versions of a project."""
+    from app.jobs import service as jobs
+    from app.projects import repository as projects_repo
+    from app.projects import service as projects
+    from app.versions import service as versions
+
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            p = projects.get_project(session, project_id)
+            typer.echo(f"project {p.id} {p.name!r}: {p.detector}, {p.strategy}, round size {p.round_size}, "
+                       f"budget {p.budget}, labels used {projects.labels_used(session, p.id)}, oracle {p.oracle}")
+            for r in projects_repo.list_rounds(session, p.id):
+                typer.echo(f"  round {r.number}: {r.status}, {r.k} queries ({r.strategy})")
+            for j in jobs.list_jobs(session, limit=20, project_id=p.id):
+                typer.echo(f"  job {j.id} {j.kind}: {j.status} {j.progress:.0f}% {j.message}"
+                           + (f" — {j.error}" if j.error else ""))
+            for v in versions.list_versions(session, p.id):
+                star = " (serving)" if v.id == p.serving_version_id else ""
+                typer.echo("  " + _version_line(v) + star)
+    except AppError as exc:
+        _fail(exc.message)
+
+
 def _mount_optional() -> None:
     try:
         from app.bench.cli import bench_app
@@ -189,11 +386,19 @@ _mount_optional()
 
 
 def main() -> None:
+    import os
+
     try:
         cli()
     except AppError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("ANOMALOOP_DEBUG"):
+            raise
+        typer.echo(f"error: internal error ({type(exc).__name__}: {exc}); set ANOMALOOP_DEBUG=1 for the traceback",
+                   err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     """Celery broker (``redis://127.0.0.1:6379/0``); unset means the in-process executor."""
     result_backend: str | None = None
     """Celery result backend; defaults to the broker URL."""
+    job_queue: Literal["cpu", "gpu"] = "cpu"
+    """Celery queue that training jobs go to: GPU workers consume ``gpu`` and ``cpu``, CPU workers ``cpu``."""
+    visibility_timeout: int = 3600
+    """Seconds before Redis hands an unacknowledged job to another worker (a dead worker's job is retaken sooner,
+    when its lease in the job row runs out)."""
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     """Signs session and CSRF tokens. Must be set in production."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -45,7 +45,8 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here (default: stdout).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 short series per path, tiny models.")] = False,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Detector parameter key=value (repeatable).")] = None,
+    param: Annotated[list[str] | None,
+                     typer.Option("--param", help="Detector parameter key=value (repeatable).")] = None,
     answer: Annotated[str, typer.Option(help="Oracle answer: 'window' (sub-ranges over the whole window), "
                                              "'end_point' (the window's last point only) or 'auto' "
                                              "(end_point for rlad).")] = "auto",

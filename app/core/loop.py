@@ -77,7 +77,9 @@ class GroundTruthOracle:
     def __call__(self, start: int, end: int) -> list[LabeledRange]:
         lo, hi = self.pool_range
         if not (lo <= start < end <= hi):
-            raise OracleRefused(f"window [{start}, {end}) is outside the pool [{lo}, {hi}); the oracle only labels the pool")
+            raise OracleRefused(
+                f"window [{start}, {end}) is outside the pool [{lo}, {hi}); the oracle only labels the pool"
+            )
         if self.answer == "end_point":
             start = end - 1
         self.labels_used += 1
@@ -93,7 +95,8 @@ def runs_to_ranges(labels: np.ndarray, offset: int = 0) -> list[LabeledRange]:
         return []
     cuts = np.flatnonzero(np.diff(lab)) + 1
     bounds = np.concatenate([[0], cuts, [len(lab)]])
-    return [LabeledRange(offset + int(a), offset + int(b), int(lab[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    pairs = zip(bounds[:-1], bounds[1:], strict=True)
+    return [LabeledRange(offset + int(a), offset + int(b), int(lab[a])) for a, b in pairs]
 
 
 # -- the split an experiment runs on ---------------------------------------------------------------
@@ -209,8 +212,8 @@ def pick_queries(
     sub_lab = np.asarray(labeled, dtype=bool)[i0:i1]
     if sub_lab.all():
         return []
-    picks = select(strategy, np.asarray(scores, dtype=np.float64)[i0:i1], sub_lab, k, rng, min_gap=gap, uncertainty=sub_unc,
-                   **(options or {}))
+    sub_scores = np.asarray(scores, dtype=np.float64)[i0:i1]
+    picks = select(strategy, sub_scores, sub_lab, k, rng, min_gap=gap, uncertainty=sub_unc, **(options or {}))
     out = []
     for p in picks:
         idx = int(p.index) + i0

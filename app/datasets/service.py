@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.datasets import overview as ov
 from app.datasets import repository as repo
 from app.datasets.models import Dataset, Series
 from app.datasets.reader import (
@@ -152,17 +154,20 @@ class SeriesView:
     truth: list[tuple[int, int]]  # ground-truth anomaly segments [start, end) overlapping the view (points)
 
 
-def downsample_indices(y: np.ndarray, n_out: int) -> np.ndarray:
+def downsample_indices(y: np.ndarray, n_out: int, x: np.ndarray | None = None) -> np.ndarray:
     """Indices of at most ``n_out`` points that keep the shape of ``y`` (MinMaxLTTB from tsdownsample; the
-    NaN-aware variant when ``y`` has gaps so a gap stays a gap)."""
+    NaN-aware variant when ``y`` has gaps so a gap stays a gap). ``x`` (increasing, same length) places
+    unevenly spaced points, e.g. the candidates of a min/max summary."""
     from tsdownsample import MinMaxLTTBDownsampler, NaNMinMaxLTTBDownsampler
 
     if len(y) <= n_out:
         return np.arange(len(y))
     n_out = max(n_out, 4)
+    y = np.ascontiguousarray(y)
+    args = (y,) if x is None else (np.ascontiguousarray(x), y)
     if np.isnan(y).any():
-        return np.asarray(NaNMinMaxLTTBDownsampler().downsample(y, n_out=n_out))
-    return np.asarray(MinMaxLTTBDownsampler().downsample(y, n_out=n_out))
+        return np.asarray(NaNMinMaxLTTBDownsampler().downsample(*args, n_out=n_out))
+    return np.asarray(MinMaxLTTBDownsampler().downsample(*args, n_out=n_out))
 
 
 def truth_segments(truth: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
@@ -177,7 +182,12 @@ def truth_segments(truth: np.ndarray, offset: int = 0) -> list[tuple[int, int]]:
 def series_view(
     session: Session, series: Series, start: int, end: int | None, width_px: int, channels: list[int] | None
 ) -> SeriesView:
-    """Points ``[start, end)`` downsampled to about two points per pixel per channel; reads only that range."""
+    """Points ``[start, end)`` downsampled to about two points per pixel per channel.
+
+    A narrow range reads only its own chunks. A range wider than :func:`_overview_threshold` is drawn from the
+    series' cached min/max summary (:mod:`app.datasets.overview`), so its cost does not grow with the series.
+    Ground-truth segments closer than one pixel are merged: at most about ``width_px`` shapes come back.
+    """
     end = series.n_points if end is None else min(end, series.n_points)
     start = max(0, min(start, end - 1))
     if end <= start:
@@ -186,25 +196,93 @@ def series_view(
     bad = [c for c in chosen if not 0 <= c < series.n_channels]
     if bad:
         raise AppError(f"channel(s) {bad} do not exist; the series has {series.n_channels}")
-    values = read_values(session, series, start, end)
-    n_out = max(16, min(int(width_px), 4000) * 2)
-    stamps = read_timestamps(session, series, start, end)
-    if series.timestamp_kind == "datetime":
-        xs_all = stamps.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
+    width_px = max(8, min(int(width_px), 4000))
+    n_out = max(16, width_px * 2)
+    sparse = end - start >= _overview_threshold(series.n_points, n_out)
+    if sparse:
+        summary = series_overview(session, series)
+        picked = [summary.candidates(c, start, end) for c in chosen]
+        truth = _overlapping(summary.truth, start, end)
     else:
-        xs_all = stamps.astype(np.float64)
+        values = read_values(session, series, start, end)
+        xs_all = None if series.timestamp_kind == "index" else _x_numbers(read_timestamps(session, series, start, end))
+        picked = []
+        for c in chosen:
+            y = np.ascontiguousarray(values[:, c], dtype=np.float64)
+            picked.append(ov.Candidates(np.arange(start, end, dtype=np.int64), y, xs_all))
+        raw_truth = read_truth(session, series, start, end)
+        truth = truth_segments(raw_truth, start) if raw_truth is not None else []
     out = []
-    for c in chosen:
-        y = values[:, c].astype(np.float64)
-        idx = downsample_indices(y, n_out)
-        ys = y[idx]
+    for c, cand in zip(chosen, picked, strict=True):
+        keep = downsample_indices(cand.y, n_out, cand.i if sparse else None)  # raw points are evenly spaced
+        i = cand.i[keep]
+        x = i if cand.x is None else cand.x[keep]
         out.append({
             "index": c,
             "name": series.channel_names[c],
-            "i": (idx + start).tolist(),
-            "x": xs_all[idx].tolist(),
-            "y": [None if not np.isfinite(v) else round(float(v), 6) for v in ys],
+            "i": i.tolist(),
+            "x": x.tolist(),
+            # float32 data: 7 significant digits say all there is; None is a gap, never 0.
+            "y": [None if v != v else v for v in np.char.mod("%.7g", cand.y[keep]).astype(np.float64).tolist()],
         })
-    truth = read_truth(session, series, start, end)
     return SeriesView(start, end, series.n_points, series.timestamp_kind, out,
-                      truth_segments(truth, start) if truth is not None else [])
+                      _merge_close(truth, (end - start) / width_px))
+
+
+def _overview_threshold(n_points: int, n_out: int) -> int:
+    # From here on each of the ~n_out/2 output pixels spans >= 4 summary blocks, i.e. the summary offers at least
+    # as many candidates (min and max per block) as MinMaxLTTB's own pre-selection would on the raw points.
+    return 2 * ov.block_size(n_points) * n_out
+
+
+def series_overview(session: Session, series: Series) -> ov.SeriesOverview:
+    """The series' min/max summary: built once by reading every chunk, then served from :data:`ov.OVERVIEWS`."""
+    bind = session.get_bind()
+    # created_at tells a re-imported series with a reused id apart; n_points changes when points are appended.
+    key = (str(bind.url), series.id, series.n_points, series.created_at)
+    found = ov.OVERVIEWS.get(key)
+    if found is not None:
+        return found
+    block = ov.block_size(series.n_points)
+    step = block * max(1, -(-series.chunk_points // block))  # whole blocks, about one stored chunk per read
+
+    def parts():  # type: ignore[no-untyped-def]
+        for a in range(0, series.n_points, step):
+            b = min(a + step, series.n_points)
+            x = None if series.timestamp_kind == "index" else _x_numbers(read_timestamps(session, series, a, b))
+            yield a, read_values(session, series, a, b), x
+
+    truth = read_truth(session, series)
+    summary = ov.build_overview(parts(), series.n_points, series.n_channels, block,
+                                truth_segments(truth) if truth is not None else [])
+    ov.OVERVIEWS.put(key, summary)
+    return summary
+
+
+def _x_numbers(stamps: np.ndarray) -> np.ndarray:
+    """Chart x values: datetimes as float ms since the epoch, numbers as float64."""
+    if np.issubdtype(stamps.dtype, np.datetime64):
+        return stamps.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
+    return stamps.astype(np.float64)
+
+
+def _overlapping(segments: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """The sorted, disjoint ``segments`` that overlap ``[start, end)``."""
+    first = bisect.bisect_right([b for _, b in segments], start)
+    out = []
+    for a, b in segments[first:]:
+        if a >= end:
+            break
+        out.append((a, b))
+    return out
+
+
+def _merge_close(segments: list[tuple[int, int]], gap: float) -> list[tuple[int, int]]:
+    """Merge sorted segments separated by less than ``gap`` points (sub-pixel gaps are invisible anyway)."""
+    out: list[tuple[int, int]] = []
+    for a, b in segments:
+        if out and a - out[-1][1] < gap:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out

@@ -28,6 +28,10 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
+    dedupe_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    """``retrain:<round id>`` / ``fit:<project id>``: a round is trained by one job however often it is asked."""
+    lease_until: Mapped[datetime | None]
+    """A running job's worker renews this; an expired lease means the worker died and the job may be retaken."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Float, ForeignKey, Integer, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.datasets.models import Series
 from app.db import Base, utcnow
 
 project_series = Table(
@@ -37,13 +38,16 @@ class Project(Base):
     auto_next: Mapped[bool] = mapped_column(default=False)
     oracle: Mapped[str] = mapped_column(String(16), default="human")
     threshold_method: Mapped[str] = mapped_column(String(32), default="best_f1")
+    holdout_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    """The last fraction of every series is never queried: model versions are evaluated there."""
+    seed: Mapped[int] = mapped_column(Integer, default=0)
     serving_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL", use_alter=True)
     )
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    series: Mapped[list] = relationship("Series", secondary=project_series, order_by="Series.id")
+    series: Mapped[list[Series]] = relationship(secondary=project_series, order_by="Series.id")
 
 
 class Round(Base):

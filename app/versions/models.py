@@ -31,12 +31,14 @@ class ModelVersion(Base):
 
 
 class ScoreChunk(Base):
-    """Point scores (float32) of one version on one series, chunked like the values."""
+    """Scores (float32) of one version on one series, chunked like the values. ``kind``: ``point`` (one per point),
+    ``window`` (one per window, what strategies rank) or ``margin`` (RLAD's |q0 - q1| per window)."""
 
     __tablename__ = "score_chunk"
 
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"), primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True, default="point")
     chunk_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     start: Mapped[int] = mapped_column(Integer)
     length: Mapped[int] = mapped_column(Integer)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:22:51.681946
+Create Date: 2026-11-22 10:32:47.813031
 """
 from collections.abc import Sequence
 
@@ -84,6 +84,8 @@ def upgrade() -> None:
     sa.Column('auto_next', sa.Boolean(), nullable=False),
     sa.Column('oracle', sa.String(length=16), nullable=False),
     sa.Column('threshold_method', sa.String(length=32), nullable=False),
+    sa.Column('holdout_fraction', sa.Float(), nullable=False),
+    sa.Column('seed', sa.Integer(), nullable=False),
     sa.Column('serving_version_id', sa.Integer(), nullable=True),
     sa.Column('created_by', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
@@ -194,13 +196,14 @@ def upgrade() -> None:
     op.create_table('score_chunk',
     sa.Column('model_version_id', sa.Integer(), nullable=False),
     sa.Column('series_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('chunk_index', sa.Integer(), nullable=False),
     sa.Column('start', sa.Integer(), nullable=False),
     sa.Column('length', sa.Integer(), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['model_version_id'], ['model_version.id'], name=op.f('fk_score_chunk_model_version_id_model_version'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['series_id'], ['series.id'], name=op.f('fk_score_chunk_series_id_series'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('model_version_id', 'series_id', 'chunk_index', name=op.f('pk_score_chunk'))
+    sa.PrimaryKeyConstraint('model_version_id', 'series_id', 'kind', 'chunk_index', name=op.f('pk_score_chunk'))
     )
     op.create_table('job',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -216,12 +219,15 @@ def upgrade() -> None:
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('worker', sa.String(length=200), nullable=True),
+    sa.Column('dedupe_key', sa.String(length=100), nullable=True),
+    sa.Column('lease_until', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_job_project_id_project'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['round_id'], ['round.id'], name=op.f('fk_job_round_id_round'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_job'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_job_dedupe_key'))
     )
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_job_project_id'), ['project_id'], unique=False)

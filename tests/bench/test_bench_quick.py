@@ -15,7 +15,9 @@ from app.bench.cli import bench_app
 from app.bench.data import discover
 from app.bench.runner import METRIC_KEYS, SCHEMA
 
-SHARED_DATA = Path(os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+)
 
 RECORD_KEYS = {
     "series", "dataset", "seed", "n_points", "n_fit", "n_channels", "pool", "evaluation", "eval_anomaly_rate",
@@ -45,7 +47,7 @@ def _check_doc(doc: dict, detector: str, budget: float) -> None:
     assert doc["config"]["detector"] == detector and doc["config"]["budget"] == budget
     assert doc["series"], "no series ran"
     for rec in doc["series"]:
-        assert RECORD_KEYS <= set(rec), RECORD_KEYS - set(rec)
+        assert set(rec) >= RECORD_KEYS, RECORD_KEYS - set(rec)
         m = rec["metrics"]
         for key in METRIC_KEYS:
             assert 0.0 <= m[key] <= 1.0, (key, m[key])
@@ -53,7 +55,7 @@ def _check_doc(doc: dict, detector: str, budget: float) -> None:
         assert m["f1_deployable"] <= m["best_f1"] + 1e-12  # the oracle threshold is an upper bound
         assert rec["labels_used"] == rec["oracle_labels"] <= rec["budget_labels"]
         # the pool and the evaluation part never overlap; evaluation is the end of the series
-        (p0, p1), (e0, e1) = rec["pool"], rec["evaluation"]
+        (_, p1), (e0, e1) = rec["pool"], rec["evaluation"]
         assert p1 <= e0 and e1 == rec["n_points"]
         assert rec["curve"][0]["round"] == 0 and len(rec["curve"]) == rec["rounds"] + 1
         assert all(len(h) == 64 for h in rec["files"].values())

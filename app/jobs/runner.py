@@ -1,0 +1,127 @@
+"""The body of every job, shared by the in-process executor and the Celery task.
+
+It takes ids, claims the job with a lease, and runs the work in short transactions around a training step that holds
+none, so labels keep flowing while a model trains. A rerun (a retried or duplicated message) finds the round's version
+already stored and only marks the job done: one version per round however often the job runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from app.core.runtime import Cancelled, Progress
+from app.db import Database
+from app.jobs import service as jobs
+from app.settings import Settings
+
+log = logging.getLogger("anomaloop.jobs")
+REPORT_EVERY_S = 1.0  # progress rows are written at most this often
+
+
+class LeaseHeld(Exception):
+    """Another live worker owns this job; the caller may retry after the lease runs out."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[int], None]) -> str:
+    """Run one job to its end; returns its final status. Raises :class:`LeaseHeld` if a live worker has it."""
+    from app.versions import service as versions
+
+    me = worker_name()
+    with db.session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        if job.status in ("done", "failed", "cancelled"):
+            return job.status
+        if not jobs.claim(session, job_id, me):
+            raise LeaseHeld(f"job {job_id} is running on {job.worker}")
+    stop_heartbeat = threading.Event()
+    heartbeat = threading.Thread(target=_heartbeat, args=(db, job_id, me, stop_heartbeat), daemon=True)
+    heartbeat.start()
+    try:
+        with db.session_scope() as session:
+            job = jobs.get_job(session, job_id)
+            jobs.report(session, job_id, me, progress=1, phase="loading", message="reading data and labels", detail={})
+            inputs = versions.prepare_training(session, job)
+        if inputs is None:
+            with db.session_scope() as session:
+                jobs.finish(session, job_id, me, "already trained (a rerun found the stored version)")
+            return "done"
+        reporter = _Reporter(db, job_id, me)
+        output = versions.train(inputs, settings.device, progress=reporter)
+        with db.session_scope() as session:
+            jobs.report(session, job_id, me, progress=99, phase="storing", message="writing the version and scores",
+                        detail={})
+        with db.session_scope() as session:
+            job = jobs.get_job(session, job_id)
+            version, follow_up = versions.store_training(session, job, inputs, output)
+            summary = ", ".join(f"{k} {v:.3f}" for k, v in version.metrics.items()
+                                if k in ("pr_auc", "labels_pr_auc") and isinstance(v, float))
+            jobs.finish(session, job_id, me, f"model version {version.id} (round {version.round_number}) {summary}")
+        for follow in follow_up:
+            enqueue(follow)
+        return "done"
+    except Cancelled:
+        with db.session_scope() as session:
+            jobs.mark_cancelled(session, job_id, me)
+            job = jobs.get_job(session, job_id)
+            jobs._release_round(session, job)
+        return "cancelled"
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        with db.session_scope() as session:
+            jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
+            job = jobs.get_job(session, job_id)
+            if job.round_id is not None:
+                from app.projects import repository as projects_repo
+
+                projects_repo.set_round_status(session, job.round_id, ("training", "complete"), "failed")
+        return "failed"
+    finally:
+        stop_heartbeat.set()
+
+
+def _heartbeat(db: Database, job_id: int, me: str, stop: threading.Event) -> None:
+    """Renew the lease while the job runs, even through a long step with no progress callback."""
+    while not stop.wait(jobs.LEASE_SECONDS / 4):
+        try:
+            with db.session_scope() as session:
+                if not jobs.renew(session, job_id, me):
+                    return
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the lease is 4 beats long
+            log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+
+
+class _Reporter:
+    """The core's progress callback: writes the job row at most once a second and turns a cancel into Cancelled."""
+
+    def __init__(self, db: Database, job_id: int, me: str) -> None:
+        self.db, self.job_id, self.me = db, job_id, me
+        self.last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < REPORT_EVERY_S and p.fraction < 1.0:
+            return
+        self.last = now
+        detail = {"step": p.step, "total_steps": p.total_steps, "loss": p.loss, "reward": p.reward, **p.extra}
+        parts = [p.phase, f"{p.step}/{p.total_steps}" if p.total_steps else ""]
+        if p.loss is not None:
+            parts.append(f"loss {p.loss:.4g}")
+        if p.reward is not None:
+            parts.append(f"reward {p.reward:.4g}")
+        with self.db.session_scope() as session:
+            job = jobs.get_job(session, self.job_id)
+            if job.cancel_requested:
+                raise Cancelled(f"job {self.job_id} cancelled")
+            owned = jobs.report(session, self.job_id, self.me, progress=2 + 96 * p.fraction, phase=p.phase,
+                                message=" · ".join(x for x in parts if x), detail=detail)
+        if not owned:
+            raise Cancelled(f"job {self.job_id} is no longer this worker's")

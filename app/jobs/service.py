@@ -1,0 +1,110 @@
+"""Job rows: create (deduplicated), claim with a lease, report progress, finish, fail, cancel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.accounts.models import User
+from app.accounts.service import audit
+from app.db import utcnow
+from app.errors import Conflict, NotFound
+from app.jobs import repository as repo
+from app.jobs.models import Job
+
+LEASE_SECONDS = 30  # a worker renews its lease every few seconds; 30 s without renewal means it died
+
+
+def create_job(session: Session, kind: str, *, project_id: int | None = None, round_id: int | None = None,
+               dedupe_key: str | None = None) -> Job:
+    """A queued job; with ``dedupe_key`` an existing job for the same work is returned instead of a second one."""
+    if dedupe_key:
+        existing = repo.get_by_key(session, dedupe_key)
+        if existing is not None:
+            return existing
+    return repo.add(session, Job(kind=kind, status="queued", project_id=project_id, round_id=round_id,
+                                 dedupe_key=dedupe_key, message="waiting for a worker"))
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = repo.get(session, job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return job
+
+
+def claim(session: Session, job_id: int, worker: str) -> bool:
+    now = utcnow()
+    return repo.claim(session, job_id, worker, now, now + timedelta(seconds=LEASE_SECONDS))
+
+
+def report(session: Session, job_id: int, worker: str, *, progress: float, phase: str, message: str,
+           detail: dict) -> bool:
+    """Write progress and renew the lease; ``False`` if the job is no longer this worker's."""
+    return repo.update_running(
+        session, job_id, worker, progress=round(min(max(progress, 0.0), 100.0), 2), phase=phase[:50],
+        message=message[:500], detail=detail, lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS),
+    )
+
+
+def renew(session: Session, job_id: int, worker: str) -> bool:
+    return repo.update_running(session, job_id, worker, lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+
+
+def finish(session: Session, job_id: int, worker: str, message: str) -> None:
+    repo.update_running(session, job_id, worker, status="done", progress=100.0, phase="done", message=message[:500],
+                        finished_at=utcnow(), lease_until=None)
+
+
+def fail(session: Session, job_id: int, worker: str, error: str) -> None:
+    repo.update_running(session, job_id, worker, status="failed", phase="failed", message="failed",
+                        error=error[:4000], finished_at=utcnow(), lease_until=None)
+
+
+def mark_cancelled(session: Session, job_id: int, worker: str) -> None:
+    repo.update_running(session, job_id, worker, status="cancelled", phase="cancelled", message="cancelled by an admin",
+                        finished_at=utcnow(), lease_until=None)
+
+
+def request_cancel(session: Session, actor: User | None, job_id: int) -> Job:
+    """Ask a job to stop: a queued job stops at once, a running one at its next progress report."""
+    job = get_job(session, job_id)
+    if job.status not in ("queued", "running"):
+        raise Conflict(f"job {job_id} is already {job.status}")
+    job.cancel_requested = True
+    if job.status == "queued":
+        job.status, job.phase, job.message, job.finished_at = "cancelled", "cancelled", "cancelled by an admin", utcnow()
+        _release_round(session, job)
+    audit(session, actor, "job.cancel", "job", job.id, kind=job.kind)
+    return job
+
+
+def retry(session: Session, actor: User | None, job_id: int) -> Job:
+    """Queue a failed or cancelled job again (the same row: a round still yields one version)."""
+    job = get_job(session, job_id)
+    if job.status not in ("failed", "cancelled"):
+        raise Conflict(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    job.status, job.cancel_requested, job.error, job.progress = "queued", False, None, 0.0
+    job.phase, job.message, job.finished_at, job.lease_until = "", "waiting for a worker", None, None
+    if job.round_id is not None:
+        from app.projects import repository as projects_repo
+
+        projects_repo.set_round_status(session, job.round_id, ("failed", "complete"), "complete")
+    audit(session, actor, "job.retry", "job", job.id, kind=job.kind)
+    return job
+
+
+def _release_round(session: Session, job: Job) -> None:
+    if job.round_id is not None:
+        from app.projects import repository as projects_repo
+
+        projects_repo.set_round_status(session, job.round_id, ("training",), "complete")
+
+
+def stale_jobs(session: Session) -> list[int]:
+    return repo.stale(session, utcnow())
+
+
+def list_jobs(session: Session, limit: int = 50, project_id: int | None = None) -> list[Job]:
+    return repo.list_recent(session, limit, project_id)

@@ -1,0 +1,109 @@
+"""Every project, round, query and label query."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.projects.models import Label, Project, Query, Round
+
+
+def add(session: Session, obj: object) -> None:
+    session.add(obj)
+    session.flush()
+
+
+def get_project(session: Session, project_id: int) -> Project | None:
+    return session.get(Project, project_id)
+
+
+def get_project_by_name(session: Session, name: str) -> Project | None:
+    return session.scalar(select(Project).where(Project.name == name))
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+def get_round(session: Session, round_id: int, *, lock: bool = False) -> Round | None:
+    q = select(Round).where(Round.id == round_id)
+    if lock:
+        q = q.with_for_update()  # serialises answers to one round on PostgreSQL; SQLite locks the whole file
+    return session.scalar(q)
+
+
+def list_rounds(session: Session, project_id: int) -> list[Round]:
+    return list(session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.number)))
+
+
+def last_round(session: Session, project_id: int) -> Round | None:
+    return session.scalar(select(Round).where(Round.project_id == project_id).order_by(Round.number.desc()).limit(1))
+
+
+def active_round(session: Session, project_id: int) -> Round | None:
+    return session.scalar(select(Round).where(
+        Round.project_id == project_id, Round.status.in_(("open", "complete", "training"))
+    ).order_by(Round.number.desc()).limit(1))
+
+
+def set_round_status(session: Session, round_id: int, expected: tuple[str, ...], status: str, **values: object) -> bool:
+    """Compare-and-set: only one of several concurrent callers moves a round out of ``expected``."""
+    result = session.execute(
+        update(Round).where(Round.id == round_id, Round.status.in_(expected)).values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def get_query(session: Session, query_id: int) -> Query | None:
+    return session.get(Query, query_id)
+
+
+def list_queries(session: Session, round_id: int) -> list[Query]:
+    return list(session.scalars(select(Query).where(Query.round_id == round_id).order_by(Query.rank)))
+
+
+def next_pending_query(session: Session, round_id: int) -> Query | None:
+    return session.scalar(
+        select(Query).where(Query.round_id == round_id, Query.status == "pending").order_by(Query.rank).limit(1)
+    )
+
+
+def count_pending(session: Session, round_id: int) -> int:
+    return session.scalar(select(func.count(Query.id)).where(Query.round_id == round_id, Query.status == "pending")) or 0
+
+
+def set_query_status(session: Session, query_id: int, expected: str, status: str, **values: object) -> bool:
+    result = session.execute(
+        update(Query).where(Query.id == query_id, Query.status == expected).values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def count_answered_queries(session: Session, project_id: int) -> int:
+    """Labels used: every answered query, oracle answers included (skips are free)."""
+    return session.scalar(
+        select(func.count(Query.id)).join(Round, Round.id == Query.round_id)
+        .where(Round.project_id == project_id, Query.status == "answered")
+    ) or 0
+
+
+def labels_for_project(session: Session, project_id: int) -> list[Label]:
+    return list(session.scalars(select(Label).where(Label.project_id == project_id).order_by(Label.id)))
+
+
+def labels_for_query(session: Session, query_id: int) -> list[Label]:
+    return list(session.scalars(select(Label).where(Label.query_id == query_id).order_by(Label.id)))
+
+
+def labels_by_key(session: Session, key_prefix: str) -> list[Label]:
+    return list(session.scalars(
+        select(Label).where(Label.idempotency_key.startswith(key_prefix, autoescape=True)).order_by(Label.id)
+    ))
+
+
+def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
+    return list(session.scalars(select(Label).where(
+        Label.project_id == project_id, Label.series_id == series_id, Label.start < end, Label.end > start
+    ).order_by(Label.id)))

@@ -1,0 +1,147 @@
+"""Request/response shapes for projects, rounds, queries and labels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ANSWERS = ("anomaly", "normal", "unsure", "skip")
+
+
+class ProjectCreate(BaseModel):
+    """What an admin chooses for a project; every field has a sensible default but the data set."""
+
+    name: str = Field(min_length=1, max_length=200)
+    dataset_id: int
+    series_ids: list[int] | None = Field(None, description="Series of the data set to use; default all.")
+    detector: str = Field("lstm_ae", description="rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad or transformer.")
+    detector_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the detector.")
+    window: int = Field(50, ge=2, le=4096, description="Window length in points.")
+    stride: int = Field(1, ge=1, le=4096, description="Step between windows, in points.")
+    strategy: str = Field("hybrid", description="Query strategy: top_k, interval, hybrid, margin, ...")
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    round_size: int = Field(10, ge=1, le=1000, description="Queries per round (k).")
+    budget: int = Field(100, ge=1, le=1_000_000, description="Most windows the analysts will be asked in all.")
+    auto_next: bool = Field(False, description="Open the next round as soon as a model version is stored.")
+    oracle: Literal["human", "ground_truth"] = "human"
+    threshold_method: Literal["percentile", "mean_std", "best_f1", "fpr"] = "best_f1"
+    holdout_fraction: float = Field(0.0, ge=0.0, lt=0.9, description="Last fraction of each series never queried; "
+                                    "versions are evaluated there.")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> ProjectCreate:
+        if self.stride > self.window:
+            raise ValueError("stride must not exceed the window (some points would never be scored)")
+        return self
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    dataset_id: int
+    detector: str
+    detector_params: dict[str, Any]
+    window: int
+    stride: int
+    strategy: str
+    round_size: int
+    budget: int
+    auto_next: bool
+    oracle: str
+    threshold_method: str
+    holdout_fraction: float
+    serving_version_id: int | None
+    created_at: datetime
+
+
+class RoundStart(BaseModel):
+    strategy: str | None = None
+    k: int | None = Field(None, ge=1, le=1000)
+
+
+class RoundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    number: int
+    strategy: str
+    k: int
+    status: str
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class QueryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    round_id: int
+    series_id: int
+    start: int
+    end: int
+    rank: int
+    score: float | None
+    margin: float | None
+    reason: str
+    status: str
+
+
+class AnswerIn(BaseModel):
+    value: Literal["anomaly", "normal", "unsure", "skip"]
+    anomaly_start: int | None = Field(None, ge=0, description="Dragged sub-range (points); the rest of the window "
+                                      "then counts as normal.")
+    anomaly_end: int | None = Field(None, ge=1)
+    idempotency_key: str | None = Field(None, min_length=8, max_length=60, pattern=r"^[A-Za-z0-9_\-]+$")
+
+    @model_validator(mode="after")
+    def _range_pairs(self) -> AnswerIn:
+        if (self.anomaly_start is None) != (self.anomaly_end is None):
+            raise ValueError("give both anomaly_start and anomaly_end, or neither")
+        if self.anomaly_start is not None:
+            if self.value != "anomaly":
+                raise ValueError("a dragged sub-range is an anomaly answer")
+            if self.anomaly_end <= self.anomaly_start:  # type: ignore[operator]
+                raise ValueError("anomaly_end must be after anomaly_start")
+        return self
+
+
+class LabelIn(BaseModel):
+    """A label drawn in the explorer, outside any query."""
+
+    series_id: int
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+    value: Literal["anomaly", "normal"]
+    idempotency_key: str | None = Field(None, min_length=8, max_length=60, pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    series_id: int
+    start: int
+    end: int
+    value: str
+    source: str
+    author_id: int | None
+    round_id: int | None
+    query_id: int | None
+    supersedes_id: int | None
+    created_at: datetime
+
+
+class AnswerOut(BaseModel):
+    query_id: int
+    labels: list[LabelOut]
+    duplicate: bool = Field(description="True when this idempotency key was already stored: nothing new written.")
+    round_status: str
+    round_answered: int
+    round_total: int
+    next_query_id: int | None

@@ -1,0 +1,77 @@
+"""Every model-version and stored-score query."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session, defer
+
+from app.versions.models import ModelVersion, ScoreChunk
+
+
+def get(session: Session, version_id: int) -> ModelVersion | None:
+    return session.get(ModelVersion, version_id)
+
+
+def get_for_round(session: Session, project_id: int, round_number: int) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.round_number == round_number)
+    )
+
+
+def latest(session: Session, project_id: int) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.round_number.desc())
+    )
+
+
+def list_for_project(session: Session, project_id: int) -> list[ModelVersion]:
+    """Versions without their weights (lists never need the bytes)."""
+    return list(session.scalars(
+        select(ModelVersion).options(defer(ModelVersion.weights))
+        .where(ModelVersion.project_id == project_id).order_by(ModelVersion.round_number)
+    ))
+
+
+def add(session: Session, version: ModelVersion) -> ModelVersion:
+    session.add(version)
+    session.flush()
+    return version
+
+
+def write_scores(session: Session, version_id: int, series_id: int, kind: str, scores: np.ndarray,
+                 chunk_points: int) -> None:
+    session.execute(delete(ScoreChunk).where(
+        ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind))
+    arr = np.ascontiguousarray(scores, dtype=np.float32)
+    rows = [
+        {"model_version_id": version_id, "series_id": series_id, "kind": kind, "chunk_index": i // chunk_points,
+         "start": i, "length": len(arr[i : i + chunk_points]), "data": arr[i : i + chunk_points].tobytes()}
+        for i in range(0, len(arr), chunk_points)
+    ]
+    if rows:
+        session.execute(insert(ScoreChunk), rows)
+
+
+def read_scores(session: Session, version_id: int, series_id: int, kind: str, start: int, end: int,
+                chunk_points: int) -> np.ndarray:
+    """Scores ``[start, end)`` (float32); reads only the chunks that overlap."""
+    if end <= start:
+        return np.empty(0, dtype=np.float32)
+    rows = session.execute(
+        select(ScoreChunk.start, ScoreChunk.data).where(
+            ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind,
+            ScoreChunk.chunk_index >= start // chunk_points, ScoreChunk.chunk_index <= (end - 1) // chunk_points,
+        ).order_by(ScoreChunk.chunk_index)
+    ).all()
+    parts = []
+    for chunk_start, data in rows:
+        arr = np.frombuffer(data, dtype=np.float32)
+        parts.append(arr[max(start - chunk_start, 0) : max(0, min(end - chunk_start, len(arr)))])
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def has_scores(session: Session, version_id: int, series_id: int, kind: str = "point") -> bool:
+    return session.scalar(select(ScoreChunk.chunk_index).where(
+        ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
+    ).limit(1)) is not None

@@ -1,0 +1,239 @@
+"""Model versions: train (fit or feedback) outside any transaction, store with scores, promote, roll back.
+
+Training runs in three steps so no database transaction is held while a model learns:
+:func:`prepare_training` (read everything, short transaction) -> :func:`train` (pure: core only) ->
+:func:`store_training` (write the version and its scores, short transaction, idempotent per round).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.accounts.models import User
+from app.accounts.service import audit
+from app.datasets import service as datasets
+from app.errors import Conflict, NotFound
+from app.jobs.models import Job
+from app.projects import repository as projects_repo
+from app.projects import service as projects
+from app.projects.models import Project
+from app.versions import repository as repo
+from app.versions.models import ModelVersion
+
+
+@dataclass
+class SeriesData:
+    series_id: int
+    values: np.ndarray  # (n_points, C) the whole series, held-back tail included
+    truth: np.ndarray | None  # (n_points,) imported ground truth, for evaluation only
+    pool_points: int
+    offset: int  # where this series' pool starts in the concatenated pool
+
+
+@dataclass
+class TrainingInput:
+    """Everything a training run needs, read in one short transaction."""
+
+    project_id: int
+    round_number: int
+    detector: str
+    params: dict
+    weights: bytes | None  # the version to refine; None = fit from scratch
+    pool: np.ndarray  # (N, C) every series' pool, concatenated
+    ranges: list  # core LabeledRange in pool coordinates
+    series: list[SeriesData]
+    threshold_method: str
+    chunk_points: int
+    labels_used: int
+
+
+@dataclass
+class TrainingOutput:
+    weights: bytes
+    scores: dict[int, dict[str, np.ndarray]]  # series id -> {"point", "window", "margin"}
+    threshold: float
+    metrics: dict = field(default_factory=dict)
+    device: str = "cpu"
+    train_seconds: float = 0.0
+
+
+def prepare_training(session: Session, job: Job) -> TrainingInput | None:
+    """Inputs for ``job`` (kind ``fit`` or ``retrain``); ``None`` when its version already exists (a rerun)."""
+    project = projects.get_project(session, job.project_id)
+    if job.kind == "fit":
+        number, weights = 0, None
+    else:
+        rnd = projects_repo.get_round(session, job.round_id)
+        if rnd is None:
+            raise NotFound(f"job {job.id} points at a missing round")
+        number = rnd.number
+        source = repo.get(session, rnd.source_version_id) if rnd.source_version_id else repo.latest(session, project.id)
+        if source is None:
+            raise Conflict("no model version to refine")
+        weights = source.weights
+        projects_repo.set_round_status(session, rnd.id, ("complete", "failed"), "training")
+    if repo.get_for_round(session, project.id, number) is not None:
+        return None
+    pool, parts = projects.load_pool(session, project)
+    series = []
+    for s, part in zip(project.series, parts, strict=True):
+        series.append(SeriesData(s.id, projects.model_input(session, s), datasets.read_truth(session, s),
+                                 part.pool_points, part.offset))
+    params = {"window": project.window, "stride": project.stride, "seed": project.seed, **project.detector_params}
+    return TrainingInput(
+        project.id, number, project.detector, params, weights, pool, projects.training_ranges(session, project, parts),
+        series, project.threshold_method, project.series[0].chunk_points, projects.labels_used(session, project.id),
+    )
+
+
+def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # type: ignore[no-untyped-def]
+    """Fit (no weights) or refine with every label so far, then score every series. Pure: no database."""
+    from app.core.detectors import load_detector, make_detector
+    from app.core.runtime import resolve_device
+
+    t0 = time.perf_counter()
+    if inp.weights is None:
+        detector = make_detector(inp.detector, device=device, **inp.params)
+        detector.fit(inp.pool, progress=progress)
+    else:
+        detector = load_detector(inp.weights)
+        detector.device = device
+        detector.feedback(inp.pool, inp.ranges, progress=progress)
+    seconds = time.perf_counter() - t0
+    scores = {}
+    for s in inp.series:
+        entry = {"point": detector.score(s.values), "window": detector.window_scores(s.values)}
+        if hasattr(detector, "margins"):
+            entry["margin"] = detector.margins(s.values)
+        scores[s.series_id] = entry
+    threshold, metrics = evaluate(inp, scores)
+    return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds)
+
+
+def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:
+    """Threshold from the labels gathered (never from ground truth); metrics on the labels and, where imported, on
+    ground truth of the held-back tail (or of the whole series when nothing is held back, marked as such)."""
+    from app.core import metrics as m
+    from app.core.thresholds import choose_threshold
+    from app.core.windows import ranges_to_point_labels
+
+    pool_scores = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
+    labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
+    known = labels >= 0
+    # -1 (unlabeled) entries are ignored by the label-based methods; no evaluation label is ever passed here
+    threshold = float(choose_threshold(inp.threshold_method, train_scores=pool_scores, scores=pool_scores,
+                                       labels=labels.astype(np.int64)))
+    out: dict = {"labels_used": inp.labels_used, "labeled_points": int(known.sum()), "threshold": threshold}
+    if known.any() and 0 < labels[known].sum() < known.sum():
+        out["labels_pr_auc"] = m.pr_auc(pool_scores[known], labels[known])
+    truths = [s for s in inp.series if s.truth is not None]
+    if truths and len(truths) == len(inp.series):
+        held_back = all(s.pool_points < len(s.values) for s in inp.series)
+        evs = [(scores[s.series_id]["point"][s.pool_points:] if held_back else scores[s.series_id]["point"],
+                s.truth[s.pool_points:] if held_back else s.truth) for s in inp.series]
+        ev_scores = np.concatenate([e[0] for e in evs]).astype(np.float64)
+        ev_truth = np.concatenate([e[1] for e in evs]).astype(np.int64)
+        out["truth_part"] = "held-back tail" if held_back else "whole series (includes labeled windows)"
+        if 0 < ev_truth.sum() < len(ev_truth):
+            f1, _ = m.best_f1(ev_scores, ev_truth)
+            out.update({
+                "pr_auc": m.pr_auc(ev_scores, ev_truth), "roc_auc": m.roc_auc(ev_scores, ev_truth),
+                "best_f1_oracle": f1, "pa_k_auc": m.pa_k_auc(ev_scores, ev_truth),
+                "f1_at_threshold": m.precision_recall_f1(ev_scores, ev_truth, threshold)[2],
+            })
+    return threshold, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def store_training(session: Session, job: Job, inp: TrainingInput, out: TrainingOutput) -> tuple[ModelVersion, list[int]]:
+    """Write the version and its scores; the unique (project, round) key makes a rerun a no-op. Returns the version
+    and the jobs to enqueue after commit (the next round's, when ``auto_next`` and the oracle answers at once)."""
+    project = projects.get_project(session, inp.project_id)
+    existing = repo.get_for_round(session, project.id, inp.round_number)
+    if existing is not None:
+        return existing, []
+    version = ModelVersion(
+        project_id=project.id, round_number=inp.round_number, method=_method(project), params=inp.params,
+        weights=out.weights, metrics=out.metrics, threshold=out.threshold, labels_used=inp.labels_used,
+        device=out.device, train_seconds=round(out.train_seconds, 3),
+    )
+    try:
+        with session.begin_nested():
+            repo.add(session, version)
+    except IntegrityError:
+        existing = repo.get_for_round(session, project.id, inp.round_number)
+        if existing is None:
+            raise
+        return existing, []
+    for series_id, kinds in out.scores.items():
+        for kind, arr in kinds.items():
+            repo.write_scores(session, version.id, series_id, kind, arr, inp.chunk_points)
+    project.serving_version_id = version.id  # the newest version serves until an admin picks another
+    follow_up: list[int] = []
+    if job.round_id is not None:
+        projects_repo.set_round_status(session, job.round_id, ("training", "complete"), "done")
+    if project.auto_next:
+        follow_up += _auto_next_round(session, project)
+    audit(session, None, "version.create", "model_version", version.id, project_id=project.id,
+          round=inp.round_number, labels_used=inp.labels_used)
+    return version, follow_up
+
+
+def _auto_next_round(session: Session, project: Project) -> list[int]:
+    if project.budget - projects.labels_used(session, project.id) <= 0:
+        return []
+    try:
+        with session.begin_nested():
+            started = projects.start_round(session, None, project.id)
+    except Conflict:
+        return []  # budget spent or nothing left to ask: the loop ends here
+    return started.job_ids
+
+
+def _method(project: Project) -> str:
+    if project.detector == "rlad":
+        return "rlad"
+    if project.detector == "iforest":
+        return "iforest"
+    return f"{project.detector}+minimax"
+
+
+def get_version(session: Session, version_id: int) -> ModelVersion:
+    version = repo.get(session, version_id)
+    if version is None:
+        raise NotFound(f"no model version with id {version_id}")
+    return version
+
+
+def promote(session: Session, actor: User | None, version_id: int) -> ModelVersion:
+    """Make ``version_id`` the one that serves (also how an admin rolls back to an older version)."""
+    version = get_version(session, version_id)
+    project = projects.get_project(session, version.project_id)
+    previous = project.serving_version_id
+    project.serving_version_id = version.id
+    audit(session, actor, "version.promote", "model_version", version.id, project_id=project.id, previous=previous)
+    return version
+
+
+def serving_version(session: Session, project: Project) -> ModelVersion | None:
+    if project.serving_version_id:
+        return repo.get(session, project.serving_version_id)
+    return repo.latest(session, project.id)
+
+
+def read_scores(session: Session, version: ModelVersion, series_id: int, start: int = 0,
+                end: int | None = None) -> np.ndarray:
+    """Point scores ``[start, end)`` of ``version`` on a series, read by range."""
+    series = datasets.get_series(session, series_id)
+    end = series.n_points if end is None else min(end, series.n_points)
+    if not repo.has_scores(session, version.id, series_id):
+        raise NotFound(f"model version {version.id} has no scores for series {series_id}")
+    return repo.read_scores(session, version.id, series_id, "point", max(0, start), end, series.chunk_points)
+
+
+def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
+    return repo.list_for_project(session, project_id)

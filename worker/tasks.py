@@ -1,0 +1,91 @@
+"""Celery tasks: thin — take an id, run the shared job body, nothing else."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from app.db import Database
+from app.jobs import service as jobs
+from app.jobs.runner import LeaseHeld, run_job
+from app.settings import Settings
+
+log = logging.getLogger("anomaloop.worker")
+SWEEP_EVERY_S = 10.0
+
+
+class _WorkerState:
+    """Per worker process: the settings and one database engine, made on first use (after any fork)."""
+
+    settings: Settings | None = None
+    db: Database | None = None
+    stop = threading.Event()
+
+    @classmethod
+    def get(cls) -> tuple[Settings, Database]:
+        if cls.db is None:
+            cls.settings = Settings()
+            cls.db = Database(cls.settings.sqlalchemy_url)
+        assert cls.settings is not None
+        return cls.settings, cls.db
+
+
+@shared_task(name="anomaloop.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_job_task(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
+    settings, db = _WorkerState.get()
+
+    def enqueue(follow_up: int) -> None:
+        self.app.send_task("anomaloop.run_job", args=[follow_up], queue=settings.job_queue)
+
+    try:
+        return run_job(db, settings, job_id, enqueue)
+    except LeaseHeld:
+        return "running elsewhere"  # the sweeper sends it again if that worker's lease runs out
+
+
+def sweep(app) -> int:  # type: ignore[no-untyped-def]
+    """Send again the jobs nobody is doing: running with an expired lease (their worker died), and queued ones when
+    the broker's queue is empty (Redis lost the messages, e.g. a restart without persistence)."""
+    settings, db = _WorkerState.get()
+    with db.session_scope() as session:
+        stale = jobs.stale_jobs(session)
+        queued = {j.id for j in jobs.list_jobs(session, limit=500) if j.status == "queued"}
+    if not stale:
+        return 0
+    with app.connection_for_write() as conn:
+        try:
+            waiting = conn.default_channel.queue_declare(settings.job_queue, passive=True).message_count
+        except Exception:  # noqa: BLE001 - the queue does not exist yet: nothing is waiting
+            waiting = 0
+    sent = 0
+    for job_id in stale:
+        if job_id in queued and waiting > 0:
+            continue  # its message is still in the queue
+        app.send_task("anomaloop.run_job", args=[job_id], queue=settings.job_queue)
+        sent += 1
+    return sent
+
+
+@worker_ready.connect
+def _start_sweeper(sender=None, **_kw) -> None:  # type: ignore[no-untyped-def]
+    app = sender.app
+
+    def loop() -> None:
+        while not _WorkerState.stop.is_set():
+            try:
+                n = sweep(app)
+                if n:
+                    log.info("re-sent %d orphaned job(s)", n)
+            except Exception:  # noqa: BLE001 - broker or database briefly away; next sweep retries
+                log.warning("sweep failed", exc_info=True)
+            _WorkerState.stop.wait(SWEEP_EVERY_S)
+
+    threading.Thread(target=loop, daemon=True, name="anomaloop-sweeper").start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_kw) -> None:  # type: ignore[no-untyped-def]
+    _WorkerState.stop.set()
