@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     """Seconds before Redis hands an unacknowledged job to another worker (a dead worker's job is retaken sooner,
     when its lease in the job row runs out)."""
+    job_lease_seconds: int = 30
+    """A running job's worker renews its lease in the job row; a lease this old means the worker died."""
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     """Signs session and CSRF tokens. Must be set in production."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

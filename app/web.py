@@ -78,22 +78,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 def _routers() -> list[Any]:
     from app.accounts.router import router as accounts_router
     from app.datasets.router import router as datasets_router
+    from app.jobs.router import router as jobs_router
+    from app.projects.pages import router as pages_router
+    from app.projects.router import router as projects_router
+    from app.versions.router import router as versions_router
 
-    routers = [accounts_router, datasets_router]
-    for module in ("app.projects.router", "app.versions.router", "app.jobs.router"):
-        try:
-            routers.append(__import__(module, fromlist=["router"]).router)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return routers
+    return [accounts_router, datasets_router, projects_router, versions_router, jobs_router, pages_router]
 
 
 def _make_executor(app: FastAPI) -> Any:
-    try:
-        from app.jobs.executor import make_executor
-    except ModuleNotFoundError:
-        return None
+    from app.jobs.executor import make_executor
+
     return make_executor(app.state.settings, app.state.db)
 
 

@@ -41,6 +41,8 @@ def run_cmd(
                                                       "reconstruction backbones, else top_k).")] = None,
     budget: Annotated[float, typer.Option(help="Labels: a fraction of pool windows (<1) or a count; 0 = none.")] = 0.0,
     round_size: Annotated[int, typer.Option("--round-size", help="Windows queried per round.")] = 10,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="Spend the budget in this many rounds "
+                                                               "(overrides --round-size).")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable; mean ± std over seeds).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here (default: stdout).")] = None,
@@ -64,9 +66,10 @@ def run_cmd(
     if not 0 < fit_frac < 1 or not 0 < pool_frac < 1:
         raise typer.BadParameter("--fit-frac and --pool-frac must be in (0, 1)")
     cfg = RunConfig(
-        detector=detector, strategy=strategy, budget=budget, round_size=round_size, seeds=tuple(seed or [0]),
-        device=device, quick=quick, params=_parse_params(param or []), answer=answer, max_series=max_series,
-        series_filter=tuple(series or []), protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
+        detector=detector, strategy=strategy, budget=budget, round_size=round_size, rounds=rounds,
+        seeds=tuple(seed or [0]), device=device, quick=quick, params=_parse_params(param or []), answer=answer, max_series=max_series,
+        series_filter=tuple(series or []),
+        protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
     )
     command = "anomaloop bench " + shlex.join(sys.argv[1:]) if sys.argv else ""
 

@@ -52,6 +52,7 @@ class RunConfig:
     strategy: str | None = None
     budget: float = 0.0
     round_size: int = 10
+    rounds: int | None = None
     seeds: tuple[int, ...] = (0,)
     device: str = "auto"
     quick: bool = False
@@ -213,11 +214,14 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
     oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode)
     t0 = time.perf_counter()
     res = run_experiment(det, split, cfg.strategy_name, oracle, cfg.round_size, cfg.budget, seed,
-                         evaluate=per_round_metrics)
+                         evaluate=per_round_metrics, n_rounds=cfg.rounds)
     wall = time.perf_counter() - t0
     a, b = split.evaluation
     labels = ranges_to_point_labels(res.ranges, len(split.X)) if res.ranges else np.full(len(split.X), -1, np.int8)
-    fit_scores = np.asarray(det.score(split.X_fit), dtype=np.float64)
+    if np.shares_memory(split.X_fit, split.X):  # single file: the fit part is the start of X, already scored
+        fit_scores = res.scores[: len(split.X_fit)]
+    else:
+        fit_scores = np.asarray(det.score(split.X_fit), dtype=np.float64)
     p0, p1 = split.pool
     thr, thr_method = deployable_threshold(res.scores[p0:p1], labels[p0:p1], fit_scores)
     metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), thr)

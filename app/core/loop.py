@@ -288,16 +288,28 @@ def run_round(
     options: dict[str, Any] | None = None,
     progress: Any = None,
 ) -> RoundResult:
-    """Score → pick ``k`` → ask → feedback with all labels. ``pool`` defaults to the whole ``X``."""
+    """Score → pick ``k`` → ask → feedback with all labels. ``pool`` defaults to the whole ``X``.
+
+    Only the pool is scored for picking (a window's score depends on its own points only), which
+    saves most of the scoring when the pool is a small part of a long series.
+    """
     window, stride = int(detector.window), int(getattr(detector, "stride", 1))
-    t0 = time.perf_counter()
-    scores = score_windows(detector, X)
-    unc = uncertainty_for(detector, X, strategy)
-    score_s = time.perf_counter() - t0
-    labeled = labeled_windows(labeled_ranges, len(X), window, stride)
-    pw = pool_window_range(pool or (0, len(X)), window, stride)
-    queries = pick_queries(scores, labeled, strategy, k, rng, pool_windows=pw, window=window, stride=stride,
-                           min_gap=min_gap, uncertainty=unc, options=options)
+    p0, p1 = pool or (0, len(X))
+    offset = -(-p0 // stride) * stride  # pool start on the stride grid: window i of X_pool is i + offset/stride of X
+    X_pool = X[offset:p1]
+    queries: list[Query] = []
+    score_s = 0.0
+    if len(X_pool) >= window:
+        t0 = time.perf_counter()
+        scores = score_windows(detector, X_pool)
+        unc = uncertainty_for(detector, X_pool, strategy)
+        score_s = time.perf_counter() - t0
+        first = offset // stride
+        labeled = labeled_windows(labeled_ranges, len(X), window, stride)[first : first + len(scores)]
+        local = pick_queries(scores, labeled, strategy, k, rng, pool_windows=(0, len(scores)), window=window,
+                             stride=stride, min_gap=min_gap, uncertainty=unc, options=options)
+        queries = [Query(q.index + first, q.start + offset, q.end + offset, q.strategy, q.rank, q.score, q.margin,
+                         q.reason) for q in local]
     new = ask(oracle, queries)
     ranges = [*labeled_ranges, *new]
     fb_s = apply_feedback(detector, X, ranges, progress) if new else 0.0
@@ -406,6 +418,7 @@ def run_experiment(
     options: dict[str, Any] | None = None,
     evaluate: EvaluateFn = default_evaluate,
     fit: bool = True,
+    n_rounds: int | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> ExperimentResult:
     """Fit on ``split.X_fit``, warm up, then query rounds of ``round_size`` until ``budget`` labels.
@@ -413,7 +426,9 @@ def run_experiment(
     ``budget``: fraction of the pool's windows (``0 < b < 1``) or an absolute count; 0 = unsupervised
     (fit and evaluate only). Labels are counted by the loop (one per answered window) and the count
     never exceeds the budget. ``evaluate(scores_eval, labels_eval)`` runs after fit/warm-up (round 0)
-    and after every round; the evaluation range never overlaps the pool.
+    and after every round; the evaluation range never overlaps the pool. ``n_rounds``, when given,
+    overrides ``round_size`` so that the labels left after warm-up are spent in that many rounds
+    (the cost of an experiment is then bounded whatever the budget).
     """
     rng = np.random.default_rng(seed)
     window, stride = int(detector.window), int(getattr(detector, "stride", 1))
@@ -432,6 +447,8 @@ def run_experiment(
     records = [RoundRecord(0, used, metrics, len(warm_q), n_anom, feedback_s, score_s)]
     if on_round:
         on_round(records[0])
+    if n_rounds is not None and n_rounds > 0:
+        round_size = max(1, -(-(cap - used) // n_rounds))
     all_queries = list(warm_q)
     total_score_s = score_s
     r = 0

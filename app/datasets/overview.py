@@ -78,24 +78,28 @@ def build_overview(
             raise ValueError(f"part at {start} does not start on a block of {block}")
         n = len(values)
         nb = -(-n // block)
-        padded = np.full((nb * block, n_channels), np.nan, dtype=np.float64)
-        padded[:n] = values
-        cube = padded.reshape(nb, block, n_channels)  # (blocks, block, C)
+        # (C, blocks, block): each block's points contiguous, so the reductions below run along memory.
+        cube = np.full((n_channels, nb * block), np.nan, dtype=np.float32)
+        cube[:, :n] = values.T
+        cube = cube.reshape(n_channels, nb, block)
         missing = ~np.isfinite(cube)
-        lo = np.argmin(np.where(missing, np.inf, cube), axis=1)  # (blocks, C); an all-missing block gives 0
-        hi = np.argmax(np.where(missing, -np.inf, cube), axis=1)
-        first_missing = np.argmax(missing, axis=1)
-        any_missing = missing.any(axis=1)
-        offsets = (start + np.arange(nb) * block)[:, None]  # (blocks, 1)
+        if n == nb * block and not missing.any():  # the common case: no gap, no short last block
+            lo, hi = cube.argmin(axis=2), cube.argmax(axis=2)  # (C, blocks)
+            any_missing = None
+        else:
+            lo = np.where(missing, np.inf, cube).argmin(axis=2)  # an all-missing block gives its first point
+            hi = np.where(missing, -np.inf, cube).argmax(axis=2)
+            first_missing, any_missing = missing.argmax(axis=2), missing.any(axis=2)
+        offsets = start + np.arange(nb) * block  # (blocks,)
+        flat = cube.reshape(n_channels, -1)
         for c in range(n_channels):
-            idx = np.concatenate([
-                offsets[:, 0] + lo[:, c],
-                offsets[:, 0] + hi[:, c],
-                (offsets[:, 0] + first_missing[:, c])[any_missing[:, c]],
-            ])
-            idx = np.unique(idx[idx < start + n])  # sorted; drops the padding of a short last block
+            pieces = [offsets + lo[c], offsets + hi[c]]
+            if any_missing is not None:
+                pieces.append((offsets + first_missing[c])[any_missing[c]])
+            idx = np.unique(np.concatenate(pieces))
+            idx = idx[idx < start + n]  # drops the padding of a short last block
             kept_i[c].append(idx)
-            kept_y[c].append(padded[idx - start, c])
+            kept_y[c].append(flat[c, idx - start].astype(np.float64))
             if x is not None:
                 has_x = True
                 kept_x[c].append(np.asarray(x, dtype=np.float64)[idx - start])

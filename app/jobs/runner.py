@@ -40,25 +40,27 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
         job = jobs.get_job(session, job_id)
         if job.status in ("done", "failed", "cancelled"):
             return job.status
-        if not jobs.claim(session, job_id, me):
+        if not jobs.claim(session, job_id, me, settings.job_lease_seconds):
             raise LeaseHeld(f"job {job_id} is running on {job.worker}")
     stop_heartbeat = threading.Event()
-    heartbeat = threading.Thread(target=_heartbeat, args=(db, job_id, me, stop_heartbeat), daemon=True)
+    lease = settings.job_lease_seconds
+    heartbeat = threading.Thread(target=_heartbeat, args=(db, job_id, me, lease, stop_heartbeat), daemon=True)
     heartbeat.start()
     try:
         with db.session_scope() as session:
             job = jobs.get_job(session, job_id)
-            jobs.report(session, job_id, me, progress=1, phase="loading", message="reading data and labels", detail={})
+            jobs.report(session, job_id, me, progress=1, phase="loading", message="reading data and labels", detail={},
+                        lease_seconds=lease)
             inputs = versions.prepare_training(session, job)
         if inputs is None:
             with db.session_scope() as session:
                 jobs.finish(session, job_id, me, "already trained (a rerun found the stored version)")
             return "done"
-        reporter = _Reporter(db, job_id, me)
+        reporter = _Reporter(db, job_id, me, lease)
         output = versions.train(inputs, settings.device, progress=reporter)
         with db.session_scope() as session:
             jobs.report(session, job_id, me, progress=99, phase="storing", message="writing the version and scores",
-                        detail={})
+                        detail={}, lease_seconds=lease)
         with db.session_scope() as session:
             job = jobs.get_job(session, job_id)
             version, follow_up = versions.store_training(session, job, inputs, output)
@@ -88,12 +90,12 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
         stop_heartbeat.set()
 
 
-def _heartbeat(db: Database, job_id: int, me: str, stop: threading.Event) -> None:
+def _heartbeat(db: Database, job_id: int, me: str, lease: int, stop: threading.Event) -> None:
     """Renew the lease while the job runs, even through a long step with no progress callback."""
-    while not stop.wait(jobs.LEASE_SECONDS / 4):
+    while not stop.wait(lease / 4):
         try:
             with db.session_scope() as session:
-                if not jobs.renew(session, job_id, me):
+                if not jobs.renew(session, job_id, me, lease):
                     return
         except Exception:  # noqa: BLE001 - a missed beat is retried; the lease is 4 beats long
             log.warning("heartbeat for job %s failed", job_id, exc_info=True)
@@ -102,8 +104,8 @@ def _heartbeat(db: Database, job_id: int, me: str, stop: threading.Event) -> Non
 class _Reporter:
     """The core's progress callback: writes the job row at most once a second and turns a cancel into Cancelled."""
 
-    def __init__(self, db: Database, job_id: int, me: str) -> None:
-        self.db, self.job_id, self.me = db, job_id, me
+    def __init__(self, db: Database, job_id: int, me: str, lease: int) -> None:
+        self.db, self.job_id, self.me, self.lease = db, job_id, me, lease
         self.last = 0.0
 
     def __call__(self, p: Progress) -> None:
@@ -122,6 +124,6 @@ class _Reporter:
             if job.cancel_requested:
                 raise Cancelled(f"job {self.job_id} cancelled")
             owned = jobs.report(session, self.job_id, self.me, progress=2 + 96 * p.fraction, phase=p.phase,
-                                message=" · ".join(x for x in parts if x), detail=detail)
+                                message=" · ".join(x for x in parts if x), detail=detail, lease_seconds=self.lease)
         if not owned:
             raise Cancelled(f"job {self.job_id} is no longer this worker's")

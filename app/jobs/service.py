@@ -13,7 +13,6 @@ from app.errors import Conflict, NotFound
 from app.jobs import repository as repo
 from app.jobs.models import Job
 
-LEASE_SECONDS = 30  # a worker renews its lease every few seconds; 30 s without renewal means it died
 
 
 def create_job(session: Session, kind: str, *, project_id: int | None = None, round_id: int | None = None,
@@ -34,22 +33,22 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def claim(session: Session, job_id: int, worker: str) -> bool:
+def claim(session: Session, job_id: int, worker: str, lease_seconds: int) -> bool:
     now = utcnow()
-    return repo.claim(session, job_id, worker, now, now + timedelta(seconds=LEASE_SECONDS))
+    return repo.claim(session, job_id, worker, now, now + timedelta(seconds=lease_seconds))
 
 
 def report(session: Session, job_id: int, worker: str, *, progress: float, phase: str, message: str,
-           detail: dict) -> bool:
+           detail: dict, lease_seconds: int) -> bool:
     """Write progress and renew the lease; ``False`` if the job is no longer this worker's."""
     return repo.update_running(
         session, job_id, worker, progress=round(min(max(progress, 0.0), 100.0), 2), phase=phase[:50],
-        message=message[:500], detail=detail, lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS),
+        message=message[:500], detail=detail, lease_until=utcnow() + timedelta(seconds=lease_seconds),
     )
 
 
-def renew(session: Session, job_id: int, worker: str) -> bool:
-    return repo.update_running(session, job_id, worker, lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+def renew(session: Session, job_id: int, worker: str, lease_seconds: int) -> bool:
+    return repo.update_running(session, job_id, worker, lease_until=utcnow() + timedelta(seconds=lease_seconds))
 
 
 def finish(session: Session, job_id: int, worker: str, message: str) -> None:

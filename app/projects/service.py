@@ -453,3 +453,111 @@ def add_free_label(session: Session, actor: User | None, project_id: int, series
     repo.add(session, label)
     audit(session, actor, f"label.{value}", "series", series_id, project_id=project.id, range=[start, end])
     return label
+
+
+# -- reading for pages and exports --------------------------------------------------------------------------------
+
+
+@dataclass
+class QueryContext:
+    """What the labeling page needs about one query."""
+
+    query: Query
+    round: Round
+    project: Project
+    series: Series
+    answered: int
+    total: int
+    version_id: int | None
+    threshold: float | None
+
+
+def query_context(session: Session, query_id: int) -> QueryContext:
+    query = repo.get_query(session, query_id)
+    if query is None:
+        raise NotFound(f"no query with id {query_id}")
+    rnd = repo.get_round(session, query.round_id)
+    assert rnd is not None
+    project = get_project(session, rnd.project_id)
+    queries = repo.list_queries(session, rnd.id)
+    version = versions_repo.get(session, rnd.source_version_id) if rnd.source_version_id else None
+    return QueryContext(query, rnd, project, session.get(Series, query.series_id),
+                        sum(q.status != "pending" for q in queries), len(queries),
+                        version.id if version else None, version.threshold if version else None)
+
+
+def next_query(session: Session, project_id: int) -> Query | None:
+    """The next pending query of the project's open round, in rank order."""
+    project = get_project(session, project_id)
+    rnd = repo.active_round(session, project.id)
+    if rnd is None or rnd.status != "open":
+        return None
+    return repo.next_pending_query(session, rnd.id)
+
+
+def export_labels(session: Session, project_id: int) -> list[dict]:
+    """Labels in force, one row per labeled range, with series name and author."""
+    from app.accounts.models import User as UserModel
+
+    project = get_project(session, project_id)
+    names = {s.id: s.name for s in project.series}
+    users = {u.id: u.username for u in session.query(UserModel).all()}
+    return [
+        {"series_id": lab.series_id, "series": names.get(lab.series_id, ""), "start": lab.start, "end": lab.end,
+         "value": lab.value, "source": lab.source, "author": users.get(lab.author_id, "") if lab.author_id else "",
+         "round_id": lab.round_id, "query_id": lab.query_id, "label_id": lab.id,
+         "created_at": lab.created_at.isoformat()}
+        for lab in effective_labels(session, project.id)
+    ]
+
+
+def point_label_table(session: Session, project_id: int, series_id: int) -> np.ndarray:
+    """Per-timestamp labels of one series: ``(n_points,)`` int8, 1 anomaly, 0 normal, -1 unlabeled (latest wins)."""
+    project = get_project(session, project_id)
+    series = next((s for s in project.series if s.id == series_id), None)
+    if series is None:
+        raise NotFound(f"series {series_id} is not part of project {project.name!r}")
+    out = np.full(series.n_points, -1, dtype=np.int8)
+    for lab in effective_labels(session, project.id):
+        if lab.series_id == series_id and lab.value in USABLE:
+            out[lab.start : lab.end] = 1 if lab.value == "anomaly" else 0
+    return out
+
+
+# -- labeling queue and admin pages (reads only) ------------------------------------------------------------------
+
+
+def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
+    """Labels in force on ``series_id`` overlapping points ``[start, end)``, oldest first (for shading a chart)."""
+    return [lab for lab in effective_labels(session, project_id)
+            if lab.series_id == series_id and lab.start < end and lab.end > start]
+
+
+@dataclass
+class RoundSummary:
+    """A round with its queries, the answers in force per query and label counts (for the admin page)."""
+
+    round: Round
+    queries: list[Query]
+    answers: dict[int, list[Label]]  # query id -> labels in force, in range order
+    counts: dict[str, int]  # anomaly / normal / unsure labeled ranges, and answered / skipped / pending queries
+
+
+def round_summaries(session: Session, project_id: int) -> list[RoundSummary]:
+    """Every round of a project, newest first."""
+    project = get_project(session, project_id)
+    by_query: dict[int, list[Label]] = {}
+    for lab in effective_labels(session, project.id):
+        if lab.query_id is not None:
+            by_query.setdefault(lab.query_id, []).append(lab)
+    out = []
+    for rnd in reversed(repo.list_rounds(session, project.id)):
+        queries = repo.list_queries(session, rnd.id)
+        answers = {q.id: sorted(by_query.get(q.id, []), key=lambda lab: lab.start) for q in queries}
+        counts = {v: 0 for v in ("anomaly", "normal", "unsure", "answered", "skipped", "pending")}
+        for q in queries:
+            counts[q.status] = counts.get(q.status, 0) + 1
+            for lab in answers[q.id]:
+                counts[lab.value] = counts.get(lab.value, 0) + 1
+        out.append(RoundSummary(rnd, queries, answers, counts))
+    return out

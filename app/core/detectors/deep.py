@@ -62,12 +62,15 @@ class DeepConfig:
     """Windows reconstructed per forward pass at inference (bounds memory)."""
     feedback_epochs: int = 10
     """See :attr:`FeedbackConfig.epochs`."""
-    feedback_lr: float = 1e-3
+    feedback_lr: float = 1e-2
     """See :attr:`FeedbackConfig.lr`."""
     feedback_batch_size: int = 8
     """See :attr:`FeedbackConfig.batch_size` (002: 8)."""
     feedback_max_windows: int = 1024
     """See :attr:`FeedbackConfig.max_windows`."""
+    feedback_stride: int = 0
+    """Grid of the labeled windows in feedback; 0 means ``max(1, window // 10)``. Every window on this grid
+    that holds a labeled point is used; a grid finer than 5 points only repeats nearly identical windows."""
     feedback_loss: str = "minimax"
     """See :attr:`FeedbackConfig.loss` (``'minimax'`` or ``'weighted_sum'``)."""
     mask_ratio: float = 0.25
@@ -82,14 +85,14 @@ class DeepConfig:
     """See :attr:`FeedbackConfig.anomaly_weight`."""
     grad_clip: float | None = 1.0
     """See :attr:`FeedbackConfig.grad_clip`."""
-    unlabeled_weight: float = 0.0
+    unlabeled_weight: float = 1.0
     """See :attr:`FeedbackConfig.unlabeled_weight`."""
 
     def __post_init__(self) -> None:
         if self.window < 2:
             raise ValueError(f"window must be >= 2, not {self.window}")
-        if self.stride < 1 or self.score_stride < 0:
-            raise ValueError("stride must be >= 1 and score_stride >= 0")
+        if self.stride < 1 or self.score_stride < 0 or self.feedback_stride < 0:
+            raise ValueError("stride must be >= 1; score_stride and feedback_stride >= 0")
         if self.epochs < 0 or self.batch_size < 1 or self.max_train_windows < 1 or self.score_batch < 1:
             raise ValueError("epochs must be >= 0; batch_size, max_train_windows and score_batch >= 1")
 
@@ -299,7 +302,7 @@ class TorchWindowDetector(Detector):
             series,
             labels,
             cfg.window,
-            cfg.stride,
+            cfg.feedback_stride or max(1, cfg.window // 10),
             cfg.feedback_config(),
             generator,
             progress,

@@ -1,0 +1,245 @@
+"""Browser pages of the loop: project list and creation, the admin project view, the analyst's labeling queue,
+the jobs monitor; plus the two small read endpoints the labeling queue needs.
+
+Routes stay thin: they read through the services, check the role (admin pages take ``AdminPrincipal``, so an analyst
+gets 403 whatever buttons the page shows) and render. Actions from these pages post to the /api/v1 endpoints with the
+CSRF header (admin.js, label.js); the one form post here (creating a project) carries the CSRF field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.accounts import repository as accounts_repo
+from app.datasets import repository as datasets_repo
+from app.deps import AdminPrincipal, CurrentPrincipal, Principal, SessionDep
+from app.errors import AppError
+from app.jobs import service as jobs
+from app.jobs.router import enqueue_after_commit
+from app.jobs.schemas import JobOut
+from app.projects import repository as repo
+from app.projects import service
+from app.projects.models import Project
+from app.projects.schemas import ProjectCreate, QueryOut
+from app.versions import service as versions
+from app.web import render
+
+router = APIRouter(include_in_schema=False)
+
+# One line of help and sensible starting parameters per detector, shown on the "New project" form. The defaults are
+# small on purpose: a first model in seconds on a CPU; raise epochs/episodes for GPU workers.
+DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lstm_ae": ("LSTM autoencoder; labels refine it with masked minimax feedback. Good default for most series.",
+                {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10}),
+    "rlad": ("RLAD: LSTM-DQN agent with iForest warm-up and label propagation; learns most per label.",
+             {"episodes": 10, "steps_per_episode": 300, "n_warmup": 5, "hidden_size": 32}),
+    "iforest": ("Isolation Forest on windows: seconds to fit, no training epochs; labels only set the threshold.",
+                {"n_estimators": 100}),
+    "ae": ("Dense autoencoder over the flattened window; fast, for short windows.",
+           {"epochs": 10, "hidden": 64, "latent": 16}),
+    "vae": ("Dense variational autoencoder; score adds the KL term.", {"epochs": 10, "hidden": 64, "latent": 16}),
+    "lstm_vae": ("LSTM variational autoencoder; smoother scores on noisy series.",
+                 {"epochs": 10, "hidden": 64, "latent": 16}),
+    "usad": ("USAD: two decoders trained adversarially; robust on multichannel server metrics.",
+             {"epochs": 10, "hidden": 64, "latent": 16}),
+    "transformer": ("Transformer encoder reconstructing every step; strongest, slowest on CPU.",
+                    {"epochs": 10, "d_model": 32}),
+}
+STRATEGIES: dict[str, str] = {
+    "hybrid": "top-k plus random picks across score bins: finds anomalies and checks the model's blind spots",
+    "top_k": "the highest-scored unlabeled windows",
+    "interval": "random picks spread over score bins",
+    "margin": "windows closest to the decision boundary (smallest margin)",
+    "least_confidence": "windows the model is least confident about",
+    "entropy": "windows with the highest prediction entropy",
+    "random": "uniform random windows (a baseline)",
+}
+FORM_DEFAULTS: dict[str, Any] = {"detector": "lstm_ae", "window": 50, "stride": 1, "strategy": "hybrid",
+                                 "round_size": 10, "budget": 100, "auto_next": False, "oracle": "human",
+                                 "threshold_method": "best_f1", "holdout_fraction": 0.0, "seed": 0}
+
+
+# -- project list and creation ------------------------------------------------------------------------------------
+
+
+@router.get("/projects")
+def projects_page(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    rows = [_project_row(session, p) for p in repo.list_projects(session)]
+    return render(request, "projects.html", principal, rows=rows)
+
+
+def _project_row(session: SessionDep, project: Project) -> dict[str, Any]:
+    last = repo.last_round(session, project.id)
+    pending = repo.count_pending(session, last.id) if last is not None and last.status == "open" else 0
+    serving = versions.serving_version(session, project)
+    dataset = datasets_repo.get_dataset(session, project.dataset_id)
+    return {"project": project, "dataset": dataset.name if dataset else "?", "round": last, "pending": pending,
+            "labels_used": service.labels_used(session, project.id), "serving": serving,
+            "pr_auc": (serving.metrics or {}).get("pr_auc") if serving else None,
+            "labels_pr_auc": (serving.metrics or {}).get("labels_pr_auc") if serving else None}
+
+
+@router.get("/projects/new")
+def new_project_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
+    return _new_form(request, session, principal, dict(FORM_DEFAULTS))
+
+
+def _new_form(request: Request, session: SessionDep, principal: Principal, form: dict[str, Any],
+              error: str | None = None, status_code: int = 200) -> Response:
+    form.setdefault("detector_params", json.dumps(DETECTORS[form.get("detector", "lstm_ae")][1]
+                                                  if form.get("detector") in DETECTORS else {}, indent=1))
+    return render(request, "project_new.html", principal, status_code=status_code, form=form, error=error,
+                  datasets=datasets_repo.list_datasets(session), detectors=DETECTORS, strategies=STRATEGIES)
+
+
+@router.post("/projects/new")
+async def create_project(request: Request, background: BackgroundTasks, session: SessionDep,
+                         principal: AdminPrincipal) -> Response:
+    raw = await request.form()
+    form: dict[str, Any] = {k: raw.get(k) for k in raw if k not in ("csrf_token", "series_ids")}
+    form["series_ids"] = [int(v) for v in raw.getlist("series_ids") if str(v).isdigit()]
+    form["auto_next"] = raw.get("auto_next") in ("on", "true", "1")
+    try:
+        params = json.loads(str(form.get("detector_params") or "{}"))
+        if not isinstance(params, dict):
+            raise AppError("detector parameters must be a JSON object, e.g. {\"epochs\": 5}")
+        spec = ProjectCreate(
+            name=str(form.get("name") or ""), dataset_id=form.get("dataset_id") or 0,
+            series_ids=form["series_ids"] or None, detector=form.get("detector") or "lstm_ae",
+            detector_params=params, window=form.get("window") or 50, stride=form.get("stride") or 1,
+            strategy=form.get("strategy") or "hybrid", round_size=form.get("round_size") or 10,
+            budget=form.get("budget") or 100, auto_next=form["auto_next"], oracle=form.get("oracle") or "human",
+            threshold_method=form.get("threshold_method") or "best_f1",
+            holdout_fraction=form.get("holdout_fraction") or 0.0, seed=form.get("seed") or 0,
+        )
+        project, job_id = service.create_project(session, principal.user, spec)
+    except json.JSONDecodeError as exc:
+        return _new_form(request, session, principal, form, f"detector parameters are not valid JSON: {exc}", 400)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors())
+        return _new_form(request, session, principal, form, f"invalid input: {problems}", 422)
+    except AppError as exc:
+        return _new_form(request, session, principal, form, exc.message, exc.status)
+    enqueue_after_commit(request, background, [job_id])
+    return RedirectResponse(f"/projects/{project.id}", status_code=303)
+
+
+# -- admin project view -------------------------------------------------------------------------------------------
+
+
+@router.get("/projects/{project_id}")
+def project_page(request: Request, project_id: int, session: SessionDep, principal: AdminPrincipal) -> Response:
+    project = service.get_project(session, project_id)
+    dataset = datasets_repo.get_dataset(session, project.dataset_id)
+    rounds = service.round_summaries(session, project.id)
+    version_rows = versions.list_versions(session, project.id)
+    users = {u.id: u.username for u in accounts_repo.list_users(session)}
+    active = repo.active_round(session, project.id)
+    project_jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 50, project.id)]
+    curve = [{"version": v.id, "round": v.round_number, "labels_used": v.labels_used,
+              "pr_auc": (v.metrics or {}).get("pr_auc"), "labels_pr_auc": (v.metrics or {}).get("labels_pr_auc"),
+              "roc_auc": (v.metrics or {}).get("roc_auc")} for v in sorted(version_rows, key=lambda v: v.id)]
+    per_round = [{"round": s.round.number, **{k: s.counts.get(k, 0) for k in ("anomaly", "normal", "unsure")}}
+                 for s in reversed(rounds)]
+    serving_id = project.serving_version_id or (version_rows[-1].id if version_rows else None)
+    return render(
+        request, "project.html", principal, project=project, dataset=dataset, rounds=rounds,
+        versions=version_rows, serving_id=serving_id, users=users, active=active,
+        labels_used=service.labels_used(session, project.id), jobs_json=project_jobs,
+        charts={"curve": curve, "per_round": per_round, "budget": project.budget},
+        series_names={s.id: s.name for s in project.series}, strategies=STRATEGIES,
+        detector_help=DETECTORS.get(project.detector, ("", {}))[0],
+    )
+
+
+# -- analyst labeling queue ---------------------------------------------------------------------------------------
+
+
+@router.get("/label")
+def label_home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    """Straight to the queue when one project waits for answers; otherwise a list to choose from."""
+    rows = [_project_row(session, p) for p in repo.list_projects(session)]
+    waiting = [r for r in rows if r["pending"] > 0]
+    if len(waiting) == 1:
+        return RedirectResponse(f"/projects/{waiting[0]['project'].id}/label", status_code=303)
+    return render(request, "label_home.html", principal, rows=rows, waiting=waiting)
+
+
+@router.get("/projects/{project_id}/label")
+def label_page(request: Request, project_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    project = service.get_project(session, project_id)
+    state = labeling_state(session, project)
+    return render(request, "label.html", principal, project=project, state=state)
+
+
+@router.get("/api/v1/projects/{project_id}/labeling")
+def labeling_state_api(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """The labeling queue's state: the open round, its queries in rank order with their answers, the series."""
+    return labeling_state(session, service.get_project(session, project_id))
+
+
+def labeling_state(session: SessionDep, project: Project) -> dict[str, Any]:
+    active = repo.active_round(session, project.id)
+    last = active or repo.last_round(session, project.id)
+    out: dict[str, Any] = {
+        "project": {"id": project.id, "name": project.name, "window": project.window, "strategy": project.strategy,
+                    "detector": project.detector, "budget": project.budget,
+                    "labels_used": service.labels_used(session, project.id)},
+        "round": None, "queries": [], "series": {},
+        "series_list": [{"id": s.id, "name": s.name} for s in project.series],
+    }
+    if last is None:
+        return out
+    summary = next(s for s in service.round_summaries(session, project.id) if s.round.id == last.id)
+    version = versions.get_version(session, last.source_version_id) if last.source_version_id else None
+    users = {u.id: u.username for u in accounts_repo.list_users(session)}
+    out["round"] = {"id": last.id, "number": last.number, "strategy": last.strategy, "status": last.status,
+                    "k": last.k, "answered": summary.counts["answered"] + summary.counts["skipped"],
+                    "total": len(summary.queries),
+                    "version": None if version is None else {"id": version.id, "round_number": version.round_number,
+                                                             "threshold": version.threshold,
+                                                             "method": version.method}}
+    for q in summary.queries:
+        item = QueryOut.model_validate(q).model_dump(mode="json")
+        item["answer"] = [{"start": lab.start, "end": lab.end, "value": lab.value,
+                           "author": users.get(lab.author_id, "") if lab.author_id else lab.source}
+                          for lab in summary.answers[q.id]]
+        out["queries"].append(item)
+    for s in project.series:
+        if any(q.series_id == s.id for q in summary.queries):
+            out["series"][str(s.id)] = {"id": s.id, "name": s.name, "n_points": s.n_points,
+                                        "n_channels": s.n_channels, "channel_names": s.channel_names,
+                                        "x_kind": s.timestamp_kind}
+    return out
+
+
+@router.get("/api/v1/projects/{project_id}/series/{series_id}/labels")
+def labels_in_range(
+    project_id: int,
+    series_id: int,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=1)] = None,
+) -> list[dict[str, Any]]:
+    """Labels in force on one series overlapping ``[start, end)`` (to shade a chart)."""
+    stop = end if end is not None else 2**62
+    return [{"id": lab.id, "start": lab.start, "end": lab.end, "value": lab.value, "source": lab.source,
+             "query_id": lab.query_id, "round_id": lab.round_id}
+            for lab in service.labels_in_range(session, project_id, series_id, start, stop)]
+
+
+# -- jobs monitor -------------------------------------------------------------------------------------------------
+
+
+@router.get("/admin/jobs")
+def jobs_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
+    rows = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 200)]
+    names = {p.id: p.name for p in repo.list_projects(session)}
+    return render(request, "jobs.html", principal, jobs_json=rows, project_names=names)
+

@@ -1,0 +1,56 @@
+"""Model versions: list, promote / roll back, pull scores and predictions by range."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from app.errors import AppError, NotFound
+from app.projects import service as projects
+from app.versions import service
+from app.versions.schemas import ScoresOut, VersionOut
+
+router = APIRouter(tags=["versions"])
+MAX_SCORE_POINTS = 1_000_000
+
+
+@router.get("/api/v1/projects/{project_id}/versions", response_model=list[VersionOut])
+def list_versions(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> list[VersionOut]:
+    project = projects.get_project(session, project_id)
+    return [VersionOut.model_validate(v).model_copy(update={"serving": v.id == project.serving_version_id})
+            for v in service.list_versions(session, project_id)]
+
+
+@router.post("/api/v1/versions/{version_id}/promote", response_model=VersionOut)
+def promote(version_id: int, session: SessionDep, principal: AdminPrincipal) -> VersionOut:
+    version = service.promote(session, principal.user, version_id)
+    return VersionOut.model_validate(version).model_copy(update={"serving": True})
+
+
+@router.get("/api/v1/projects/{project_id}/scores", response_model=ScoresOut)
+def scores(
+    project_id: int,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    series_id: int,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=1)] = None,
+    version_id: Annotated[int | None, Query(description="Default: the serving version.")] = None,
+) -> ScoresOut:
+    """Anomaly scores (higher = more anomalous) and 0/1 predictions at the version's threshold, by point range."""
+    project = projects.get_project(session, project_id)
+    version = service.get_version(session, version_id) if version_id else service.serving_version(session, project)
+    if version is None or version.project_id != project.id:
+        raise NotFound("no model version to score with yet" if version is None
+                       else f"version {version_id} is not of project {project_id}")
+    values = service.read_scores(session, version, series_id, start, end)
+    if len(values) > MAX_SCORE_POINTS:
+        raise AppError(f"ask for at most {MAX_SCORE_POINTS:,} points at a time", status=413)
+    threshold = version.threshold
+    return ScoresOut(
+        version_id=version.id, series_id=series_id, start=start, end=start + len(values), threshold=threshold,
+        scores=[round(float(v), 6) for v in values],
+        predictions=[int(v >= threshold) for v in values] if threshold is not None else [],
+    )

@@ -1,0 +1,35 @@
+"""Model-version and score shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class VersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    round_number: int
+    method: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    threshold: float | None
+    labels_used: int
+    device: str
+    train_seconds: float
+    created_at: datetime
+    serving: bool = False
+
+
+class ScoresOut(BaseModel):
+    version_id: int
+    series_id: int
+    start: int
+    end: int
+    threshold: float | None
+    scores: list[float]
+    predictions: list[int]

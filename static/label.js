@@ -1,0 +1,557 @@
+// The analyst's labeling queue: one queried window at a time inside its context, every channel stacked, the
+// model's score and threshold below, existing labels shaded. Keys answer; each answer goes into a small outbox
+// (localStorage) with its own idempotency key and is sent at once, so a lost connection or a reload never loses or
+// duplicates it. The next window is shown straight away (its data was prefetched) while the answer is delivered.
+(function () {
+  "use strict";
+  const root = document.getElementById("lq");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const projectId = Number(root.dataset.project);
+  const isAdmin = root.dataset.admin === "1";
+  const OUTBOX = "anomaloop.outbox.v1";
+  const UNDO = `anomaloop.undo.${projectId}`;
+  const MAX_SPAN = 20000; // points on screen at most; the explorer is for the long view
+  const COLORS = ["#2f6fde", "#0f8a7e", "#8a4fd8", "#c2410c", "#0369a1", "#be185d", "#4d7c0f", "#6b7280"];
+  const SHADE = { anomaly: "rgba(217,54,62,0.16)", normal: "rgba(31,157,85,0.12)", unsure: "rgba(199,119,0,0.14)" };
+
+  let S = JSON.parse($("lq-state").textContent);
+  let current = null; // the query on screen
+  let view = null; // {start, end} points on screen
+  let selection = null; // {a, b} dragged anomalous range, points
+  const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
+  const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
+  const timings = (window.__lq = { timings: [], shown: 0 });
+  let flushing = false, retryTimer = null, pollTimer = null;
+
+  // -- storage ------------------------------------------------------------------------------------------------
+  const load = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
+  const save = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* private mode: memory only */ } };
+  const outbox = () => load(OUTBOX, []);
+  const undoStack = () => load(UNDO, []).filter((u) => S.round && u.round === S.round.id);
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // answers still in the outbox survive a reload: show them as given (pending)
+  for (const e of outbox()) if (e.projectId === projectId) local.set(e.queryId, { ...e, state: "pending" });
+
+  // -- helpers --------------------------------------------------------------------------------------------------
+  function toast(text, ms) {
+    let el = document.querySelector(".toast");
+    if (!el) { el = document.createElement("div"); el.className = "toast"; el.setAttribute("role", "status"); document.body.appendChild(el); }
+    el.textContent = text;
+    el.classList.add("show");
+    clearTimeout(el._t);
+    el._t = setTimeout(() => el.classList.remove("show"), ms || 2500);
+  }
+  const fmt = (v, d) => (v == null ? "—" : Number(v).toPrecision(d || 4));
+  const queries = () => S.queries;
+  const byId = (id) => S.queries.find((q) => q.id === id);
+  const status = (q) => {
+    const l = local.get(q.id);
+    if (l) return l.value === "skip" ? "skipped" : "answered";
+    return q.status;
+  };
+  const roundOpen = () => S.round && S.round.status === "open";
+  const pendingQueries = () => queries().filter((q) => status(q) === "pending");
+
+  async function getJSON(url) {
+    const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!r.ok) { const d = await r.json().catch(() => ({})); throw new Error(d.detail || `HTTP ${r.status}`); }
+    return r.json();
+  }
+
+  function defaultView(q) {
+    const w = q.end - q.start, n = S.series[q.series_id].n_points;
+    const ctx = Math.round(w * Number($("lq-context").value));
+    return clampView(q.start - ctx, q.end + ctx, n);
+  }
+
+  function clampView(a, b, n) {
+    let span = Math.min(Math.max(b - a, 8), MAX_SPAN, n);
+    a = Math.max(0, Math.min(Math.round(a), n - span));
+    return { start: a, end: a + span };
+  }
+
+  function chartWidth() { return Math.max(300, Math.min(4000, $("lq-chart").clientWidth || 900)); }
+
+  function fetchData(q, v) {
+    const key = `${q.series_id}:${v.start}:${v.end}`;
+    if (!cache.has(key)) {
+      const version = S.round && S.round.version ? `&version_id=${S.round.version.id}` : "";
+      const p = Promise.all([
+        getJSON(`/api/v1/series/${q.series_id}/view?start=${v.start}&end=${v.end}&width=${chartWidth()}`),
+        S.round && S.round.version
+          ? getJSON(`/api/v1/projects/${projectId}/scores?series_id=${q.series_id}&start=${v.start}&end=${v.end}${version}`).catch(() => null)
+          : Promise.resolve(null),
+        getJSON(`/api/v1/projects/${projectId}/series/${q.series_id}/labels?start=${v.start}&end=${v.end}`),
+      ]).then(([vw, scores, labels]) => ({ view: vw, scores, labels }));
+      p.catch(() => cache.delete(key)); // a failed fetch is tried again next time
+      cache.set(key, p);
+      if (cache.size > 40) cache.delete(cache.keys().next().value);
+    }
+    return cache.get(key);
+  }
+
+  function prefetchAfter(q) {
+    // the next two windows the analyst will most likely see
+    const rest = pendingQueries().filter((p) => p.id !== (q && q.id)).slice(0, 2);
+    for (const p of rest) fetchData(p, defaultView(p)).catch(() => {});
+  }
+
+  // -- channels -------------------------------------------------------------------------------------------------
+  function hiddenChannels(seriesId) {
+    const s = S.series[seriesId];
+    const stored = load(`anomaloop.hidden.${seriesId}`, null);
+    if (stored) return new Set(stored);
+    return new Set(s.channel_names.map((_, i) => i).filter((i) => i >= 8)); // at most 8 rows at first
+  }
+
+  function drawChannelChips(seriesId) {
+    const s = S.series[seriesId], hidden = hiddenChannels(seriesId), box = $("lq-channels");
+    box.innerHTML = "";
+    s.channel_names.forEach((name, i) => {
+      const chip = document.createElement("label");
+      chip.className = "chip" + (hidden.has(i) ? " off" : "");
+      chip.innerHTML = `<input type="checkbox" ${hidden.has(i) ? "" : "checked"} data-channel="${i}"> <span></span>`;
+      chip.querySelector("span").textContent = name;
+      chip.querySelector("span").style.color = COLORS[i % COLORS.length];
+      box.appendChild(chip);
+    });
+  }
+
+  $("lq-channels").addEventListener("change", (ev) => {
+    const i = Number(ev.target.dataset.channel);
+    if (Number.isNaN(i) || !current) return;
+    const hidden = hiddenChannels(current.series_id);
+    if (ev.target.checked) hidden.delete(i); else hidden.add(i);
+    if (hidden.size === S.series[current.series_id].n_channels) { hidden.delete(i); ev.target.checked = true; toast("keep at least one channel"); }
+    save(`anomaloop.hidden.${current.series_id}`, [...hidden]);
+    drawChannelChips(current.series_id);
+    redraw();
+  });
+  $("lq-shared").addEventListener("change", () => redraw());
+  $("lq-score").addEventListener("change", () => redraw());
+  $("lq-context").addEventListener("change", () => {
+    save("anomaloop.context", $("lq-context").value);
+    if (current) { view = defaultView(current); redraw(); }
+  });
+  const ctxStored = load("anomaloop.context", null);
+  if (ctxStored) $("lq-context").value = ctxStored;
+
+  // -- drawing --------------------------------------------------------------------------------------------------
+  async function redraw() {
+    if (!current) return;
+    const q = current, v = view;
+    let data;
+    try { data = await fetchData(q, v); }
+    catch (e) { $("lq-chart").innerHTML = `<div class="empty-state">Could not load the chart: ${e.message}. Retrying…</div>`; setTimeout(redraw, 2000); return; }
+    if (q !== current || v !== view) return; // the analyst moved on meanwhile
+    await plot(q, data);
+    bindChart();
+  }
+
+  function plot(q, data) {
+    const s = S.series[q.series_id], hidden = hiddenChannels(q.series_id);
+    const chans = data.view.channels.filter((c) => !hidden.has(c.index));
+    const withScore = $("lq-score").checked && data.scores && data.scores.scores.length;
+    const rows = chans.length + (withScore ? 1 : 0);
+    const weights = chans.map(() => 1).concat(withScore ? [1.15] : []);
+    const gap = 0.035, total = weights.reduce((a, b) => a + b, 0);
+    const usable = 1 - gap * (rows - 1);
+    const layout = {
+      height: Math.max(340, 96 * chans.length + (withScore ? 130 : 0) + 70),
+      margin: { l: 64, r: 18, t: 26, b: 36 }, showlegend: false, dragmode: "select", selectdirection: "h",
+      hovermode: "x unified", font: { family: "system-ui, sans-serif", size: 11.5 },
+      paper_bgcolor: "#fff", plot_bgcolor: "#fff", selections: [],
+      xaxis: { range: [view.start - 0.5, view.end - 0.5], showgrid: true, gridcolor: "#eef0f3", zeroline: false,
+               title: { text: "point", standoff: 4 }, fixedrange: true },
+      shapes: [], annotations: [],
+    };
+    const traces = [];
+    let top = 1, shared = null;
+    if ($("lq-shared").checked && chans.length > 1) {
+      const all = chans.flatMap((c) => c.y.filter((y) => y != null));
+      if (all.length) { const lo = Math.min(...all), hi = Math.max(...all), pad = (hi - lo) * 0.06 || 1; shared = [lo - pad, hi + pad]; }
+    }
+    const stamp = (x) => (s.x_kind === "datetime" ? new Date(x).toISOString().replace("T", " ").replace(".000Z", "") : x);
+    const axes = [];
+    weights.forEach((w, r) => {
+      const h = (usable * w) / total, name = r === 0 ? "yaxis" : `yaxis${r + 1}`;
+      layout[name] = { domain: [Math.max(0, top - h), top], zeroline: false, gridcolor: "#eef0f3", fixedrange: true,
+                       automargin: true, tickfont: { size: 10.5 } };
+      axes.push(r === 0 ? "y" : `y${r + 1}`);
+      top -= h + gap;
+    });
+    layout.xaxis.anchor = axes[axes.length - 1]; // tick labels under the bottom row
+    chans.forEach((c, r) => {
+      const color = COLORS[c.index % COLORS.length];
+      const label = c.name.replace(/[<>&]/g, "");
+      traces.push({ type: "scatter", mode: "lines", x: c.i, y: c.y, yaxis: axes[r], name: c.name,
+                    line: { color, width: 1.4 }, connectgaps: false, text: c.x.map(stamp),
+                    hovertemplate: r === 0 && s.x_kind === "datetime" ? `${label}: %{y:.4g} · %{text}<extra></extra>`
+                                                                      : `${label}: %{y:.4g}<extra></extra>` });
+      if (shared) layout[r === 0 ? "yaxis" : `yaxis${r + 1}`].range = shared;
+      layout.annotations.push({ text: c.name, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
+                                yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,.8)" });
+    });
+    if (withScore) {
+      const r = chans.length, sc = data.scores;
+      const xs = sc.scores.map((_, i) => sc.start + i);
+      traces.push({ type: "scatter", mode: "lines", x: xs, y: sc.scores, yaxis: axes[r], name: "score",
+                    line: { color: "#6d28d9", width: 1.3 }, fill: "tozeroy", fillcolor: "rgba(109,40,217,.07)",
+                    hovertemplate: "score %{y:.4g}<extra></extra>" });
+      layout.annotations.push({ text: `model score (v${S.round.version.id})`, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1,
+                                xanchor: "left", yanchor: "bottom", showarrow: false, font: { size: 11, color: "#6d28d9" } });
+      if (sc.threshold != null) {
+        layout.shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axes[r], y0: sc.threshold, y1: sc.threshold,
+                             line: { color: "#d9363e", width: 1.2, dash: "dash" } });
+        layout.annotations.push({ text: `threshold ${fmt(sc.threshold, 3)}`, xref: "paper", x: 1, xanchor: "right", yref: axes[r],
+                                  y: sc.threshold, yanchor: "bottom", showarrow: false, font: { size: 10.5, color: "#d9363e" } });
+      }
+    }
+    // labels in force (server), overridden by this page's own answers (newer)
+    const mine = new Set(local.keys());
+    for (const lab of data.labels) {
+      if (lab.query_id != null && mine.has(lab.query_id)) continue;
+      if (!SHADE[lab.value]) continue;
+      layout.shapes.push(band(lab.start, lab.end, SHADE[lab.value]));
+    }
+    for (const [qid, l] of local) {
+      const lq = byId(qid);
+      if (!lq || lq.series_id !== q.series_id || l.value === "skip") continue;
+      if (l.a != null) {
+        layout.shapes.push(band(lq.start, l.a, SHADE.normal), band(l.a, l.b, SHADE.anomaly), band(l.b, lq.end, SHADE.normal));
+      } else layout.shapes.push(band(lq.start, lq.end, SHADE[l.value]));
+    }
+    // the queried window on top of everything
+    layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: q.start - 0.5, x1: q.end - 0.5, y0: 0, y1: 1,
+                         fillcolor: "rgba(47,111,222,0.07)", line: { color: "#2f6fde", width: 1.6 }, layer: "above" });
+    layout.annotations.push({ text: "queried window", xref: "x", yref: "paper", x: (q.start + q.end) / 2, y: 1, yanchor: "bottom",
+                              showarrow: false, font: { size: 11, color: "#2f6fde" } });
+    if (selection) {
+      layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: selection.a - 0.5, x1: selection.b - 0.5, y0: 0, y1: 1,
+                           fillcolor: "rgba(217,54,62,0.22)", line: { color: "#d9363e", width: 1.5, dash: "dot" }, layer: "above" });
+    }
+    $("lq-range").textContent = `points ${view.start.toLocaleString()}–${view.end.toLocaleString()} of ${s.n_points.toLocaleString()}`;
+    return Plotly.react("lq-chart", traces, layout, { displayModeBar: false, responsive: true, scrollZoom: false, doubleClick: false });
+  }
+
+  function band(a, b, color) {
+    return { type: "rect", xref: "x", yref: "paper", x0: a - 0.5, x1: b - 0.5, y0: 0, y1: 1, fillcolor: color, line: { width: 0 }, layer: "below" };
+  }
+
+  // -- panels ---------------------------------------------------------------------------------------------------
+  function drawProgress() {
+    const qs = queries(), done = qs.filter((q) => status(q) !== "pending").length;
+    $("lq-count").textContent = `${done} / ${qs.length}`;
+    $("lq-bar").style.width = qs.length ? `${(100 * done) / qs.length}%` : "0%";
+    $("lq-round").textContent = S.round ? `round ${S.round.number}` : "";
+  }
+
+  function answerText(q) {
+    const l = local.get(q.id);
+    if (l) return l.value === "skip" ? "skipped" : l.a != null ? `anomaly ${l.a}–${l.b}, rest normal` : l.value;
+    if (q.status === "skipped") return "skipped";
+    if (!q.answer || !q.answer.length) return "";
+    const anomalous = q.answer.filter((a) => a.value === "anomaly");
+    if (q.answer.length > 1 && anomalous.length) return `anomaly ${anomalous[0].start}–${anomalous[0].end}, rest normal`;
+    return q.answer[0].value;
+  }
+
+  function drawQueue() {
+    const ul = $("lq-queue");
+    ul.innerHTML = "";
+    for (const q of queries()) {
+      const li = document.createElement("li");
+      const st = status(q), l = local.get(q.id);
+      li.dataset.query = q.id;
+      li.className = current && q.id === current.id ? "current" : "";
+      const ans = answerText(q);
+      const val = st === "pending" ? "pending" : st === "skipped" ? "skipped" : (l ? l.value : (q.answer[0] || {}).value) || st;
+      li.innerHTML = `<span class="rank">${q.rank + 1}</span><span class="where"></span><span class="val ${val}"></span>`;
+      li.querySelector(".where").textContent = `${S.series[q.series_id].name.slice(0, 18)} ${q.start}–${q.end}`;
+      li.querySelector(".val").textContent = st === "pending" ? "to do" : (ans.split(" ")[0] || st) + (l && l.state === "pending" ? " ⋯" : "");
+      li.title = ans || "not answered yet";
+      ul.appendChild(li);
+    }
+  }
+
+  $("lq-queue").addEventListener("click", (ev) => {
+    const li = ev.target.closest("li[data-query]");
+    if (!li || !roundOpen()) return;
+    show(byId(Number(li.dataset.query)));
+  });
+
+  function drawWhy(q) {
+    const r = S.round;
+    $("why-strategy").textContent = r.strategy;
+    $("why-rank").textContent = `${q.rank + 1} of ${queries().length}`;
+    $("why-score").textContent = fmt(q.score);
+    $("why-margin").textContent = fmt(q.margin);
+    $("why-model").textContent = r.version ? `v${r.version.id} · ${r.version.method} · round ${r.version.round_number}` : "—";
+    $("why-series").textContent = S.series[q.series_id].name;
+    $("why-window").textContent = `points ${q.start.toLocaleString()}–${q.end.toLocaleString()} (${q.end - q.start})`;
+    $("why-reason").textContent = q.reason || "";
+    const ans = answerText(q);
+    $("why-answer").innerHTML = ans ? `Current answer: <b></b> — a new answer replaces it.` : "";
+    if (ans) $("why-answer").querySelector("b").textContent = ans;
+  }
+
+  function drawSync() {
+    const el = $("lq-sync"), n = outbox().length;
+    el.className = "sync" + (n ? " pending" : "");
+    if (!n) el.textContent = "All answers saved";
+    else el.textContent = `${n} answer${n === 1 ? "" : "s"} pending${navigator.onLine ? " — sending" : " — offline, kept here"}`;
+    el.dataset.pending = String(n);
+  }
+
+  function drawSelection() {
+    const q = current;
+    $("lq-selection").textContent = selection && q
+      ? `Marked points ${selection.a}–${selection.b}: press a to save as anomaly (the rest of the window normal), Esc to clear`
+      : "";
+  }
+
+  // -- showing a query -------------------------------------------------------------------------------------------
+  async function show(q, t0) {
+    if (!q) return;
+    current = q;
+    selection = null;
+    view = defaultView(q);
+    $("lq-work").hidden = false;
+    $("lq-done").hidden = true;
+    drawChannelChips(q.series_id);
+    drawWhy(q);
+    drawQueue();
+    drawProgress();
+    drawSelection();
+    root.dataset.query = "";
+    await redraw();
+    if (current !== q) return;
+    root.dataset.query = String(q.id); // tests and the timing script wait on this
+    timings.shown += 1;
+    if (t0 != null) requestAnimationFrame(() => timings.timings.push(performance.now() - t0));
+    prefetchAfter(q);
+  }
+
+  function showDone() {
+    current = null;
+    root.dataset.query = "";
+    $("lq-work").hidden = true;
+    const done = $("lq-done");
+    done.hidden = false;
+    drawProgress();
+    drawQueue();
+    const n = outbox().length;
+    const link = isAdmin ? `<a class="button primary" href="/projects/${projectId}">Watch training on the project page</a>`
+                         : `<a class="button" href="/projects">Back to projects</a>`;
+    if (!S.round) {
+      done.innerHTML = `<h2>No round yet</h2><p class="muted">${isAdmin ? `Start a round on the <a href="/projects/${projectId}">project page</a>.` : "An admin starts the first round; this page picks it up by itself."}</p>`;
+    } else if (n) {
+      done.innerHTML = navigator.onLine
+        ? `<div class="big">⋯</div><h2>All windows answered</h2><p class="muted">Saving the last answer${n === 1 ? "" : "s"}…</p>`
+        : `<div class="big">⋯</div><h2>All windows answered</h2><p class="muted">${n} answer${n === 1 ? " is" : "s are"} waiting for the connection; they are kept in this browser and sent when it returns.</p>`;
+    } else if (S.round.status === "open" && !pendingQueries().length) {
+      done.innerHTML = `<div class="big">✓</div><h2>All windows answered</h2><p class="muted">Saving…</p>`;
+    } else if (S.round.status === "open") {
+      done.innerHTML = `<h2>Nothing on screen</h2>`;
+    } else {
+      done.innerHTML = `<div class="big">✓</div><h2 id="lq-complete">Round ${S.round.number} complete — the model is retraining</h2>
+        <p class="muted">Thank you. The next round opens when ${S.round.status === "done" ? "an admin starts it" : "the new model is stored"}${isAdmin ? "" : " (this page picks it up by itself)"}.</p><p>${link}</p>`;
+    }
+    schedulePoll();
+  }
+
+  function next(t0) {
+    const q = pendingQueries()[0];
+    if (q && roundOpen()) show(q, t0);
+    else showDone();
+  }
+
+  // -- answering -------------------------------------------------------------------------------------------------
+  function answer(value) {
+    if (!current || !roundOpen()) return;
+    const t0 = performance.now();
+    const q = current;
+    const range = value === "anomaly" && selection ? selection : null;
+    const entry = { key: newKey(), queryId: q.id, projectId, roundId: S.round.id, value,
+                    a: range ? range.a : null, b: range ? range.b : null, at: Date.now() };
+    const box = outbox();
+    box.push(entry);
+    save(OUTBOX, box);
+    local.set(q.id, { ...entry, state: "pending" });
+    const stack = load(UNDO, []).filter((u) => u.round === S.round.id);
+    stack.push({ queryId: q.id, key: entry.key, round: S.round.id });
+    save(UNDO, stack.slice(-50));
+    drawSync();
+    next(t0);
+    flush();
+  }
+
+  async function flush() {
+    if (flushing) return;
+    flushing = true;
+    clearTimeout(retryTimer);
+    let wait = 0;
+    try {
+      while (outbox().length) {
+        const e = outbox()[0];
+        let r;
+        try {
+          r = await fetch(`/api/v1/queries/${e.queryId}/answer`, {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
+            body: JSON.stringify({ value: e.value, anomaly_start: e.a, anomaly_end: e.b, idempotency_key: e.key }),
+          });
+        } catch (err) { wait = 3000; break; } // offline: keep it, try again
+        if (r.status >= 500 || r.status === 408 || r.status === 429 || r.status === 409 && (await isRace(r.clone()))) { wait = 2000; break; }
+        const data = await r.json().catch(() => ({}));
+        const rest = outbox().filter((x) => x.key !== e.key);
+        save(OUTBOX, rest);
+        if (r.ok) {
+          const l = local.get(e.queryId);
+          if (l && l.key === e.key) l.state = "sent";
+          const q = byId(e.queryId);
+          if (q && e.projectId === projectId) {
+            q.status = e.value === "skip" ? "skipped" : "answered";
+            q.answer = (data.labels || []).map((x) => ({ start: x.start, end: x.end, value: x.value }));
+            if (S.round && S.round.id === e.roundId) S.round.status = data.round_status;
+          }
+        } else {
+          // refused for good (the round closed, the query is gone): tell the analyst, put the window back
+          if (local.get(e.queryId) && local.get(e.queryId).key === e.key) local.delete(e.queryId);
+          toast(`Answer to window ${e.queryId} not saved: ${data.detail || r.status}`, 6000);
+        }
+        drawSync();
+        drawQueue();
+        drawProgress();
+      }
+    } finally {
+      flushing = false;
+      drawSync();
+    }
+    if (wait) retryTimer = setTimeout(flush, wait);
+    else if (!current) showDone();
+  }
+
+  async function isRace(r) {
+    // 409 "being saved by another request" is worth a retry; a closed round is not
+    const d = await r.json().catch(() => ({}));
+    return /another request/.test(d.detail || "");
+  }
+
+  async function undo() {
+    const stack = load(UNDO, []);
+    const mine = stack.filter((u) => S.round && u.round === S.round.id);
+    const last = mine[mine.length - 1];
+    if (!last) { toast("Nothing to undo"); return; }
+    const box = outbox();
+    const q = byId(last.queryId);
+    if (box.some((e) => e.key === last.key)) {
+      save(OUTBOX, box.filter((e) => e.key !== last.key)); // never sent: just drop it
+    } else {
+      try {
+        const r = await fetch(`/api/v1/queries/${last.queryId}/undo`, {
+          method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf, Accept: "application/json" } });
+        if (!r.ok) { const d = await r.json().catch(() => ({})); toast(`Cannot undo: ${d.detail || r.status}`, 5000); return; }
+      } catch (e) { toast("Cannot undo while offline", 4000); return; }
+      if (q) { q.status = "pending"; q.answer = []; }
+    }
+    save(UNDO, stack.filter((u) => u.key !== last.key));
+    local.delete(last.queryId);
+    for (const k of [...cache.keys()]) if (q && k.startsWith(`${q.series_id}:`)) cache.delete(k); // labels changed
+    drawSync();
+    toast(`Undone: window ${q ? q.rank + 1 : ""} is open again`);
+    if (q) show(q);
+  }
+
+  // -- waiting for a round ---------------------------------------------------------------------------------------
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(async () => {
+      if (current) return;
+      try {
+        if (!outbox().length) {
+          S = await getJSON(`/api/v1/projects/${projectId}/labeling`);
+          local.clear();
+          if (roundOpen() && pendingQueries().length) { next(); return; }
+        }
+        showDone();
+      } catch (e) { schedulePoll(); }
+    }, 3000);
+  }
+
+  // -- keys and buttons ------------------------------------------------------------------------------------------
+  function pan(direction) {
+    if (!current) return;
+    const span = view.end - view.start, n = S.series[current.series_id].n_points;
+    view = clampView(view.start + direction * Math.max(1, Math.round(span / 4)), view.end + direction * Math.max(1, Math.round(span / 4)), n);
+    redraw();
+  }
+
+  function zoom(factor) {
+    if (!current) return;
+    const n = S.series[current.series_id].n_points, mid = (view.start + view.end) / 2;
+    const half = Math.max((current.end - current.start) / 2 + 2, ((view.end - view.start) / 2) * factor);
+    view = clampView(mid - half, mid + half, n);
+    redraw();
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const t = ev.target;
+    if (t && (t.tagName === "INPUT" && t.type !== "checkbox" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
+    const k = ev.key;
+    const act = { a: () => answer("anomaly"), n: () => answer("normal"), u: () => answer("unsure"), s: () => answer("skip"),
+                  z: () => undo(), ArrowLeft: () => pan(-1), ArrowRight: () => pan(1), "+": () => zoom(1 / 1.5),
+                  "=": () => zoom(1 / 1.5), "-": () => zoom(1.5), "_": () => zoom(1.5), "−": () => zoom(1.5),
+                  Escape: () => { selection = null; drawSelection(); redraw(); } }[k.length === 1 ? k.toLowerCase() : k];
+    if (!act) return;
+    ev.preventDefault();
+    if (ev.repeat && "anusz".includes(k.toLowerCase())) return; // a held key answers once
+    act();
+  });
+
+  document.querySelector(".lq-answer").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button");
+    if (!b) return;
+    if (b.id === "lq-undo") undo(); else if (b.dataset.answer) answer(b.dataset.answer);
+    b.blur();
+  });
+
+  // drag on the chart: an anomalous sub-range of the window
+  function bindChart() {
+    const el = $("lq-chart");
+    if (el._bound || !el.on) return;
+    el._bound = true;
+    el.on("plotly_selected", (ev) => {
+      if (!ev || !ev.range || !current) return;
+      const key = Object.keys(ev.range).find((k) => k.startsWith("x"));
+      if (!key) return;
+      const [x0, x1] = ev.range[key];
+      const a = Math.max(current.start, Math.ceil(x0)), b = Math.min(current.end, Math.floor(x1) + 1);
+      if (b - a < 1) { toast("Drag inside the queried window"); selection = null; }
+      else selection = { a, b };
+      drawSelection();
+      redraw();
+    });
+    el.on("plotly_deselect", () => { selection = null; drawSelection(); redraw(); });
+  }
+
+  window.addEventListener("online", () => { drawSync(); flush(); });
+  window.addEventListener("offline", drawSync);
+  window.addEventListener("resize", () => { cache.clear(); if (current) redraw(); });
+
+  // -- start ------------------------------------------------------------------------------------------------------
+  drawSync();
+  drawProgress();
+  if (outbox().length) flush();
+  next();
+})();

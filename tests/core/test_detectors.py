@@ -1,0 +1,169 @@
+"""Detectors: the common contract on every registered detector (but RLAD), and quality floors on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from app.core.detectors.base import NotFittedError
+from app.core.detectors.iforest import IForestDetector
+from app.core.detectors.registry import available_detectors, load_detector, make_detector
+from app.core.runtime import Cancelled, Progress
+
+from .conftest import load_series
+
+DETECTORS = [name for name in available_detectors() if name != "rlad"]
+STOCHASTIC = DETECTORS  # every one: iForest subsamples, the deep ones initialise and shuffle at random
+# Small settings so a fit takes well under a second on one core.
+FAST = {"epochs": 2, "max_train_windows": 128, "window": 20}
+
+
+def fast_params(name: str, **extra: object) -> dict:
+    params = {"window": 20} if name == "iforest" else dict(FAST)
+    params.update(extra)
+    return params
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The test machine's cores are shared; torch's thread pool only adds spin-wait there."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two-channel noisy sines with one 10-point level shift at 400; labels ``(n,)``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = np.stack([np.sin(t / 8), np.cos(t / 13)], axis=1) + 0.05 * rng.standard_normal((n, 2))
+    y = np.zeros(n, dtype=int)
+    x[400:410] += 2.5
+    y[400:410] = 1
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_contract_shapes_roundtrip_and_seeds(name: str) -> None:
+    x, _ = synthetic()
+    det = make_detector(name, seed=0, **fast_params(name)).fit(x)
+    scores = det.score(x)
+    assert scores.shape == (len(x),)
+    assert np.isfinite(scores).all()
+    assert scores.dtype == np.float64
+    ws = det.window_scores(x)
+    assert ws.shape == (det.n_windows(len(x)),) and np.isfinite(ws).all()
+
+    again = load_detector(det.to_bytes())
+    assert type(again) is type(det) and again.get_params() == det.get_params()
+    np.testing.assert_array_equal(again.score(x), scores)
+
+    same = make_detector(name, seed=0, **fast_params(name)).fit(x)
+    np.testing.assert_array_equal(same.score(x), scores)
+    if name in STOCHASTIC:
+        other = make_detector(name, seed=1, **fast_params(name)).fit(x)
+        assert not np.array_equal(other.score(x), scores)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_spike_scores_above_the_rest(name: str) -> None:
+    """A 2.5-sigma level shift must score above the median of the clean points, first points included."""
+    x, y = synthetic()
+    det = make_detector(name, seed=0, **fast_params(name)).fit(x[:350])  # fit on clean data only
+    scores = det.score(x)
+    assert scores[y == 1].mean() > np.median(scores[y == 0])
+    assert np.isfinite(scores[:5]).all()
+
+
+def test_point_scores_cover_the_tail_with_a_real_window() -> None:
+    """The newest points are scored by a window that ends on them, not copied from an earlier point."""
+    x, _ = synthetic(n=437)  # (437 - 20) is not a multiple of the inference stride 10
+    det = make_detector("ae", seed=0, **FAST).fit(x)
+    x2 = x.copy()
+    x2[-1] += 5.0
+    s1, s2 = det.score(x), det.score(x2)
+    assert s2[-1] > s1[-1] + 0.5
+
+
+def test_unknown_parameter_and_unfitted_use_fail_clearly() -> None:
+    with pytest.raises(TypeError, match="unknown parameters"):
+        make_detector("lstm_ae", hiden=3)
+    with pytest.raises(NotFittedError):
+        make_detector("ae").score(np.zeros(100))
+    with pytest.raises(ValueError, match="shorter than one window"):
+        make_detector("ae", **FAST).fit(np.zeros(10))
+
+
+def test_fit_reports_progress_and_cancel_leaves_it_unfitted() -> None:
+    x, _ = synthetic()
+    seen: list[Progress] = []
+    make_detector("ae", **FAST).fit(x, progress=seen.append)
+    assert [p.step for p in seen] == [1, 2] and seen[-1].fraction == 1.0 and seen[-1].loss is not None
+
+    def cancel(p: Progress) -> None:
+        raise Cancelled
+
+    det = make_detector("ae", **FAST)
+    with pytest.raises(Cancelled):
+        det.fit(x, progress=cancel)
+    with pytest.raises(NotFittedError):
+        det.score(x)
+
+
+def test_fit_leaves_out_windows_with_known_anomalies() -> None:
+    """With ``y`` the model never trains on the shift, so it reconstructs it worse than without ``y``."""
+    x, y = synthetic()
+    blind = make_detector("ae", seed=0, window=20, epochs=15, max_train_windows=600).fit(x)
+    told = make_detector("ae", seed=0, window=20, epochs=15, max_train_windows=600).fit(x, y=y)
+    assert told.score(x)[y == 1].mean() > blind.score(x)[y == 1].mean()
+
+
+def test_iforest_warm_up_contract() -> None:
+    """RLAD's warm-up: ``IForestDetector(...).fit(X).window_scores(X)``, one score per stride-1 window."""
+    x, y = synthetic()
+    ws = IForestDetector(window=25, seed=3).fit(x).window_scores(x)
+    assert ws.shape == (len(x) - 24,)
+    assert np.isfinite(ws).all() and ((ws > 0) & (ws <= 1)).all()
+    assert IForestDetector(window=25, seed=3).fit(x[:100]).forest_.n_estimators == 100
+    # The point score is the score of the window ending there.
+    det = IForestDetector(window=25, seed=3, max_fit_windows=200).fit(x)
+    np.testing.assert_array_equal(det.score(x)[24:], det.window_scores(x))
+
+
+# -- quality floors on real data -------------------------------------------------------------
+
+
+def pr_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(average_precision_score(labels, scores))
+
+
+def random_pr_auc(labels: np.ndarray) -> float:
+    """PR-AUC of uniformly random scores (fixed seed); about the anomaly rate."""
+    return pr_auc(np.random.default_rng(0).random(len(labels)), labels)
+
+
+QUALITY = {"epochs": 4, "max_train_windows": 512}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DETECTORS)
+def test_beats_random_on_nab_machine_temperature(name: str, shared_data) -> None:
+    x, y = load_series("nab/realKnownCause__machine_temperature_system_failure.csv.gz", limit=6000)
+    assert 0 < y.mean() < 0.3  # two of the four failure windows lie in this slice
+    params = {} if name == "iforest" else dict(QUALITY)
+    scores = make_detector(name, seed=0, **params).fit(x).score(x)
+    assert pr_auc(scores, y) > 1.2 * random_pr_auc(y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DETECTORS)
+def test_beats_random_on_smd_machine(name: str, shared_data) -> None:
+    train, _ = load_series("smd/machine-1-2.train.csv.gz", limit=3000)
+    test, y = load_series("smd/machine-1-2.test.csv.gz", limit=6500)
+    test, y = test[3500:], y[3500:]  # three labeled incidents in these 3,000 points
+    params = {} if name == "iforest" else dict(QUALITY)
+    scores = make_detector(name, seed=0, **params).fit(train).score(test)
+    assert pr_auc(scores, y) > 1.5 * random_pr_auc(y)
