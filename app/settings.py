@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     when its lease in the job row runs out)."""
     job_lease_seconds: int = 30
     """A running job's worker renews its lease in the job row; a lease this old means the worker died."""
+    job_sweep_seconds: float = 10.0
+    """How often a worker looks for jobs nobody is doing (a dead worker's, or messages a broker lost)."""
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     """Signs session and CSRF tokens. Must be set in production."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--fit-points", type=int, default=20_000)
     parser.add_argument("--feedback-points", type=int, default=100_000)
     parser.add_argument("--no-feedback", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default; 1 suits a shared box)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -78,7 +78,7 @@ def main() -> None:
     x, _ = synthetic_series(args.points)
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {args.device}, {args.points:,} points\n")
-    print("| detector | fit s (first {:,} pts) | score s ({:,} pts) | points/s |".format(args.fit_points, args.points))
+    print(f"| detector | fit s (first {args.fit_points:,} pts) | score s ({args.points:,} pts) | points/s |")
     print("|---|---:|---:|---:|")
     for name in args.detectors:
         det = make_detector(name, seed=0, device=args.device)

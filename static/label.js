@@ -22,7 +22,7 @@
   let selection = null; // {a, b} dragged anomalous range, points
   const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
   const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
-  const timings = (window.__lq = { timings: [], shown: 0 });
+  const timings = (window.__lq = { timings: [], plot: [], shown: 0 }); // key press -> next window drawn, ms
   let flushing = false, retryTimer = null, pollTimer = null;
 
   // -- storage ------------------------------------------------------------------------------------------------
@@ -153,7 +153,9 @@
     try { data = await fetchData(q, v); }
     catch (e) { $("lq-chart").innerHTML = `<div class="empty-state">Could not load the chart: ${e.message}. Retrying…</div>`; setTimeout(redraw, 2000); return; }
     if (q !== current || v !== view) return; // the analyst moved on meanwhile
+    const t = performance.now();
     await plot(q, data);
+    timings.plot.push(performance.now() - t);
     bindChart();
   }
 

@@ -14,7 +14,6 @@ from app.jobs.runner import LeaseHeld, run_job
 from app.settings import Settings
 
 log = logging.getLogger("anomaloop.worker")
-SWEEP_EVERY_S = 10.0
 
 
 class _WorkerState:
@@ -81,7 +80,7 @@ def _start_sweeper(sender=None, **_kw) -> None:  # type: ignore[no-untyped-def]
                     log.info("re-sent %d orphaned job(s)", n)
             except Exception:  # noqa: BLE001 - broker or database briefly away; next sweep retries
                 log.warning("sweep failed", exc_info=True)
-            _WorkerState.stop.wait(SWEEP_EVERY_S)
+            _WorkerState.stop.wait(_WorkerState.get()[0].job_sweep_seconds)
 
     threading.Thread(target=loop, daemon=True, name="anomaloop-sweeper").start()
 

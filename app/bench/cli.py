@@ -67,8 +67,8 @@ def run_cmd(
         raise typer.BadParameter("--fit-frac and --pool-frac must be in (0, 1)")
     cfg = RunConfig(
         detector=detector, strategy=strategy, budget=budget, round_size=round_size, rounds=rounds,
-        seeds=tuple(seed or [0]), device=device, quick=quick, params=_parse_params(param or []), answer=answer, max_series=max_series,
-        series_filter=tuple(series or []),
+        seeds=tuple(seed or [0]), device=device, quick=quick, params=_parse_params(param or []), answer=answer,
+        max_series=max_series, series_filter=tuple(series or []),
         protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
     )
     command = "anomaloop bench " + shlex.join(sys.argv[1:]) if sys.argv else ""

@@ -390,7 +390,14 @@ def warm_up(
         start = offset + idx * stride
         queries.append(Query(start // stride, start, start + window, "warmup", rank, float(getattr(p, "score", np.nan)),
                              reason=str(getattr(p, "reason", "warm-up"))))
-    queries = queries[:limit]
+    if len(queries) > limit:
+        # The budget is smaller than the warm-up: keep the extremes, alternating the highest- and the
+        # lowest-scored picks (likely one anomaly, one normal), rather than whatever comes first.
+        ws = score_windows(detector, split.X[offset:p1])
+        order = np.argsort([-ws[(q.start - offset) // stride] for q in queries], kind="stable")
+        alternating = [int(order[i // 2]) if i % 2 == 0 else int(order[-(i // 2) - 1]) for i in range(len(order))]
+        keep = list(dict.fromkeys(alternating))[:limit]
+        queries = [queries[i] for i in sorted(keep)]
     return queries, ask(oracle, queries)
 
 

@@ -242,9 +242,8 @@ def _overview_threshold(n_points: int, n_out: int) -> int:
 
 def series_overview(session: Session, series: Series) -> ov.SeriesOverview:
     """The series' min/max summary: built once by reading every chunk, then served from :data:`ov.OVERVIEWS`."""
-    bind = session.get_bind()
     # created_at tells a re-imported series with a reused id apart; n_points changes when points are appended.
-    key = (str(bind.url), series.id, series.n_points, series.created_at)
+    key = (str(session.get_bind().engine.url), series.id, series.n_points, series.created_at)
     found = ov.OVERVIEWS.get(key)
     if found is not None:
         return found

@@ -200,7 +200,7 @@ def start_round(
         raise Conflict(f"the label budget of {project.budget} windows is spent")
     last = repo.last_round(session, project.id)
     number = (last.number if last else 0) + 1
-    picks = _pick(session, project, version, strategy, k, number)
+    picks = _pick(session, project, version, strategy, k, number, remaining)
     if not picks:
         raise Conflict("no unlabeled window is left to ask about")
     rnd = Round(project_id=project.id, number=number, strategy=strategy, k=len(picks), status="open",
@@ -219,8 +219,10 @@ def start_round(
     return RoundStarted(rnd, job_ids)
 
 
-def _pick(session: Session, project: Project, version, strategy: str, k: int, number: int):  # type: ignore[no-untyped-def]
-    """Queries as ``(series id, start point, score, margin, reason)``, best first."""
+def _pick(session: Session, project: Project, version, strategy: str, k: int, number: int,  # type: ignore[no-untyped-def]
+          remaining: int):
+    """Queries as ``(series id, start point, score, margin, reason)``, best first. RLAD's warm-up round asks all
+    its warm-up windows (3 N_w, within the remaining budget) instead of ``k``."""
     from app.core.loop import labeled_windows, pool_window_range
     from app.core.query import select
 
@@ -252,7 +254,7 @@ def _pick(session: Session, project: Project, version, strategy: str, k: int, nu
     initial = _initial_picks(session, project, version, ranges, owner)
     if initial is not None:
         picks = [(int(owner[i, 0]), int(owner[i, 1]) * project.stride, float(all_scores[i]), None,
-                  "warm-up: iForest high / low / middle score") for i in initial[:k]]
+                  "warm-up: iForest high / low / middle score") for i in initial[:remaining]]
         return picks
     found = select(strategy, all_scores, all_labeled, k, rng, min_gap=max(1, project.window // project.stride),
                    uncertainty=np.concatenate(margins) if have_margins else None, **options)

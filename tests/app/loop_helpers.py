@@ -39,3 +39,37 @@ def create(db: Database, dataset_id: int, **spec) -> tuple[int, int]:  # type: i
 def executor(db: Database, tmp_path: Path) -> InProcessExecutor:
     settings = Settings(database_url=db.url, data_dir=tmp_path, device="cpu", job_lease_seconds=30)
     return InProcessExecutor(settings, db, sweep=False)
+
+
+def wait_version(db: Database, project_id: int, round_number: int, timeout: float) -> dict:
+    """Poll until the project's version for ``round_number`` exists; fail with the job error if a job failed."""
+    import time
+
+    from app.jobs import service as jobs
+    from app.versions import repository as versions_repo
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session_scope() as session:
+            version = versions_repo.get_for_round(session, project_id, round_number)
+            if version is not None:
+                return dict(version.metrics, id=version.id, labels_used=version.labels_used)
+            failed = [j for j in jobs.list_jobs(session, 100, project_id) if j.status == "failed"]
+            if failed:
+                raise AssertionError(f"job {failed[0].id} failed: {failed[0].error}")
+        time.sleep(0.3)
+    raise TimeoutError(f"no version for round {round_number} of project {project_id} after {timeout:.0f} s")
+
+
+def run_rounds(db: Database, enqueue, project_id: int, rounds: int, timeout: float) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Initial version already enqueued; run ``rounds`` ground-truth rounds; returns the versions' metrics 0..rounds."""
+    out = [wait_version(db, project_id, 0, timeout)]
+    for number in range(1, rounds + 1):
+        with db.session_scope() as session:
+            started = projects.start_round(session, None, project_id)
+            assert started.round.number == number and started.job_ids, "the oracle completes the round at once"
+            job_ids = started.job_ids
+        for job_id in job_ids:
+            enqueue(job_id)
+        out.append(wait_version(db, project_id, number, timeout))
+    return out

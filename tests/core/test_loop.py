@@ -194,6 +194,24 @@ def test_rlad_label_accounting_matches_oracle():
     assert all(split.pool[0] <= s and e <= split.pool[1] for s, e in oracle.asked)
 
 
+def test_warm_up_is_cut_to_the_budget_keeping_extremes():
+    """A budget smaller than the warm-up keeps the highest- and lowest-scored warm-up windows, all counted."""
+    from app.core.detectors.iforest import IForestDetector
+
+    class WarmForest(IForestDetector):
+        def initial_queries(self, X):
+            return np.arange(0, 600, 50)  # 12 windows spread over the pool
+
+    split = _split()
+    det = WarmForest(seed=0, n_estimators=30)
+    oracle = GroundTruthOracle(split.y, split.pool)
+    res = run_experiment(det, split, "top_k", oracle, round_size=5, budget=2, seed=0)
+    assert res.warmup_labels == 2 == oracle.labels_used == res.labels_used and len(res.rounds) == 1
+    ws = det.window_scores(split.X)[np.arange(0, 600, 50)]
+    picked = {q.index for q in res.queries}
+    assert picked == {int(np.arange(0, 600, 50)[ws.argmax()]), int(np.arange(0, 600, 50)[ws.argmin()])}
+
+
 def test_top_k_queries_hit_real_anomalies_more_than_random(shared_data):
     """On a real NAB series, iforest top-k queries find labeled anomalies more often than random ones."""
     x, y = load_series("nab/realKnownCause__machine_temperature_system_failure.csv.gz", limit=12000)

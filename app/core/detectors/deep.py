@@ -8,9 +8,10 @@ supplies only ``_build_module(n_channels)`` and, where plain ``|X - X_hat|`` is 
 Windows and strides (why three numbers):
 
 - ``window`` (default 50, 002 §4.3) is the length the model sees.
-- ``stride`` (default 1) is the grid of *training* windows, of :meth:`window_scores` and of the
-  labeled windows in feedback. Every epoch draws at most ``max_train_windows`` of those windows at
-  random (seeded), so a long series costs the same per epoch as a short one.
+- ``stride`` (default 1) is the grid of *training* windows and of :meth:`window_scores`. Every epoch
+  draws at most ``max_train_windows`` of those windows at random (seeded), so a long series costs the
+  same per epoch as a short one. Feedback uses its own grid, ``feedback_stride`` (default
+  ``window // 10``): every window on it that holds a labeled point is a labeled window.
 - ``score_stride`` (default 0 = ``window // 2``) is the grid on which windows are *reconstructed*
   at inference. The point score ``S_t`` (002 Eq. 4: mean over channels of ``|X - X_hat|``) is
   averaged over every scored window that covers ``t`` (as ``windows.average_over_windows``), and one
@@ -47,7 +48,7 @@ class DeepConfig:
     window: int = 50
     """Window length in points (002: 50)."""
     stride: int = 1
-    """Step between training windows, :meth:`~TorchWindowDetector.window_scores` windows and feedback windows."""
+    """Step between training windows and between :meth:`~TorchWindowDetector.window_scores` windows."""
     score_stride: int = 0
     """Step between windows reconstructed at inference; 0 means ``max(1, window // 2)``."""
     epochs: int = 10

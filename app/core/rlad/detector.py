@@ -30,7 +30,7 @@ from app.core.detectors.base import Detector
 from app.core.rlad.agent import DQNAgent, DQNConfig
 from app.core.rlad.environment import UNLABELED, WindowEnv
 from app.core.rlad.propagation import propagate_labels
-from app.core.rlad.warmup import fit_isolation_forest, isolation_scores, select_warmup_windows
+from app.core.rlad.warmup import fit_warmup_forest, select_warmup_windows
 from app.core.runtime import Cancelled, Progress, ProgressCallback, report, resolve_device
 from app.core.windows import LabeledRange, Scaler, as_2d, ranges_to_point_labels, sliding_windows, window_labels
 
@@ -120,8 +120,7 @@ class RLADDetector(Detector):
         x = as_2d(X)
         self.scaler_ = Scaler("minmax").fit(x)
         self.n_channels_ = x.shape[1]
-        windows = self._windows(x)
-        self.iforest_ = fit_isolation_forest(windows, self.seed) if self.use_warmup else None
+        self.iforest_ = fit_warmup_forest(x, self.window, self.stride, self.seed) if self.use_warmup else None
         self.agent_ = DQNAgent(self.n_channels_, self.config(), resolve_device(self.device), self.seed)
         self.warmup_windows_ = np.empty(0, dtype=np.int64)
         self.labels_seen_ = 0
@@ -146,22 +145,20 @@ class RLADDetector(Detector):
         drawn uniformly at random, so the ablation spends the same number of labels.
         """
         self._check_fitted()
-        windows = self._windows(X)
         if self.use_warmup:
-            chosen = select_warmup_windows(isolation_scores(self.iforest_, windows), self.n_warmup)
+            chosen = select_warmup_windows(self.iforest_.window_scores(X), self.n_warmup)
         else:
-            count = min(3 * self.n_warmup, len(windows))
-            chosen = np.sort(self._rng(2).choice(len(windows), count, replace=False)).astype(np.int64)
-        self.warmup_windows_ = chosen
-        return chosen.copy()
+            total = self.n_windows(len(X))
+            chosen = np.sort(self._rng(2).choice(total, min(3 * self.n_warmup, total), replace=False))
+        self.warmup_windows_ = chosen.astype(np.int64)
+        return self.warmup_windows_.copy()
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """``q1 − q0`` per window ``(n_windows,)``; before any training, the iForest fallback (module doc)."""
         self._check_fitted()
-        windows = self._windows(X)
         if not self.trained_ and self.iforest_ is not None:
-            return isolation_scores(self.iforest_, windows) - 0.5
-        q = self.agent_.q_values(windows, self.score_batch)
+            return self.iforest_.window_scores(X) - 0.5
+        q = self.agent_.q_values(self._windows(X), self.score_batch)
         return (q[:, 1] - q[:, 0]).astype(np.float64)
 
     def margins(self, X: np.ndarray) -> np.ndarray:

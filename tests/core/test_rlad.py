@@ -1,0 +1,234 @@
+"""RLAD (seed 000): reward table, environment transitions, pseudo-label rewards, label accounting,
+serialization, reproducibility, cancellation, and quality floors on real data slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.detectors.registry import load_detector, make_detector
+from app.core.rlad.agent import DQNAgent, DQNConfig, QNetwork
+from app.core.rlad.detector import RLADDetector
+from app.core.rlad.environment import Rewards, WindowEnv
+from app.core.rlad.warmup import select_warmup_windows
+from app.core.runtime import Cancelled, Progress
+from app.core.windows import LabeledRange, sliding_windows, window_ends
+
+try:  # the project's metric when present, else scikit-learn's (same definition)
+    from app.core.metrics import pr_auc
+except ImportError:  # pragma: no cover
+    from sklearn.metrics import average_precision_score as _ap
+
+    def pr_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+        return float(_ap(labels, scores))
+
+
+# Small training budgets keep each round to a few seconds on one core.
+FAST = {"episodes": 2, "steps_per_episode": 100, "device": "cpu"}
+
+
+def spiky_series(n: int = 600, period: int = 150, seed: int = 0) -> np.ndarray:
+    """Flat noisy series with a unit spike every ``period`` points, at 100, 250, 400, ... ``(n, 1)``."""
+    rng = np.random.default_rng(seed)
+    x = 0.1 * rng.standard_normal(n)
+    x[100::period] += 5.0
+    return x[:, None].astype(np.float32)
+
+
+def end_ranges(det: RLADDetector, windows: list[int], y: np.ndarray) -> list[LabeledRange]:
+    """The oracle's answer for each window: its end point's ground-truth label (one point per query)."""
+    ends = window_ends(len(y), det.window, det.stride)
+    return [LabeledRange(int(ends[i]), int(ends[i]) + 1, int(y[ends[i]])) for i in windows]
+
+
+# -- environment and agent ------------------------------------------------------------------------
+def test_reward_table_is_the_papers() -> None:
+    r = Rewards()
+    assert (r(1, 1), r(0, 0), r(1, 0), r(0, 1)) == (5.0, 1.0, -5.0, -1.0)  # TP, TN, FN, FP
+    with pytest.raises(ValueError):
+        r(-1, 0)
+
+
+def test_next_state_is_the_next_window_in_time() -> None:
+    x = np.arange(40, dtype=np.float32)[:, None]
+    windows = sliding_windows(x, 25)  # 16 windows; window i holds points i..i+24
+    labels = np.full(len(windows), -1)
+    labels[[3, 4, 15]] = [0, 1, 1]
+    env = WindowEnv(windows, labels)
+    step = env.step(3, 1)
+    assert (step.next_index, step.reward, step.terminated) == (4, -1.0, False)
+    np.testing.assert_array_equal(env.state(step.next_index)[:, 0], np.arange(4, 29))  # starts one point later
+    last = env.step(15, 1)
+    assert last.terminated and last.reward == 5.0
+    with pytest.raises(ValueError, match="no label"):
+        env.step(5, 0)  # unlabeled windows have no reward
+
+    agent = DQNAgent(1, DQNConfig(batch_size=4), seed=0)
+    memory, _ = agent.train(env, episodes=3, steps_per_episode=10, rng=np.random.default_rng(0))
+    for k in range(len(memory)):  # every stored s' is the window after s (s itself when terminal)
+        i = int(memory.indices[k])
+        nxt = i if i == len(windows) - 1 else i + 1
+        np.testing.assert_array_equal(memory.next_states[k], windows[nxt])
+        assert memory.dones[k] == float(i == len(windows) - 1)
+
+
+def test_forget_gate_bias_is_one() -> None:
+    net = QNetwork(3, 8)
+    forget = (net.lstm.bias_ih_l0 + net.lstm.bias_hh_l0)[8:16]
+    np.testing.assert_allclose(forget.detach().numpy(), 1.0)
+
+
+def test_warmup_picks_high_low_and_middle() -> None:
+    scores = np.array([0.9, 0.2, 0.51, 0.8, 0.3, 0.45, 0.6])
+    assert select_warmup_windows(scores, 2).tolist() == [0, 1, 2, 3, 4, 5]  # high 0,3; low 1,4; middle 2,5
+
+
+# -- pseudo-labels --------------------------------------------------------------------------------
+def test_pseudo_labelled_window_is_rewarded_by_its_pseudo_label_only() -> None:
+    x = spiky_series()  # spikes at 100, 250, 400, 550
+    truth = np.zeros(len(x), dtype=int)
+    truth[[100, 250, 400]] = 1  # the ground truth calls the spike at 550 normal: it disagrees below
+    det = RLADDetector(n_pseudo=40, seed=0, **FAST).fit(x)
+    ends = window_ends(len(x), 25)
+    spike_windows = [int(np.flatnonzero(ends == p)[0]) for p in (100, 250, 400, 550)]
+    given = spike_windows[:2] + list(range(0, len(ends), 15))  # two spikes and a grid of normals
+    point_labels = np.full(len(x), -1, dtype=np.int8)
+    for r in end_ranges(det, given, truth):
+        point_labels[r.start] = r.value
+    env = det.training_env(x, point_labels)
+    b = spike_windows[3]  # never given; its ground truth is 0
+    assert truth[ends[b]] == 0 and env.pseudo[b] and env.labels[b] == 1
+    assert env.step(b, 1).reward == 5.0 and env.step(b, 0).reward == -5.0  # pseudo-label 1, not truth 0
+    assert not env.pseudo[given].any()  # true labels are never overwritten
+
+    memory, _ = det.agent_.train(env, episodes=1, steps_per_episode=400, rng=np.random.default_rng(0))
+    rows = np.flatnonzero(memory.indices[: len(memory)] == b)
+    assert len(rows) > 0
+    for k in rows:  # the stored reward (hence the TD target) used the pseudo-label
+        assert memory.rewards[k] == Rewards()(1, int(memory.actions[k]))
+
+
+def test_no_propagation_means_no_pseudo_labels() -> None:
+    x = spiky_series()
+    det = RLADDetector(use_propagation=False, **FAST).fit(x)
+    point_labels = np.full(len(x), -1, dtype=np.int8)
+    point_labels[[100, 130, 160]] = [1, 0, 0]
+    env = det.training_env(x, point_labels)
+    assert not env.pseudo.any() and (env.labels != -1).sum() == 3
+
+
+# -- the detector contract ------------------------------------------------------------------------
+def test_label_accounting_and_warmup_queries() -> None:
+    x = spiky_series()
+    det = make_detector("rlad", **FAST).fit(x)
+    assert det.labels_seen_ == 0
+    queries = det.initial_queries(x)
+    assert len(set(queries.tolist())) == 15 and queries.max() < det.n_windows(len(x))
+    ranges = [
+        LabeledRange(10, 40, 0),  # ends 24..39 are window ends: 16 windows
+        LabeledRange(30, 45, 0),  # overlaps: adds ends 40..44, 5 windows
+        LabeledRange(0, 20, 0),  # before the first window's end: no window
+        LabeledRange(100, 101, 1),  # one window
+    ]
+    det.feedback(x, ranges)
+    assert det.labels_seen_ == 16 + 5 + 1
+    assert det.last_round_["labels"] == det.labels_seen_
+
+
+def test_scores_before_and_after_feedback() -> None:
+    x = spiky_series()
+    det = RLADDetector(**FAST).fit(x)
+    before = det.score(x)
+    assert before.shape == (len(x),) and np.isfinite(before).all()
+    np.testing.assert_array_equal(before[:24], before[24])  # first window - 1 points take the first window's
+    assert np.argmax(det.window_scores(x)) in [int(np.flatnonzero(window_ends(len(x), 25) == p)[0]) - k
+                                               for p in (100, 250, 400, 550) for k in range(25)]
+    det.feedback(x, end_ranges(det, det.initial_queries(x).tolist(), np.zeros(len(x), dtype=int)))
+    after = det.window_scores(x)
+    np.testing.assert_allclose(det.margins(x), np.abs(after))
+    assert det.trained_ and np.isfinite(after).all()
+
+
+def test_serialization_round_trip_and_continued_training() -> None:
+    x = spiky_series()
+    truth = np.zeros(len(x), dtype=int)
+    truth[100::150] = 1
+    det = RLADDetector(seed=3, **FAST).fit(x)
+    untrained = load_detector(det.to_bytes())
+    np.testing.assert_array_equal(untrained.score(x), det.score(x))  # iForest fallback survives too
+    ranges = end_ranges(det, det.initial_queries(x).tolist(), truth)
+    det.feedback(x, ranges)
+    copy = load_detector(det.to_bytes())
+    np.testing.assert_array_equal(copy.score(x), det.score(x))
+    assert copy.labels_seen_ == det.labels_seen_ and copy.get_params() == det.get_params()
+    more = ranges + end_ranges(det, [75, 76, 225, 226], truth)
+    det.feedback(x, more)
+    copy.feedback(x, more)  # optimizer state, step counts and warm-up windows came along
+    np.testing.assert_array_equal(copy.score(x), det.score(x))
+
+
+def test_same_seed_same_result_other_seed_other_result() -> None:
+    x = spiky_series()
+    truth = np.zeros(len(x), dtype=int)
+    truth[100::150] = 1
+
+    def trained(seed: int) -> np.ndarray:
+        det = RLADDetector(seed=seed, **FAST).fit(x)
+        det.feedback(x, end_ranges(det, det.initial_queries(x).tolist(), truth))
+        return det.window_scores(x)
+
+    np.testing.assert_array_equal(trained(0), trained(0))
+    assert not np.array_equal(trained(0), trained(1))
+
+
+def test_progress_per_episode_and_cancel_restores_weights() -> None:
+    x = spiky_series()
+    truth = np.zeros(len(x), dtype=int)
+    truth[100::150] = 1
+    det = RLADDetector(episodes=3, steps_per_episode=40, device="cpu").fit(x)
+    ranges = end_ranges(det, det.initial_queries(x).tolist(), truth)
+    seen: list[Progress] = []
+    det.feedback(x, ranges, progress=seen.append)
+    episodes = [p for p in seen if p.phase == "rlad"]
+    assert [p.step for p in episodes] == [1, 2, 3] and episodes[-1].fraction == 1.0
+    assert all(p.reward is not None and p.loss is not None for p in episodes)
+
+    before = det.window_scores(x)
+
+    def cancel_at_second(p: Progress) -> None:
+        if p.phase == "rlad" and p.step == 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        det.feedback(x, ranges, progress=cancel_at_second)
+    np.testing.assert_array_equal(det.window_scores(x), before)
+
+
+def test_multivariate_series() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 3)).astype(np.float32)
+    x[200, 1] += 8.0
+    det = RLADDetector(**FAST).fit(x)
+    truth = np.zeros(300, dtype=int)
+    truth[200] = 1
+    det.feedback(x, end_ranges(det, det.initial_queries(x).tolist(), truth))
+    assert det.score(x).shape == (300,)
+    with pytest.raises(ValueError, match="channels"):
+        det.score(x[:, :2])
+
+
+# -- quality on real data (small slices) ----------------------------------------------------------
+def active_learning(
+    det: RLADDetector, x: np.ndarray, y: np.ndarray, budget: float, rounds: int
+) -> tuple[RLADDetector, int]:
+    """Warm-up queries, then ``rounds`` margin rounds until ``budget`` of the windows is labeled."""
+    ends = window_ends(len(x), det.window)
+    asked = set(det.initial_queries(x).tolist())
+    det.feedback(x, end_ranges(det, sorted(asked), y))
+    per_round = max(1, (int(budget * len(ends)) - len(asked)) // rounds)
+    for _ in range(rounds):
+        margin = det.margins(x)
+        margin[sorted(asked)] = np.inf
+        asked.update(np.argsort(margin, kind="stable")[:per_round].tolist())
+        det.feedback(x, end_ranges(det, sorted(asked), y))
+    return det, len(asked)
