@@ -77,7 +77,9 @@ async def optional_principal(request: Request, session: SessionDep) -> Principal
         if presented is None and "form" in request.headers.get("content-type", ""):
             presented = (await request.form()).get("csrf_token")  # type: ignore[assignment]
         accounts.check_csrf(user_session, presented)
-    return Principal(user, user_session)
+    principal = Principal(user, user_session)
+    request.state.principal = principal
+    return principal
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

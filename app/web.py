@@ -13,6 +13,7 @@ import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.executor = None
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    # chart JSON and Plotly's bundle compress several-fold; small responses are left alone
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
@@ -92,6 +95,11 @@ def _make_executor(app: FastAPI) -> Any:
     return make_executor(app.state.settings, app.state.db)
 
 
+def _principal(request: Request) -> Any:
+    """The signed-in user if authentication ran before the error (so error pages keep the nav bar)."""
+    return getattr(request.state, "principal", None)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
@@ -100,7 +108,8 @@ def _add_error_handlers(app: FastAPI) -> None:
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         if wants_json(request):
             return JSONResponse({"detail": exc.message}, status_code=exc.status)
-        return render(request, "error.html", None, status_code=exc.status, message=exc.message, status=exc.status)
+        return render(request, "error.html", _principal(request), status_code=exc.status, message=exc.message,
+                      status=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -111,7 +120,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = "invalid input: " + "; ".join(problems)
         if wants_json(request):
             return JSONResponse({"detail": message, "errors": problems}, status_code=422)
-        return render(request, "error.html", None, status_code=422, message=message, status=422)
+        return render(request, "error.html", _principal(request), status_code=422, message=message, status=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -131,7 +131,7 @@
       }
     } catch (e) { /* offline for a moment: the next poll catches up */ }
     // every second while something runs; slower otherwise, still catching jobs started elsewhere (a completed round)
-    timer = setTimeout(poll, jobs.some(active) ? 1000 : 3000);
+    timer = setTimeout(poll, jobs.some(active) ? 1000 : 2000);
   }
 
   table.addEventListener("click", async (ev) => {

@@ -44,11 +44,13 @@
   const state = { start: 0, end: n, view: null, overview: null, visible: initialChannels() };
   let seq = 0; // the newest show() wins; older answers are dropped
   let controller = null;
+  // This file runs before Plotly's script tag (so the first request overlaps Plotly's download and compile);
+  // the parser has run every script by DOMContentLoaded.
   const plotlyReady = new Promise((resolve) => {
+    const check = () => window.Plotly && resolve();
     if (window.Plotly) return resolve();
-    const tag = document.getElementById("plotly-js");
-    if (tag) tag.addEventListener("load", resolve);
-    window.addEventListener("load", () => window.Plotly && resolve());
+    document.addEventListener("DOMContentLoaded", check);
+    window.addEventListener("load", check);
   });
 
   // ---------- channels ----------

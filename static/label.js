@@ -22,7 +22,7 @@
   let selection = null; // {a, b} dragged anomalous range, points
   const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
   const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
-  const timings = (window.__lq = { timings: [], plot: [], shown: 0 }); // key press -> next window drawn, ms
+  const timings = (window.__lq = { timings: [], plot: [], shown: 0, prefetched: 0 }); // key press -> next window drawn, ms
   let flushing = false, retryTimer = null, pollTimer = null;
 
   // -- storage ------------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@
   function prefetchAfter(q) {
     // the next two windows the analyst will most likely see
     const rest = pendingQueries().filter((p) => p.id !== (q && q.id)).slice(0, 2);
-    for (const p of rest) fetchData(p, defaultView(p)).catch(() => {});
+    for (const p of rest) fetchData(p, defaultView(p)).then(() => { timings.prefetched += 1; }, () => {});
   }
 
   // -- channels -------------------------------------------------------------------------------------------------
@@ -147,16 +147,30 @@
 
   // -- drawing --------------------------------------------------------------------------------------------------
   async function redraw() {
-    if (!current) return;
+    // true once the current window is drawn; on a failed fetch it says so and tries again
+    if (!current) return false;
     const q = current, v = view;
     let data;
     try { data = await fetchData(q, v); }
-    catch (e) { $("lq-chart").innerHTML = `<div class="empty-state">Could not load the chart: ${e.message}. Retrying…</div>`; setTimeout(redraw, 2000); return; }
-    if (q !== current || v !== view) return; // the analyst moved on meanwhile
+    catch (e) {
+      if (q !== current) return false;
+      Plotly.purge("lq-chart");
+      $("lq-chart")._bound = false; // purge dropped the drag listeners
+      const el = document.createElement("div");
+      el.className = "empty-state";
+      el.textContent = navigator.onLine ? `Could not load the chart (${e.message}); trying again…`
+        : "Offline: this window's chart loads when the connection returns. Answers you give are kept.";
+      $("lq-chart").replaceChildren(el);
+      setTimeout(() => { if (q === current && v === view) redraw(); }, 2000);
+      return false;
+    }
+    if (q !== current || v !== view) return false; // the analyst moved on meanwhile
     const t = performance.now();
     await plot(q, data);
     timings.plot.push(performance.now() - t);
     bindChart();
+    root.dataset.query = String(q.id); // tests and the timing script wait on this
+    return true;
   }
 
   function plot(q, data) {
@@ -276,9 +290,10 @@
       li.dataset.query = q.id;
       li.className = current && q.id === current.id ? "current" : "";
       const ans = answerText(q);
-      const val = st === "pending" ? "pending" : st === "skipped" ? "skipped" : (l ? l.value : (q.answer[0] || {}).value) || st;
+      const val = st === "pending" ? "pending" : ans.split(" ")[0] || st;
       li.innerHTML = `<span class="rank">${q.rank + 1}</span><span class="where"></span><span class="val ${val}"></span>`;
-      li.querySelector(".where").textContent = `${S.series[q.series_id].name.slice(0, 18)} ${q.start}–${q.end}`;
+      const many = Object.keys(S.series).length > 1;
+      li.querySelector(".where").textContent = `${many ? S.series[q.series_id].name.slice(0, 14) + " " : ""}points ${q.start}–${q.end}`;
       li.querySelector(".val").textContent = st === "pending" ? "to do" : (ans.split(" ")[0] || st) + (l && l.state === "pending" ? " ⋯" : "");
       li.title = ans || "not answered yet";
       ul.appendChild(li);
@@ -328,6 +343,7 @@
     selection = null;
     view = defaultView(q);
     $("lq-work").hidden = false;
+    $("lq-why").hidden = false;
     $("lq-done").hidden = true;
     drawChannelChips(q.series_id);
     drawWhy(q);
@@ -335,18 +351,19 @@
     drawProgress();
     drawSelection();
     root.dataset.query = "";
-    await redraw();
+    const drawn = await redraw();
     if (current !== q) return;
-    root.dataset.query = String(q.id); // tests and the timing script wait on this
+    prefetchAfter(q);
+    if (!drawn) return;
     timings.shown += 1;
     if (t0 != null) requestAnimationFrame(() => timings.timings.push(performance.now() - t0));
-    prefetchAfter(q);
   }
 
   function showDone() {
     current = null;
     root.dataset.query = "";
     $("lq-work").hidden = true;
+    $("lq-why").hidden = true;
     const done = $("lq-done");
     done.hidden = false;
     drawProgress();
@@ -366,7 +383,7 @@
       done.innerHTML = `<h2>Nothing on screen</h2>`;
     } else {
       done.innerHTML = `<div class="big">✓</div><h2 id="lq-complete">Round ${S.round.number} complete — the model is retraining</h2>
-        <p class="muted">Thank you. The next round opens when ${S.round.status === "done" ? "an admin starts it" : "the new model is stored"}${isAdmin ? "" : " (this page picks it up by itself)"}.</p><p>${link}</p>`;
+        <p class="muted">Thank you. The next round opens ${S.project.auto_next ? "by itself once the new model is stored" : "when an admin starts it"}; this page picks it up.</p><p>${link}</p>`;
     }
     schedulePoll();
   }
@@ -549,7 +566,6 @@
 
   window.addEventListener("online", () => { drawSync(); flush(); });
   window.addEventListener("offline", drawSync);
-  window.addEventListener("resize", () => { cache.clear(); if (current) redraw(); });
 
   // -- start ------------------------------------------------------------------------------------------------------
   drawSync();

@@ -188,7 +188,7 @@ def labeling_state(session: SessionDep, project: Project) -> dict[str, Any]:
     last = active or repo.last_round(session, project.id)
     out: dict[str, Any] = {
         "project": {"id": project.id, "name": project.name, "window": project.window, "strategy": project.strategy,
-                    "detector": project.detector, "budget": project.budget,
+                    "detector": project.detector, "budget": project.budget, "auto_next": project.auto_next,
                     "labels_used": service.labels_used(session, project.id)},
         "round": None, "queries": [], "series": {},
         "series_list": [{"id": s.id, "name": s.name} for s in project.series],

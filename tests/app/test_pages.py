@@ -177,7 +177,8 @@ def test_analyst_is_refused_admin_pages_and_actions(admin_client, analyst_client
     assert analyst_client.post("/projects/new", data=form).status_code == 403
     assert analyst_client.post(f"/api/v1/projects/{pid}/rounds", json={}).status_code == 403
     assert analyst_client.post(f"/api/v1/versions/{vid}/promote").status_code == 403
-    job_id = json.loads(re.search(r'id="jobs-data">(.*?)</script>', admin_client.get("/admin/jobs").text, re.S)[1])[0]["id"]
+    jobs_page = admin_client.get("/admin/jobs").text
+    job_id = json.loads(re.search(r'id="jobs-data">(.*?)</script>', jobs_page, re.S)[1])[0]["id"]
     assert analyst_client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 403
     assert analyst_client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 403
     assert [p["name"] for p in admin_client.get("/api/v1/projects").json()] == ["servers"]

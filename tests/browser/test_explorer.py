@@ -156,6 +156,25 @@ def test_gaps_channels_datetime_axis_and_truth(page, live_server) -> None:
     assert all((y is None) == (2_000 <= i < 2_500) for i, y in zip(b["i"], b["y"], strict=True))
     shot(page, "explorer-gaps-zoomed")
 
+    # A drag on a date axis maps times back to point indices: the middle fifth of 1,900-2,600 is ~2,180-2,320.
+    box = page.locator("#chart .nsewdrag").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=6)
+    page.mouse.up()
+    wait_view(page, "v.end - v.start < 700")
+    start, end = drawn_range(page)
+    assert abs(start - 2_180) <= 3 and abs(end - 2_320) <= 3, (start, end)
+
+    # A click on the overview strip centres the window there, keeping its width.
+    strip = page.locator("#strip .nsewdrag").first.bounding_box()
+    page.mouse.click(strip["x"] + strip["width"] * 0.8, strip["y"] + strip["height"] / 2)
+    wait_view(page, "v.start > 3000")
+    moved = drawn_range(page)
+    assert moved[1] - moved[0] == end - start and abs((moved[0] + moved[1]) / 2 - 0.8 * 4_999) < 15, moved
+    shot(page, "explorer-gaps-strip-click")
+
 
 @pytest.mark.browser
 def test_overlay_hook_draws_scores_threshold_and_labels(page, live_server) -> None:

@@ -141,8 +141,8 @@ def test_scores_before_and_after_feedback() -> None:
     before = det.score(x)
     assert before.shape == (len(x),) and np.isfinite(before).all()
     np.testing.assert_array_equal(before[:24], before[24])  # first window - 1 points take the first window's
-    assert np.argmax(det.window_scores(x)) in [int(np.flatnonzero(window_ends(len(x), 25) == p)[0]) - k
-                                               for p in (100, 250, 400, 550) for k in range(25)]
+    spike_windows = {p - 24 + k for p in (100, 250, 400, 550) for k in range(25)}  # windows holding a spike
+    assert int(np.argmax(det.window_scores(x))) in spike_windows  # the iForest fallback finds a spike
     det.feedback(x, end_ranges(det, det.initial_queries(x).tolist(), np.zeros(len(x), dtype=int)))
     after = det.window_scores(x)
     np.testing.assert_allclose(det.margins(x), np.abs(after))
