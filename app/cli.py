@@ -63,9 +63,17 @@ def _redact(url: str) -> str:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="On an empty database, import the shipped NAB "
-                                       "demo series and create demo users (credentials printed).")] = True,
-    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo/--no-demo",
+            help="On an empty database, import the shipped NAB "
+            "demo series and create demo users (credentials printed).",
+        ),
+    ] = True,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
+    ] = True,
 ) -> None:
     """Serve the web app and the REST API (with the in-process worker unless ANOMALOOP_BROKER_URL is set)."""
     import uvicorn
@@ -109,20 +117,37 @@ def _prepare_demo(settings: Settings, db) -> None:  # type: ignore[no-untyped-de
 
 @cli.command("import")
 def import_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="CSV, CSV.gz or Parquet files, or folders of them "
-                                                "(shared/data layout, .train/.test pairs included).")],
-    dataset: Annotated[str | None, typer.Option(help="Data set to import into (created if new); default the "
-                                                "folder or file name.")] = None,
-    label_column: Annotated[str, typer.Option(help="0/1 ground-truth column, stored apart from analyst labels; "
-                                              "'' for none.")] = "label",
-    timestamp_column: Annotated[str, typer.Option(help="Timestamp column: ISO-8601, unix seconds or any "
-                                                  "increasing number; '' to use the row number.")] = "timestamp",
-    exclude_column: Annotated[list[str], typer.Option(help="A column that is neither a channel nor the label "
-                                                      "(repeatable).")] = ["changepoint"],  # noqa: B006
-    fill: Annotated[Literal["reject", "ffill", "zero", "keep"], typer.Option(
-        help="NaN/inf values: reject (default; lists the lines), ffill, zero, or keep as gaps.")] = "reject",
-    timestamps: Annotated[Literal["strict", "index"], typer.Option(
-        help="strict: times must strictly increase; index: ignore the timestamp column, use the row number.")] = "strict",
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV, CSV.gz or Parquet files, or folders of them (shared/data layout, .train/.test pairs included)."
+        ),
+    ],
+    dataset: Annotated[
+        str | None, typer.Option(help="Data set to import into (created if new); default the folder or file name.")
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option(help="0/1 ground-truth column, stored apart from analyst labels; '' for none.")
+    ] = "label",
+    timestamp_column: Annotated[
+        str,
+        typer.Option(
+            help="Timestamp column: ISO-8601, unix seconds or any increasing number; '' to use the row number."
+        ),
+    ] = "timestamp",
+    exclude_column: Annotated[
+        list[str], typer.Option(help="A column that is neither a channel nor the label (repeatable).")
+    ] = ["changepoint"],  # noqa: B006
+    fill: Annotated[
+        Literal["reject", "ffill", "zero", "keep"],
+        typer.Option(help="NaN/inf values: reject (default; lists the lines), ffill, zero, or keep as gaps."),
+    ] = "reject",
+    timestamps: Annotated[
+        Literal["strict", "index"],
+        typer.Option(
+            help="strict: times must strictly increase; index: ignore the timestamp column, use the row number."
+        ),
+    ] = "strict",
 ) -> None:
     """Import series. Each run is one transaction: any bad file leaves the database unchanged."""
     from app.datasets.reader import ImportOptions
@@ -130,10 +155,14 @@ def import_cmd(
 
     settings = _settings()
     options = ImportOptions(
-        label_column=label_column or None, label_column_required=label_column not in ("", "label"),
+        label_column=label_column or None,
+        label_column_required=label_column not in ("", "label"),
         timestamp_column=timestamp_column or None,
         timestamp_column_required=timestamp_column not in ("", "timestamp"),
-        exclude_columns=tuple(exclude_column), fill=fill, timestamps=timestamps, chunk_points=settings.chunk_points,
+        exclude_columns=tuple(exclude_column),
+        fill=fill,
+        timestamps=timestamps,
+        chunk_points=settings.chunk_points,
     )
     db = _database(settings)
     try:
@@ -145,8 +174,10 @@ def import_cmd(
         _fail(exc.message)
     for item in imported:
         gt = f", {item.n_anomalous_points:,} anomalous points (ground truth)" if item.has_ground_truth else ""
-        typer.echo(f"{item.dataset}/{item.name}: {item.n_points:,} points, {item.n_channels} channel(s){gt} "
-                   f"[series {item.series_id}]")
+        typer.echo(
+            f"{item.dataset}/{item.name}: {item.n_points:,} points, {item.n_channels} channel(s){gt} "
+            f"[series {item.series_id}]"
+        )
 
 
 def _default_dataset_name(path: Path) -> str:
@@ -179,8 +210,9 @@ def create_user_cmd(
 
 @cli.command()
 def worker(
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues; default 'gpu,cpu' when CUDA is present, "
-                                               "else 'cpu'.")] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues; default 'gpu,cpu' when CUDA is present, else 'cpu'.")
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs at once in this worker (solo pool: 1).")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
@@ -201,14 +233,21 @@ def worker(
 
     app = make_celery(settings)
     pool = "solo" if concurrency == 1 or cuda else "prefork"
-    app.worker_main([
-        "worker", f"--queues={queue_list}", f"--pool={pool}", f"--concurrency={concurrency}",
-        f"--loglevel={loglevel}", f"--hostname=anomaloop-{queue_list.replace(',', '-')}-{os.getpid()}@%h",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            f"--queues={queue_list}",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            f"--hostname=anomaloop-{queue_list.replace(',', '-')}-{os.getpid()}@%h",
+        ]
+    )
 
 
-project_cli = typer.Typer(help="Projects: create, run rounds with the ground-truth oracle, show status.",
-                          no_args_is_help=True)
+project_cli = typer.Typer(
+    help="Projects: create, run rounds with the ground-truth oracle, show status.", no_args_is_help=True
+)
 cli.add_typer(project_cli, name="project")
 
 
@@ -218,22 +257,30 @@ def project_create(
     detector: Annotated[str, typer.Option(help="rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, transformer.")],
     name: Annotated[str | None, typer.Option(help="Project name; default '<dataset>-<detector>-<n>'.")] = None,
     series: Annotated[list[str], typer.Option(help="Series name to use (repeatable); default all.")] = [],  # noqa: B006
-    strategy: Annotated[str | None, typer.Option(help="Query strategy; default margin for rlad, hybrid otherwise."
-                                                 )] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Query strategy; default margin for rlad, hybrid otherwise.")
+    ] = None,
     round_size: Annotated[int, typer.Option(help="Queries per round.")] = 10,
     budget: Annotated[int, typer.Option(help="Most windows labeled in all.")] = 100,
-    window: Annotated[int | None, typer.Option(help="Window length; default 25 for rlad/iforest, 50 otherwise."
-                                               )] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Window length; default 25 for rlad/iforest, 50 otherwise.")
+    ] = None,
     stride: Annotated[int, typer.Option(help="Step between windows.")] = 1,
     oracle: Annotated[Literal["human", "ground_truth"], typer.Option(help="Who answers queries.")] = "human",
-    auto_next: Annotated[bool, typer.Option("--auto-next/--no-auto-next", help="Open the next round as soon as a "
-                                            "version is stored.")] = False,
-    holdout: Annotated[float, typer.Option(help="Fraction at the end of each series never queried (evaluation)."
-                                           )] = 0.0,
+    auto_next: Annotated[
+        bool, typer.Option("--auto-next/--no-auto-next", help="Open the next round as soon as a version is stored.")
+    ] = False,
+    holdout: Annotated[
+        float, typer.Option(help="Fraction at the end of each series never queried (evaluation).")
+    ] = 0.0,
     param: Annotated[list[str], typer.Option(help="Detector parameter KEY=VALUE (JSON value), repeatable.")] = [],  # noqa: B006
     seed: Annotated[int, typer.Option(help="Seed for the model and the strategy.")] = 0,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the initial fit now (in this process when no "
-                                       "broker is set) and wait for it.")] = True,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="Run the initial fit now (in this process when no broker is set) and wait for it."
+        ),
+    ] = True,
 ) -> None:
     """Create a project and fit its initial unsupervised model; prints the project id."""
     from app.datasets import repository as datasets_repo
@@ -262,11 +309,20 @@ def project_create(
                 except json.JSONDecodeError:
                     params[key] = value
             spec = ProjectCreate(
-                name=name or f"{dataset}-{detector}-{secrets.token_hex(2)}", dataset_id=ds.id, series_ids=ids,
-                detector=detector, detector_params=params,
-                window=window or (25 if detector in ("rlad", "iforest") else 50), stride=stride,
-                strategy=strategy or ("margin" if detector == "rlad" else "hybrid"), round_size=round_size,
-                budget=budget, auto_next=auto_next, oracle=oracle, holdout_fraction=holdout, seed=seed,
+                name=name or f"{dataset}-{detector}-{secrets.token_hex(2)}",
+                dataset_id=ds.id,
+                series_ids=ids,
+                detector=detector,
+                detector_params=params,
+                window=window or (25 if detector in ("rlad", "iforest") else 50),
+                stride=stride,
+                strategy=strategy or ("margin" if detector == "rlad" else "hybrid"),
+                round_size=round_size,
+                budget=budget,
+                auto_next=auto_next,
+                oracle=oracle,
+                holdout_fraction=holdout,
+                seed=seed,
             )
             project, job_id = projects.create_project(session, None, spec)
             project_id = project.id
@@ -310,8 +366,9 @@ def _drive(settings: Settings, db, job_ids: list[int], wait: bool) -> None:  # t
 def project_run(
     project_id: Annotated[int, typer.Argument(help="Project id.")],
     rounds: Annotated[int, typer.Option(help="Rounds to run.")] = 1,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for each retraining before the next round."
-                                       )] = True,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for each retraining before the next round.")
+    ] = True,
 ) -> None:
     """Drive rounds answered by the ground-truth oracle; prints one line per new model version."""
     from app.projects import service as projects
@@ -342,10 +399,14 @@ def project_run(
 
 
 def _version_line(v) -> str:  # type: ignore[no-untyped-def]
-    shown = {k: v.metrics[k] for k in ("pr_auc", "roc_auc", "pa_k_auc", "f1_at_threshold", "labels_pr_auc")
-             if k in v.metrics}
-    return (f"version {v.id} round {v.round_number}: labels used {v.labels_used}, "
-            + ", ".join(f"{k} {val:.3f}" for k, val in shown.items()) + f" ({v.train_seconds:.1f} s on {v.device})")
+    shown = {
+        k: v.metrics[k] for k in ("pr_auc", "roc_auc", "pa_k_auc", "f1_at_threshold", "labels_pr_auc") if k in v.metrics
+    }
+    return (
+        f"version {v.id} round {v.round_number}: labels used {v.labels_used}, "
+        + ", ".join(f"{k} {val:.3f}" for k, val in shown.items())
+        + f" ({v.train_seconds:.1f} s on {v.device})"
+    )
 
 
 @project_cli.command("status")
@@ -360,13 +421,17 @@ def project_status(project_id: Annotated[int, typer.Argument(help="Project id.")
     try:
         with db.session_scope() as session:
             p = projects.get_project(session, project_id)
-            typer.echo(f"project {p.id} {p.name!r}: {p.detector}, {p.strategy}, round size {p.round_size}, "
-                       f"budget {p.budget}, labels used {projects.labels_used(session, p.id)}, oracle {p.oracle}")
+            typer.echo(
+                f"project {p.id} {p.name!r}: {p.detector}, {p.strategy}, round size {p.round_size}, "
+                f"budget {p.budget}, labels used {projects.labels_used(session, p.id)}, oracle {p.oracle}"
+            )
             for r in projects_repo.list_rounds(session, p.id):
                 typer.echo(f"  round {r.number}: {r.status}, {r.k} queries ({r.strategy})")
             for j in jobs.list_jobs(session, limit=20, project_id=p.id):
-                typer.echo(f"  job {j.id} {j.kind}: {j.status} {j.progress:.0f}% {j.message}"
-                           + (f" — {j.error}" if j.error else ""))
+                typer.echo(
+                    f"  job {j.id} {j.kind}: {j.status} {j.progress:.0f}% {j.message}"
+                    + (f" — {j.error}" if j.error else "")
+                )
             for v in versions.list_versions(session, p.id):
                 star = " (serving)" if v.id == p.serving_version_id else ""
                 typer.echo("  " + _version_line(v) + star)
@@ -396,8 +461,9 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("ANOMALOOP_DEBUG"):
             raise
-        typer.echo(f"error: internal error ({type(exc).__name__}: {exc}); set ANOMALOOP_DEBUG=1 for the traceback",
-                   err=True)
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}: {exc}); set ANOMALOOP_DEBUG=1 for the traceback", err=True
+        )
         sys.exit(2)
 
 

@@ -52,7 +52,7 @@ from app.projects import service as projects  # noqa: E402
 from app.projects.schemas import ProjectCreate  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
-PASSWORD = "measure-analyst-pw-1"
+PASSWORD = "measure-analyst-pw-1"  # noqa: S105 - a throwaway user in a temporary database
 
 
 def build_world(folder: Path, url: str, points: int, channels: int, answers: int) -> int:

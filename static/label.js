@@ -214,7 +214,7 @@
                     hovertemplate: r === 0 && s.x_kind === "datetime" ? `${label}: %{y:.4g} · %{text}<extra></extra>`
                                                                       : `${label}: %{y:.4g}<extra></extra>` });
       if (shared) layout[r === 0 ? "yaxis" : `yaxis${r + 1}`].range = shared;
-      layout.annotations.push({ text: c.name, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
+      layout.annotations.push({ text: label, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
                                 yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,.8)" });
     });
     if (withScore) {

@@ -24,7 +24,9 @@ from app.models import metadata
 PG_ADMIN_URL = os.environ.get("ANOMALOOP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ANOMALOOP_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("ANOMALOOP_REQUIRE_SERVICES") == "1"
-SHARED_DATA = Path(os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 _service_skips: list[str] = []
@@ -63,7 +65,9 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - any connection failure means "not here"
-        _service_skips.append(f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}: {exc.__class__.__name__}")
+        _service_skips.append(
+            f"PostgreSQL at {admin_url.render_as_string(hide_password=True)}: {exc.__class__.__name__}"
+        )
         yield ""
         return
     url = admin_url.set(database=name).render_as_string(hide_password=False)

@@ -45,6 +45,8 @@ def run_cmd(
                                                                "(overrides --round-size).")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable; mean ± std over seeds).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is fastest "
+                                                           "on a shared machine: idle threads spin.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here (default: stdout).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 2 short series per path, tiny models.")] = False,
     param: Annotated[list[str] | None,
@@ -71,6 +73,10 @@ def run_cmd(
         max_series=max_series, series_filter=tuple(series or []),
         protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
     )
+    if threads > 0 and detector not in ("random", "oneliner", "rollingz", "iforest"):
+        import torch
+
+        torch.set_num_threads(threads)  # a bench process owns its interpreter; the core never sets this
     command = "anomaloop bench " + shlex.join(sys.argv[1:]) if sys.argv else ""
 
     def log(msg: str) -> None:

@@ -14,16 +14,30 @@ from app.jobs import repository as repo
 from app.jobs.models import Job
 
 
-
-def create_job(session: Session, kind: str, *, project_id: int | None = None, round_id: int | None = None,
-               dedupe_key: str | None = None) -> Job:
+def create_job(
+    session: Session,
+    kind: str,
+    *,
+    project_id: int | None = None,
+    round_id: int | None = None,
+    dedupe_key: str | None = None,
+) -> Job:
     """A queued job; with ``dedupe_key`` an existing job for the same work is returned instead of a second one."""
     if dedupe_key:
         existing = repo.get_by_key(session, dedupe_key)
         if existing is not None:
             return existing
-    return repo.add(session, Job(kind=kind, status="queued", project_id=project_id, round_id=round_id,
-                                 dedupe_key=dedupe_key, message="waiting for a worker"))
+    return repo.add(
+        session,
+        Job(
+            kind=kind,
+            status="queued",
+            project_id=project_id,
+            round_id=round_id,
+            dedupe_key=dedupe_key,
+            message="waiting for a worker",
+        ),
+    )
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -38,12 +52,27 @@ def claim(session: Session, job_id: int, worker: str, lease_seconds: int) -> boo
     return repo.claim(session, job_id, worker, now, now + timedelta(seconds=lease_seconds))
 
 
-def report(session: Session, job_id: int, worker: str, *, progress: float, phase: str, message: str,
-           detail: dict, lease_seconds: int) -> bool:
+def report(
+    session: Session,
+    job_id: int,
+    worker: str,
+    *,
+    progress: float,
+    phase: str,
+    message: str,
+    detail: dict,
+    lease_seconds: int,
+) -> bool:
     """Write progress and renew the lease; ``False`` if the job is no longer this worker's."""
     return repo.update_running(
-        session, job_id, worker, progress=round(min(max(progress, 0.0), 100.0), 2), phase=phase[:50],
-        message=message[:500], detail=detail, lease_until=utcnow() + timedelta(seconds=lease_seconds),
+        session,
+        job_id,
+        worker,
+        progress=round(min(max(progress, 0.0), 100.0), 2),
+        phase=phase[:50],
+        message=message[:500],
+        detail=detail,
+        lease_until=utcnow() + timedelta(seconds=lease_seconds),
     )
 
 
@@ -52,18 +81,44 @@ def renew(session: Session, job_id: int, worker: str, lease_seconds: int) -> boo
 
 
 def finish(session: Session, job_id: int, worker: str, message: str) -> None:
-    repo.update_running(session, job_id, worker, status="done", progress=100.0, phase="done", message=message[:500],
-                        finished_at=utcnow(), lease_until=None)
+    repo.update_running(
+        session,
+        job_id,
+        worker,
+        status="done",
+        progress=100.0,
+        phase="done",
+        message=message[:500],
+        finished_at=utcnow(),
+        lease_until=None,
+    )
 
 
 def fail(session: Session, job_id: int, worker: str, error: str) -> None:
-    repo.update_running(session, job_id, worker, status="failed", phase="failed", message="failed",
-                        error=error[:4000], finished_at=utcnow(), lease_until=None)
+    repo.update_running(
+        session,
+        job_id,
+        worker,
+        status="failed",
+        phase="failed",
+        message="failed",
+        error=error[:4000],
+        finished_at=utcnow(),
+        lease_until=None,
+    )
 
 
 def mark_cancelled(session: Session, job_id: int, worker: str) -> None:
-    repo.update_running(session, job_id, worker, status="cancelled", phase="cancelled", message="cancelled by an admin",
-                        finished_at=utcnow(), lease_until=None)
+    repo.update_running(
+        session,
+        job_id,
+        worker,
+        status="cancelled",
+        phase="cancelled",
+        message="cancelled by an admin",
+        finished_at=utcnow(),
+        lease_until=None,
+    )
 
 
 def request_cancel(session: Session, actor: User | None, job_id: int) -> Job:
@@ -73,7 +128,12 @@ def request_cancel(session: Session, actor: User | None, job_id: int) -> Job:
         raise Conflict(f"job {job_id} is already {job.status}")
     job.cancel_requested = True
     if job.status == "queued":
-        job.status, job.phase, job.message, job.finished_at = "cancelled", "cancelled", "cancelled by an admin", utcnow()
+        job.status, job.phase, job.message, job.finished_at = (
+            "cancelled",
+            "cancelled",
+            "cancelled by an admin",
+            utcnow(),
+        )
         _release_round(session, job)
     audit(session, actor, "job.cancel", "job", job.id, kind=job.kind)
     return job

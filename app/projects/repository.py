@@ -41,15 +41,20 @@ def last_round(session: Session, project_id: int) -> Round | None:
 
 
 def active_round(session: Session, project_id: int) -> Round | None:
-    return session.scalar(select(Round).where(
-        Round.project_id == project_id, Round.status.in_(("open", "complete", "training"))
-    ).order_by(Round.number.desc()).limit(1))
+    return session.scalar(
+        select(Round)
+        .where(Round.project_id == project_id, Round.status.in_(("open", "complete", "training")))
+        .order_by(Round.number.desc())
+        .limit(1)
+    )
 
 
 def set_round_status(session: Session, round_id: int, expected: tuple[str, ...], status: str, **values: object) -> bool:
     """Compare-and-set: only one of several concurrent callers moves a round out of ``expected``."""
     result = session.execute(
-        update(Round).where(Round.id == round_id, Round.status.in_(expected)).values(status=status, **values)
+        update(Round)
+        .where(Round.id == round_id, Round.status.in_(expected))
+        .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
@@ -70,12 +75,16 @@ def next_pending_query(session: Session, round_id: int) -> Query | None:
 
 
 def count_pending(session: Session, round_id: int) -> int:
-    return session.scalar(select(func.count(Query.id)).where(Query.round_id == round_id, Query.status == "pending")) or 0
+    return (
+        session.scalar(select(func.count(Query.id)).where(Query.round_id == round_id, Query.status == "pending")) or 0
+    )
 
 
 def set_query_status(session: Session, query_id: int, expected: str, status: str, **values: object) -> bool:
     result = session.execute(
-        update(Query).where(Query.id == query_id, Query.status == expected).values(status=status, **values)
+        update(Query)
+        .where(Query.id == query_id, Query.status == expected)
+        .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
@@ -83,10 +92,14 @@ def set_query_status(session: Session, query_id: int, expected: str, status: str
 
 def count_answered_queries(session: Session, project_id: int) -> int:
     """Labels used: every answered query, oracle answers included (skips are free)."""
-    return session.scalar(
-        select(func.count(Query.id)).join(Round, Round.id == Query.round_id)
-        .where(Round.project_id == project_id, Query.status == "answered")
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count(Query.id))
+            .join(Round, Round.id == Query.round_id)
+            .where(Round.project_id == project_id, Query.status == "answered")
+        )
+        or 0
+    )
 
 
 def labels_for_project(session: Session, project_id: int) -> list[Label]:
@@ -98,12 +111,18 @@ def labels_for_query(session: Session, query_id: int) -> list[Label]:
 
 
 def labels_by_key(session: Session, key_prefix: str) -> list[Label]:
-    return list(session.scalars(
-        select(Label).where(Label.idempotency_key.startswith(key_prefix, autoescape=True)).order_by(Label.id)
-    ))
+    return list(
+        session.scalars(
+            select(Label).where(Label.idempotency_key.startswith(key_prefix, autoescape=True)).order_by(Label.id)
+        )
+    )
 
 
 def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
-    return list(session.scalars(select(Label).where(
-        Label.project_id == project_id, Label.series_id == series_id, Label.start < end, Label.end > start
-    ).order_by(Label.id)))
+    return list(
+        session.scalars(
+            select(Label)
+            .where(Label.project_id == project_id, Label.series_id == series_id, Label.start < end, Label.end > start)
+            .order_by(Label.id)
+        )
+    )

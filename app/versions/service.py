@@ -82,12 +82,24 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
     pool, parts = projects.load_pool(session, project)
     series = []
     for s, part in zip(project.series, parts, strict=True):
-        series.append(SeriesData(s.id, projects.model_input(session, s), datasets.read_truth(session, s),
-                                 part.pool_points, part.offset))
+        series.append(
+            SeriesData(
+                s.id, projects.model_input(session, s), datasets.read_truth(session, s), part.pool_points, part.offset
+            )
+        )
     params = {"window": project.window, "stride": project.stride, "seed": project.seed, **project.detector_params}
     return TrainingInput(
-        project.id, number, project.detector, params, weights, pool, projects.training_ranges(session, project, parts),
-        series, project.threshold_method, project.series[0].chunk_points, projects.labels_used(session, project.id),
+        project.id,
+        number,
+        project.detector,
+        params,
+        weights,
+        pool,
+        projects.training_ranges(session, project, parts),
+        series,
+        project.threshold_method,
+        project.series[0].chunk_points,
+        projects.labels_used(session, project.id),
     )
 
 
@@ -126,30 +138,44 @@ def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tu
     labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
     known = labels >= 0
     # -1 (unlabeled) entries are ignored by the label-based methods; no evaluation label is ever passed here
-    threshold = float(choose_threshold(inp.threshold_method, train_scores=pool_scores, scores=pool_scores,
-                                       labels=labels.astype(np.int64)))
+    threshold = float(
+        choose_threshold(
+            inp.threshold_method, train_scores=pool_scores, scores=pool_scores, labels=labels.astype(np.int64)
+        )
+    )
     out: dict = {"labels_used": inp.labels_used, "labeled_points": int(known.sum()), "threshold": threshold}
     if known.any() and 0 < labels[known].sum() < known.sum():
         out["labels_pr_auc"] = m.pr_auc(pool_scores[known], labels[known])
     truths = [s for s in inp.series if s.truth is not None]
     if truths and len(truths) == len(inp.series):
         held_back = all(s.pool_points < len(s.values) for s in inp.series)
-        evs = [(scores[s.series_id]["point"][s.pool_points:] if held_back else scores[s.series_id]["point"],
-                s.truth[s.pool_points:] if held_back else s.truth) for s in inp.series]
+        evs = [
+            (
+                scores[s.series_id]["point"][s.pool_points :] if held_back else scores[s.series_id]["point"],
+                s.truth[s.pool_points :] if held_back else s.truth,
+            )
+            for s in inp.series
+        ]
         ev_scores = np.concatenate([e[0] for e in evs]).astype(np.float64)
         ev_truth = np.concatenate([e[1] for e in evs]).astype(np.int64)
         out["truth_part"] = "held-back tail" if held_back else "whole series (includes labeled windows)"
         if 0 < ev_truth.sum() < len(ev_truth):
             f1, _ = m.best_f1(ev_scores, ev_truth)
-            out.update({
-                "pr_auc": m.pr_auc(ev_scores, ev_truth), "roc_auc": m.roc_auc(ev_scores, ev_truth),
-                "best_f1_oracle": f1, "pa_k_auc": m.pa_k_auc(ev_scores, ev_truth),
-                "f1_at_threshold": m.precision_recall_f1(ev_scores, ev_truth, threshold)[2],
-            })
+            out.update(
+                {
+                    "pr_auc": m.pr_auc(ev_scores, ev_truth),
+                    "roc_auc": m.roc_auc(ev_scores, ev_truth),
+                    "best_f1_oracle": f1,
+                    "pa_k_auc": m.pa_k_auc(ev_scores, ev_truth),
+                    "f1_at_threshold": m.precision_recall_f1(ev_scores, ev_truth, threshold)[2],
+                }
+            )
     return threshold, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def store_training(session: Session, job: Job, inp: TrainingInput, out: TrainingOutput) -> tuple[ModelVersion, list[int]]:
+def store_training(
+    session: Session, job: Job, inp: TrainingInput, out: TrainingOutput
+) -> tuple[ModelVersion, list[int]]:
     """Write the version and its scores; the unique (project, round) key makes a rerun a no-op. Returns the version
     and the jobs to enqueue after commit (the next round's, when ``auto_next`` and the oracle answers at once)."""
     project = projects.get_project(session, inp.project_id)
@@ -157,9 +183,16 @@ def store_training(session: Session, job: Job, inp: TrainingInput, out: Training
     if existing is not None:
         return existing, []
     version = ModelVersion(
-        project_id=project.id, round_number=inp.round_number, method=_method(project), params=inp.params,
-        weights=out.weights, metrics=out.metrics, threshold=out.threshold, labels_used=inp.labels_used,
-        device=out.device, train_seconds=round(out.train_seconds, 3),
+        project_id=project.id,
+        round_number=inp.round_number,
+        method=_method(project),
+        params=inp.params,
+        weights=out.weights,
+        metrics=out.metrics,
+        threshold=out.threshold,
+        labels_used=inp.labels_used,
+        device=out.device,
+        train_seconds=round(out.train_seconds, 3),
     )
     try:
         with session.begin_nested():
@@ -178,8 +211,16 @@ def store_training(session: Session, job: Job, inp: TrainingInput, out: Training
         projects_repo.set_round_status(session, job.round_id, ("training", "complete"), "done")
     if project.auto_next:
         follow_up += _auto_next_round(session, project)
-    audit(session, None, "version.create", "model_version", version.id, project_id=project.id,
-          round=inp.round_number, labels_used=inp.labels_used)
+    audit(
+        session,
+        None,
+        "version.create",
+        "model_version",
+        version.id,
+        project_id=project.id,
+        round=inp.round_number,
+        labels_used=inp.labels_used,
+    )
     return version, follow_up
 
 
@@ -225,8 +266,9 @@ def serving_version(session: Session, project: Project) -> ModelVersion | None:
     return repo.latest(session, project.id)
 
 
-def read_scores(session: Session, version: ModelVersion, series_id: int, start: int = 0,
-                end: int | None = None) -> np.ndarray:
+def read_scores(
+    session: Session, version: ModelVersion, series_id: int, start: int = 0, end: int | None = None
+) -> np.ndarray:
     """Point scores ``[start, end)`` of ``version`` on a series, read by range."""
     series = datasets.get_series(session, series_id)
     end = series.n_points if end is None else min(end, series.n_points)

@@ -46,9 +46,8 @@ def test_answers_are_idempotent_append_only_and_undoable(database, open_round):
         dragged = projects.answer_query(s, None, q.id, "anomaly", (q.start + 5, q.start + 9), uuid.uuid4().hex)
         assert [(lab.start - q.start, lab.end - q.start, lab.value) for lab in dragged.labels] == [
             (0, 5, "normal"), (5, 9, "anomaly"), (9, q.end - q.start, "normal")]
-    with database.session_scope() as s:
-        with pytest.raises(AppError, match="must lie inside the window"):
-            projects.answer_query(s, None, queries[2], "anomaly", (0, 10**9), None)
+    with database.session_scope() as s, pytest.raises(AppError, match="must lie inside the window"):
+        projects.answer_query(s, None, queries[2], "anomaly", (0, 10**9), None)
     with database.session_scope() as s:
         projects.undo_answer(s, None, queries[1])
     with database.session_scope() as s:

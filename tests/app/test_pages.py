@@ -85,6 +85,8 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
     assert stride.status_code == 422 and "stride must not exceed the window" in stride.text
     assert 'value="servers"' in stride.text  # what the admin typed is kept
     assert admin_client.get("/api/v1/projects").json() == []  # nothing half-created
+    chooser = admin_client.get("/label")
+    assert chooser.status_code == 200 and "Nothing to label right now" in chooser.text
 
 
 def create_form_error(client, dataset_id: int, **overrides):

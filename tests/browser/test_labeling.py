@@ -155,6 +155,7 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
     page.context.set_offline(True)
     q_next = press_and_wait(page, "u")
     assert q_next not in (None, q3)  # the next window shows at once (it was prefetched)
+    assert page.locator("#lq-chart .main-svg").count() > 0 and "Offline" not in page.inner_text("#lq-chart")
     page.wait_for_function("document.getElementById('lq-sync').dataset.pending === '1'")
     assert "pending" in page.inner_text("#lq-sync")
     key = page.evaluate("JSON.parse(localStorage.getItem('anomaloop.outbox.v1'))[0].key")

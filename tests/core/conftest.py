@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATA = Path(os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+)
 
 
 def load_series(relpath: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

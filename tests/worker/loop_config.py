@@ -4,8 +4,24 @@
 LOOP_SERIES = ("smd/machine-1-2.test.csv.gz", 5000)
 
 LOOP_CASES = {
-    "rlad": dict(detector="rlad", window=25, strategy="margin", round_size=10, budget=60, oracle="ground_truth",
-                 holdout_fraction=0.3, detector_params={"episodes": 5, "steps_per_episode": 200}),
-    "lstm_ae": dict(detector="lstm_ae", window=50, strategy="hybrid", round_size=10, budget=60, oracle="ground_truth",
-                    holdout_fraction=0.3, detector_params={"epochs": 3, "max_train_windows": 1024, "feedback_epochs": 5}),
+    "rlad": dict(
+        detector="rlad",
+        window=25,
+        strategy="margin",
+        round_size=10,
+        budget=60,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        detector_params={"episodes": 5, "steps_per_episode": 200},
+    ),
+    "lstm_ae": dict(
+        detector="lstm_ae",
+        window=50,
+        strategy="hybrid",
+        round_size=10,
+        budget=60,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        detector_params={"epochs": 3, "max_train_windows": 1024, "feedback_epochs": 5},
+    ),
 }
