@@ -41,19 +41,26 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 @dataclass
 class Principal:
-    """Who is calling: a browser session (with its CSRF token) or an API token (with scopes)."""
+    """Who is calling: a browser session (with its CSRF token) or an API token (with scopes).
+
+    ``user`` is the ORM row for services within the request; the plain fields are copied at sign-in time so an error
+    page can still show who is signed in after the request's transaction rolled back (expiring ``user``).
+    """
 
     user: User
     browser: UserSession | None = None
     scopes: tuple[str, ...] = ("read", "write", "admin")
+    username: str = ""
+    role: str = ""
+    csrf_token: str = ""
+
+    def __post_init__(self) -> None:
+        self.username, self.role = self.user.username, self.user.role
+        self.csrf_token = self.browser.csrf_token if self.browser else ""
 
     @property
     def is_admin(self) -> bool:
-        return self.user.role == "admin" and "admin" in self.scopes
-
-    @property
-    def csrf_token(self) -> str:
-        return self.browser.csrf_token if self.browser else ""
+        return self.role == "admin" and "admin" in self.scopes
 
 
 async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
