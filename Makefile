@@ -23,7 +23,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(VENV)/bin/anomaloop bench all --out BENCHMARKS.md
+	bash scripts/bench.sh
 
 lint: install
 	$(VENV)/bin/ruff check app worker tests migrations

@@ -1,0 +1,1 @@
+"""Benchmark harness: real labeled data, the split protocol, baselines, runs, tables (``anomaloop bench``)."""

@@ -30,8 +30,11 @@ def home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> 
 
 @router.get("/series/{series_id}", include_in_schema=False)
 def series_page(request: Request, series_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    from app.versions.service import projects_with_series
+
     series = service.get_series(session, series_id)
-    return render(request, "series.html", principal, series=series, dataset=series.dataset)
+    return render(request, "series.html", principal, series=series, dataset=series.dataset,
+                  overlay_projects=projects_with_series(session, series_id))
 
 
 @router.get("/api/v1/datasets", response_model=list[DatasetOut], tags=["datasets"])

@@ -54,3 +54,23 @@ def scores(
         scores=[round(float(v), 6) for v in values],
         predictions=[int(v >= threshold) for v in values] if threshold is not None else [],
     )
+
+
+@router.get("/api/v1/projects/{project_id}/scores/view")
+def scores_view(
+    project_id: int,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    series_id: int,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=1)] = None,
+    width: Annotated[int, Query(ge=16, le=4000)] = 1000,
+    version_id: Annotated[int | None, Query(description="Default: the serving version.")] = None,
+) -> dict:
+    """Scores downsampled for a chart of ``width`` pixels (the explorer's overlay), plus the threshold."""
+    project = projects.get_project(session, project_id)
+    version = service.get_version(session, version_id) if version_id else service.serving_version(session, project)
+    if version is None or version.project_id != project.id:
+        raise NotFound("no model version to show yet" if version is None
+                       else f"version {version_id} is not of project {project_id}")
+    return service.score_view(session, project, version, series_id, start, end, width)

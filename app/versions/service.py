@@ -279,3 +279,30 @@ def read_scores(
 
 def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
     return repo.list_for_project(session, project_id)
+
+
+def score_view(session: Session, project: Project, version: ModelVersion, series_id: int, start: int, end: int | None,
+               width_px: int) -> dict:
+    """A version's point scores on ``[start, end)`` downsampled for a chart (MinMaxLTTB, ~2 points per pixel)."""
+    from app.datasets.service import downsample_indices
+
+    if series_id not in {s.id for s in project.series}:
+        raise NotFound(f"series {series_id} is not part of project {project.name!r}")
+    scores = read_scores(session, version, series_id, start, end).astype(np.float64)
+    idx = downsample_indices(scores, max(16, min(width_px, 4000) * 2))
+    return {"version_id": version.id, "round_number": version.round_number, "threshold": version.threshold,
+            "start": start, "end": start + len(scores), "i": (idx + start).tolist(),
+            "y": [round(float(v), 6) for v in scores[idx]]}
+
+
+def projects_with_series(session: Session, series_id: int) -> list[dict]:
+    """Projects that use a series, with their versions (newest first), for the explorer's overlay picker."""
+    from app.projects import repository as prepo
+
+    out = []
+    for p in prepo.list_projects(session):
+        if any(s.id == series_id for s in p.series):
+            out.append({"id": p.id, "name": p.name, "serving_version_id": p.serving_version_id,
+                        "versions": [{"id": v.id, "round_number": v.round_number, "method": v.method}
+                                     for v in reversed(repo.list_for_project(session, p.id))]})
+    return out

@@ -1,0 +1,76 @@
+// Explorer overlays: a project's model score and threshold, and analysts' labels, on any range of the series;
+// plus labeling a range from the explorer. Uses the hook documented at the top of explorer.js.
+(function () {
+  "use strict";
+  const card = document.getElementById("overlay-card");
+  if (!card) return;
+  const seriesId = +card.dataset.seriesId;
+  const projects = JSON.parse(card.dataset.projects);
+  const pSel = document.getElementById("ov-project");
+  const vSel = document.getElementById("ov-version");
+  const statusEl = document.getElementById("ov-status");
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const FILL = { anomaly: "rgba(230,126,34,0.22)", normal: "rgba(31,157,85,0.14)", unsure: "rgba(120,120,120,0.12)" };
+
+  function fillVersions() {
+    const p = projects.find((x) => x.id === +pSel.value);
+    vSel.innerHTML = "";
+    for (const v of p.versions) {
+      const o = document.createElement("option");
+      o.value = v.id;
+      o.textContent = `v${v.id} · round ${v.round_number} · ${v.method}` + (v.id === p.serving_version_id ? " (serving)" : "");
+      if (v.id === p.serving_version_id) o.selected = true;
+      vSel.appendChild(o);
+    }
+  }
+  fillVersions();
+  pSel.addEventListener("change", () => { fillVersions(); redraw(); });
+  vSel.addEventListener("change", redraw);
+  function redraw() { if (window.explorer) window.explorer.redraw(); }
+
+  window.explorerOverlays = async (start, end, width, ctx) => {
+    const pid = +pSel.value;
+    const traces = [], shapes = [];
+    const q = `series_id=${seriesId}&start=${start}&end=${end}&width=${width}` + (vSel.value ? `&version_id=${vSel.value}` : "");
+    const [scores, labels] = await Promise.all([
+      fetch(`/api/v1/projects/${pid}/scores/view?${q}`, { signal: ctx.signal }).then((r) => (r.ok ? r.json() : null)),
+      fetch(`/api/v1/projects/${pid}/series/${seriesId}/labels?start=${start}&end=${end}`, { signal: ctx.signal })
+        .then((r) => (r.ok ? r.json() : [])),
+    ]);
+    if (scores) {
+      traces.push({ x: scores.i, y: scores.y, yaxis: "overlay", type: "scattergl", mode: "lines",
+        name: `score v${scores.version_id}`, line: { width: 1, color: "#7b3fd1" } });
+      if (scores.threshold !== null) {
+        shapes.push({ type: "line", xref: "x", yref: "overlay", x0: start, x1: end, y0: scores.threshold,
+          y1: scores.threshold, line: { color: "#d9363e", dash: "dash", width: 1 } });
+      }
+    }
+    for (const lab of labels) {
+      shapes.push({ type: "rect", xref: "x", yref: "paper", x0: lab.start, x1: lab.end, y0: 0, y1: 1,
+        fillcolor: FILL[lab.value] || FILL.unsure, line: { width: 0 }, layer: "below" });
+    }
+    return { traces, shapes, panelTitle: scores ? `score v${scores.version_id}` : "score (none yet)" };
+  };
+
+  document.getElementById("ov-view").addEventListener("click", () => {
+    const st = window.explorer && window.explorer.state;
+    if (!st) return;
+    document.getElementById("ov-start").value = st.start;
+    document.getElementById("ov-end").value = st.end;
+  });
+  for (const btn of document.querySelectorAll("#ov-label button[data-value]")) {
+    btn.addEventListener("click", async () => {
+      const start = +document.getElementById("ov-start").value, end = +document.getElementById("ov-end").value;
+      if (!(end > start)) { statusEl.textContent = "give a range: from < to"; return; }
+      statusEl.textContent = "saving…";
+      const res = await fetch(`/api/v1/projects/${pSel.value}/labels`, {
+        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ series_id: seriesId, start, end, value: btn.dataset.value,
+          idempotency_key: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9_-]/g, "") }),
+      });
+      const body = await res.json().catch(() => ({}));
+      statusEl.textContent = res.ok ? `saved: points ${start}–${end} ${btn.dataset.value}` : (body.detail || "not saved");
+      if (res.ok) redraw();
+    });
+  }
+})();
