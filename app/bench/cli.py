@@ -59,6 +59,11 @@ def run_cmd(
                                                                        "(repeatable).")] = None,
     fit_frac: Annotated[float, typer.Option("--fit-frac", help="Single-file series: fit/pool share.")] = 0.6,
     pool_frac: Annotated[float, typer.Option("--pool-frac", help="Train/test series: pool share of test.")] = 0.3,
+    fit_with_pool: Annotated[bool, typer.Option("--fit-with-pool", help="Train/test series: fit on train ∪ pool "
+                                                "(unlabeled; seed 002's 'w/ unlabeled'). No-op for one-file "
+                                                "series, whose pool is the fit part.")] = False,
+    tag: Annotated[str | None, typer.Option("--tag", help="Free-text variant name shown beside the detector in "
+                                                          "`bench table` (e.g. an ablation arm).")] = None,
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
     from app.bench.runner import RunConfig, detector_names, run
@@ -71,7 +76,7 @@ def run_cmd(
         detector=detector, strategy=strategy, budget=budget, round_size=round_size, rounds=rounds,
         seeds=tuple(seed or [0]), device=device, quick=quick, params=_parse_params(param or []), answer=answer,
         max_series=max_series, series_filter=tuple(series or []),
-        protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac),
+        protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac, fit_with_pool=fit_with_pool), tag=tag,
     )
     if threads > 0 and detector not in ("random", "oneliner", "rollingz", "iforest"):
         import torch
@@ -114,6 +119,25 @@ def table_cmd(
         path = html or results[0].parent / "bench_report.html"
         html_report(docs, path, metric)
         typer.echo(f"HTML report: {path}", err=True)
+
+
+@bench_app.command("compare")
+def compare_cmd(
+    results: Annotated[list[Path], typer.Argument(help="Bench JSON result files (one per variant).")],
+    metric: Annotated[str, typer.Option(help="Metric of the cells (a key of the pooled block).")] = "pr_auc",
+    base: Annotated[str | None, typer.Option(help="Tag of the reference column; others show their difference.")]
+    = None,
+    scale: Annotated[float, typer.Option(help="Multiply differences by this (100: points).")] = 1.0,
+) -> None:
+    """Print markdown pivot tables: a row per detector, a column per --tag of the runs (ablations, 002)."""
+    from app.bench.compare import pivot
+    from app.bench.report import load_results
+
+    try:
+        docs = load_results(results)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(pivot(docs, metric, base, scale))
 
 
 if __name__ == "__main__":

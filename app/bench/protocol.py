@@ -7,6 +7,9 @@ Chronological, per series (the ANCHORS.md protocol, extended with a label pool):
 - **Train/test pair** (smd, asd, smap): fit on train; the pool is the first ``pool_frac`` (30 %) of
   test; evaluation is the rest of test (last 70 %).
 - Every channel is z-scored with the mean and std of the fit part only (constant channels: std 1).
+- ``fit_with_pool`` (seed 002's *w/ unlabeled*): a train/test pair is fitted on train ∪ pool (the pool's
+  points, unlabeled, appended after train); the z-score still comes from train alone, so the arms differ
+  only in what the detector learns from. A no-op for one-file series, whose pool already is the fit part.
 - A series whose evaluation part has no anomaly, or only anomalies, is skipped (no PR-AUC exists).
 
 Nothing here reads labels except to decide the skip rule and to hand them to the oracle
@@ -30,6 +33,8 @@ class ProtocolConfig:
 
     fit_frac: float = 0.6
     pool_frac: float = 0.3
+    fit_with_pool: bool = False
+    """Fit on train ∪ pool (unsupervised use of the pool, 002's *w/ unlabeled*); train/test pairs only."""
 
 
 def zscore_from(fit: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -55,6 +60,8 @@ def make_split(series: LoadedSeries, cfg: ProtocolConfig = ProtocolConfig()) -> 
         cut = int(n * cfg.pool_frac)
         X_fit, X = zscore_from(series.X_train, series.X)
         pool, evaluation = (0, cut), (cut, n)
+        if cfg.fit_with_pool:  # the pool's points carry no label here: the oracle alone reveals them
+            X_fit = np.concatenate([X_fit, X[pool[0] : pool[1]]])
     ev = y[evaluation[0] : evaluation[1]]
     if len(ev) == 0 or ev.min() == ev.max():
         return None

@@ -58,7 +58,8 @@ def rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for ds, block in doc["pooled"].items():
             if ds == "all":
                 continue  # per data set rows only: a mean over a mix of data sets hides more than it says
-            out.append({"dataset": ds, "detector": cfg["detector"], "strategy": cfg["strategy"],
+            name = cfg["detector"] + (f" [{cfg['tag']}]" if cfg.get("tag") else "")
+            out.append({"dataset": ds, "detector": name, "strategy": cfg["strategy"],
                         "budget": float(cfg["budget"]), "block": block, "doc": doc})
     out.sort(key=lambda r: (r["dataset"], r["budget"], r["detector"], r["strategy"]))
     return out

@@ -61,6 +61,8 @@ class RunConfig:
     protocol: ProtocolConfig = ProtocolConfig()
     max_series: int | None = None
     series_filter: tuple[str, ...] = ()
+    tag: str | None = None
+    """Free-text variant name (an ablation arm); shown by ``bench table`` beside the detector."""
 
     @property
     def strategy_name(self) -> str:

@@ -118,3 +118,47 @@ def test_bad_inputs_fail_with_a_message(tmp_path: Path):
     (tmp_path / "x.json").write_text("{}")
     result = runner.invoke(bench_app, ["table", str(tmp_path / "x.json")])
     assert result.exit_code != 0
+
+
+def test_fit_with_pool_appends_the_pool_to_a_train_test_pair(tmp_path: Path):
+    """002's 'w/ unlabeled' arm: fit on train ∪ pool (unlabeled); evaluation and pool unchanged; the z-score
+    still from train; a no-op for a one-file series; --tag shows in `bench table`."""
+    from app.bench.data import load
+    from app.bench.protocol import ProtocolConfig, make_split
+
+    rng = np.random.default_rng(1)
+    train, test = rng.standard_normal((300, 2)), rng.standard_normal((200, 2)) + 5.0
+    y = np.zeros(200, dtype=int)
+    y[[40, 150]] = 1
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    pd.DataFrame({"a": train[:, 0], "b": train[:, 1], "label": 0}).to_csv(pair / "s.train.csv", index=False)
+    pd.DataFrame({"a": test[:, 0], "b": test[:, 1], "label": y}).to_csv(pair / "s.test.csv", index=False)
+    (files,) = discover(pair)
+    series = load(files)
+    base = make_split(series, ProtocolConfig(pool_frac=0.3))
+    wu = make_split(series, ProtocolConfig(pool_frac=0.3, fit_with_pool=True))
+    assert base is not None and wu is not None
+    assert len(base.X_fit) == 300 and len(wu.X_fit) == 300 + 60
+    np.testing.assert_array_equal(wu.X_fit[:300], base.X_fit)
+    np.testing.assert_array_equal(wu.X_fit[300:], base.X[:60])  # the pool, on train's z-score
+    assert abs(float(base.X_fit.mean())) < 1e-9 and float(wu.X_fit[300:].mean()) > 3.0
+    assert wu.pool == base.pool and wu.evaluation == base.evaluation
+    np.testing.assert_array_equal(wu.y, base.y)
+
+    one = tmp_path / "one"
+    one.mkdir()
+    pd.DataFrame({"a": rng.standard_normal(200), "label": np.r_[np.zeros(150, int), 1, np.zeros(49, int)]}).to_csv(
+        one / "u.csv", index=False)
+    (f1,) = discover(one)
+    s1 = load(f1)
+    np.testing.assert_array_equal(make_split(s1, ProtocolConfig(fit_with_pool=True)).X_fit, make_split(s1).X_fit)
+
+    out = tmp_path / "wu.json"
+    _run(["--data", str(pair), "--detector", "rollingz", "--fit-with-pool", "--tag", "w/ unl",
+          "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["config"]["protocol"]["fit_with_pool"] is True and doc["config"]["tag"] == "w/ unl"
+    assert doc["series"][0]["n_fit"] == 360
+    result = runner.invoke(bench_app, ["table", str(out), "--no-html"])
+    assert result.exit_code == 0 and "| rollingz [w/ unl] |" in result.stdout
