@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
-from app.errors import AppError, NotFound
+from app.errors import AppError
 from app.projects import service as projects
 from app.versions import service
 from app.versions.schemas import ScoresOut, VersionOut
@@ -18,9 +18,10 @@ MAX_SCORE_POINTS = 1_000_000
 
 @router.get("/api/v1/projects/{project_id}/versions", response_model=list[VersionOut])
 def list_versions(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> list[VersionOut]:
-    project = projects.get_project(session, project_id)
+    versions = service.list_versions(session, project_id)  # read before the project: a version committed in between
+    project = projects.get_project(session, project_id)  # is then missing from the list, never listed as not serving
     return [VersionOut.model_validate(v).model_copy(update={"serving": v.id == project.serving_version_id})
-            for v in service.list_versions(session, project_id)]
+            for v in versions]
 
 
 @router.post("/api/v1/versions/{version_id}/promote", response_model=VersionOut)
@@ -41,10 +42,7 @@ def scores(
 ) -> ScoresOut:
     """Anomaly scores (higher = more anomalous) and 0/1 predictions at the version's threshold, by point range."""
     project = projects.get_project(session, project_id)
-    version = service.get_version(session, version_id) if version_id else service.serving_version(session, project)
-    if version is None or version.project_id != project.id:
-        raise NotFound("no model version to score with yet" if version is None
-                       else f"version {version_id} is not of project {project_id}")
+    version = service.version_to_show(session, project, version_id)
     values = service.read_scores(session, version, series_id, start, end)
     if len(values) > MAX_SCORE_POINTS:
         raise AppError(f"ask for at most {MAX_SCORE_POINTS:,} points at a time", status=413)
@@ -69,8 +67,5 @@ def scores_view(
 ) -> dict:
     """Scores downsampled for a chart of ``width`` pixels (the explorer's overlay), plus the threshold."""
     project = projects.get_project(session, project_id)
-    version = service.get_version(session, version_id) if version_id else service.serving_version(session, project)
-    if version is None or version.project_id != project.id:
-        raise NotFound("no model version to show yet" if version is None
-                       else f"version {version_id} is not of project {project_id}")
+    version = service.version_to_show(session, project, version_id)
     return service.score_view(session, project, version, series_id, start, end, width)

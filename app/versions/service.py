@@ -266,6 +266,16 @@ def serving_version(session: Session, project: Project) -> ModelVersion | None:
     return repo.latest(session, project.id)
 
 
+def version_to_show(session: Session, project: Project, version_id: int | None) -> ModelVersion:
+    """``version_id`` if it is one of the project's versions, else (``None``) the serving version."""
+    version = get_version(session, version_id) if version_id else serving_version(session, project)
+    if version is None:
+        raise NotFound("the project has no model version yet; wait for the initial fit")
+    if version.project_id != project.id:
+        raise NotFound(f"version {version_id} is not a version of project {project.id}")
+    return version
+
+
 def read_scores(
     session: Session, version: ModelVersion, series_id: int, start: int = 0, end: int | None = None
 ) -> np.ndarray:
