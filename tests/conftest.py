@@ -24,9 +24,17 @@ from app.models import metadata
 PG_ADMIN_URL = os.environ.get("ANOMALOOP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ANOMALOOP_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("ANOMALOOP_REQUIRE_SERVICES") == "1"
-SHARED_DATA = Path(
-    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
-)
+def _find_shared_data() -> Path:
+    """``ANOMALOOP_SHARED_DATA``, else ``../shared/data`` beside the checkout, else the workplace's ``/work/shared``."""
+    if os.environ.get("ANOMALOOP_SHARED_DATA"):
+        return Path(os.environ["ANOMALOOP_SHARED_DATA"])
+    for candidate in (Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 _service_skips: list[str] = []
@@ -111,5 +119,5 @@ def database(request: pytest.FixtureRequest) -> Iterator[Database]:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
+        service_unavailable("real data (../shared/data)", f"not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
     return SHARED_DATA

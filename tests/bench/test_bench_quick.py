@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,9 @@ from typer.testing import CliRunner
 from app.bench.cli import bench_app
 from app.bench.data import discover
 from app.bench.runner import METRIC_KEYS, SCHEMA
+from tests.conftest import _find_shared_data, service_unavailable
 
-SHARED_DATA = Path(
-    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
-)
+SHARED_DATA = _find_shared_data()
 
 RECORD_KEYS = {
     "series", "dataset", "seed", "n_points", "n_fit", "n_channels", "pool", "evaluation", "eval_anomaly_rate",
@@ -32,7 +30,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
+        service_unavailable("real data (../shared/data)", f"not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
     return SHARED_DATA
 
 

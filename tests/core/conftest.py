@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATA = Path(
-    os.environ.get("ANOMALOOP_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
-)
+from tests.conftest import _find_shared_data, service_unavailable
+
+SHARED_DATA = _find_shared_data()
 
 
 def load_series(relpath: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -25,5 +24,5 @@ def load_series(relpath: str, limit: int | None = None) -> tuple[np.ndarray, np.
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
+        service_unavailable("real data (../shared/data)", f"not found at {SHARED_DATA}; set ANOMALOOP_SHARED_DATA")
     return SHARED_DATA
