@@ -119,7 +119,8 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     seconds = time.perf_counter() - t0
     scores = {}
     for s in inp.series:
-        entry = {"point": detector.score(s.values), "window": detector.window_scores(s.values)}
+        points, windows = detector.point_and_window_scores(s.values)
+        entry = {"point": points, "window": windows}
         if hasattr(detector, "margins"):
             entry["margin"] = detector.margins(s.values)
         scores[s.series_id] = entry

@@ -167,3 +167,17 @@ def test_beats_random_on_smd_machine(name: str, shared_data) -> None:
     params = {} if name == "iforest" else dict(QUALITY)
     scores = make_detector(name, seed=0, **params).fit(train).score(test)
     assert pr_auc(scores, y) > 1.5 * random_pr_auc(y)
+
+
+def test_point_and_window_scores_equal_the_two_calls() -> None:
+    """The one-pass path the worker uses gives exactly what score() and window_scores() give."""
+    from app.core.detectors import make_detector
+
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(400, 2)), axis=0).astype(np.float32)
+    for name in ("lstm_ae", "iforest"):
+        det = make_detector(name, window=20, seed=0, device="cpu", **({"epochs": 1} if name != "iforest" else {}))
+        det.fit(x)
+        points, windows = det.point_and_window_scores(x)
+        np.testing.assert_array_equal(points, det.score(x))
+        np.testing.assert_array_equal(windows, det.window_scores(x))

@@ -63,6 +63,14 @@ class Detector(ABC):
         x = np.asarray(X)
         return end_point_scores(self.window_scores(x), len(x), self.window, self.stride)
 
+    def point_and_window_scores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(X), window_scores(X))`` with as few passes as the detector allows (the worker stores both)."""
+        windows = self.window_scores(X)
+        if type(self).score is Detector.score:  # points are the window scores mapped by end point: no second pass
+            x = np.asarray(X)
+            return end_point_scores(windows, len(x), self.window, self.stride), windows
+        return self.score(X), windows
+
     def feedback(
         self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
     ) -> Detector:

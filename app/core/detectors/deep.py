@@ -270,7 +270,14 @@ class TorchWindowDetector(Detector):
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """Mean point score over each window of ``(window, stride)``: ``(n_windows,)`` (002 §3.4)."""
+        return self._window_means(self.score(X))
+
+    def point_and_window_scores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one reconstruction pass (window scores are means of point scores)."""
         points = self.score(X)
+        return points, self._window_means(points)
+
+    def _window_means(self, points: np.ndarray) -> np.ndarray:
         starts = window_starts(len(points), self.window, self.stride)
         csum = np.concatenate([[0.0], np.cumsum(points)])
         return (csum[starts + self.window] - csum[starts]) / self.window
