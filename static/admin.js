@@ -148,11 +148,16 @@
 
   // -- project page: sections refreshed in place, charts, promote, start round -------------------------------------
   const LIVE = ["live-header", "live-versions", "live-rounds", "start-round"];
+  let refreshSeq = 0, appliedSeq = 0;
   async function refreshSections() {
+    const mine = ++refreshSeq;
     try {
       const r = await fetch(location.pathname, { credentials: "same-origin" });
       if (!r.ok) return;
-      const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+      const html = await r.text();
+      if (mine < appliedSeq) return; // an older page arrived after a newer one: never go back in time
+      appliedSeq = mine;
+      const doc = new DOMParser().parseFromString(html, "text/html");
       for (const id of LIVE) {
         const fresh = doc.getElementById(id), old = document.getElementById(id);
         if (fresh && old) {

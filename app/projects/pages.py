@@ -134,10 +134,11 @@ async def create_project(request: Request, background: BackgroundTasks, session:
 
 @router.get("/projects/{project_id}")
 def project_page(request: Request, project_id: int, session: SessionDep, principal: AdminPrincipal) -> Response:
+    # versions before the project: one committed in between is missing here, never shown as not serving
+    version_rows = versions.list_versions(session, project_id)
     project = service.get_project(session, project_id)
     dataset = datasets_repo.get_dataset(session, project.dataset_id)
     rounds = service.round_summaries(session, project.id)
-    version_rows = versions.list_versions(session, project.id)
     users = {u.id: u.username for u in accounts_repo.list_users(session)}
     active = repo.active_round(session, project.id)
     project_jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 50, project.id)]

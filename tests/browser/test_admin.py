@@ -58,7 +58,9 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     # start a round: the oracle answers it at once, the retraining job runs, a second version appears
     page.fill("#start-round input[name=k]", "4")
     page.click("#start-round button")
-    page.wait_for_function("document.querySelectorAll('#versions tr[data-version]').length === 2", timeout=60_000)
+    page.wait_for_function(
+        "(() => { const rows = document.querySelectorAll('#versions tr[data-version]');"
+        " return rows.length === 2 && rows[0].innerText.includes('serving'); })()", timeout=60_000)
     page.wait_for_selector("#rounds details.round >> text=Round 1")
     assert "4 / 4 answered" in page.inner_text("#rounds")
     rows = version_rows(page)
