@@ -20,7 +20,8 @@ from tests.conftest import service_unavailable
 from tests.worker.conftest import celery_settings, wait_for
 from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES, MUST_IMPROVE, chance_pr_auc
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+# each test trains several models on real worker processes: on a loaded 2-core machine that takes minutes
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def _slow_project(pg, shared_data, name: str) -> tuple[int, int]:  # type: ignor
     dataset_id = import_series(pg, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", name)
     return create(pg, dataset_id, name=name, detector="lstm_ae", window=50, strategy="top_k", round_size=5,
                   budget=50, oracle="ground_truth", holdout_fraction=0.3,
-                  detector_params={"epochs": 1, "max_train_windows": 256, "feedback_epochs": 400})
+                  detector_params={"epochs": 1, "max_train_windows": 256, "feedback_epochs": 150})
 
 
 def _start_round(pg) -> int:  # type: ignore[no-untyped-def]
