@@ -160,3 +160,9 @@ def test_fit_with_pool_appends_the_pool_to_a_train_test_pair(tmp_path: Path):
     assert doc["series"][0]["n_fit"] == 360
     result = runner.invoke(bench_app, ["table", str(out), "--no-html"])
     assert result.exit_code == 0 and "| rollingz [w/ unl] |" in result.stdout
+    out0 = tmp_path / "wo.json"
+    _run(["--data", str(pair), "--detector", "rollingz", "--tag", "w/o", "--out", str(out0)])
+    result = runner.invoke(bench_app, ["compare", str(out0), str(out), "--base", "w/o", "--metric", "pr_auc"])
+    assert result.exit_code == 0, result.output
+    assert "| detector | series | w/o | w/ unl |" in result.stdout and "| rollingz | 1 |" in result.stdout
+    assert "(+" in result.stdout or "(-" in result.stdout  # the w/ unl cell carries its difference to w/o
