@@ -48,6 +48,13 @@ class Database:
     """The engine and a session factory; created once at the edge (app, CLI, worker) and passed down."""
 
     def __init__(self, url: str) -> None:
+        # Every model module imported and every mapper configured here, in the creating thread: configuring lazily on
+        # the first query raced with imports in a Celery worker's sweeper thread and broke every mapper for good.
+        from sqlalchemy.orm import configure_mappers
+
+        import app.models  # noqa: F401
+
+        configure_mappers()
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -8,6 +8,7 @@ import threading
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
+import app.models  # noqa: F401 - every mapper defined before the sweeper thread runs a query
 from app.db import Database
 from app.jobs import service as jobs
 from app.jobs.runner import LeaseHeld, run_job
