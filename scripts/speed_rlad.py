@@ -26,18 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.rlad.detector import RLADDetector  # noqa: E402
 from app.core.windows import LabeledRange, window_ends  # noqa: E402
-
-
-def synthetic_series(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy sine ``(n, 1)`` with a 20-point spike every 5,000 points, and its point labels ``(n,)``."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    x = np.sin(2 * np.pi * t / 288) + 0.1 * rng.standard_normal(n)
-    y = np.zeros(n, dtype=int)
-    for start in range(2_500, n - 20, 5_000):
-        x[start : start + 20] += 3.0
-        y[start : start + 20] = 1
-    return x[:, None].astype(np.float32), y
+from scripts.speed_core import synthetic_series  # noqa: E402 - one synthetic series for both speed scripts
 
 
 def main() -> None:
