@@ -217,7 +217,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
     """Start a Celery worker for training jobs (needs ANOMALOOP_BROKER_URL). One job at a time (--pool=solo): CUDA
-    is not fork-safe, and a training job uses every core anyway; run more workers to train more rounds at once."""
+    is not fork-safe. A job trains with ANOMALOOP_TRAIN_THREADS CPU threads (1 by default), so on a many-core machine
+    run several workers to train several rounds at once, or raise that setting for one worker."""
     import os
 
     settings = _settings()
