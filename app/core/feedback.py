@@ -8,7 +8,10 @@ A fitted reconstruction model is refined with labeled point ranges:
    error up on its anomalous half. Unlabeled steps inside a labeled window take part in neither phase.
 2. Each epoch, a fixed ratio of the time steps of every labeled window is masked at random (seeded);
    masked steps are set to 0, the training mean after standard scaling, and the model reconstructs
-   the whole window from what is left (the pretext task).
+   the whole window from what is left (the pretext task). A backbone with a per-step token embedding
+   can instead hide masked steps at the token level (``masked_step_error``: a learned mask token in
+   place of their embeddings, as in masked autoencoders), so a masked step is never mistaken for a
+   real 0 and must be inferred from its context rather than copied.
 3. Per batch, *minimize phase* (Eq. 2): one backward pass on the mean squared error of masked normal
    steps; *maximize phase* (Eq. 3): a second backward pass that raises the error of masked anomalous
    steps. The maximize phase is skipped when the batch has no masked anomalous step.
@@ -43,6 +46,8 @@ from app.core.windows import window_starts
 
 # (module, x_in (B, L, C), target (B, L, C)) -> squared reconstruction error per step (B, L), differentiable.
 StepErrorFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# (module, x (B, L, C) unmasked, mask (B, L) bool, True = hidden, target (B, L, C)) -> squared error per step (B, L).
+MaskedStepErrorFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES = ("minimax", "weighted_sum")
 MAXIMIZE_FORMS = ("bounded", "unbounded")
@@ -158,11 +163,14 @@ def run_feedback(
     config: FeedbackConfig,
     generator: torch.Generator,
     progress: ProgressCallback | None = None,
+    masked_step_error: MaskedStepErrorFn | None = None,
 ) -> FeedbackResult:
     """Refine ``module`` in place with masked minimax feedback.
 
     ``series``: the scaled series ``(n_points, C)`` on the module's device; ``point_labels``: ``(n_points,)``
     with 1 anomaly, 0 normal, -1 unlabeled; ``step_error`` gives the squared error per step of a batch.
+    ``masked_step_error`` (optional) computes that error with the masked steps hidden by the model itself
+    (e.g. a mask token); without it masked steps of the input are set to 0 and ``step_error`` is used.
     The module is left in eval mode. ``generator`` (CPU) drives window order and masks, so a fixed seed
     gives a fixed result.
     """
@@ -194,6 +202,14 @@ def run_feedback(
     def gather(idx: torch.Tensor) -> torch.Tensor:
         return series[idx.to(device)[:, None] + offsets]  # (B, L, C)
 
+    def labeled_error(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Squared error per step ``(B, L)`` of labeled windows ``x`` with the ``mask`` ``(B, L)`` steps hidden."""
+        if not config.masking:
+            return step_error(module, x, x)
+        if masked_step_error is not None:
+            return masked_step_error(module, x, mask, x)
+        return step_error(module, x.masked_fill(mask[..., None], 0.0), x)
+
     def step(loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,7 +230,6 @@ def run_feedback(
             sel = order[b : b + config.batch_size]
             x = gather(starts_t[sel])  # (B, L, C)
             mask = masks[b : b + config.batch_size].to(device)  # (B, L)
-            x_in = x.masked_fill(mask[..., None], 0.0) if config.masking else x
             normal = mask & normal_all[sel].to(device)
             abnormal = mask & abnormal_all[sel].to(device)
             has_normal, has_abnormal = bool(normal.any()), bool(abnormal.any())
@@ -226,7 +241,7 @@ def run_feedback(
                 replay = config.unlabeled_weight * step_error(module, xu, xu).mean()
 
             if config.loss == "weighted_sum":
-                err = step_error(module, x_in, x)  # (B, L)
+                err = labeled_error(x, mask)  # (B, L)
                 loss = masked_mean(err, normal)
                 if has_abnormal:
                     loss = loss + config.anomaly_weight * maximize_term(err, abnormal, config.maximize, config.margin)
@@ -238,14 +253,14 @@ def run_feedback(
 
             # Minimize phase (Eq. 2): normal masked steps (+ the optional replay term).
             if has_normal or replay is not None:
-                loss_min = masked_mean(step_error(module, x_in, x), normal)
+                loss_min = masked_mean(labeled_error(x, mask), normal)
                 if replay is not None:
                     loss_min = loss_min + replay
                 step(loss_min)
                 min_hist.append(float(loss_min.detach()))
             # Maximize phase (Eq. 3): a second backward pass, only when the batch has anomalous steps.
             if has_abnormal:
-                err = step_error(module, x_in, x)
+                err = labeled_error(x, mask)
                 loss_max = config.anomaly_weight * maximize_term(err, abnormal, config.maximize, config.margin)
                 step(loss_max)
                 max_hist.append(float(loss_max.detach()))

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.projects.models import Label
 from tests.app.loop_helpers import create, executor, import_series, run_rounds
-from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES, MUST_IMPROVE, chance_pr_auc
+from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES
 
 
 @pytest.mark.slow
@@ -24,10 +24,7 @@ def test_three_rounds_improve_the_held_back_part(case, sqlite_url, shared_data, 
         versions = run_rounds(db, ex.enqueue, project_id, rounds=3, timeout=900)
         ex.shutdown()
         assert [v["labels_used"] for v in versions] == _expected_labels(case)
-        if MUST_IMPROVE[case]:
-            assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions
-        else:  # the learned model (no longer the warm-up iForest) is far above chance
-            assert versions[3]["pr_auc"] > 5 * chance_pr_auc(shared_data), versions
+        assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
         with db.session_scope() as s:  # every oracle answer is stored as labels
             assert s.scalar(select(func.count()).select_from(Label).where(Label.source == "oracle")) > 0
     finally:

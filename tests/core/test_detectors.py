@@ -11,6 +11,7 @@ from app.core.detectors.base import NotFittedError
 from app.core.detectors.iforest import IForestDetector
 from app.core.detectors.registry import available_detectors, load_detector, make_detector
 from app.core.runtime import Cancelled, Progress
+from app.core.windows import LabeledRange
 
 from .conftest import load_series
 
@@ -131,6 +132,75 @@ def test_iforest_warm_up_contract() -> None:
     # The point score is the score of the window ending there.
     det = IForestDetector(window=25, seed=3, max_fit_windows=200).fit(x)
     np.testing.assert_array_equal(det.score(x)[24:], det.window_scores(x))
+
+
+# -- the transformer's inference path, mask token and stored models -----------------------------
+
+
+def test_transformer_inference_path_matches_the_stock_encoder() -> None:
+    """The chunked eval encoder computes what ``nn.TransformerEncoder`` computes (fast and slow paths)."""
+    from app.core.detectors.reconstruction import _TransformerAE
+
+    torch.manual_seed(0)
+    module = _TransformerAE(window=12, channels=3, d_model=16, heads=4, layers=2, ff=24, dropout=0.1).eval()
+    module.eval_chunk_tokens = 5 * 12  # 23 windows: four chunks of 5 and a short one of 3
+    h = torch.randn(23, 12, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(module._encode_eval(h), module.encoder(h), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(module._encode_eval(h), module.encoder(h), rtol=1e-5, atol=1e-5)  # grad path
+    module.train()  # training keeps the stock module (dropout): two passes differ
+    assert not torch.equal(module(torch.randn(4, 12, 3)), module(torch.randn(4, 12, 3)))
+
+
+def test_transformer_mask_token_hides_the_masked_values() -> None:
+    """With a mask, the output does not depend on the masked steps' values; without one, it does."""
+    from app.core.detectors.reconstruction import _TransformerAE
+
+    torch.manual_seed(0)
+    module = _TransformerAE(window=10, channels=2, d_model=16, heads=2, layers=1, ff=16, dropout=0.0).eval()
+    x = torch.randn(3, 10, 2)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[:, [2, 7]] = True
+    changed = x.clone()
+    changed[:, [2, 7]] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(module(x, mask), module(changed, mask))
+        assert not torch.allclose(module(x), module(changed))
+
+
+def test_transformer_feedback_with_mask_token_trains_only_the_feedback_token() -> None:
+    """The token is unused by the fit (same scores either way) and learned by masked feedback."""
+    x, _ = synthetic()
+    plain = make_detector("transformer", seed=0, **FAST).fit(x)
+    tokened = make_detector("transformer", seed=0, mask_token=True, feedback_epochs=1, **FAST).fit(x)
+    np.testing.assert_array_equal(tokened.score(x), plain.score(x))
+    assert not tokened.module_.mask_token.any()
+    tokened.feedback(x, [LabeledRange(400, 410, 1), LabeledRange(100, 140, 0)])
+    assert tokened.module_.mask_token.abs().sum() > 0
+    np.testing.assert_array_equal(load_detector(tokened.to_bytes()).score(x), tokened.score(x))
+
+
+def test_transformer_stored_without_a_mask_token_still_loads_and_scores_the_same() -> None:
+    """Models stored before the mask token existed lack it in their state dict; a broken state still fails."""
+    import io
+    import pickle
+
+    x, _ = synthetic()
+    det = make_detector("transformer", seed=0, **FAST).fit(x)
+
+    def stored_without(*keys: str) -> bytes:
+        payload = pickle.loads(det.to_bytes())
+        module_state = torch.load(io.BytesIO(payload["state"]["module_state_"]), weights_only=True)
+        buf = io.BytesIO()
+        torch.save({k: v for k, v in module_state.items() if k not in keys}, buf)
+        payload["state"]["module_state_"] = buf.getvalue()
+        return pickle.dumps(payload)
+
+    old = load_detector(stored_without("mask_token"))
+    np.testing.assert_array_equal(old.score(x), det.score(x))
+    assert not old.module_.mask_token.any()
+    with pytest.raises(RuntimeError, match="head.0.weight"):
+        load_detector(stored_without("head.0.weight"))
 
 
 # -- quality floors on real data -------------------------------------------------------------

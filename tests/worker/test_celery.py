@@ -18,7 +18,7 @@ from app.versions.models import ModelVersion
 from tests.app.loop_helpers import create, import_series, run_rounds, wait_version
 from tests.conftest import service_unavailable
 from tests.worker.conftest import celery_settings, wait_for
-from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES, MUST_IMPROVE, chance_pr_auc
+from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES
 
 # each test trains several models on real worker processes: on a loaded 2-core machine that takes minutes
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -39,10 +39,7 @@ def test_three_rounds_on_celery_improve_the_held_back_part(case, pg, celery, sta
     project_id, job_id = create(pg, dataset_id, name=f"celery-{case}", **LOOP_CASES[case])
     celery.enqueue(job_id)
     versions = run_rounds(pg, celery.enqueue, project_id, rounds=3, timeout=900)
-    if MUST_IMPROVE[case]:
-        assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions
-    else:  # the learned model (no longer the warm-up iForest) is far above chance
-        assert versions[3]["pr_auc"] > 5 * chance_pr_auc(shared_data), versions
+    assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
     with pg.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(ModelVersion)) == 4
 

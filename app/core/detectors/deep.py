@@ -173,6 +173,19 @@ class TorchWindowDetector(Detector):
         diff = module(x_in) - target
         return (diff.pow(2) if squared else diff.abs()).mean(dim=-1)
 
+    def _masked_step_error(
+        self, module: nn.Module, x: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, squared: bool
+    ) -> torch.Tensor:
+        """Error per step ``(B, L)`` of windows ``x`` ``(B, L, C)`` whose ``mask`` ``(B, L)`` steps (True) are hidden.
+
+        Used by masked feedback (002 §3.5). The default sets masked steps to 0, the training mean after standard
+        scaling, which suits backbones that see the window as a whole (dense, LSTM). A backbone with a per-step
+        token embedding overrides this to replace masked steps' embeddings by a learned mask token (as masked
+        autoencoders do): a 0 is a legitimate value there, and a token model that cannot tell a masked step from
+        a real 0 learns to copy its input instead of reconstructing the step from its context.
+        """
+        return self._step_error(module, x.masked_fill(mask[..., None], 0.0), target, squared)
+
     def _make_optimizers(self, module: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(module.parameters(), lr=lr)]
 
@@ -314,6 +327,7 @@ class TorchWindowDetector(Detector):
             cfg.feedback_config(),
             generator,
             progress,
+            masked_step_error=lambda m, x, mask, target: self._masked_step_error(m, x, mask, target, squared=True),
         )
         self.feedback_rounds_ += 1
         return self
@@ -332,5 +346,13 @@ class TorchWindowDetector(Detector):
         super()._set_state(state)
         self.device_ = _load_device(self.device)
         module = self._build_module(self.n_channels_)
-        module.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+        # A module may list parameters added after models were stored (``optional_state``, e.g. a feedback
+        # mask token); a stored model without them keeps their initial value and still scores the same.
+        missing, unexpected = module.load_state_dict(
+            torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True), strict=False
+        )
+        required = [k for k in missing if k not in getattr(module, "optional_state", ())]
+        if required or unexpected:
+            raise RuntimeError(f"stored {self.name} state does not fit the module: missing {required}, "
+                               f"unexpected {list(unexpected)}")
         self.module_ = module.to(self.device_).eval()

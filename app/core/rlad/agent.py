@@ -8,6 +8,9 @@ memory of 1,000 transitions, ε-greedy exploration with a decaying ε, and the t
 
 fitted by gradient descent on ``(Q(s, a) − target)²``; ``Q̂`` copies ``Q`` every ``target_update_every``
 learning steps. ``q1 − q0`` is the window's anomaly score and ``|q0 − q1|`` its margin (Eq. 5).
+
+A state may carry side features beside its window (``WindowEnv.features``, e.g. the warm-up iForest's
+score); the network concatenates them to the LSTM's last hidden state before the linear head.
 """
 
 from __future__ import annotations
@@ -57,21 +60,23 @@ class DQNConfig:
 
 
 class QNetwork(nn.Module):
-    """LSTM over a window, then a linear map of the last hidden state to ``(q0, q1)``."""
+    """LSTM over a window, then a linear map of ``[last hidden state, side features]`` to ``(q0, q1)``."""
 
-    def __init__(self, n_channels: int, hidden_size: int) -> None:
+    def __init__(self, n_channels: int, hidden_size: int, n_features: int = 0) -> None:
         super().__init__()
+        self.n_features = n_features
         self.lstm = nn.LSTM(n_channels, hidden_size, batch_first=True)
-        self.head = nn.Linear(hidden_size, 2)
+        self.head = nn.Linear(hidden_size + n_features, 2)
         # Forget-gate bias 1.0 (paper, Sec. 6.3). PyTorch orders gates (input, forget, cell, output)
         # and adds bias_ih + bias_hh, so set one forget chunk to 1 and the other to 0.
         with torch.no_grad():
             self.lstm.bias_ih_l0[hidden_size : 2 * hidden_size].fill_(1.0)
             self.lstm.bias_hh_l0[hidden_size : 2 * hidden_size].fill_(0.0)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         _, (h, _) = self.lstm(states)  # states (B, window, C) -> h (1, B, hidden)
-        return self.head(h[-1])  # (B, 2)
+        last = h[-1] if features is None or self.n_features == 0 else torch.cat([h[-1], features], dim=1)
+        return self.head(last)  # (B, hidden + F) -> (B, 2)
 
 
 @contextmanager
@@ -95,12 +100,15 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
 
 
 class ReplayMemory:
-    """Ring buffer of transitions ``(s, a, r, s', done)``; states are stored as copies, ``(window, C)``."""
+    """Ring buffer of transitions ``(s, a, r, s', done)``; states are stored as copies, ``(window, C)``,
+    with their side features ``(n_features,)``."""
 
-    def __init__(self, capacity: int, state_shape: tuple[int, ...]) -> None:
+    def __init__(self, capacity: int, state_shape: tuple[int, ...], n_features: int = 0) -> None:
         self.capacity = capacity
         self.states = np.zeros((capacity, *state_shape), dtype=np.float32)
         self.next_states = np.zeros((capacity, *state_shape), dtype=np.float32)
+        self.features = np.zeros((capacity, n_features), dtype=np.float32)
+        self.next_features = np.zeros((capacity, n_features), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.dones = np.zeros(capacity, dtype=np.float32)
@@ -112,17 +120,29 @@ class ReplayMemory:
         return self.size
 
     def push(
-        self, state: np.ndarray, action: int, reward: float, next_state: np.ndarray, done: bool, index: int = -1
+        self,
+        state: np.ndarray,
+        action: int,
+        reward: float,
+        next_state: np.ndarray,
+        done: bool,
+        index: int = -1,
+        features: np.ndarray | None = None,
+        next_features: np.ndarray | None = None,
     ) -> None:
         i = self.pos
         self.states[i], self.next_states[i] = state, next_state
+        if features is not None and next_features is not None:
+            self.features[i], self.next_features[i] = features, next_features
         self.actions[i], self.rewards[i], self.dones[i], self.indices[i] = action, reward, float(done), index
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """``(s, a, r, s', done, f, f')`` of ``batch_size`` transitions drawn uniformly (with replacement)."""
         idx = rng.integers(0, self.size, size=batch_size)
-        return self.states[idx], self.actions[idx], self.rewards[idx], self.next_states[idx], self.dones[idx]
+        return (self.states[idx], self.actions[idx], self.rewards[idx], self.next_states[idx], self.dones[idx],
+                self.features[idx], self.next_features[idx])
 
 
 @dataclass(frozen=True)
@@ -138,15 +158,18 @@ class EpisodeStats:
 class DQNAgent:
     """Eval and target networks, their optimizer and the global step count (drives ε)."""
 
-    def __init__(self, n_channels: int, config: DQNConfig, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self, n_channels: int, config: DQNConfig, device: str = "cpu", seed: int = 0, n_features: int = 0
+    ) -> None:
         self.config = config
+        self.n_features = n_features
         self.device = torch.device(device)
         # The initial weights are the only torch randomness (sampling and ε use numpy's rng); seed
         # them in a forked RNG so building an agent leaves the caller's global torch state alone.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.q_network = QNetwork(n_channels, config.hidden_size).to(self.device)
-        self.target_network = QNetwork(n_channels, config.hidden_size).to(self.device)
+            self.q_network = QNetwork(n_channels, config.hidden_size, n_features).to(self.device)
+        self.target_network = QNetwork(n_channels, config.hidden_size, n_features).to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=config.learning_rate)
         self.steps_done = 0  # environment steps over every training round
@@ -154,24 +177,32 @@ class DQNAgent:
 
     # -- inference ---------------------------------------------------------------------------
     @torch.no_grad()
-    def q_values(self, windows: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    def q_values(self, windows: np.ndarray, batch_size: int = 2048, features: np.ndarray | None = None) -> np.ndarray:
         """Q-values ``(n_windows, 2)`` (columns q0 normal, q1 anomaly) of ``windows (n, window, C)``.
 
+        ``features``: ``(n, n_features)`` side features of the windows (required when the agent has any).
         Runs in batches so memory stays bounded however long the series (each batch is copied
         from a possibly zero-copy window view).
         """
+        if self.n_features and (features is None or features.shape != (len(windows), self.n_features)):
+            raise ValueError(f"the agent reads {self.n_features} side features per window; pass (n_windows, F)")
         self.q_network.eval()
         out = np.empty((len(windows), 2), dtype=np.float32)
         with _cpu_threads(self.device, self.config.cpu_threads):
             for lo in range(0, len(windows), batch_size):
                 batch = torch.as_tensor(np.ascontiguousarray(windows[lo : lo + batch_size]), device=self.device)
-                out[lo : lo + len(batch)] = self.q_network(batch).cpu().numpy()  # (B, window, C) -> (B, 2)
+                extra = None
+                if self.n_features:
+                    extra = torch.as_tensor(np.ascontiguousarray(features[lo : lo + batch_size], np.float32),
+                                            device=self.device)
+                out[lo : lo + len(batch)] = self.q_network(batch, extra).cpu().numpy()  # (B, window, C) -> (B, 2)
         return out
 
     @torch.no_grad()
-    def greedy_action(self, state: np.ndarray) -> int:
-        """argmax_a Q(state, a) for one window ``(window, C)``."""
-        q = self.q_network(torch.tensor(state[None], device=self.device))  # (1, window, C) -> (1, 2)
+    def greedy_action(self, state: np.ndarray, features: np.ndarray | None = None) -> int:
+        """argmax_a Q(state, a) for one window ``(window, C)`` with its side features ``(n_features,)``."""
+        extra = None if not self.n_features else torch.tensor(features[None], device=self.device)
+        q = self.q_network(torch.tensor(state[None], device=self.device), extra)  # (1, window, C) -> (1, 2)
         return int(q.argmax(dim=1).item())
 
     def epsilon(self) -> float:
@@ -182,12 +213,12 @@ class DQNAgent:
     def learn(self, memory: ReplayMemory, rng: np.random.Generator) -> float:
         """One gradient step on a sampled mini-batch; returns the TD loss."""
         batch = memory.sample(self.config.batch_size, rng)
-        s, a, r, s_next, done = (torch.as_tensor(v, device=self.device) for v in batch)  # s (B, window, C)
+        s, a, r, s_next, done, f, f_next = (torch.as_tensor(v, device=self.device) for v in batch)  # s (B, window, C)
         with torch.no_grad():
-            next_value = self.target_network(s_next).max(dim=1).values  # (B,)
+            next_value = self.target_network(s_next, f_next).max(dim=1).values  # (B,)
             target = r + self.config.gamma * next_value * (1.0 - done)  # (B,)
         self.q_network.train()
-        q_taken = self.q_network(s).gather(1, a[:, None]).squeeze(1)  # (B,)
+        q_taken = self.q_network(s, f).gather(1, a[:, None]).squeeze(1)  # (B,)
         loss = nn.functional.mse_loss(q_taken, target)
         self.optimizer.zero_grad()
         loss.backward()
@@ -216,7 +247,9 @@ class DQNAgent:
         ``progress`` gets one report per episode (and may raise ``Cancelled``).
         Returns the memory (for inspection) and per-episode statistics.
         """
-        memory = ReplayMemory(self.config.replay_size, env.windows.shape[1:])
+        if env.n_features != self.n_features:
+            raise ValueError(f"the environment has {env.n_features} side features, the agent reads {self.n_features}")
+        memory = ReplayMemory(self.config.replay_size, env.windows.shape[1:], env.n_features)
         for index in prefill:
             for action in (0, 1):
                 self._remember(env, memory, int(index), action)
@@ -240,7 +273,7 @@ class DQNAgent:
             if rng.random() < self.epsilon():
                 action = int(rng.integers(0, 2))
             else:
-                action = self.greedy_action(env.state(int(index)))
+                action = self.greedy_action(env.state(int(index)), env.feature(int(index)))
             total_reward += self._remember(env, memory, int(index), action)
             self.steps_done += 1
             if len(memory) >= self.config.batch_size:
@@ -252,7 +285,8 @@ class DQNAgent:
     def _remember(env: WindowEnv, memory: ReplayMemory, index: int, action: int) -> float:
         """Step ``env`` from window ``index`` and store the transition; returns its reward."""
         step = env.step(index, action)
-        memory.push(env.state(index), action, step.reward, env.state(step.next_index), step.terminated, index)
+        memory.push(env.state(index), action, step.reward, env.state(step.next_index), step.terminated, index,
+                    env.feature(index), env.feature(step.next_index))
         return step.reward
 
     # -- serialization -----------------------------------------------------------------------
