@@ -202,7 +202,13 @@ def test_scores_before_and_after_feedback() -> None:
     np.testing.assert_array_equal(before[:24], before[24])  # first window - 1 points take the first window's
     spike_windows = {p - 24 + k for p in (100, 250, 400, 550) for k in range(25)}  # windows holding a spike
     assert int(np.argmax(det.window_scores(x))) in spike_windows  # the iForest fallback finds a spike
-    det.feedback(x, end_ranges(det, det.initial_queries(x).tolist(), np.zeros(len(x), dtype=int)))
+    warmup = det.initial_queries(x).tolist()
+    det.feedback(x, end_ranges(det, warmup, np.zeros(len(x), dtype=int)))  # only normals labeled
+    assert not det.trained_ and det.labels_seen_ == len(warmup)  # counted, but nothing to learn q1 from
+    np.testing.assert_array_equal(det.score(x), before)  # the forest's ranking is kept
+    truth = np.zeros(len(x), dtype=int)
+    truth[100::150] = 1
+    det.feedback(x, end_ranges(det, warmup + [100 - 24], truth))  # the window ending on the first spike
     after = det.window_scores(x)
     np.testing.assert_allclose(det.margins(x), np.abs(after))
     assert det.trained_ and np.isfinite(after).all()

@@ -27,8 +27,8 @@ Two choices beyond the paper, both switchable for the ablations (``warmup_featur
   not pile up gradient steps on the same few labels (continuing made the scores swing by ±0.15
   PR-AUC between consecutive rounds on KPI and SMD slices). ``True`` continues from the current weights.
 
-Scores: a window's score is ``q1 − q0`` (higher = more anomalous). Before the first training round
-there are no Q-values worth reading, so the score is the iForest score ``s(x) − 0.5`` (also > 0 for
+Scores: a window's score is ``q1 − q0`` (higher = more anomalous). Before the first training round —
+and while the labels hold no anomaly, when no round trains — there are no Q-values worth reading, so the score is the iForest score ``s(x) − 0.5`` (also > 0 for
 "leans anomalous"); with ``use_warmup=False`` there is no iForest and the untrained DQN's ``q1 − q0``
 is returned. ``score(X)`` maps window scores to points by end point: point ``t`` takes the window
 ending at ``t``, and the first ``window − 1`` points take the first window's score.
@@ -240,6 +240,15 @@ class RLADDetector(Detector):
         true_labeled = (env.labels != UNLABELED) & ~env.pseudo
         self.labels_seen_ = int(true_labeled.sum())
         if self.labels_seen_ == 0:
+            return
+        if self.iforest_ is not None and not (env.labels[true_labeled] == 1).any():
+            # Only normals labeled: q1 never earns a positive reward, so q1 − q0 would rank windows by noise
+            # (on four KPI series whose pool queries found no anomaly, 1% labels took PR-AUC below random).
+            # Keep the warm-up forest's ranking until an anomaly is labeled.
+            self.rounds_ += 1
+            self.trained_ = False
+            self.last_round_ = {"labels": self.labels_seen_, "skipped": "no anomaly labeled yet: warm-up scores kept"}
+            report(progress, Progress(phase="rlad", fraction=1.0))
             return
         prefill = [int(i) for i in self.warmup_windows_ if i < env.n_windows and true_labeled[i]]
         previous, snapshot = self.agent_, self.agent_.to_bytes()
