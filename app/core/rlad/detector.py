@@ -28,10 +28,11 @@ Two choices beyond the paper, both switchable for the ablations (``warmup_featur
   PR-AUC between consecutive rounds on KPI and SMD slices). ``True`` continues from the current weights.
 
 Scores: a window's score is ``q1 − q0`` (higher = more anomalous). Before the first training round —
-and while the labels hold no anomaly, when no round trains — there are no Q-values worth reading, so the score is the iForest score ``s(x) − 0.5`` (also > 0 for
-"leans anomalous"); with ``use_warmup=False`` there is no iForest and the untrained DQN's ``q1 − q0``
-is returned. ``score(X)`` maps window scores to points by end point: point ``t`` takes the window
-ending at ``t``, and the first ``window − 1`` points take the first window's score.
+and while the labels hold no anomaly, when no round trains — there are no Q-values worth reading, so
+the score is the iForest score ``s(x) − 0.5`` (also > 0 for "leans anomalous"); with
+``use_warmup=False`` there is no iForest and the untrained DQN's ``q1 − q0`` is returned.
+``score(X)`` maps window scores to points by end point: point ``t`` takes the window ending at ``t``,
+and the first ``window − 1`` points take the first window's score.
 """
 
 from __future__ import annotations
