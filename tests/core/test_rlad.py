@@ -268,6 +268,13 @@ def test_progress_per_episode_and_cancel_restores_weights() -> None:
         det.feedback(x, ranges, progress=cancel_at_second)
     np.testing.assert_array_equal(det.window_scores(x), before)
 
+    warm = RLADDetector(episodes=3, steps_per_episode=40, device="cpu", warm_start=True).fit(x)
+    warm.feedback(x, ranges)
+    before = warm.window_scores(x)
+    with pytest.raises(Cancelled):  # trained in place, so the snapshot must put the weights back
+        warm.feedback(x, ranges, progress=cancel_at_second)
+    np.testing.assert_array_equal(warm.window_scores(x), before)
+
 
 def test_multivariate_series() -> None:
     rng = np.random.default_rng(0)

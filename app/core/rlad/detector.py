@@ -252,9 +252,11 @@ class RLADDetector(Detector):
             report(progress, Progress(phase="rlad", fraction=1.0))
             return
         prefill = [int(i) for i in self.warmup_windows_ if i < env.n_windows and true_labeled[i]]
-        previous, snapshot = self.agent_, self.agent_.to_bytes()
-        if not self.warm_start:
-            self.agent_ = self._new_agent()
+        # A cancel must leave the previous agent as it was: a fresh agent leaves it untouched; warm_start trains
+        # it in place, so only then is a snapshot needed.
+        previous = self.agent_
+        snapshot = previous.to_bytes() if self.warm_start else None
+        self.agent_ = previous if self.warm_start else self._new_agent()
         try:
             _, stats = self.agent_.train(
                 env, episodes=self.episodes, steps_per_episode=self.steps_per_episode,
@@ -262,7 +264,8 @@ class RLADDetector(Detector):
             )
         except Cancelled:
             self.agent_ = previous
-            self.agent_.load_bytes(snapshot)
+            if snapshot is not None:
+                previous.load_bytes(snapshot)
             raise
         self.rounds_ += 1
         self.trained_ = True
