@@ -106,7 +106,7 @@ def training_threads(threads: int) -> Iterator[None]:
         yield
         return
     import torch  # lazily: the web process imports this module before any job runs
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
