@@ -140,5 +140,26 @@ def compare_cmd(
     typer.echo(pivot(docs, metric, base, scale))
 
 
+@bench_app.command("efficiency")
+def efficiency_cmd(
+    results: Annotated[list[Path], typer.Argument(help="Bench JSON result files (several budgets, detectors).")],
+    metric: Annotated[str, typer.Option(help="Metric of the cells (a key of the pooled block).")] = "pr_auc",
+    ratio_at: Annotated[list[float] | None, typer.Option("--ratio-at", help="Budgets with a ratio column "
+                                                         "(repeatable; default 0.001 and 0.01).")] = None,
+    exclude_sanity: Annotated[bool, typer.Option("--exclude-sanity", help="Divide by the best unsupervised "
+                                                 "detector, leaving random/oneliner/rollingz out.")] = False,
+) -> None:
+    """Print label-efficiency tables: a row per detector, a column per budget, the ratio to the best
+    unsupervised run. Runs that differ only in their seeds are merged (mean ± std over seeds)."""
+    from app.bench.efficiency import markdown
+    from app.bench.report import load_results
+
+    try:
+        docs = load_results(results)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(markdown(docs, metric, tuple(ratio_at or (0.001, 0.01)), exclude_sanity))
+
+
 if __name__ == "__main__":
     bench_app()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.bench.runner import SCHEMA
+from app.bench.runner import SCHEMA, pooled
 
 TABLE_METRICS = (
     ("pr_auc", "PR-AUC"),
@@ -22,14 +22,63 @@ TABLE_METRICS = (
 
 
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Read bench JSON files; a ``ValueError`` names any file that is not a bench result."""
+    """Read bench JSON files and merge runs that differ only in their seeds (:func:`merge_seed_runs`);
+    a ``ValueError`` names any file that is not a bench result."""
     out = []
     for p in paths:
-        doc = json.loads(Path(p).read_text())
-        if doc.get("schema") != SCHEMA:
-            raise ValueError(f"{p} is not an anomaloop bench result (schema {doc.get('schema')!r})")
+        try:
+            doc = json.loads(Path(p).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            got = doc.get("schema") if isinstance(doc, dict) else None
+            raise ValueError(f"{p} is not an anomaloop bench result (schema {got!r})")
         doc["_path"] = str(p)
         out.append(doc)
+    return merge_seed_runs(out)
+
+
+def _run_identity(doc: dict[str, Any]) -> str:
+    """What makes two runs the same experiment: the whole config but the seeds, and the series run."""
+    cfg = {k: v for k, v in doc["config"].items() if k != "seeds"}
+    series = sorted({r["series"] for r in doc["series"]})
+    return json.dumps([cfg, series], sort_keys=True)
+
+
+def merge_seed_runs(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge runs of one experiment made with different seeds (e.g. one process per seed, in parallel)
+    into one document whose ``pooled`` block is mean ± std over all their seeds.
+
+    Runs are the same experiment when their configs (seeds aside) and series sets are equal. Two runs
+    of the same experiment sharing a seed are an error (which one to keep is not ours to guess).
+    Order follows the first file of each experiment.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        groups.setdefault(_run_identity(doc), []).append(doc)
+    out = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        seen: dict[int, str] = {}
+        for doc in group:
+            for s in {r["seed"] for r in doc["series"]}:
+                if s in seen:
+                    raise ValueError(f"{seen[s]} and {doc['_path']} both ran seed {s} of the same experiment")
+                seen[s] = doc["_path"]
+        records = [r for doc in group for r in doc["series"]]
+        merged = dict(group[0])
+        merged["series"] = records
+        merged["pooled"] = pooled(records)
+        merged["config"] = {**group[0]["config"], "seeds": sorted(seen)}
+        merged["_path"] = " + ".join(d["_path"] for d in group)
+        merged["merged_from"] = [{"path": d["_path"], "git_revision": d.get("git_revision"),
+                                  "created": d.get("created"), "wall_seconds": d.get("wall_seconds")}
+                                 for d in group]
+        merged["wall_seconds"] = sum(float(d.get("wall_seconds") or 0.0) for d in group)
+        merged["peak_rss_mb"] = max(float(d.get("peak_rss_mb") or 0.0) for d in group)
+        out.append(merged)
     return out
 
 
