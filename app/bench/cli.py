@@ -161,5 +161,38 @@ def efficiency_cmd(
     typer.echo(markdown(docs, metric, tuple(ratio_at or (0.001, 0.01)), exclude_sanity))
 
 
+@bench_app.command("plan")
+def plan_cmd(
+    out: Annotated[str, typer.Option("--out", help="Folder the planned runs write their JSON and logs to.")]
+    = "bench-results/plan",
+    data_root: Annotated[str, typer.Option("--data-root", help="The ../shared/data folder.")] = "../shared/data",
+    sets: Annotated[str, typer.Option(help="Comma-separated data sets.")] = "nab,skab,kpi,asd,smd,smap",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1",
+    detectors: Annotated[str, typer.Option(help="Comma-separated labeled detectors.")]
+    = "usad,lstm_ae,rlad,transformer",
+    budgets: Annotated[str, typer.Option(help="Comma-separated budgets.")] = "0,0.001,0.01,0.05",
+    parts: Annotated[str, typer.Option(help="Comma-separated: efficiency, s002, ablations.")]
+    = "efficiency,s002,ablations",
+    ablation_backbone: Annotated[str, typer.Option("--ablation-backbone")] = "transformer",
+    quick: Annotated[bool, typer.Option("--quick", help="Plan --quick runs (a smoke test of the plan).")] = False,
+    executable: Annotated[str, typer.Option(help="The anomaloop command the lines call.")] = ".venv/bin/anomaloop",
+) -> None:
+    """Print every `bench run` behind BENCHMARKS.md's tables, one shell command a line (the documented
+    subsets, fixed in app/bench/plan.py); `make bench` runs them and renders the tables."""
+    from app.bench.plan import PlanConfig, commands, parse_list, validate
+    from app.bench.runner import detector_names
+
+    try:
+        cfg = PlanConfig(data_root=data_root, out=out, sets=parse_list(sets), seeds=parse_list(seeds, int),
+                         detectors=parse_list(detectors), budgets=parse_list(budgets, float),
+                         parts=parse_list(parts), ablation_backbone=ablation_backbone, quick=quick,
+                         executable=executable)
+        validate(cfg, detector_names())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for line in commands(cfg):
+        typer.echo(line)
+
+
 if __name__ == "__main__":
     bench_app()

@@ -1,8 +1,12 @@
-"""``bench efficiency`` and the merging of runs made one seed per process: known answers on small documents."""
+"""``bench efficiency``, the merging of runs made one seed per process (known answers on small documents),
+``bench plan`` and ``make bench``'s script on a quick plan."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +16,17 @@ from app.bench.cli import bench_app
 from app.bench.efficiency import markdown
 from app.bench.report import load_results
 from app.bench.runner import METRIC_KEYS, SCHEMA, pooled
+from tests.conftest import _find_shared_data, service_unavailable
 
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    shared = _find_shared_data()
+    if not shared.is_dir():
+        service_unavailable("real data (../shared/data)", f"not found at {shared}; set ANOMALOOP_SHARED_DATA")
+    return shared
 
 
 def _record(series: str, seed: int, pr_auc: float, labels: int) -> dict:
@@ -75,3 +88,40 @@ def test_efficiency_table_divides_by_the_best_unsupervised_run(tmp_path: Path):
     result = runner.invoke(bench_app, ["efficiency", str(tmp_path / "bad.json")])
     message = " ".join(result.output.replace("│", " ").split())  # rich wraps the error in a box
     assert result.exit_code != 0 and "bad.json is not JSON" in message
+
+
+def test_plan_lists_every_run_behind_the_tables():
+    result = runner.invoke(bench_app, ["plan", "--sets", "asd", "--seeds", "0,1", "--detectors", "usad,rlad",
+                                       "--budgets", "0,0.01", "--ablation-backbone", "usad"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    outs = [line.split("--out ")[1].split(".json")[0].rsplit("/", 1)[1] for line in lines]
+    assert len(outs) == len(set(outs)), "two runs would write the same file"
+    # seed 0: random, oneliner, iforest, usad 0 and 1 %, rlad 1 %, usad w/o unlabeled, 6 + 4 ablations;
+    # seed 1: the same without the deterministic sanity baselines
+    assert len([o for o in outs if o.endswith("_s0")]) == 7 + 10
+    assert len([o for o in outs if o.endswith("_s1")]) == 5 + 10
+    assert "asd_rlad_0_s0" not in outs  # unsupervised RLAD is its warm-up forest: iforest's row
+    wo = next(line for line in lines if "asd_usad_wo_s0" in line)
+    assert "--fit-with-pool" not in wo and "'w/o unlabeled'" in wo
+    assert all("--fit-with-pool" in line for line in lines if "asd_usad_0.01_s0.json" in line)
+    assert "feedback_loss=weighted_sum" in next(line for line in lines if "abl_asd_usad_wsum_s1" in line)
+    result = runner.invoke(bench_app, ["plan", "--sets", "yahoo"])
+    assert result.exit_code != 0 and "unknown data set" in result.output
+
+
+def test_make_bench_script_runs_a_quick_plan_and_renders_the_tables(data_dir: Path, tmp_path: Path):
+    env = {**os.environ, "BENCH_OUT": str(tmp_path), "ANOMALOOP": str(Path(sys.executable).parent / "anomaloop"),
+           "BENCH_JOBS": "2"}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench.sh"
+    proc = subprocess.run(["bash", str(script), "--data-root", str(data_dir), "--sets", "skab", "--seeds", "0",  # noqa: S603, S607
+                           "--detectors", "usad", "--budgets", "0,0.01", "--parts", "efficiency", "--quick"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len((tmp_path / "plan.txt").read_text().splitlines()) == 5
+    assert not (tmp_path / "failed.txt").exists()
+    tables = (tmp_path / "tables.md").read_text()
+    assert "#### skab — pr_auc (best unsupervised:" in tables
+    row = next(line for line in tables.splitlines() if line.startswith("| usad (hybrid) | 2 |"))
+    assert row.count("×") == 1 and "[" in row  # the 1 % cell with its labels, and its ratio
+    assert (tmp_path / "bench_report.html").stat().st_size > 1_000_000
