@@ -130,6 +130,17 @@ class Split:
         if max(self.pool[0], self.evaluation[0]) < min(self.pool[1], self.evaluation[1]):
             raise ValueError(f"pool {self.pool} and evaluation {self.evaluation} overlap")
 
+    @property
+    def train_end(self) -> int | None:
+        """Where what feedback may learn from ends: ``X[:train_end]`` holds the pool and no evaluation point
+        when the evaluation part follows the pool (the chronological protocol); ``None`` (all of ``X``) else.
+
+        Feedback trains on unlabeled windows too (the replay term, RLAD's label propagation); letting it
+        see evaluation points would fit the model to the very anomalies it is then scored on."""
+        if self.evaluation[0] >= self.pool[1] and self.evaluation[1] > self.evaluation[0]:
+            return self.evaluation[0]
+        return None
+
 
 # -- step 1: score ------------------------------------------------------------------------------
 
@@ -287,11 +298,14 @@ def run_round(
     min_gap: int | None = None,
     options: dict[str, Any] | None = None,
     progress: Any = None,
+    train_end: int | None = None,
 ) -> RoundResult:
     """Score → pick ``k`` → ask → feedback with all labels. ``pool`` defaults to the whole ``X``.
 
     Only the pool is scored for picking (a window's score depends on its own points only), which
-    saves most of the scoring when the pool is a small part of a long series.
+    saves most of the scoring when the pool is a small part of a long series. ``train_end``: feedback
+    learns from ``X[:train_end]`` only (its unlabeled windows too: the replay term, label propagation);
+    an experiment passes the start of its evaluation part, so evaluation points are only ever scored.
     """
     window, stride = int(detector.window), int(getattr(detector, "stride", 1))
     p0, p1 = pool or (0, len(X))
@@ -312,7 +326,7 @@ def run_round(
                          q.reason) for q in local]
     new = ask(oracle, queries)
     ranges = [*labeled_ranges, *new]
-    fb_s = apply_feedback(detector, X, ranges, progress) if new else 0.0
+    fb_s = apply_feedback(detector, X[:train_end], ranges, progress) if new else 0.0
     return RoundResult(queries, new, ranges, score_s, fb_s)
 
 
@@ -448,7 +462,8 @@ def run_experiment(
         fit_s = time.perf_counter() - t0
     warm_q, ranges = warm_up(detector, split, oracle, cap)
     used = len(warm_q)
-    feedback_s = apply_feedback(detector, split.X, ranges) if ranges else 0.0
+    train_end = split.train_end
+    feedback_s = apply_feedback(detector, split.X[:train_end], ranges) if ranges else 0.0
     scores, metrics, score_s = evaluate_split(detector, split, evaluate)
     n_anom = sum(1 for q in warm_q if _window_is_anomalous(q, ranges))
     records = [RoundRecord(0, used, metrics, len(warm_q), n_anom, feedback_s, score_s)]
@@ -463,7 +478,7 @@ def run_experiment(
         r += 1
         k = min(round_size, cap - used)
         res = run_round(detector, split.X, ranges, strategy, k, rng, oracle=oracle, pool=split.pool, min_gap=min_gap,
-                        options=options)
+                        options=options, train_end=train_end)
         if not res.queries:  # the pool has no unlabeled window left
             break
         used += len(res.queries)

@@ -212,6 +212,30 @@ def test_warm_up_is_cut_to_the_budget_keeping_extremes():
     assert picked == {int(np.arange(0, 600, 50)[ws.argmax()]), int(np.arange(0, 600, 50)[ws.argmin()])}
 
 
+def test_feedback_never_learns_from_the_evaluation_part():
+    """The replay term and label propagation train on unlabeled windows: an experiment hands feedback
+    the series up to its evaluation part only, every round, while scoring still covers all of it."""
+    from app.core.detectors.iforest import IForestDetector
+
+    class RecordingForest(IForestDetector):
+        seen: list[int] = []
+
+        def feedback(self, X, ranges):
+            self.seen.append(len(X))
+            assert all(r.end <= len(X) for r in ranges)
+            return self
+
+    split = _split()
+    det = RecordingForest(seed=0, n_estimators=30)
+    res = run_experiment(det, split, "top_k", GroundTruthOracle(split.y, split.pool), round_size=4, budget=8, seed=0)
+    assert det.seen == [split.evaluation[0]] * 2 and len(res.rounds) == 3
+    assert res.scores.shape == (len(split.X),)
+    assert split.train_end == 720
+    # a split whose evaluation part comes first has no clean cut: feedback sees the whole series
+    x, y = _spiky_series(100)
+    assert Split(X_fit=x, X=x, y=y, pool=(50, 100), evaluation=(0, 50)).train_end is None
+
+
 def test_top_k_queries_hit_real_anomalies_more_than_random(shared_data):
     """On a real NAB series, iforest top-k queries find labeled anomalies more often than random ones."""
     x, y = load_series("nab/realKnownCause__machine_temperature_system_failure.csv.gz", limit=12000)
