@@ -40,13 +40,15 @@ def collect(results: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[st
     """``{data set: {row name: {budget: Cell}}}`` from merged bench documents.
 
     A budget-0 run of a detector that also has labeled runs belongs to that detector's row whatever
-    strategy it records (no query is made at budget 0)."""
+    strategy it records (no query is made at budget 0). Two runs landing in one cell (e.g. an ablation
+    without a ``--tag``) are a ``ValueError``: the table would silently show one of them."""
     table: dict[str, dict[str, dict[float, Cell]]] = defaultdict(lambda: defaultdict(dict))
     labeled_rows: dict[tuple[str, str | None], str] = {}
     for doc in results:
         cfg = doc["config"]
         if float(cfg["budget"]) > 0:
             labeled_rows.setdefault((cfg["detector"], cfg.get("tag")), _row_name(cfg))
+    source: dict[tuple[str, str, float], str] = {}
     for doc in results:
         cfg = doc["config"]
         budget = float(cfg["budget"])
@@ -56,6 +58,11 @@ def collect(results: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[st
         for ds, block in doc["pooled"].items():
             if ds == "all":
                 continue
+            key = (ds, name, budget)
+            if key in source:
+                raise ValueError(f"{source[key]} and {doc.get('_path', '?')} both give {name} at budget {budget:g} "
+                                 f"on {ds}; give one of them a --tag")
+            source[key] = doc.get("_path", "?")
             v = block[metric]
             table[ds][name][budget] = Cell(float(v["mean"]), float(v["std"]), len(v.get("per_seed", [])),
                                            float(block["labels_used"]["mean"]), int(block["n_series"]))

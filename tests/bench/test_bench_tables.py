@@ -81,6 +81,14 @@ def test_efficiency_table_divides_by_the_best_unsupervised_run(tmp_path: Path):
     text = markdown(load_results(files), "pr_auc", (0.01,), exclude_sanity=True)
     assert "sanity baselines aside: iforest 0.250" in text and "= 2.40×" in text
 
+    # an untagged variant of the same detector and budget would hide one of the two runs
+    other = _doc(tmp_path / "u1b.json", "usad", 0.01, [_record("s1", 0, 0.10, 7)])
+    other_doc = json.loads(other.read_text())
+    other_doc["config"]["params"] = {"masking": False}
+    other.write_text(json.dumps(other_doc))
+    with pytest.raises(ValueError, match="give one of them a --tag"):
+        markdown(load_results([*files, other]), "pr_auc", (0.01,))
+
     result = runner.invoke(bench_app, ["efficiency", *map(str, files), "--ratio-at", "0.01"])
     assert result.exit_code == 0, result.output
     assert "| rlad (margin) | 1 |" in result.stdout and "1.25×" in result.stdout
