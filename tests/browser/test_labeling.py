@@ -49,14 +49,17 @@ def import_small_series(database, folder: Path, dataset: str) -> int:
 
 @pytest.fixture(scope="module")
 def rlad_project(live_server, tmp_path_factory) -> dict:
-    """An RLAD project (small budget: 8 windows) with its first model trained and round 1 open."""
+    """An RLAD project (small budget: 8 windows) with its first model trained and round 1 open.
+
+    40 episodes make the round's retrain last several seconds on an idle machine, so the admin page (which
+    polls every 1-2 s) sees it running; with 4 it finished in about a second and was sometimes missed."""
     database = live_server.database
     dataset_id = import_small_series(database, tmp_path_factory.mktemp("labeling"), "servers-labeling")
     with database.session_scope() as session:
         admin = accounts_repo.get_user_by_name(session, "admin")
         project, job_id = projects.create_project(session, admin, ProjectCreate(
             name="labeling-queue", dataset_id=dataset_id, detector="rlad", window=25, stride=5, round_size=8, budget=8,
-            holdout_fraction=0.2, detector_params={"episodes": 4, "steps_per_episode": 250}))
+            holdout_fraction=0.2, detector_params={"episodes": 40, "steps_per_episode": 250}))
         project_id = project.id
     assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
     with database.session_scope() as session:
