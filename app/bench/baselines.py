@@ -76,3 +76,5 @@ class RollingZ(_PointBaseline):
 
 
 BASELINES: dict[str, type[Detector]] = {"random": RandomScores, "oneliner": OneLiner, "rollingz": RollingZ}
+REFERENCE_DETECTORS = (*BASELINES, "iforest")
+"""The unsupervised references of the tables: named without a query strategy (they are run at budget 0)."""

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-BASELINE_NAMES = ("random", "oneliner", "rollingz", "iforest")
-SANITY_NAMES = ("random", "oneliner", "rollingz")
+from app.bench.baselines import BASELINES, REFERENCE_DETECTORS
+from app.bench.report import budget_label
+
+BASELINE_NAMES = REFERENCE_DETECTORS
+SANITY_NAMES = tuple(BASELINES)
 """The protocol's sanity baselines: reported, and by default in the reference, since a data set that a
 one-liner solves is a fact about the data set; ``exclude_sanity`` shows the ratio to detectors only."""
 
@@ -69,12 +72,6 @@ def collect(results: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[st
     return table
 
 
-def _budget_head(b: float) -> str:
-    if b == 0:
-        return "B = 0"
-    return f"B = {b * 100:g} %" if b < 1 else f"B = {int(b)}"
-
-
 def best_unsupervised(rows: dict[str, dict[float, Cell]], exclude_sanity: bool = False) -> tuple[str, Cell] | None:
     """The budget-0 cell with the highest mean; ``exclude_sanity`` leaves out the sanity baselines."""
     cands = [(name, cells[0.0]) for name, cells in rows.items() if 0.0 in cells
@@ -92,9 +89,9 @@ def markdown(results: Sequence[dict[str, Any]], metric: str = "pr_auc",
         rows = table[ds]
         budgets = sorted({b for cells in rows.values() for b in cells})
         ref = best_unsupervised(rows, exclude_sanity)
-        head = ["detector", "series", *[_budget_head(b) for b in budgets]]
+        head = ["detector", "series", *[f"B = {budget_label(b)}" for b in budgets]]
         ratios = [b for b in ratio_at if b in budgets] if ref else []
-        head += [f"ratio at {b * 100:g} %" if b < 1 else f"ratio at {int(b)}" for b in ratios]
+        head += [f"ratio at {budget_label(b)}" for b in ratios]
         ref_text = f"{ref[0]} {ref[1].mean:.3f}" if ref else "none run"
         kind = "best unsupervised detector, sanity baselines aside" if exclude_sanity else "best unsupervised"
         lines.append(f"#### {ds} — {metric} ({kind}: {ref_text})\n")
@@ -121,7 +118,7 @@ def markdown(results: Sequence[dict[str, Any]], metric: str = "pr_auc",
             cands = [(n, c[b]) for n, c in rows.items() if b in c]
             if cands and ref[1].mean > 0:
                 name, c = max(cands, key=lambda nc: nc[1].mean)
-                lines.append(f"\nBest at {b * 100:g} %: {name} {c.mean:.3f} = {c.mean / ref[1].mean:.2f}× "
+                lines.append(f"\nBest at {budget_label(b)}: {name} {c.mean:.3f} = {c.mean / ref[1].mean:.2f}× "
                              f"the best unsupervised ({ref_text}).")
         lines.append("")
     return "\n".join(lines)

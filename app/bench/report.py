@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.bench.baselines import REFERENCE_DETECTORS
 from app.bench.runner import SCHEMA, pooled
 
 TABLE_METRICS = (
@@ -82,7 +83,7 @@ def merge_seed_runs(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _budget_label(budget: float) -> str:
+def budget_label(budget: float) -> str:
     if budget == 0:
         return "0 (unsup.)"
     if budget < 1:
@@ -127,7 +128,7 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         lines.append("|" + "---|" * len(head))
         for r in rs:
             b = r["block"]
-            cells = [r["detector"], r["strategy"] if r["budget"] else "–", _budget_label(r["budget"]),
+            cells = [r["detector"], r["strategy"] if r["budget"] else "–", budget_label(r["budget"]),
                      str(b["n_series"]), str(len(b["seeds"])), *[_fmt(b, k) for k, _ in TABLE_METRICS],
                      _fmt(b, "labels_used", 1)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -138,7 +139,7 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
     lines.append("|" + "---|" * len(head))
     for r in rows(results):
         b, doc = r["block"], r["doc"]
-        lines.append("| " + " | ".join([r["dataset"], r["detector"], _budget_label(r["budget"]),
+        lines.append("| " + " | ".join([r["dataset"], r["detector"], budget_label(r["budget"]),
                                         _fmt(b, "fit_seconds", 2), _fmt(b, "feedback_seconds", 2),
                                         _fmt(b, "score_seconds", 2), f"{doc['peak_rss_mb']:.0f}", doc["device"],
                                         f"{doc['wall_seconds']:.0f}"]) + " |")
@@ -151,7 +152,7 @@ def learning_curves(results: Sequence[dict[str, Any]], metric: str = "pr_auc") -
     curves: dict[str, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows(results):
         b = r["block"]
-        name = r["detector"] if r["detector"] in ("random", "oneliner", "rollingz", "iforest") else (
+        name = r["detector"] if r["detector"] in REFERENCE_DETECTORS else (
             f"{r['detector']} ({r['strategy']})")
         curves[r["dataset"]][name].append((b["labels_used"]["mean"], b[metric]["mean"], b[metric]["std"]))
     return {ds: {k: sorted(v) for k, v in d.items()} for ds, d in curves.items()}

@@ -136,6 +136,12 @@ def random_step_mask(n_windows: int, window: int, ratio: float, generator: torch
     return mask
 
 
+def zero_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, L, C)`` with its ``mask`` ``(B, L)`` steps (True) set to 0, the training mean after standard
+    scaling: the input-level masking every backbone without a mask token of its own uses."""
+    return x.masked_fill(mask[..., None], 0.0)
+
+
 def masked_mean(err: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
     """Mean of ``err`` ``(B, L)`` over the True steps of ``select`` ``(B, L)``; 0 when none is selected."""
     weight = select.to(err.dtype)
@@ -208,7 +214,7 @@ def run_feedback(
             return step_error(module, x, x)
         if masked_step_error is not None:
             return masked_step_error(module, x, mask, x)
-        return step_error(module, x.masked_fill(mask[..., None], 0.0), x)
+        return step_error(module, zero_fill(x, mask), x)
 
     def step(loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -278,10 +278,14 @@ class RoundResult:
     feedback_seconds: float
 
 
-def uncertainty_for(detector: Any, X: np.ndarray, strategy: str) -> np.ndarray | None:
-    """``detector.margins(X)`` for uncertainty-based strategies when the detector has it, else None."""
+def uncertainty_for(
+    detector: Any, X: np.ndarray, strategy: str, window_scores: np.ndarray | None = None
+) -> np.ndarray | None:
+    """``detector.margins(X)`` for uncertainty-based strategies when the detector has it, else None.
+
+    ``window_scores``: the detector's scores of ``X`` already computed, handed on so it need not score twice."""
     if strategy in ("margin", "least_confidence", "entropy") and hasattr(detector, "margins"):
-        return np.asarray(detector.margins(X), dtype=np.float64)
+        return np.asarray(detector.margins(X, window_scores=window_scores), dtype=np.float64)
     return None
 
 
@@ -316,7 +320,7 @@ def run_round(
     if len(X_pool) >= window:
         t0 = time.perf_counter()
         scores = score_windows(detector, X_pool)
-        unc = uncertainty_for(detector, X_pool, strategy)
+        unc = uncertainty_for(detector, X_pool, strategy, window_scores=scores)
         score_s = time.perf_counter() - t0
         first = offset // stride
         labeled = labeled_windows(labeled_ranges, len(X), window, stride)[first : first + len(scores)]

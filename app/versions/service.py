@@ -122,7 +122,7 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         points, windows = detector.point_and_window_scores(s.values)
         entry = {"point": points, "window": windows}
         if hasattr(detector, "margins"):
-            entry["margin"] = detector.margins(s.values)
+            entry["margin"] = detector.margins(s.values, window_scores=windows)
         scores[s.series_id] = entry
     threshold, metrics = evaluate(inp, scores)
     return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds)

@@ -211,6 +211,7 @@ def test_scores_before_and_after_feedback() -> None:
     det.feedback(x, end_ranges(det, warmup + [100 - 24], truth))  # the window ending on the first spike
     after = det.window_scores(x)
     np.testing.assert_allclose(det.margins(x), np.abs(after))
+    np.testing.assert_array_equal(det.margins(x, window_scores=after), det.margins(x))  # no second pass needed
     assert det.trained_ and np.isfinite(after).all()
 
 

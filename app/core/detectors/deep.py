@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from app.core.detectors.base import Detector
-from app.core.feedback import FeedbackConfig, FeedbackResult, run_feedback
+from app.core.feedback import FeedbackConfig, FeedbackResult, run_feedback, zero_fill
 from app.core.runtime import Progress, ProgressCallback, report, resolve_device, seed_everything
 from app.core.windows import LabeledRange, Scaler, as_2d, ranges_to_point_labels, window_starts
 
@@ -184,7 +184,7 @@ class TorchWindowDetector(Detector):
         autoencoders do): a 0 is a legitimate value there, and a token model that cannot tell a masked step from
         a real 0 learns to copy its input instead of reconstructing the step from its context.
         """
-        return self._step_error(module, x.masked_fill(mask[..., None], 0.0), target, squared)
+        return self._step_error(module, zero_fill(x, mask), target, squared)
 
     def _make_optimizers(self, module: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(module.parameters(), lr=lr)]

@@ -196,12 +196,16 @@ class RLADDetector(Detector):
         q = self.agent_.q_values(self._windows(X), self.score_batch, self._features(X))
         return (q[:, 1] - q[:, 0]).astype(np.float64)
 
-    def margins(self, X: np.ndarray) -> np.ndarray:
+    def margins(self, X: np.ndarray, window_scores: np.ndarray | None = None) -> np.ndarray:
         """``|q0 − q1|`` per window ``(n_windows,)`` (Eq. 5); the smallest are the most uncertain.
 
         Before any training this is the distance of the iForest score from 0.5, by the same rule.
+        ``window_scores``: this detector's ``window_scores(X)`` when the caller already has them (the margin is
+        their absolute value), which saves a second pass of the forest and the DQN over ``X``.
         """
-        return np.abs(self.window_scores(X))
+        if window_scores is None:
+            window_scores = self.window_scores(X)
+        return np.abs(np.asarray(window_scores, dtype=np.float64))
 
     def feedback(
         self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
@@ -252,21 +256,20 @@ class RLADDetector(Detector):
             report(progress, Progress(phase="rlad", fraction=1.0))
             return
         prefill = [int(i) for i in self.warmup_windows_ if i < env.n_windows and true_labeled[i]]
-        # A cancel must leave the previous agent as it was: a fresh agent leaves it untouched; warm_start trains
-        # it in place, so only then is a snapshot needed.
-        previous = self.agent_
-        snapshot = previous.to_bytes() if self.warm_start else None
-        self.agent_ = previous if self.warm_start else self._new_agent()
+        # A cancel must leave the previous agent as it was. A fresh agent is only adopted once trained;
+        # warm_start trains the current one in place, so only then is a snapshot needed.
+        agent = self.agent_ if self.warm_start else self._new_agent()
+        snapshot = agent.to_bytes() if self.warm_start else None
         try:
-            _, stats = self.agent_.train(
+            _, stats = agent.train(
                 env, episodes=self.episodes, steps_per_episode=self.steps_per_episode,
                 rng=self._rng(1), prefill=prefill if self.use_warmup else (), progress=progress,
             )
         except Cancelled:
-            self.agent_ = previous
             if snapshot is not None:
-                previous.load_bytes(snapshot)
+                agent.load_bytes(snapshot)
             raise
+        self.agent_ = agent
         self.rounds_ += 1
         self.trained_ = True
         self.last_round_ = {
