@@ -37,8 +37,8 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def run_cmd(
     data: Annotated[list[Path], typer.Option("--data", help="A series file or a folder (repeatable).")],
     detector: Annotated[str, typer.Option(help="A core detector name, or random | oneliner | rollingz.")],
-    strategy: Annotated[str | None, typer.Option(help="Query strategy (default: margin for rlad, hybrid for "
-                                                      "reconstruction backbones, else top_k).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Query strategy (default: the detector's own, e.g. margin "
+                                                      "for rlad, hybrid for reconstruction backbones).")] = None,
     budget: Annotated[float, typer.Option(help="Labels: a fraction of pool windows (<1) or a count; 0 = none.")] = 0.0,
     round_size: Annotated[int, typer.Option("--round-size", help="Windows queried per round.")] = 10,
     rounds: Annotated[int | None, typer.Option("--rounds", help="Spend the budget in this many rounds "
@@ -64,6 +64,9 @@ def run_cmd(
                                                 "series, whose pool is the fit part.")] = False,
     tag: Annotated[str | None, typer.Option("--tag", help="Free-text variant name shown beside the detector in "
                                                           "`bench table` (e.g. an ablation arm).")] = None,
+    adoption: Annotated[str, typer.Option(help="The product's adoption policy: 'validate' (a new version serves "
+                                               "only if the newest answers say it is not worse; the served model "
+                                               "is reported) or 'always' (the newest serves).")] = "validate",
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
     from app.bench.runner import RunConfig, detector_names, run
@@ -77,6 +80,7 @@ def run_cmd(
         seeds=tuple(seed or [0]), device=device, quick=quick, params=_parse_params(param or []), answer=answer,
         max_series=max_series, series_filter=tuple(series or []),
         protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac, fit_with_pool=fit_with_pool), tag=tag,
+        adoption=adoption,
     )
     if threads > 0 and detector not in ("random", "oneliner", "rollingz", "iforest"):
         import torch

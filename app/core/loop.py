@@ -1,32 +1,32 @@
-"""One active-learning round as pure steps, and a driver that runs a whole experiment.
+"""The one active-learning loop: pure steps the product's services, the worker and the bench all run.
 
-The steps, each callable on its own (the web app and the worker run them one round at a time,
-with a human instead of an oracle between ``pick_queries`` and ``apply_feedback``):
+A project (or a bench experiment) is a :class:`PoolState`: its series, the part of each that analysts may be asked
+about (the pool), the labels in force, the answer budget and the seed. A round is:
 
-1. :func:`score_windows` — one score per window of the series being labeled.
-2. :func:`pick_queries` — a query strategy picks ``k`` windows *inside the pool* that are not
-   labeled yet (:func:`labeled_windows`), at least ``min_gap`` apart (default: one window).
-3. :func:`ask` — the oracle answers each picked window with labeled point ranges.
-4. :func:`apply_feedback` — the detector is refined with *all* labels gathered so far.
+1. :func:`plan_round` — the serving model's window scores (and margins, warm-up candidates, drivers) → at most ``k``
+   unlabeled pool windows, at least a window apart (RLAD's warm-up first, cut to the round size).
+2. Answers — an analyst in the browser, or the ground-truth oracle (:func:`truth_answer` with the detector's
+   ``answer_mode``; :class:`GroundTruthOracle` in the bench); one answer is one label of the budget.
+3. :func:`learn` — a candidate refined with every label in force, on the pool only.
+4. :func:`validate_candidate` — the candidate serves only if the newest answers say it is not worse
+   (:mod:`app.core.adoption`).
 
-:func:`run_round` chains the four; :func:`run_experiment` fits, optionally warms up (RLAD's
-``initial_queries``), runs rounds until the label budget is spent and evaluates after every round.
-
-Label accounting: every window the oracle answers is one label (``GroundTruthOracle.labels_used``),
-warm-up windows included; the budget caps that count. Evaluation uses only the ``evaluation`` range
-of the split, which never overlaps the pool, so queried windows are never scored in evaluation.
+``projects.service`` loads stored scores and labels, calls :func:`plan_round` and persists the queries;
+``versions.service`` calls :func:`learn` and :func:`validate_candidate`; :func:`run_experiment` chains the same
+functions for the bench, so every benchmark figure measures the loop users run. Evaluation uses only the
+``evaluation`` range of a :class:`Split`, which never overlaps the pool.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from app.core.windows import LabeledRange, n_windows, window_starts
+from app.core.windows import LabeledRange, n_windows, ranges_to_point_labels, window_starts
 
 Metrics = dict[str, float]
 EvaluateFn = Callable[[np.ndarray, np.ndarray], Metrics]
@@ -80,12 +80,11 @@ class GroundTruthOracle:
             raise OracleRefused(
                 f"window [{start}, {end}) is outside the pool [{lo}, {hi}); the oracle only labels the pool"
             )
-        if self.answer == "end_point":
-            start = end - 1
+        answer = truth_answer(self.point_labels[start:end], start, end, self.answer)
         self.labels_used += 1
-        self.points_revealed += end - start
-        self.asked.append((start, end))
-        return runs_to_ranges(self.point_labels[start:end], offset=start)
+        self.points_revealed += sum(r.end - r.start for r in answer)
+        self.asked.append((answer[0].start, end))
+        return answer
 
 
 def runs_to_ranges(labels: np.ndarray, offset: int = 0) -> list[LabeledRange]:
@@ -142,15 +141,7 @@ class Split:
         return None
 
 
-# -- step 1: score ------------------------------------------------------------------------------
-
-
-def score_windows(detector: Any, X: np.ndarray) -> np.ndarray:
-    """Window scores ``(n_windows,)`` of ``X`` from a fitted detector (higher = more anomalous)."""
-    return np.asarray(detector.window_scores(X), dtype=np.float64)
-
-
-# -- step 2: pick -------------------------------------------------------------------------------
+# -- the pool: what may be asked about, what is known ---------------------------------------------
 
 
 def pool_window_range(pool: tuple[int, int], window: int, stride: int = 1) -> tuple[int, int]:
@@ -169,7 +160,7 @@ def labeled_windows(ranges: Sequence[LabeledRange], n_points: int, window: int, 
     """
     known = np.zeros(n_points + 1, dtype=np.int64)
     for r in ranges:
-        known[r.start : min(r.end, n_points)] = 1
+        known[max(0, r.start) : min(r.end, n_points)] = 1
     csum = np.concatenate([[0], np.cumsum(known[:n_points])])
     starts = window_starts(n_points, window, stride)
     covered = csum[starts + window] - csum[starts]
@@ -177,8 +168,23 @@ def labeled_windows(ranges: Sequence[LabeledRange], n_points: int, window: int, 
 
 
 @dataclass(frozen=True)
+class SeriesPool:
+    """One series of a pool. Windows lying wholly inside points ``[0, pool_end)`` may be asked about; the rest,
+    ``[pool_end, n_points)``, is held back: scored, never asked about, never learned from."""
+
+    key: Hashable
+    n_points: int
+    pool_end: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pool_end <= self.n_points:
+            raise ValueError(f"series {self.key!r}: pool end {self.pool_end} is not in (0, {self.n_points}]")
+
+
+@dataclass(frozen=True)
 class Query:
-    """A picked window: index, point range ``[start, end)`` and why it was picked."""
+    """A picked window of series ``series`` (an index into the pool's series): window ``index``, points
+    ``[start, end)`` of that series, and why it was picked."""
 
     index: int
     start: int
@@ -188,235 +194,285 @@ class Query:
     score: float
     margin: float | None = None
     reason: str = ""
+    series: int = 0
 
 
-def pick_queries(
-    scores: np.ndarray,
-    labeled: np.ndarray,
-    strategy: str,
-    k: int,
-    rng: np.random.Generator,
-    *,
-    pool_windows: tuple[int, int],
-    window: int,
-    stride: int = 1,
-    min_gap: int | None = None,
-    uncertainty: np.ndarray | None = None,
-    options: dict[str, Any] | None = None,
-) -> list[Query]:
-    """Pick ``k`` unlabeled windows inside ``pool_windows`` with the named strategy.
+@dataclass
+class PoolState:
+    """Everything a round planner needs to know, in the product and in the bench alike.
 
-    ``scores``, ``labeled`` and ``uncertainty`` are per window of the whole series ``(n_windows,)``;
-    only the slice ``pool_windows`` is offered to the strategy, so the oracle is never asked outside
-    the pool. ``min_gap`` (in windows) defaults to ``window // stride``: two picks in one batch never
-    overlap, so one anomaly cannot fill a batch. ``options``: strategy options (``bins``, ``per_bin``,
-    ``k`` ...; see :mod:`app.core.query`). Returns at most ``k`` queries, fewer when the pool
-    runs out of unlabeled windows.
+    ``series``: the pool's series, in a fixed order (models fit and learn on their pools concatenated in that order).
+    ``labels``: per series, the labeled ranges in force in that series' point coordinates (anomaly 1 / normal 0).
+    ``budget``: analyst answers allowed in all (windows answered, warm-up included); ``answers``: given so far.
+    ``seed``: with the round number, fixes every random choice of a round (:func:`round_rng`).
     """
-    from app.core.query import select
 
-    i0, i1 = pool_windows
-    if k <= 0 or i1 <= i0:
+    series: list[SeriesPool]
+    window: int
+    stride: int = 1
+    budget: int = 0
+    answers: int = 0
+    seed: int = 0
+    labels: list[list[LabeledRange]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            self.labels = [[] for _ in self.series]
+        if len(self.labels) != len(self.series):
+            raise ValueError(f"{len(self.labels)} label lists for {len(self.series)} series")
+
+    @property
+    def remaining(self) -> int:
+        """Answers left in the budget."""
+        return max(0, self.budget - self.answers)
+
+    @property
+    def has_labels(self) -> bool:
+        return any(self.labels)
+
+    def offsets(self) -> list[int]:
+        """Where each series' pool starts in the concatenated pool (points)."""
+        return [int(x) for x in np.cumsum([0] + [s.pool_end for s in self.series[:-1]])]
+
+    def pool_windows(self, i: int) -> tuple[int, int]:
+        """Window indices ``[i0, i1)`` of series ``i`` that lie in its pool."""
+        return pool_window_range((0, self.series[i].pool_end), self.window, self.stride)
+
+    def n_pool_windows(self) -> int:
+        return sum(b - a for a, b in (self.pool_windows(i) for i in range(len(self.series))))
+
+    def add_answer(self, i: int, ranges: Sequence[LabeledRange]) -> None:
+        """One analyst answer on series ``i`` (counted once, whatever its number of ranges)."""
+        self.labels[i].extend(ranges)
+        self.answers += 1
+
+    def pool_values(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """The series' pools concatenated: ``(sum of pool_end, C)`` — what models fit on and learn from."""
+        return np.concatenate([np.asarray(v)[: s.pool_end] for v, s in zip(values, self.series, strict=True)])
+
+    def pool_ranges(self, labels: Sequence[Sequence[LabeledRange]] | None = None) -> list[LabeledRange]:
+        """``labels`` (default: all in force) in concatenated-pool coordinates, clipped to each pool."""
+        out = []
+        for off, s, ranges in zip(self.offsets(), self.series, labels if labels is not None else self.labels,
+                                  strict=True):
+            for r in ranges:
+                end = min(r.end, s.pool_end)
+                if end > r.start:
+                    out.append(LabeledRange(off + r.start, off + end, r.value))
+        return out
+
+    def labeled_mask(self, i: int) -> np.ndarray:
+        """``(n_windows,)`` of series ``i``: which windows are labeled (:func:`labeled_windows`)."""
+        s = self.series[i]
+        return labeled_windows(self.labels[i], s.n_points, self.window, self.stride)
+
+
+def round_rng(seed: int, round_number: int) -> np.random.Generator:
+    """The random stream of one round: the same (seed, round) gives the same picks wherever the round is planned."""
+    return np.random.default_rng([int(seed), int(round_number)])
+
+
+def warmup_candidates(detector: Any, pools: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """``(series, window index)`` pairs a detector wants asked before any label (``asks_warmup``), per series' pool
+    ``(pool_end, C)``; empty for detectors without a warm-up. Windows never straddle two series."""
+    if not getattr(detector, "asks_warmup", False):
         return []
-    gap = max(1, window // stride) if min_gap is None else min_gap
-    sub_unc = None if uncertainty is None else np.asarray(uncertainty, dtype=np.float64)[i0:i1]
-    sub_lab = np.asarray(labeled, dtype=bool)[i0:i1]
-    if sub_lab.all():
-        return []
-    sub_scores = np.asarray(scores, dtype=np.float64)[i0:i1]
-    picks = select(strategy, sub_scores, sub_lab, k, rng, min_gap=gap, uncertainty=sub_unc, **(options or {}))
-    out = []
-    for p in picks:
-        idx = int(p.index) + i0
-        start = idx * stride
-        out.append(
-            Query(idx, start, start + window, str(p.strategy), int(p.rank), float(p.score),
-                  None if p.margin is None else float(p.margin), str(p.reason))
-        )
+    out: list[tuple[int, int]] = []
+    for i, pool in enumerate(pools):
+        if len(pool) >= detector.window:
+            out.extend((i, int(idx)) for idx in np.asarray(detector.initial_queries(pool)).tolist())
     return out
 
 
-# -- step 3: ask --------------------------------------------------------------------------------
+def plan_round(
+    state: PoolState,
+    window_scores: Sequence[np.ndarray],
+    strategy: str,
+    k: int,
+    round_number: int,
+    *,
+    margins: Sequence[np.ndarray] | None = None,
+    warmup: Sequence[tuple[int, int]] = (),
+    drivers: Sequence[np.ndarray] | None = None,
+    member_names: Sequence[str] = (),
+    options: dict[str, Any] | None = None,
+    min_gap: int | None = None,
+) -> list[Query]:
+    """The queries of one round: at most ``min(k, state.remaining)`` unlabeled pool windows, best first.
+
+    ``window_scores``: per series, the serving model's scores of *all* its windows ``(n_windows,)`` (only pool
+    windows are offered). ``margins``: the same shape, for uncertainty strategies (``provides_margins``).
+    ``warmup``: :func:`warmup_candidates`; asked instead of the strategy's picks while nothing is labeled, cut to
+    the round size by alternating the highest- and lowest-scored (likely one anomaly, one normal). ``drivers``:
+    per series and window, the index into ``member_names`` of what drove the score (named in each reason).
+    ``min_gap`` (windows) defaults to ``window // stride``: picks of one round never overlap.
+    """
+    from app.core.query import select
+
+    k = min(int(k), state.remaining)
+    if k <= 0:
+        return []
+    gap = max(1, state.window // state.stride) if min_gap is None else int(min_gap)
+    owners, scores, labeled, unc = [], [], [], []
+    for i, s in enumerate(state.series):
+        i0, i1 = state.pool_windows(i)
+        ws = np.asarray(window_scores[i], dtype=np.float64)
+        expected = n_windows(s.n_points, state.window, state.stride)
+        if len(ws) != expected:
+            raise ValueError(f"series {s.key!r}: {len(ws)} window scores for {expected} windows")
+        owners.append(np.stack([np.full(i1 - i0, i), np.arange(i0, i1)], axis=1))
+        scores.append(ws[i0:i1])
+        labeled.append(state.labeled_mask(i)[i0:i1])
+        if margins is not None:
+            unc.append(np.asarray(margins[i], dtype=np.float64)[i0:i1])
+    owner = np.concatenate(owners).astype(np.int64)
+    all_scores = np.concatenate(scores)
+    all_labeled = np.concatenate(labeled)
+    if all_labeled.all():
+        return []
+    if warmup and not state.has_labels:
+        picks = _warmup_picks(warmup, owner, all_scores, all_labeled, k, gap)
+    else:
+        uncertainty = np.concatenate(unc) if margins is not None else None
+        picks = [(int(p.index), p.strategy, float(p.score), p.margin, p.reason)
+                 for p in select(strategy, all_scores, all_labeled, k, round_rng(state.seed, round_number),
+                                 min_gap=gap, uncertainty=uncertainty, **(options or {}))]
+    out = []
+    for rank, (j, how, score, margin, reason) in enumerate(picks):
+        i, idx = int(owner[j, 0]), int(owner[j, 1])
+        if drivers is not None and member_names:
+            reason = f"{reason}; driven by {member_names[int(np.asarray(drivers[i])[idx])]}"
+        start = idx * state.stride
+        out.append(Query(idx, start, start + state.window, how, rank, score,
+                         None if margin is None else float(margin), reason, i))
+    return out
+
+
+def _warmup_picks(warmup: Sequence[tuple[int, int]], owner: np.ndarray, scores: np.ndarray, labeled: np.ndarray,
+                  k: int, gap: int) -> list[tuple[int, str, float, float | None, str]]:
+    """Warm-up windows as ``(row of owner, strategy, score, margin, reason)``: unlabeled, in the pool, at least
+    ``gap`` windows apart within a series, at most ``k``, alternating the highest- and the lowest-scored."""
+    row = {(int(s), int(w)): j for j, (s, w) in enumerate(owner)}
+    rows = [row[c] for c in dict.fromkeys((int(s), int(w)) for s, w in warmup) if c in row and not labeled[row[c]]]
+    order = sorted(rows, key=lambda j: -scores[j])
+    alternating = [order[i // 2] if i % 2 == 0 else order[-(i // 2) - 1] for i in range(len(order))]
+    chosen: list[int] = []
+    for j in dict.fromkeys(alternating):
+        if all(owner[j, 0] != owner[c, 0] or abs(int(owner[j, 1]) - int(owner[c, 1])) >= gap for c in chosen):
+            chosen.append(j)
+        if len(chosen) == k:
+            break
+    middle = float(np.median(scores[rows])) if rows else 0.0
+    return [(j, "warmup", float(scores[j]), None, f"warm-up: {'high' if scores[j] >= middle else 'low'} score")
+            for j in chosen]
+
+
+# -- the oracle answers, learning --------------------------------------------------------------------
 
 
 def ask(oracle: Callable[[int, int], list[LabeledRange] | int], queries: Sequence[Query]) -> list[LabeledRange]:
     """The oracle's answers to ``queries`` as labeled ranges (a bare 0/1 answer labels the whole window)."""
     answers: list[LabeledRange] = []
     for q in queries:
-        ans = oracle(q.start, q.end)
-        if isinstance(ans, (int, np.integer)):
-            answers.append(LabeledRange(q.start, q.end, int(ans)))
-        else:
-            answers.extend(ans)
+        answers.extend(answer_ranges(oracle(q.start, q.end), q.start, q.end))
     return answers
 
 
-# -- step 4: feedback ---------------------------------------------------------------------------
+def answer_ranges(answer: list[LabeledRange] | int, start: int, end: int) -> list[LabeledRange]:
+    """One answer as labeled ranges (a bare 0/1 labels the whole window ``[start, end)``)."""
+    if isinstance(answer, (int, np.integer)):
+        return [LabeledRange(start, end, int(answer))]
+    return list(answer)
 
 
-def apply_feedback(detector: Any, X: np.ndarray, ranges: Sequence[LabeledRange], progress: Any = None) -> float:
-    """Refine ``detector`` with every label so far; returns the seconds it took."""
+def truth_answer(truth: np.ndarray, start: int, end: int, mode: str) -> list[LabeledRange]:
+    """What the ground-truth oracle answers for window ``[start, end)`` given the truth ``truth[start:end]``.
+
+    ``mode`` is the detector's ``answer_mode``: ``"window"`` gives the runs of equal labels over the window,
+    ``"end_point"`` the last point only. The product's ground-truth projects and the bench answer with this."""
+    if mode not in ("window", "end_point"):
+        raise ValueError(f"answer mode must be 'window' or 'end_point', not {mode!r}")
+    lab = np.asarray(truth).astype(np.int8)
+    if len(lab) != end - start:
+        raise ValueError(f"{len(lab)} truth labels for the window [{start}, {end})")
+    if mode == "end_point":
+        return [LabeledRange(end - 1, end, int(lab[-1]))]
+    return runs_to_ranges(lab, offset=start)
+
+
+def learn(detector: Any, X_pool: np.ndarray, ranges: Sequence[LabeledRange], progress: Any = None) -> float:
+    """Refine ``detector`` with every label in force (pool coordinates) on the pool ``(N, C)``; returns seconds.
+
+    The product's retraining job and the bench's rounds both learn through here."""
     t0 = time.perf_counter()
     if progress is None:
-        detector.feedback(X, list(ranges))
+        detector.feedback(X_pool, list(ranges))
     else:
-        detector.feedback(X, list(ranges), progress=progress)
+        detector.feedback(X_pool, list(ranges), progress=progress)
     return time.perf_counter() - t0
 
 
-# -- one round ----------------------------------------------------------------------------------
+def window_label(ranges: Sequence[LabeledRange], start: int, end: int) -> int | None:
+    """A query window's label from the answers given for it: 1 if any anomalous point, 0 if only normal ones,
+    None if none of its points is labeled (an "unsure" or skipped answer)."""
+    inside = [r for r in ranges if r.start < end and r.end > start]
+    if not inside:
+        return None
+    return int(any(r.value == 1 for r in inside))
 
 
-@dataclass
-class RoundResult:
-    """What one round did: its queries, the new answers, all labels after it, and timings (s)."""
+def validate_candidate(
+    rule: Any,
+    state: PoolState,
+    newest: Sequence[tuple[Query, Sequence[LabeledRange]]],
+    candidate: Any,
+    X_pool: np.ndarray,
+    candidate_pool_scores: np.ndarray,
+    serving_window_scores: Sequence[np.ndarray] | None,
+    flag_share: float,
+) -> Any:
+    """Judge a candidate trained with every label, on the newest round's answers (:mod:`app.core.adoption`).
 
-    queries: list[Query]
-    new_ranges: list[LabeledRange]
-    ranges: list[LabeledRange]
-    score_seconds: float
-    feedback_seconds: float
+    ``newest``: the round's queries with the ranges answered for each (series coordinates). ``candidate_pool_scores``:
+    the candidate's window scores of ``X_pool`` (the concatenated pool). ``serving_window_scores``: per series, the
+    serving version's window scores of all windows (None: nothing serves). When the candidate can hold labels out,
+    its figure comes from ``validation_window_scores`` without the newest answers (held out)."""
+    from app.core.adoption import judge, percentile_ranks
 
-
-def uncertainty_for(
-    detector: Any, X: np.ndarray, strategy: str, window_scores: np.ndarray | None = None
-) -> np.ndarray | None:
-    """``detector.margins(X)`` for uncertainty-based strategies when the detector has it, else None.
-
-    ``window_scores``: the detector's scores of ``X`` already computed, handed on so it need not score twice."""
-    if strategy in ("margin", "least_confidence", "entropy") and hasattr(detector, "margins"):
-        return np.asarray(detector.margins(X, window_scores=window_scores), dtype=np.float64)
-    return None
-
-
-def run_round(
-    detector: Any,
-    X: np.ndarray,
-    labeled_ranges: Sequence[LabeledRange],
-    strategy: str,
-    k: int,
-    rng: np.random.Generator,
-    *,
-    oracle: Callable[[int, int], list[LabeledRange] | int],
-    pool: tuple[int, int] | None = None,
-    min_gap: int | None = None,
-    options: dict[str, Any] | None = None,
-    progress: Any = None,
-    train_end: int | None = None,
-) -> RoundResult:
-    """Score → pick ``k`` → ask → feedback with all labels. ``pool`` defaults to the whole ``X``.
-
-    Only the pool is scored for picking (a window's score depends on its own points only), which
-    saves most of the scoring when the pool is a small part of a long series. ``train_end``: feedback
-    learns from ``X[:train_end]`` only (its unlabeled windows too: the replay term, label propagation);
-    an experiment passes the start of its evaluation part, so evaluation points are only ever scored.
-    """
-    window, stride = int(detector.window), int(getattr(detector, "stride", 1))
-    p0, p1 = pool or (0, len(X))
-    offset = -(-p0 // stride) * stride  # pool start on the stride grid: window i of X_pool is i + offset/stride of X
-    X_pool = X[offset:p1]
-    queries: list[Query] = []
-    score_s = 0.0
-    if len(X_pool) >= window:
-        t0 = time.perf_counter()
-        scores = score_windows(detector, X_pool)
-        unc = uncertainty_for(detector, X_pool, strategy, window_scores=scores)
-        score_s = time.perf_counter() - t0
-        first = offset // stride
-        labeled = labeled_windows(labeled_ranges, len(X), window, stride)[first : first + len(scores)]
-        local = pick_queries(scores, labeled, strategy, k, rng, pool_windows=(0, len(scores)), window=window,
-                             stride=stride, min_gap=min_gap, uncertainty=unc, options=options)
-        queries = [Query(q.index + first, q.start + offset, q.end + offset, q.strategy, q.rank, q.score, q.margin,
-                         q.reason) for q in local]
-    new = ask(oracle, queries)
-    ranges = [*labeled_ranges, *new]
-    fb_s = apply_feedback(detector, X[:train_end], ranges, progress) if new else 0.0
-    return RoundResult(queries, new, ranges, score_s, fb_s)
-
-
-# -- the driver ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RoundRecord:
-    """State after round ``round`` (0 = after fit and warm-up, before any query round)."""
-
-    round: int
-    labels_used: int
-    metrics: Metrics
-    n_queries: int = 0
-    n_anomalous_queries: int = 0
-    feedback_seconds: float = 0.0
-    score_seconds: float = 0.0
-
-
-@dataclass
-class ExperimentResult:
-    """A whole experiment: per-round records, final point scores of ``X`` and the labels gathered."""
-
-    rounds: list[RoundRecord]
-    scores: np.ndarray
-    ranges: list[LabeledRange]
-    labels_used: int
-    budget: int
-    fit_seconds: float
-    feedback_seconds: float
-    score_seconds: float
-    warmup_labels: int = 0
-    queries: list[Query] = field(default_factory=list)
-
-    @property
-    def final(self) -> Metrics:
-        return self.rounds[-1].metrics
-
-
-def default_evaluate(scores: np.ndarray, labels: np.ndarray) -> Metrics:
-    """PR-AUC and ROC-AUC of point scores against 0/1 point labels (the cheap per-round pair)."""
-    from app.core.metrics import pr_auc, roc_auc
-
-    return {"pr_auc": float(pr_auc(scores, labels)), "roc_auc": float(roc_auc(scores, labels))}
-
-
-def evaluate_split(detector: Any, split: Split, evaluate: EvaluateFn) -> tuple[np.ndarray, Metrics, float]:
-    """Point scores of ``split.X``, the metrics on the evaluation range, and the scoring seconds."""
-    t0 = time.perf_counter()
-    scores = np.asarray(detector.score(split.X), dtype=np.float64)
-    secs = time.perf_counter() - t0
-    a, b = split.evaluation
-    return scores, evaluate(scores[a:b], np.asarray(split.y[a:b])), secs
-
-
-def warm_up(
-    detector: Any, split: Split, oracle: Callable[[int, int], list[LabeledRange] | int], limit: int
-) -> tuple[list[Query], list[LabeledRange]]:
-    """RLAD-style warm-up: ``detector.initial_queries`` on the pool only, at most ``limit`` answered.
-
-    ``initial_queries(X_pool)`` returns window indices of ``X_pool`` (ints or objects with ``.index``);
-    they are shifted back to ``X`` coordinates. Labels given here count like any other.
-    """
-    if limit <= 0 or not hasattr(detector, "initial_queries"):
-        return [], []
-    window, stride = int(detector.window), int(getattr(detector, "stride", 1))
-    p0, p1 = split.pool
-    if p1 - p0 < window:
-        return [], []
-    offset = -(-p0 // stride) * stride  # pool start aligned to the stride grid
-    picks = detector.initial_queries(split.X[offset:p1])
-    queries: list[Query] = []
-    for rank, p in enumerate(picks):
-        idx = int(getattr(p, "index", p))
-        start = offset + idx * stride
-        queries.append(Query(start // stride, start, start + window, "warmup", rank, float(getattr(p, "score", np.nan)),
-                             reason=str(getattr(p, "reason", "warm-up"))))
-    if len(queries) > limit:
-        # The budget is smaller than the warm-up: keep the extremes, alternating the highest- and the
-        # lowest-scored picks (likely one anomaly, one normal), rather than whatever comes first.
-        ws = score_windows(detector, split.X[offset:p1])
-        order = np.argsort([-ws[(q.start - offset) // stride] for q in queries], kind="stable")
-        alternating = [int(order[i // 2]) if i % 2 == 0 else int(order[-(i // 2) - 1]) for i in range(len(order))]
-        keep = list(dict.fromkeys(alternating))[:limit]
-        queries = [queries[i] for i in sorted(keep)]
-    return queries, ask(oracle, queries)
+    offsets = state.offsets()
+    kept = [(q, window_label(r, q.start, q.end)) for q, r in newest]
+    kept = [(q, y) for q, y in kept if y is not None]
+    labels = np.array([y for _, y in kept], dtype=np.int64)
+    pool_rows = np.concatenate([np.arange(*state.pool_windows(i)) + offsets[i] // state.stride
+                                for i in range(len(state.series))])
+    held_out = bool(getattr(candidate, "can_hold_out_labels", False)) and len(kept) > 0
+    cand_scores = np.asarray(candidate_pool_scores, dtype=np.float64)
+    if held_out:
+        newest_ids = {id(q) for q, _ in kept}
+        older = [list(ls) for ls in state.labels]
+        for q, ranges in newest:
+            if id(q) in newest_ids:
+                for r in ranges:
+                    if r in older[q.series]:
+                        older[q.series].remove(r)
+        heldout = state.pool_ranges([[r for q, rs in newest if q.series == i for r in rs]
+                                     for i in range(len(state.series))])
+        cand_scores = np.asarray(candidate.validation_window_scores(X_pool, state.pool_ranges(older), heldout),
+                                 dtype=np.float64)
+    pool_cand = cand_scores[pool_rows[pool_rows < len(cand_scores)]]
+    cand_ranks = percentile_ranks(
+        np.array([cand_scores[(offsets[q.series] + q.start) // state.stride] for q, _ in kept]), pool_cand)
+    serving_ranks = None
+    if serving_window_scores is not None:
+        ref = np.concatenate([np.asarray(serving_window_scores[i], dtype=np.float64)[slice(*state.pool_windows(i))]
+                              for i in range(len(state.series))])
+        serving_ranks = percentile_ranks(
+            np.array([np.asarray(serving_window_scores[q.series])[q.index] for q, _ in kept]), ref)
+    labeled = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
+    known = labeled >= 0
+    rate = float(labeled[known].mean()) if known.any() else 0.0
+    return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share,
+                 labeled_anomaly_rate=rate)
 
 
 def resolve_budget(budget: float, n_pool_windows: int) -> int:
@@ -428,6 +484,69 @@ def resolve_budget(budget: float, n_pool_windows: int) -> int:
     if budget < 1:
         return max(1, int(round(budget * n_pool_windows)))
     return int(budget)
+
+
+def pool_threshold(method: str, pool_scores: np.ndarray, pool_labels: np.ndarray) -> float:
+    """A version's threshold from the pool's point scores ``(N,)`` and the labels gathered there (``(N,)`` 1 / 0 /
+    -1 unlabeled) — never from ground truth. The product's versions and the bench's served model use this."""
+    from app.core.thresholds import choose_threshold
+
+    s = np.asarray(pool_scores, dtype=np.float64)
+    return float(choose_threshold(method, train_scores=s, scores=s, labels=np.asarray(pool_labels, dtype=np.int64)))
+
+
+# -- the driver: a whole experiment through the same planner and learner ---------------------------
+
+
+@dataclass
+class RoundRecord:
+    """State after round ``round`` (0 = after fit, before any query): the *served* model's metrics.
+
+    ``served``: whether this round's candidate was adopted; ``verdict``: the adoption decision and its figures;
+    ``candidate_metrics``: the candidate's metrics whether or not it serves (what "always serve" would have given).
+    """
+
+    round: int
+    labels_used: int
+    metrics: Metrics
+    n_queries: int = 0
+    n_anomalous_queries: int = 0
+    feedback_seconds: float = 0.0
+    score_seconds: float = 0.0
+    served: bool = True
+    verdict: dict[str, Any] = field(default_factory=dict)
+    candidate_metrics: Metrics = field(default_factory=dict)
+    points_revealed: int = 0
+
+
+@dataclass
+class ExperimentResult:
+    """A whole experiment: per-round records, the served model's final point scores of ``X``, the labels gathered
+    (point coordinates of ``X``), and the served detector."""
+
+    rounds: list[RoundRecord]
+    scores: np.ndarray
+    ranges: list[LabeledRange]
+    labels_used: int
+    budget: int
+    fit_seconds: float
+    feedback_seconds: float
+    score_seconds: float
+    warmup_labels: int = 0
+    queries: list[Query] = field(default_factory=list)
+    detector: Any = None
+    threshold: float = float("nan")
+
+    @property
+    def final(self) -> Metrics:
+        return self.rounds[-1].metrics
+
+
+def default_evaluate(scores: np.ndarray, labels: np.ndarray) -> Metrics:
+    """PR-AUC and ROC-AUC of point scores against 0/1 point labels (the cheap per-round pair)."""
+    from app.core.metrics import pr_auc, roc_auc
+
+    return {"pr_auc": float(pr_auc(scores, labels)), "roc_auc": float(roc_auc(scores, labels))}
 
 
 def run_experiment(
@@ -445,64 +564,101 @@ def run_experiment(
     fit: bool = True,
     n_rounds: int | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    adoption: Any = None,
+    threshold_method: str = "best_f1",
 ) -> ExperimentResult:
-    """Fit on ``split.X_fit``, warm up, then query rounds of ``round_size`` until ``budget`` labels.
+    """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent.
 
-    ``budget``: fraction of the pool's windows (``0 < b < 1``) or an absolute count; 0 = unsupervised
-    (fit and evaluate only). Labels are counted by the loop (one per answered window) and the count
-    never exceeds the budget. ``evaluate(scores_eval, labels_eval)`` runs after fit/warm-up (round 0)
-    and after every round; the evaluation range never overlaps the pool. ``n_rounds``, when given,
-    overrides ``round_size`` so that the labels left after warm-up are spent in that many rounds
-    (the cost of an experiment is then bounded whatever the budget).
+    Each round is what a project does: :func:`plan_round` on the *serving* model's scores (RLAD's warm-up first),
+    the oracle answers, a candidate learns from every label (:func:`learn`, on the pool only: evaluation points are
+    never learned from), :func:`validate_candidate` decides whether it serves (``adoption``: an
+    :class:`~app.core.adoption.AdoptionRule`; default the product's default), and the served model is evaluated
+    on ``split.evaluation``. ``budget``: fraction of the pool's windows (``0 < b < 1``) or a count of answers;
+    0 = unsupervised. ``n_rounds``, when given, sets the round size so the budget is spent in that many rounds.
+    The pool must start at the series start (both bench protocols and the product hold back a tail).
     """
-    rng = np.random.default_rng(seed)
+    import copy
+
+    from app.core.adoption import AdoptionRule
+
+    rule = adoption if adoption is not None else AdoptionRule()
     window, stride = int(detector.window), int(getattr(detector, "stride", 1))
-    pw = pool_window_range(split.pool, window, stride)
-    cap = resolve_budget(budget, pw[1] - pw[0])
+    p0, p1 = split.pool
+    if p0 != 0:
+        raise ValueError(f"the pool must start at the series start, not at point {p0}")
+    state = PoolState([SeriesPool(split.name or "series", len(split.X), p1)], window, stride, seed=seed)
+    state.budget = resolve_budget(budget, state.n_pool_windows())
+    X_pool = state.pool_values([split.X])
+    a, b = split.evaluation
+    y_eval = np.asarray(split.y[a:b])
     fit_s = 0.0
     if fit:
         t0 = time.perf_counter()
         detector.fit(split.X_fit)
         fit_s = time.perf_counter() - t0
-    warm_q, ranges = warm_up(detector, split, oracle, cap)
-    used = len(warm_q)
-    train_end = split.train_end
-    feedback_s = apply_feedback(detector, split.X[:train_end], ranges) if ranges else 0.0
-    scores, metrics, score_s = evaluate_split(detector, split, evaluate)
-    n_anom = sum(1 for q in warm_q if _window_is_anomalous(q, ranges))
-    records = [RoundRecord(0, used, metrics, len(warm_q), n_anom, feedback_s, score_s)]
+    t0 = time.perf_counter()
+    served = detector
+    points, windows = served.point_and_window_scores(split.X)
+    score_s = time.perf_counter() - t0
+    threshold = pool_threshold(threshold_method, points[:p1], np.full(p1, -1, dtype=np.int64))
+    records = [RoundRecord(0, 0, evaluate(points[a:b], y_eval), score_seconds=score_s)]
     if on_round:
         on_round(records[0])
     if n_rounds is not None and n_rounds > 0:
-        round_size = max(1, -(-(cap - used) // n_rounds))
-    all_queries = list(warm_q)
-    total_score_s = score_s
+        round_size = max(1, -(-state.budget // n_rounds))
+    all_queries: list[Query] = []
+    feedback_s = 0.0
+    warmup_labels = 0
     r = 0
-    while used < cap and round_size > 0:
+    while state.remaining > 0 and round_size > 0:
         r += 1
-        k = min(round_size, cap - used)
-        res = run_round(detector, split.X, ranges, strategy, k, rng, oracle=oracle, pool=split.pool, min_gap=min_gap,
-                        options=options, train_end=train_end)
-        if not res.queries:  # the pool has no unlabeled window left
+        t0 = time.perf_counter()
+        margins = None
+        if strategy in UNCERTAINTY_STRATEGIES and getattr(served, "provides_margins", False):
+            margins = [served.margins(split.X, window_scores=windows)]
+        warm = warmup_candidates(served, [X_pool]) if not state.has_labels else []
+        drivers, names = None, ()
+        if getattr(served, "explains_windows", False):
+            drivers, names = [served.window_drivers(split.X, window_scores=windows)], tuple(served.member_names_)
+        queries = plan_round(state, [windows], strategy, round_size, r, margins=margins, warmup=warm,
+                             drivers=drivers, member_names=names, options=options, min_gap=min_gap)
+        plan_s = time.perf_counter() - t0
+        if not queries:  # the pool has no unlabeled window left
             break
-        used += len(res.queries)
-        ranges = res.ranges
-        feedback_s += res.feedback_seconds
-        all_queries.extend(res.queries)
-        scores, metrics, s_s = evaluate_split(detector, split, evaluate)
-        total_score_s += s_s + res.score_seconds
-        n_anom = sum(1 for q in res.queries if _window_is_anomalous(q, res.new_ranges))
-        rec = RoundRecord(r, used, metrics, len(res.queries), n_anom, res.feedback_seconds, res.score_seconds + s_s)
+        newest = []
+        for q in queries:
+            ranges = answer_ranges(oracle(q.start, q.end), q.start, q.end)
+            state.add_answer(q.series, ranges)
+            newest.append((q, ranges))
+        warmup_labels += sum(q.strategy == "warmup" for q in queries)
+        candidate = copy.deepcopy(served) if rule.policy != "always" else served
+        fb_s = learn(candidate, X_pool, state.pool_ranges())
+        feedback_s += fb_s
+        t0 = time.perf_counter()
+        c_points, c_windows = candidate.point_and_window_scores(split.X)
+        pool_labels = ranges_to_point_labels(state.pool_ranges(), p1)
+        c_threshold = pool_threshold(threshold_method, c_points[:p1], pool_labels)
+        pool_windows = c_windows[: n_windows(p1, window, stride)]
+        flagged = float(np.mean(c_points[:p1] > c_threshold))
+        verdict = validate_candidate(rule, state, newest, candidate, X_pool, pool_windows, [windows], flagged)
+        cand_metrics = evaluate(c_points[a:b], y_eval)
+        if verdict.serve:
+            served, points, windows, threshold = candidate, c_points, c_windows, c_threshold
+        score_s += time.perf_counter() - t0 + plan_s
+        all_queries.extend(queries)
+        n_anom = sum(1 for q, rs in newest if window_label(rs, q.start, q.end) == 1)
+        revealed = sum(rr.end - rr.start for _, rs in newest for rr in rs)
+        rec = RoundRecord(r, state.answers, evaluate(points[a:b], y_eval), len(queries), n_anom, fb_s,
+                          time.perf_counter() - t0 + plan_s, verdict.serve, verdict.as_dict(), cand_metrics, revealed)
         records.append(rec)
         if on_round:
             on_round(rec)
-    return ExperimentResult(records, scores, ranges, used, cap, fit_s, feedback_s, total_score_s, len(warm_q),
-                            all_queries)
+    return ExperimentResult(records, np.asarray(points, dtype=np.float64), state.pool_ranges(), state.answers,
+                            state.budget, fit_s, feedback_s, score_s, warmup_labels, all_queries, served, threshold)
 
 
-def _window_is_anomalous(q: Query, ranges: Sequence[LabeledRange]) -> bool:
-    """Whether any answer inside the query window marks an anomaly."""
-    return any(r.value == 1 and r.start < q.end and r.end > q.start for r in ranges)
+UNCERTAINTY_STRATEGIES = ("margin", "least_confidence", "entropy")
+"""Strategies that rank by a margin; they get ``margins`` when the serving detector ``provides_margins``."""
 
 
 __all__ = [
@@ -510,22 +666,27 @@ __all__ = [
     "GroundTruthOracle",
     "Oracle",
     "OracleRefused",
+    "PoolState",
     "Query",
     "RoundRecord",
-    "RoundResult",
+    "SeriesPool",
     "Split",
-    "apply_feedback",
+    "UNCERTAINTY_STRATEGIES",
+    "answer_ranges",
     "ask",
     "default_evaluate",
-    "evaluate_split",
     "labeled_windows",
+    "learn",
     "n_windows",
-    "pick_queries",
+    "plan_round",
+    "pool_threshold",
     "pool_window_range",
     "resolve_budget",
+    "round_rng",
     "run_experiment",
-    "run_round",
     "runs_to_ranges",
-    "score_windows",
-    "warm_up",
+    "truth_answer",
+    "validate_candidate",
+    "warmup_candidates",
+    "window_label",
 ]

@@ -5,19 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.core.adoption import AdoptionRule
 from app.core.detectors import make_detector
 from app.core.loop import (
     GroundTruthOracle,
     OracleRefused,
     Split,
+    PoolState,
+    SeriesPool,
     ask,
     labeled_windows,
-    pick_queries,
+    learn,
+    plan_round,
     pool_window_range,
     resolve_budget,
     run_experiment,
-    run_round,
     runs_to_ranges,
+    truth_answer,
 )
 from app.core.windows import LabeledRange
 
@@ -77,9 +81,18 @@ def test_ask_accepts_a_bare_label():
         def __call__(self, start: int, end: int) -> int:
             return 1
 
-    picks = pick_queries(np.arange(10.0), np.zeros(10, bool), "top_k", 1, np.random.default_rng(0),
-                         pool_windows=(0, 10), window=3)
+    state = PoolState([SeriesPool("s", 12, 12)], window=3, budget=5)
+    picks = plan_round(state, [np.arange(10.0)], "top_k", 1, 1)
     assert ask(Human(), picks) == [LabeledRange(9, 12, 1)]
+
+
+def test_truth_answer_modes_known_answers():
+    truth = np.array([0, 0, 1, 1, 0], dtype=np.int8)
+    assert truth_answer(truth, 10, 15, "window") == [LabeledRange(10, 12, 0), LabeledRange(12, 14, 1),
+                                                     LabeledRange(14, 15, 0)]
+    assert truth_answer(truth, 10, 15, "end_point") == [LabeledRange(14, 15, 0)]
+    with pytest.raises(ValueError):
+        truth_answer(truth, 10, 15, "whole")
 
 
 # -- geometry -----------------------------------------------------------------------------------
@@ -106,40 +119,69 @@ def test_labeled_windows_end_point_or_majority():
     assert np.flatnonzero(end_only).tolist() == [20]
 
 
-def test_pick_queries_stays_in_pool_skips_labeled_and_keeps_gap():
+def test_plan_round_stays_in_pool_skips_labeled_and_keeps_gap():
     scores = np.zeros(200)
-    scores[150:] = 10.0  # the best windows are outside the pool
+    scores[150:] = 10.0  # the best windows are outside the pool (points from 129 on)
     scores[40:50] = 5.0  # a cluster: only one pick allowed there with min_gap = window
     scores[90] = 4.0
-    labeled = np.zeros(200, bool)
-    labeled[90] = True
-    picks = pick_queries(scores, labeled, "top_k", 4, np.random.default_rng(0), pool_windows=(0, 120), window=10)
+    state = PoolState([SeriesPool("s", 209, 129)], window=10, budget=10, labels=[[LabeledRange(99, 100, 0)]])
+    picks = plan_round(state, [scores], "top_k", 4, 1)
     idx = [p.index for p in picks]
     assert len(idx) == 4 and all(0 <= i < 120 for i in idx)
-    assert 90 not in idx
+    assert 90 not in idx  # window 90 ends at point 99, which is labeled
     assert sum(40 <= i < 50 for i in idx) == 1
     assert all(abs(a - b) >= 10 for a in idx for b in idx if a != b)
     assert all(p.start == p.index and p.end == p.index + 10 for p in picks)
+    state.answers = 8
+    assert len(plan_round(state, [scores], "top_k", 4, 2)) == 2  # cut to the budget left
 
 
-# -- rounds and experiments ------------------------------------------------------------------------
+def test_plan_round_over_several_series_maps_back_and_is_reproducible():
+    """The product's multi-series pool: picks name their series and local window; same seed + round, same picks."""
+    rng = np.random.default_rng(0)
+    state = PoolState([SeriesPool("a", 300, 200), SeriesPool("b", 150, 100)], window=20, budget=50, seed=7)
+    scores = [rng.random(281), rng.random(131)]
+    scores[1][30] = 5.0  # the best window of all is in series b
+    picks = plan_round(state, scores, "hybrid", 6, 1)
+    assert picks[0].series == 1 and picks[0].index == 30 and picks[0].start == 30
+    for p in picks:
+        assert p.end <= state.series[p.series].pool_end
+    again = plan_round(state, scores, "hybrid", 6, 1)
+    assert [(p.series, p.index) for p in again] == [(p.series, p.index) for p in picks]
+    assert [(p.series, p.index) for p in plan_round(state, scores, "hybrid", 6, 2)] != [(p.series, p.index)
+                                                                                       for p in picks]
 
 
-def test_run_round_steps_and_accounting():
-    split = _split()
-    det = make_detector("iforest", seed=0, n_estimators=30).fit(split.X_fit)
-    oracle = GroundTruthOracle(split.y, split.pool)
-    res = run_round(det, split.X, [], "top_k", 5, np.random.default_rng(0), oracle=oracle, pool=split.pool)
-    assert len(res.queries) == 5 and oracle.labels_used == 5
-    assert all(split.pool[0] <= q.start and q.end <= split.pool[1] for q in res.queries)
-    # the spikes are what iforest ranks highest: top-k queries must find anomalies
-    assert any(r.value == 1 for r in res.new_ranges)
-    covered = sum(r.end - r.start for r in res.ranges)
-    assert covered == 5 * det.window  # window answers tile each (non-overlapping) query exactly
-    again = run_round(det, split.X, res.ranges, "top_k", 5, np.random.default_rng(0), oracle=oracle, pool=split.pool)
-    first = {q.index for q in res.queries}
-    assert not first & {q.index for q in again.queries}  # labeled windows are not asked again
-    assert oracle.labels_used == 10 and len(again.ranges) == len(res.ranges) + len(again.new_ranges)
+def test_warm_up_respects_the_round_size_and_the_gap():
+    """RLAD-style warm-up candidates are cut to the round size, alternating extremes, never adjacent windows."""
+    scores = np.linspace(0, 1, 181)
+    state = PoolState([SeriesPool("s", 200, 200)], window=20, budget=100)
+    warm = [(0, i) for i in (0, 1, 2, 3, 4, 60, 100, 176, 177, 178, 179, 180)]
+    picks = plan_round(state, [scores], "top_k", 4, 1, warmup=warm)
+    idx = [p.index for p in picks]
+    assert len(idx) == 4 and all(p.strategy == "warmup" for p in picks)
+    assert idx[0] == 180 and idx[1] == 0  # highest, then lowest
+    assert all(abs(a - b) >= 20 for a in idx for b in idx if a != b)
+    state.add_answer(0, [LabeledRange(0, 20, 0)])
+    assert all(p.strategy == "top_k" for p in plan_round(state, [scores], "top_k", 4, 2, warmup=warm))
+
+
+def test_learn_and_pool_coordinates():
+    state = PoolState([SeriesPool("a", 100, 60), SeriesPool("b", 80, 50)], window=10)
+    state.add_answer(1, [LabeledRange(5, 15, 1)])
+    state.add_answer(0, [LabeledRange(55, 70, 0)])  # clipped to the pool
+    assert state.pool_ranges() == [LabeledRange(55, 60, 0), LabeledRange(65, 75, 1)]
+    assert state.answers == 2 and state.offsets() == [0, 60]
+    X = state.pool_values([np.zeros((100, 1)), np.ones((80, 1))])
+    assert X.shape == (110, 1) and X[60:].min() == 1
+
+    class Recorder:
+        def feedback(self, X, ranges):
+            self.seen = (len(X), list(ranges))
+
+    det = Recorder()
+    assert learn(det, X, state.pool_ranges()) >= 0
+    assert det.seen == (110, state.pool_ranges())
 
 
 def test_run_experiment_budget_rounds_and_determinism():
@@ -187,10 +229,11 @@ def test_rlad_label_accounting_matches_oracle():
     det = make_detector("rlad", seed=0, device="cpu", episodes=1, steps_per_episode=10, batch_size=8, n_pseudo=20,
                         propagation_nodes=300)
     oracle = GroundTruthOracle(split.y, split.pool, answer="end_point")
-    res = run_experiment(det, split, "margin", oracle, round_size=3, budget=21, seed=0)
-    assert res.warmup_labels == 15  # N_w = 5 highest, lowest, middle
+    res = run_experiment(det, split, "margin", oracle, round_size=3, budget=21, seed=0,
+                         adoption=AdoptionRule(policy="always"))
+    assert res.warmup_labels == 3  # the warm-up asks the round's size, not all 3 N_w windows
     assert oracle.labels_used == res.labels_used == 21
-    assert det.labels_seen_ == oracle.labels_used
+    assert res.detector.labels_seen_ == oracle.labels_used
     assert all(split.pool[0] <= s and e <= split.pool[1] for s, e in oracle.asked)
 
 
@@ -199,6 +242,8 @@ def test_warm_up_is_cut_to_the_budget_keeping_extremes():
     from app.core.detectors.iforest import IForestDetector
 
     class WarmForest(IForestDetector):
+        asks_warmup = True
+
         def initial_queries(self, X):
             return np.arange(0, 600, 50)  # 12 windows spread over the pool
 
@@ -206,7 +251,7 @@ def test_warm_up_is_cut_to_the_budget_keeping_extremes():
     det = WarmForest(seed=0, n_estimators=30)
     oracle = GroundTruthOracle(split.y, split.pool)
     res = run_experiment(det, split, "top_k", oracle, round_size=5, budget=2, seed=0)
-    assert res.warmup_labels == 2 == oracle.labels_used == res.labels_used and len(res.rounds) == 1
+    assert res.warmup_labels == 2 == oracle.labels_used == res.labels_used and len(res.rounds) == 2
     ws = det.window_scores(split.X)[np.arange(0, 600, 50)]
     picked = {q.index for q in res.queries}
     assert picked == {int(np.arange(0, 600, 50)[ws.argmax()]), int(np.arange(0, 600, 50)[ws.argmin()])}

@@ -30,9 +30,37 @@ class NotFittedError(RuntimeError):
 
 
 class Detector(ABC):
-    """Base class; subclasses set ``name`` and implement the abstract methods."""
+    """Base class; subclasses set ``name`` and implement the abstract methods.
+
+    What the rest of the system needs to know about a detector lives here as class attributes, read by the CLI,
+    the project form, the services and the bench alike (never a list of names elsewhere):
+
+    - ``default_window`` / ``default_strategy``: what a new project or a bench run uses unless told otherwise.
+    - ``answer_mode``: how the ground-truth oracle answers a query window, in the product and in the bench:
+      ``"window"`` labels every point of the window (runs of equal labels; what an analyst marking sub-ranges
+      gives), ``"end_point"`` only its last point (RLAD's window label: one revealed point per answer).
+    - ``method_label``: the method name shown beside a model version (``{name}`` is replaced by ``name``).
+    - ``provides_margins``: ``margins(X, window_scores)`` gives ``|q0 - q1|`` per window (uncertainty strategies).
+    - ``asks_warmup``: ``initial_queries(X)`` names the windows to ask before any label (RLAD's warm-up).
+    - ``can_hold_out_labels``: ``validation_window_scores(X, train_ranges, heldout_ranges)`` scores windows as if
+      ``heldout_ranges`` had never been learned from (how a new version is validated on labels it did not see).
+    - ``explains_windows``: ``window_drivers(X, window_scores)`` and ``member_names_`` name what drove each score.
+    """
 
     name: ClassVar[str]
+    default_window: ClassVar[int] = 25
+    default_strategy: ClassVar[str] = "top_k"
+    answer_mode: ClassVar[str] = "window"
+    method_label: ClassVar[str] = "{name}"
+    provides_margins: ClassVar[bool] = False
+    asks_warmup: ClassVar[bool] = False
+    can_hold_out_labels: ClassVar[bool] = False
+    explains_windows: ClassVar[bool] = False
+
+    @classmethod
+    def method(cls) -> str:
+        """The method name shown beside a model version (e.g. ``lstm_ae+minimax``)."""
+        return cls.method_label.format(name=cls.name)
 
     def __init__(self, *, window: int = 25, stride: int = 1, seed: int = 0, device: str = "auto") -> None:
         self.window = window

@@ -139,6 +139,9 @@ class TorchWindowDetector(Detector):
     """
 
     config_cls: ClassVar[type[DeepConfig]] = DeepConfig
+    default_window: ClassVar[int] = 50  # seed 002's window
+    default_strategy: ClassVar[str] = "hybrid"  # top-k ∪ interval random (002)
+    method_label: ClassVar[str] = "{name}+minimax"
 
     def __init__(self, *, seed: int = 0, device: str = "auto", **params: Any) -> None:
         fields = {f.name: f.default for f in dataclasses.fields(self.config_cls)}

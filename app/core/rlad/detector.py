@@ -61,6 +61,10 @@ class RLADDetector(Detector):
     """
 
     name: ClassVar[str] = "rlad"
+    default_strategy: ClassVar[str] = "margin"  # the paper's active learning: smallest |q0 - q1|
+    answer_mode: ClassVar[str] = "end_point"  # a window's label is its end point's: one point per answer
+    provides_margins: ClassVar[bool] = True
+    asks_warmup: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -207,6 +211,14 @@ class RLADDetector(Detector):
             window_scores = self.window_scores(X)
         return np.abs(np.asarray(window_scores, dtype=np.float64))
 
+    def _warmup_windows(self, x: np.ndarray) -> np.ndarray:
+        """The warm-up windows of ``x`` recomputed from the forest (what ``initial_queries`` picks on the same
+        ``x``), so the replay memory is seeded with the labeled ones whether or not this very object was asked
+        (the product asks a stored copy, then trains another)."""
+        if not self.use_warmup or self.iforest_ is None:
+            return np.empty(0, dtype=np.int64)
+        return select_warmup_windows(self.iforest_.window_scores(x), self.n_warmup)
+
     def feedback(
         self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
     ) -> RLADDetector:
@@ -255,7 +267,7 @@ class RLADDetector(Detector):
             self.last_round_ = {"labels": self.labels_seen_, "skipped": "no anomaly labeled yet: warm-up scores kept"}
             report(progress, Progress(phase="rlad", fraction=1.0))
             return
-        prefill = [int(i) for i in self.warmup_windows_ if i < env.n_windows and true_labeled[i]]
+        prefill = [int(i) for i in self._warmup_windows(x) if i < env.n_windows and true_labeled[i]]
         # A cancel must leave the previous agent as it was. A fresh agent is only adopted once trained;
         # warm_start trains the current one in place, so only then is a snapshot needed.
         agent = self.agent_ if self.warm_start else self._new_agent()

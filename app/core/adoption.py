@@ -1,0 +1,156 @@
+"""Safe adoption: a new model version serves only when the labels say it is not worse.
+
+The product and the bench decide with the same function (:func:`judge`), so the bench reports the model a user
+would actually be served.
+
+**Validation labels** are the answers of the round that produced the candidate. The version serving when that round
+was asked never learned from them: it was trained before they were given. The candidate's figure on them is *held
+out* when its detector can hold labels out (``can_hold_out_labels``: the ensemble re-learns its combination without
+them); otherwise it is *in-sample* — flattering to the candidate — and can only refuse it, never vouch for it.
+
+**The figure** is label agreement: each validation window's score is turned into its percentile among the version's
+own pool window scores (so versions with different score scales compare); an anomalous window counts ``p``, a normal
+one ``1 − p``; the two classes weigh equally when both are present. 0.5 is chance; 1 puts every labeled anomaly
+above, and every labeled normal below, every other window. It is defined for any mix of answers (a round of only
+"normal" answers still tells whether a version stopped flagging them).
+
+**The rule** (``policy="validate"``, the default): the candidate is refused when its mean paired difference from the
+serving version is below ``-max(tolerance, one standard error)`` (worse beyond noise), or when its threshold would
+flag more than ``max(max_flag_share, flag_rate_factor × the labeled anomaly rate)`` of the pool's points (a model
+that flags 60 % of points is an alarm storm, whatever its ranking). ``policy="always"`` serves every candidate but
+still records the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+POLICIES = ("validate", "always")
+
+
+@dataclass(frozen=True)
+class AdoptionRule:
+    """When a candidate may serve. A project setting; the defaults are the safe choice."""
+
+    policy: str = "validate"
+    """``validate`` (judge on held-back labels and the threshold guard) or ``always`` (newest serves)."""
+    tolerance: float = 0.02
+    """Agreement the candidate may lose before it counts as worse (0–1 scale), however many labels."""
+    max_flag_share: float = 0.05
+    """Share of pool points the candidate's threshold may flag (the guard), unless labels show more anomalies."""
+    flag_rate_factor: float = 3.0
+    """The guard allows up to this multiple of the labeled points' anomaly rate when that is higher."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"adoption policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ValueError(f"tolerance must be in [0, 1), not {self.tolerance}")
+        if not 0.0 < self.max_flag_share <= 1.0:
+            raise ValueError(f"max_flag_share must be in (0, 1], not {self.max_flag_share}")
+        if self.flag_rate_factor < 0:
+            raise ValueError(f"flag_rate_factor must be >= 0, not {self.flag_rate_factor}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one candidate and the figures behind it (stored beside the version, shown on its page)."""
+
+    serve: bool
+    reason: str
+    n_validation: int = 0
+    n_anomalous: int = 0
+    serving_figure: float | None = None
+    candidate_figure: float | None = None
+    held_out: bool = False
+    flag_share: float = 0.0
+    flag_limit: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def percentile_ranks(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Where each of ``values`` falls among ``reference`` scores, in [0, 1] (ties count half).
+
+    ``values``: ``(m,)`` window scores to place; ``reference``: ``(n,)`` the same version's pool window scores."""
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    v = np.asarray(values, dtype=np.float64)
+    if len(ref) == 0:
+        return np.full(len(v), 0.5)
+    below = np.searchsorted(ref, v, side="left")
+    not_above = np.searchsorted(ref, v, side="right")
+    return (below + not_above) / (2.0 * len(ref))
+
+
+def agreement(ranks: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window agreement ``(m,)`` (``p`` for an anomaly, ``1 − p`` for a normal) and class-balancing weights
+    ``(m,)`` summing to 1. ``labels``: ``(m,)`` 0/1 window labels."""
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(ranks, dtype=np.float64)
+    values = np.where(y, p, 1.0 - p)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    both = n_pos > 0 and n_neg > 0
+    weights = np.where(y, 0.5 / max(1, n_pos), 0.5 / max(1, n_neg)) if both else np.full(len(y), 1 / max(1, len(y)))
+    return values, weights
+
+
+def flag_limit(rule: AdoptionRule, labeled_anomaly_rate: float) -> float:
+    """Largest share of pool points a candidate's threshold may flag."""
+    return min(1.0, max(rule.max_flag_share, rule.flag_rate_factor * max(0.0, labeled_anomaly_rate)))
+
+
+def judge(
+    rule: AdoptionRule,
+    labels: np.ndarray,
+    candidate_ranks: np.ndarray,
+    serving_ranks: np.ndarray | None,
+    *,
+    held_out: bool,
+    flag_share: float,
+    labeled_anomaly_rate: float,
+) -> Verdict:
+    """Decide whether a candidate serves.
+
+    ``labels``: ``(m,)`` 0/1 labels of the validation windows; ``candidate_ranks`` / ``serving_ranks``: their
+    :func:`percentile_ranks` under each version (``serving_ranks`` None: nothing serves yet). ``flag_share``: share
+    of pool points above the candidate's threshold; ``labeled_anomaly_rate``: anomalous share of labeled points.
+    """
+    limit = flag_limit(rule, labeled_anomaly_rate)
+    y = np.asarray(labels).astype(np.int64)
+    base = {"n_validation": len(y), "n_anomalous": int(y.sum()), "held_out": held_out,
+            "flag_share": float(flag_share), "flag_limit": float(limit)}
+    cand_v, weights = agreement(candidate_ranks, y)
+    cand_fig = float(np.sum(weights * cand_v)) if len(y) else None
+    serv_fig = None
+    if serving_ranks is not None and len(y):
+        serv_v, _ = agreement(serving_ranks, y)
+        serv_fig = float(np.sum(weights * serv_v))
+    figures = {"candidate_figure": cand_fig, "serving_figure": serv_fig}
+    if rule.policy == "always":
+        return Verdict(True, "the project serves every new version (adoption policy 'always')", **base, **figures)
+    if flag_share > limit:
+        return Verdict(False, f"its threshold flags {flag_share:.1%} of the pool's points, above the limit of "
+                       f"{limit:.1%}", **base, **figures)
+    if serv_fig is None or cand_fig is None:
+        why = "nothing serves yet" if serving_ranks is None else "no new answer to validate on"
+        return Verdict(True, f"served: {why}", **base, **figures)
+    diff = cand_v - serv_v
+    mean = float(np.sum(weights * diff))
+    se = float(np.sqrt(np.sum(weights**2 * (diff - mean) ** 2)))
+    margin = max(rule.tolerance, se)
+    kind = "held-out" if held_out else "in-sample"
+    if mean < -margin:
+        return Verdict(False, f"worse on the {len(y)} newest answers ({kind}): agreement {cand_fig:.3f} against "
+                       f"{serv_fig:.3f} for the serving version", **base, **figures)
+    if not held_out:
+        return Verdict(True, f"not worse in-sample on the {len(y)} newest answers ({cand_fig:.3f} vs {serv_fig:.3f}); "
+                       "this detector cannot hold labels out, so the check can only refuse", **base, **figures)
+    return Verdict(True, f"not worse on the {len(y)} newest answers, held out: agreement {cand_fig:.3f} vs "
+                   f"{serv_fig:.3f}", **base, **figures)
+
+
+__all__ = ["POLICIES", "AdoptionRule", "Verdict", "agreement", "flag_limit", "judge", "percentile_ranks"]

@@ -1,0 +1,70 @@
+"""Safe adoption: the figures on hand-computed cases, and the decisions a project would notice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.adoption import AdoptionRule, agreement, flag_limit, judge, percentile_ranks
+
+
+def test_percentile_ranks_known_answers():
+    ref = np.array([1.0, 2.0, 3.0, 4.0])
+    # 0 is below all, 5 above all, 2.5 between the 2nd and 3rd, 2 ties one value (counts half)
+    assert percentile_ranks(np.array([0.0, 5.0, 2.5, 2.0]), ref).tolist() == [0.0, 1.0, 0.5, 0.375]
+
+
+def test_agreement_balances_classes():
+    values, weights = agreement(np.array([0.9, 0.1, 0.2, 0.3]), np.array([1, 0, 0, 0]))
+    assert values.tolist() == pytest.approx([0.9, 0.9, 0.8, 0.7])
+    assert weights.tolist() == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])
+    assert float(np.sum(values * weights)) == pytest.approx(0.45 + 0.4)
+
+
+def _judge(cand, serv, labels, **kw):
+    rule = kw.pop("rule", AdoptionRule())
+    return judge(rule, np.array(labels), np.array(cand), None if serv is None else np.array(serv),
+                 held_out=kw.pop("held_out", True), flag_share=kw.pop("flag_share", 0.01),
+                 labeled_anomaly_rate=kw.pop("rate", 0.0))
+
+
+def test_a_candidate_that_ranks_the_new_answers_worse_is_refused():
+    labels = [1, 1, 0, 0, 0, 0]
+    serving = [0.99, 0.95, 0.2, 0.3, 0.1, 0.4]
+    worse = [0.5, 0.4, 0.9, 0.8, 0.95, 0.7]  # anomalies sink, normals rise
+    v = _judge(worse, serving, labels)
+    assert not v.serve and "worse" in v.reason and v.candidate_figure < v.serving_figure
+    better = [0.999, 0.99, 0.05, 0.1, 0.02, 0.2]
+    assert _judge(better, serving, labels).serve
+
+
+def test_noise_sized_losses_do_not_refuse():
+    labels = [1, 0, 0, 0]
+    serving = [0.95, 0.2, 0.3, 0.1]
+    slightly = [0.94, 0.21, 0.3, 0.1]  # 0.005 worse: inside the tolerance
+    assert _judge(slightly, serving, labels).serve
+
+
+def test_the_threshold_guard_refuses_an_alarm_storm_unless_labels_show_that_many_anomalies():
+    labels, same = [1, 0], [0.9, 0.1]
+    v = _judge(same, same, labels, flag_share=0.6)
+    assert not v.serve and "flags 60.0%" in v.reason
+    assert _judge(same, same, labels, flag_share=0.6, rate=0.25).serve  # 3 x 25 % labeled anomalies allows 75 %
+    assert flag_limit(AdoptionRule(), 0.001) == 0.05
+
+
+def test_nothing_serving_or_no_answers_serves_and_always_policy_serves():
+    assert _judge([0.1], None, [1]).serve
+    assert _judge([], [], []).serve
+    always = AdoptionRule(policy="always")
+    v = _judge([0.1, 0.9], [0.9, 0.1], [1, 0], rule=always, flag_share=0.9)
+    assert v.serve and v.candidate_figure < v.serving_figure  # figures still recorded
+    with pytest.raises(ValueError):
+        AdoptionRule(policy="sometimes")
+
+
+def test_in_sample_figures_can_only_refuse():
+    labels, serving = [1, 0], [0.6, 0.4]
+    v = _judge([0.9, 0.1], serving, labels, held_out=False)
+    assert v.serve and "in-sample" in v.reason and not v.held_out
+    assert not _judge([0.1, 0.9], serving, labels, held_out=False).serve
