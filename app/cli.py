@@ -39,7 +39,7 @@ def _fail(message: str, code: int = 1) -> None:
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
     from app.db import Database
 
-    return Database(settings.sqlalchemy_url)
+    return Database(settings.sqlalchemy_url, settings.pool_options())
 
 
 @cli.command()
@@ -104,15 +104,36 @@ def _prepare_demo(settings: Settings, db) -> None:  # type: ignore[no-untyped-de
         imported = load_demo(session)
         for item in imported:
             typer.echo(f"demo: imported {item.dataset}/{item.name} ({item.n_points:,} points)")
+        created = None
         if accounts_repo.count_users(session) == 0:
-            creds = {"admin": secrets.token_urlsafe(9), "analyst": secrets.token_urlsafe(9)}
-            for role, password in creds.items():
+            created = {"admin": secrets.token_urlsafe(12), "analyst": secrets.token_urlsafe(12)}
+            for role, password in created.items():
                 create_user(session, role, role, password)
-            creds_file.write_text(json.dumps(creds))
-            creds_file.chmod(0o600)
-    if creds_file.exists():
-        creds = json.loads(creds_file.read_text())
-        typer.echo("demo users: " + ", ".join(f"{u} / {p}" for u, p in creds.items()) + f"  (from {creds_file})")
+    if created is not None:
+        # Written only after the users are committed, atomically (a temporary file then rename) and readable by
+        # the owner alone; printed this once. Later starts only say where the file is.
+        _write_private(creds_file, json.dumps(created))
+        typer.echo("demo users: " + ", ".join(f"{u} / {p}" for u, p in created.items())
+                   + f"  (printed once; kept in {creds_file}, mode 0600)")
+    elif creds_file.exists():
+        typer.echo(f"demo users: admin and analyst; their passwords are in {creds_file}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 atomically: never a moment when it is partly written or world-readable."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @cli.command("import")
@@ -255,16 +276,18 @@ cli.add_typer(project_cli, name="project")
 @project_cli.command("create")
 def project_create(
     dataset: Annotated[str, typer.Option(help="Data set name.")],
-    detector: Annotated[str, typer.Option(help="rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, transformer.")],
+    detector: Annotated[str, typer.Option(help="ensemble (the default), rlad, iforest, ae, vae, lstm_ae, lstm_vae, "
+                                               "usad, transformer.")] = "ensemble",
     name: Annotated[str | None, typer.Option(help="Project name; default '<dataset>-<detector>-<n>'.")] = None,
     series: Annotated[list[str], typer.Option(help="Series name to use (repeatable); default all.")] = [],  # noqa: B006
     strategy: Annotated[
-        str | None, typer.Option(help="Query strategy; default margin for rlad, hybrid otherwise.")
+        str | None, typer.Option(help="Query strategy; default: the detector's own (margin for rlad, hybrid for the "
+                                      "reconstruction backbones).")
     ] = None,
     round_size: Annotated[int, typer.Option(help="Queries per round.")] = 10,
     budget: Annotated[int, typer.Option(help="Most windows labeled in all.")] = 100,
     window: Annotated[
-        int | None, typer.Option(help="Window length; default 25 for rlad/iforest, 50 otherwise.")
+        int | None, typer.Option(help="Window length; default: the detector's (25, 50 for reconstruction backbones).")
     ] = None,
     stride: Annotated[int, typer.Option(help="Step between windows.")] = 1,
     oracle: Annotated[Literal["human", "ground_truth"], typer.Option(help="Who answers queries.")] = "human",
@@ -315,9 +338,9 @@ def project_create(
                 series_ids=ids,
                 detector=detector,
                 detector_params=params,
-                window=window or (25 if detector in ("rlad", "iforest") else 50),
+                window=window or None,  # None: the detector's default_window
                 stride=stride,
-                strategy=strategy or ("margin" if detector == "rlad" else "hybrid"),
+                strategy=strategy or None,  # None: the detector's default_strategy
                 round_size=round_size,
                 budget=budget,
                 auto_next=auto_next,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -26,11 +27,37 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connection pool of one process. Every request holds at most one connection of its own (plus one for an
+    upload's import transaction), returned when its transaction ends.
+
+    ``size + overflow`` (20) is below the threadpool that runs requests (40 threads), so when every connection is
+    in use the remaining requests wait at most ``timeout`` seconds and then get 503 with ``Retry-After`` instead of
+    queueing without bound; it is also far below PostgreSQL's default ``max_connections`` (100), leaving room for
+    workers and a second web process. ``recycle`` drops connections a server or firewall may have cut;
+    ``pre_ping`` (PostgreSQL) tests a connection before use so a restarted server costs no failed request.
+    """
+
+    size: int = 10
+    overflow: int = 10
+    timeout: float = 5.0
+    recycle: int = 1800
+    sqlite_busy_seconds: float = 30.0
+    """SQLite waits this long for another writer's lock (an import holds it for its whole transaction)."""
+
+
+def make_engine(url: str, pool: PoolOptions | None = None) -> Engine:
     """An engine for ``url``. SQLite gets WAL, foreign keys and a busy timeout so the web thread and the
     in-process worker can share the file."""
+    pool = pool or PoolOptions()
+    sizes = {"pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": pool.timeout,
+             "pool_recycle": pool.recycle}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if ":memory:" in url or url.rstrip("/") == "sqlite:":
+            sizes = {}  # in-memory SQLite uses a single-connection pool without these options
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": pool.sqlite_busy_seconds},
+                               **sizes)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -41,13 +68,13 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **sizes)
 
 
 class Database:
     """The engine and a session factory; created once at the edge (app, CLI, worker) and passed down."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: PoolOptions | None = None) -> None:
         # Every model module imported and every mapper configured here, in the creating thread: configuring lazily on
         # the first query raced with imports in a Celery worker's sweeper thread and broke every mapper for good.
         from sqlalchemy.orm import configure_mappers
@@ -56,7 +83,7 @@ class Database:
 
         configure_mappers()
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -10,13 +10,11 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.accounts import service as accounts
-from app.accounts.models import User, UserSession
+from app.accounts.guard import SAFE_METHODS, SESSION_COOKIE
+from app.accounts.models import User
 from app.db import Database
 from app.errors import Forbidden, Unauthorized
 from app.settings import Settings
-
-SESSION_COOKIE = "anomaloop_session"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_settings(request: Request) -> Settings:
@@ -45,46 +43,67 @@ class Principal:
 
     ``user`` is the ORM row for services within the request; the plain fields are copied at sign-in time so an error
     page can still show who is signed in after the request's transaction rolled back (expiring ``user``).
+    ``scopes`` compose (read < write < admin); a browser session holds them all, limited by the user's role.
     """
 
     user: User
-    browser: UserSession | None = None
-    scopes: tuple[str, ...] = ("read", "write", "admin")
+    browser: bool = False
+    scopes: tuple[str, ...] = accounts.TOKEN_SCOPES
+    csrf_token: str = ""
     username: str = ""
     role: str = ""
-    csrf_token: str = ""
 
     def __post_init__(self) -> None:
         self.username, self.role = self.user.username, self.user.role
-        self.csrf_token = self.browser.csrf_token if self.browser else ""
+
+    def allows(self, scope: str) -> bool:
+        return accounts.scope_allows(self.scopes, scope)
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin" and "admin" in self.scopes
+        return self.role == "admin" and self.allows("admin")
 
 
-async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        found = accounts.resolve_api_token(session, auth[7:].strip())
-        if found is None:
-            raise Unauthorized("invalid or revoked API token")
-        user, token = found
-        return Principal(user, None, tuple(token.scopes))
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+async def presented_csrf(request: Request) -> str | None:
+    """The CSRF token a cookie-authenticated write presents: the ``X-CSRF-Token`` header (fetch) or the form's
+    ``csrf_token`` field. Async only to read the form; no database work here. The body it may read has already
+    passed the guard (a signed-in caller, within the size limit)."""
+    if request.method in SAFE_METHODS:
         return None
-    found_session = accounts.resolve_session(session, cookie)
-    if found_session is None:
+    presented = request.headers.get("x-csrf-token")
+    browser_form = "form" in request.headers.get("content-type", "") and "authorization" not in request.headers
+    if presented is None and browser_form and request.cookies.get(SESSION_COOKIE):
+        presented = (await request.form()).get("csrf_token")  # type: ignore[assignment]
+    return presented
+
+
+def optional_principal(
+    request: Request, session: SessionDep, presented: Annotated[str | None, Depends(presented_csrf)]
+) -> Principal | None:
+    """The caller, or ``None`` for an anonymous visitor. A plain ``def``: FastAPI runs it in the threadpool, so its
+    database reads never block the event loop. The guard middleware (:mod:`app.accounts.guard`) has already
+    resolved the credential before the body was read; this loads the user into the request's session."""
+    state = request.scope.get("state", {})
+    if "identity" in state:
+        identity = state["identity"]
+    else:  # an app without the guard (never in create_app): resolve here
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        identity = accounts.resolve_identity(session, bearer, request.cookies.get(SESSION_COOKIE))
+    if identity == accounts.INVALID_TOKEN:
+        raise Unauthorized("invalid or revoked API token")
+    if identity is None:
         return None
-    user, user_session = found_session
-    if request.method not in SAFE_METHODS:
+    assert isinstance(identity, accounts.Identity)
+    user = session.get(User, identity.user_id)
+    if user is None or not user.is_active:  # deactivated since the guard looked
+        if identity.browser:
+            return None
+        raise Unauthorized("invalid or revoked API token")
+    if identity.browser and request.method not in SAFE_METHODS:
         # Cookie-authenticated writes need the session's CSRF token (header for fetch, field for forms).
-        presented = request.headers.get("x-csrf-token")
-        if presented is None and "form" in request.headers.get("content-type", ""):
-            presented = (await request.form()).get("csrf_token")  # type: ignore[assignment]
-        accounts.check_csrf(user_session, presented)
-    principal = Principal(user, user_session)
+        accounts.check_csrf_token(identity.csrf_token, presented)
+    principal = Principal(user, identity.browser, identity.scopes, identity.csrf_token)
     request.state.principal = principal
     return principal
 
@@ -95,7 +114,7 @@ OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 def current_principal(principal: OptionalPrincipal, request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("sign in first")
-    if request.method not in SAFE_METHODS and principal.browser is None and "write" not in principal.scopes:
+    if request.method not in SAFE_METHODS and not principal.browser and not principal.allows("write"):
         raise Forbidden("this API token is read-only")
     return principal
 

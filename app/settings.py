@@ -43,21 +43,47 @@ class Settings(BaseSettings):
     100,000-point lstm_ae fit took 89 s with 2 torch threads and 3.3 s with 1. Raise it on a dedicated many-core
     worker."""
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
-    """Signs session and CSRF tokens. Must be set in production."""
+    """HMAC key of the sign-in form's CSRF token. Must be set (at least 32 characters) in production."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where torch trains and scores: ``auto`` picks CUDA when present."""
     chunk_points: int = 65_536
     """Points per stored value chunk (row) of a series."""
-    max_upload_mb: int = 512
-    """Largest accepted upload through the web form."""
+    max_upload_mb: int = Field(512, ge=1)
+    """Largest accepted upload (form or API), refused from its ``Content-Length`` before it is read; also the
+    largest decompressed size of an uploaded ``.csv.gz`` and of an uploaded Parquet file's columns."""
+    max_json_kb: int = Field(1024, ge=1)
+    """Largest accepted body of any other request (JSON or form), refused before it is read."""
+    db_pool_size: int = Field(10, ge=1)
+    """Database connections kept open per process (see :class:`app.db.PoolOptions` for the reasoning)."""
+    db_max_overflow: int = Field(10, ge=0)
+    """Extra connections opened under load and closed when idle."""
+    db_pool_timeout: float = Field(5.0, gt=0)
+    """Seconds a request waits for a free connection before it gets 503 with ``Retry-After``."""
+    login_max_failures: int = Field(5, ge=1)
+    """Wrong passwords for one account within ``login_window_minutes`` before it is locked for the rest of the
+    window (failures before the account's last successful sign-in do not count)."""
+    login_max_failures_per_address: int = Field(20, ge=1)
+    """Wrong passwords from one client address within ``login_window_minutes`` before it is refused."""
+    login_window_minutes: int = Field(15, ge=1)
+    """Sliding window of the sign-in limiter."""
     session_hours: int = 12
     """How long a browser session lasts."""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.environment == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
-            raise ValueError("ANOMALOOP_SECRET_KEY must be set when ANOMALOOP_ENVIRONMENT=production")
+        if self.environment == "production":
+            key = self.secret_key.get_secret_value()
+            if key == DEFAULT_SECRET:
+                raise ValueError("ANOMALOOP_SECRET_KEY must be set when ANOMALOOP_ENVIRONMENT=production")
+            if len(key) < 32:
+                raise ValueError("ANOMALOOP_SECRET_KEY must have at least 32 characters in production")
         return self
+
+    def pool_options(self):  # type: ignore[no-untyped-def]
+        """The database pool of a web process (:class:`app.db.PoolOptions`)."""
+        from app.db import PoolOptions
+
+        return PoolOptions(size=self.db_pool_size, overflow=self.db_max_overflow, timeout=self.db_pool_timeout)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -19,11 +19,17 @@ Two figures per answer:
   Playwright/CDP round trip, an upper bound).
 
 Also the server time of the answer POST (browser resource timing). Prints a markdown table. Target: ≤ 150 ms.
+
+Before answering, ``--loads`` page loads of the queue, each in a fresh browser context: navigation → first window
+drawn and the longest main-thread task, with an empty browser cache and then warm; and in the last one, zoom and
+pan in the queue (``+`` ``−`` ``←`` ``→``): input → chart drawn, and every request answered 4xx/5xx. A step
+whose chart never comes (a refused view request) is counted as failed, not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -53,6 +59,22 @@ from app.projects.schemas import ProjectCreate  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 PASSWORD = "measure-analyst-pw-1"  # noqa: S105 - a throwaway user in a temporary database
+# From the very start of each page: long main-thread tasks, the last key press, and the time of every chart drawn
+# (label.js sets #lq[data-query] to the query id after each draw; a MutationObserver sees every set).
+PAGE_PROBES = """
+window.__longtasks = [];
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longtasks.push(e.duration); })
+  .observe({ type: "longtask", buffered: true });
+window.__lastInput = 0;
+window.addEventListener("keydown", () => { window.__lastInput = performance.now(); }, true);
+window.__drawn = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const lq = document.getElementById("lq");
+  if (!lq) return;
+  new MutationObserver(() => { if (lq.dataset.query) window.__drawn.push(performance.now()); })
+    .observe(lq, { attributes: true, attributeFilter: ["data-query"] });
+});
+"""
 
 
 def build_world(folder: Path, url: str, points: int, channels: int, answers: int) -> int:
@@ -108,6 +130,59 @@ def start_server(folder: Path, url: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the server did not start")
 
 
+def _sign_in(page) -> None:  # type: ignore[no-untyped-def]
+    page.goto("/login")
+    page.fill("input[name=username]", "analyst")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+
+
+def measure_loads(base: str, project_id: int, loads: int) -> tuple[list[dict], list[dict], list[str]]:
+    """Page loads of the queue (empty cache, then warm) and, in the last, zoom and pan; nothing is answered."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    load_rows: list[dict] = []
+    action_rows: list[dict] = []
+    refused: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        for k in range(loads):
+            context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base)  # empty cache
+            page = context.new_page()
+            page.add_init_script(PAGE_PROBES)
+            page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            _sign_in(page)
+            for cache in ("empty", "warm"):
+                page.goto(f"/projects/{project_id}/label")
+                page.wait_for_function("() => window.__drawn && window.__drawn.length > 0", timeout=60_000)
+                page.wait_for_timeout(1500)
+                transferred = page.evaluate("""performance.getEntriesByType('resource')
+                    .filter((e) => e.initiatorType === 'script').reduce((s, e) => s + e.transferSize, 0)""")
+                load_rows.append({"load": k + 1, "cache": cache, "first_window_ms": page.evaluate("window.__drawn[0]"),
+                                  "longest_task_ms": max(page.evaluate("window.__longtasks") or [0]),
+                                  "script_bytes": transferred})
+            if k == loads - 1:
+                for name, key in [*[("key +", "+")] * 4, *[("key −", "-")] * 4, ("key ←", "ArrowLeft"),
+                                  ("key →", "ArrowRight")]:
+                    before = page.evaluate("window.__drawn.length")
+                    page.evaluate("() => { window.__longtasks = []; }")
+                    page.keyboard.press(key)
+                    try:
+                        page.wait_for_function(f"() => window.__drawn.length > {before}", timeout=8_000)
+                    except PlaywrightTimeout:
+                        action_rows.append({"action": name, "input_to_chart_ms": None, "longest_task_ms": None})
+                        continue
+                    took = page.evaluate("window.__drawn.at(-1) - window.__lastInput")
+                    action_rows.append({"action": name, "input_to_chart_ms": took,
+                                        "longest_task_ms": max(page.evaluate("window.__longtasks") or [0])})
+            context.close()
+        browser.close()
+    return load_rows, action_rows, refused
+
+
 def measure(base: str, project_id: int, answers: int, think: float) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
@@ -118,11 +193,7 @@ def measure(base: str, project_id: int, answers: int, think: float) -> dict[str,
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base).new_page()
-        page.goto("/login")
-        page.fill("input[name=username]", "analyst")
-        page.fill("input[name=password]", PASSWORD)
-        with page.expect_navigation():
-            page.click("button[type=submit]")
+        _sign_in(page)
         page.goto(f"/projects/{project_id}/label")
         page.wait_for_selector("#lq[data-query]:not([data-query=''])")
         for _ in range(answers - 1):  # the last answer ends the round: no next window to time
@@ -149,6 +220,8 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=1.0, help="seconds on each window before answering")
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--loads", type=int, default=3, help="page loads (fresh browser context each) before answering")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="anomaloop-measure-labeling-"))
     url = f"sqlite:///{folder / 'measure.db'}"
@@ -156,6 +229,8 @@ def main() -> None:
     try:
         project_id = build_world(folder, url, args.points, args.channels, args.answers)
         proc, base = start_server(folder, url)
+        load_rows, action_rows, refused = (measure_loads(base, project_id, args.loads) if args.loads
+                                           else ([], [], []))
         figures = measure(base, project_id, args.answers, args.think)
     finally:
         if proc is not None:
@@ -173,6 +248,28 @@ def main() -> None:
         ordered = sorted(values)
         p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
         print(f"| {name} | {len(values)} | {statistics.median(values):.0f} | {p90:.0f} | {max(values):.0f} |")
+    if load_rows:
+        print("\n### Page loads of the queue (fresh browser context each: empty cache, then warm)\n")
+        print("| load | browser cache | navigation → first window drawn (ms) | longest main-thread task (ms) "
+              "| script bytes transferred |")
+        print("|---|---|---|---|---|")
+        for row in load_rows:
+            print(f"| {row['load']} | {row['cache']} | {row['first_window_ms']:.0f} | {row['longest_task_ms']:.0f} "
+                  f"| {row['script_bytes']:,} |")
+    if action_rows:
+        print("\n### Zoom and pan in the queue (last load; key press → chart drawn)\n")
+        print("| action | input → chart (ms) | longest task (ms) |")
+        print("|---|---|---|")
+        for row in action_rows:
+            if row["input_to_chart_ms"] is None:
+                print(f"| {row['action']} | failed: no chart within 8 s | — |")
+            else:
+                print(f"| {row['action']} | {row['input_to_chart_ms']:.0f} | {row['longest_task_ms']:.0f} |")
+        print(f"\nRequests answered 4xx/5xx during the loads: {len(refused)}"
+              + (f" (first: {refused[0]})" if refused else ""))
+    if args.json:
+        args.json.write_text(json.dumps({"answers": figures, "loads": load_rows, "actions": action_rows,
+                                         "refused": refused}, indent=1))
 
 
 if __name__ == "__main__":

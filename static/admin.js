@@ -201,6 +201,18 @@
   }
 
   document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button.follow-toggle");
+    if (!b) return;
+    b.disabled = true;
+    const follow = b.dataset.follow === "1";
+    try {
+      const r = await post(`/api/v1/projects/${$("#follow-versions").dataset.project}/follow-versions`, { follow });
+      toast(follow ? `Following new versions: v${r.serving_version_id} serves` : "Pinned: new versions will not serve");
+    } catch (e) { toast(e.message, 6000); }
+    refreshSections();
+  });
+
+  document.addEventListener("click", async (ev) => {
     const b = ev.target.closest("button.promote");
     if (!b) return;
     b.disabled = true;

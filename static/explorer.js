@@ -168,7 +168,9 @@
   }
 
   // ---------- showing a range ----------
+  // Whole points inside the series (the view request takes integers in [0, n] only).
   function clampRange(start, end) {
+    if (!Number.isFinite(start) || !Number.isFinite(end)) { start = state.start; end = state.end; } // never a NaN request
     let s = Math.round(start), e = Math.round(end);
     if (e - s < MIN_SPAN) { const c = (s + e) / 2; s = Math.round(c - MIN_SPAN / 2); e = s + MIN_SPAN; }
     if (e - s > n) { s = 0; e = n; }
@@ -220,7 +222,16 @@
       if (!state.overview && start === 0 && end === n) useAsOverview(got.view);
     } catch (err) {
       if (err.name === "AbortError" || my !== seq) return;
-      setStatus("could not load: " + err.message, "failed");
+      // one message and a Retry button; nothing retries by itself
+      stats.errors = (stats.errors || 0) + 1;
+      setStatus("could not load: " + err.message + " ", "failed");
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.id = "ex-retry";
+      retry.className = "link-btn";
+      retry.textContent = "Retry";
+      retry.addEventListener("click", () => show(state.start, state.end));
+      statusEl.appendChild(retry);
     } finally {
       if (my === seq) el.classList.remove("loading");
     }
@@ -428,10 +439,13 @@
     const c = (state.start + state.end) / 2, half = ((state.end - state.start) * factor) / 2;
     show(c - half, c + half);
   }
+  // Keys work whatever control last had focus, except where one types (text and number fields); on a focused select
+  // ↑ ↓ stay the select's own.
+  const TYPING = /^(text|search|email|number|password|tel|url|date|datetime-local|month|time|week)$/;
   document.addEventListener("keydown", (ev) => {
     const t = ev.target;
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName)
-      && t.type !== "checkbox"))) return;
+    const typing = t && (t.isContentEditable || t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && TYPING.test(t.type || "text")));
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || typing) return;
     const k = ev.key;
     if (k === "ArrowLeft") pan(ev.shiftKey ? -1 : -0.25);
     else if (k === "ArrowRight") pan(ev.shiftKey ? 1 : 0.25);

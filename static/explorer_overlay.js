@@ -1,5 +1,6 @@
 // Explorer overlays: a project's model score and threshold, and analysts' labels, on any range of the series;
-// plus labeling a range from the explorer. Uses the hook documented at the top of explorer.js.
+// plus labeling a range from the explorer. Uses the hook documented at the top of explorer.js. The score arrives
+// downsampled to the chart width, so plain "scatter" (in the partial Plotly bundle; "scattergl" is not) draws it.
 (function () {
   "use strict";
   const card = document.getElementById("overlay-card");
@@ -38,7 +39,7 @@
         .then((r) => (r.ok ? r.json() : [])),
     ]);
     if (scores) {
-      traces.push({ x: scores.i, y: scores.y, yaxis: "overlay", type: "scattergl", mode: "lines",
+      traces.push({ x: scores.i, y: scores.y, yaxis: "overlay", type: "scatter", mode: "lines",
         name: `score v${scores.version_id}`, line: { width: 1, color: "#7b3fd1" } });
       if (scores.threshold !== null) {
         shapes.push({ type: "line", xref: "x", yref: "overlay", x0: start, x1: end, y0: scores.threshold,

@@ -22,8 +22,19 @@
   let selection = null; // {a, b} dragged anomalous range, points
   const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
   const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
-  const timings = (window.__lq = { timings: [], plot: [], shown: 0, prefetched: 0 }); // key press -> next window drawn, ms
+  // key press -> next window drawn (ms), Plotly.react times, charts drawn; read by tests and scripts/measure_labeling.py
+  const timings = (window.__lq = { timings: [], plot: [], shown: 0, prefetched: 0, draws: 0, firstChartMs: null,
+                                   viewErrors: 0 });
   let flushing = false, retryTimer = null, pollTimer = null;
+  let chartFailed = false; // the chart on screen is the "could not load" message
+  // This file runs before Plotly's script tag (the first window's data is fetched while Plotly's bundle loads and
+  // compiles); the parser has run every script by DOMContentLoaded.
+  const plotlyReady = new Promise((resolve) => {
+    const check = () => window.Plotly && resolve();
+    if (window.Plotly) return resolve();
+    document.addEventListener("DOMContentLoaded", check);
+    window.addEventListener("load", check);
+  });
 
   // -- storage ------------------------------------------------------------------------------------------------
   const load = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
@@ -73,10 +84,12 @@
     return clampView(q.start - ctx, q.end + ctx, n);
   }
 
+  // Whole points inside the series: the view request takes integers in [0, n] only. Zoom and context multiply the
+  // span by fractions (1.5, ½ window), so the span is rounded too, not only the start (a fractional end was a 422).
   function clampView(a, b, n) {
-    let span = Math.min(Math.max(b - a, 8), MAX_SPAN, n);
-    a = Math.max(0, Math.min(Math.round(a), n - span));
-    return { start: a, end: a + span };
+    const span = Math.max(1, Math.min(Math.round(Math.max(b - a, 8)), MAX_SPAN, n));
+    const start = Math.max(0, Math.min(Math.round(a), n - span));
+    return { start, end: start + span };
   }
 
   function chartWidth() { return Math.max(300, Math.min(4000, $("lq-chart").clientWidth || 900)); }
@@ -142,35 +155,55 @@
     save("anomaloop.context", $("lq-context").value);
     if (current) { view = defaultView(current); redraw(); }
   });
+  // a/n/u/s/z, + − ← → and Esc keep working while the select has focus (see the keydown handler); say so once
+  $("lq-context").title += " · answer keys work here too; ↑ ↓ change the context";
   const ctxStored = load("anomaloop.context", null);
   if (ctxStored) $("lq-context").value = ctxStored;
 
   // -- drawing --------------------------------------------------------------------------------------------------
   async function redraw() {
-    // true once the current window is drawn; on a failed fetch it says so and tries again
+    // true once the current window is drawn; a failed fetch shows one message with a Retry button (no loop)
     if (!current) return false;
     const q = current, v = view;
     let data;
-    try { data = await fetchData(q, v); }
+    try { [data] = await Promise.all([fetchData(q, v), plotlyReady]); }
     catch (e) {
-      if (q !== current) return false;
-      Plotly.purge("lq-chart");
-      $("lq-chart")._bound = false; // purge dropped the drag listeners
-      const el = document.createElement("div");
-      el.className = "empty-state";
-      el.textContent = navigator.onLine ? `Could not load the chart (${e.message}); trying again…`
-        : "Offline: this window's chart loads when the connection returns. Answers you give are kept.";
-      $("lq-chart").replaceChildren(el);
-      setTimeout(() => { if (q === current && v === view) redraw(); }, 2000);
+      if (q !== current || v !== view) return false;
+      showChartError(e);
       return false;
     }
     if (q !== current || v !== view) return false; // the analyst moved on meanwhile
+    if (chartFailed) { $("lq-chart").replaceChildren(); chartFailed = false; }
     const t = performance.now();
     await plot(q, data);
     timings.plot.push(performance.now() - t);
+    timings.draws += 1;
+    timings.view = { start: v.start, end: v.end, query: [q.start, q.end] };
+    if (timings.firstChartMs === null) timings.firstChartMs = performance.now(); // since navigation start
     bindChart();
     root.dataset.query = String(q.id); // tests and the timing script wait on this
     return true;
+  }
+
+  function showChartError(e) {
+    timings.viewErrors += 1;
+    const el = $("lq-chart");
+    if (window.Plotly) Plotly.purge(el);
+    el._bound = false; // purge dropped the drag listeners
+    const box = document.createElement("div");
+    box.className = "empty-state chart-error";
+    box.setAttribute("role", "alert");
+    const text = document.createElement("p");
+    text.textContent = navigator.onLine ? `Could not load this window's chart: ${e.message}.`
+      : "Offline: this window's chart loads when the connection returns. Answers you give are kept.";
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.id = "lq-retry";
+    retry.textContent = "Retry";
+    retry.addEventListener("click", () => { retry.disabled = true; retry.textContent = "Loading…"; redraw(); });
+    box.append(text, retry);
+    el.replaceChildren(box);
+    chartFailed = true;
   }
 
   function plot(q, data) {
@@ -382,10 +415,50 @@
     } else if (S.round.status === "open") {
       done.innerHTML = `<h2>Nothing on screen</h2>`;
     } else {
-      done.innerHTML = `<div class="big">✓</div><h2 id="lq-complete">Round ${S.round.number} complete — the model is retraining</h2>
+      done.innerHTML = `<div class="big">✓</div><h2 id="lq-complete"></h2><p class="muted" id="lq-complete-detail"></p>
         <p class="muted">Thank you. The next round opens ${S.project.auto_next ? "by itself once the new model is stored" : "when an admin starts it"}; this page picks it up.</p><p>${link}</p>`;
+      drawRetrain();
     }
     schedulePoll();
+  }
+
+  // The closed round's retraining, as last polled: null until known.
+  let retrain = null; // {status, progress, message, error, serving} (serving: the version id now serving)
+  function drawRetrain() {
+    const h = $("lq-complete"), detail = $("lq-complete-detail");
+    if (!h || !S.round) return;
+    const from = S.round.version ? S.round.version.id : null;
+    let title = `Round ${S.round.number} complete — the model is retraining`, text = "";
+    if (retrain && retrain.serving != null && retrain.serving !== from && retrain.status !== "running") {
+      title = `Round ${S.round.number} complete — model v${retrain.serving} now serves`;
+      text = "It was trained with this round's answers.";
+    } else if (retrain && retrain.status === "failed") {
+      title = `Round ${S.round.number} complete — retraining failed`;
+      text = (retrain.error || retrain.message || "") + (isAdmin ? " Retry it on the project page." : " An admin can retry it.");
+    } else if (retrain && retrain.status === "cancelled") {
+      title = `Round ${S.round.number} complete — retraining was cancelled`;
+    } else if (retrain && retrain.status === "done") {
+      title = `Round ${S.round.number} complete — the model is retrained`;
+      text = "The new version was stored; an admin decides whether it serves.";
+    } else if (retrain && retrain.status === "none") {
+      title = `Round ${S.round.number} complete`;
+    } else if (retrain && retrain.status === "running") {
+      text = `${Math.round(100 * (retrain.progress || 0))} %${retrain.message ? " · " + retrain.message : ""}`;
+    }
+    h.textContent = title;
+    h.dataset.retrain = retrain ? retrain.status : "";
+    detail.textContent = text;
+  }
+
+  async function pollRetrain() {
+    // the closed round's retrain job and the version serving now (an analyst may read both)
+    if (!S.round || S.round.status === "open") return;
+    const [jobsList, project] = await Promise.all([
+      getJSON(`/api/v1/jobs?project_id=${projectId}&limit=20`), getJSON(`/api/v1/projects/${projectId}`)]);
+    const job = jobsList.find((j) => j.round_id === S.round.id && j.kind === "retrain");
+    retrain = { status: job ? job.status : "none", progress: job ? job.progress : 0, message: job ? job.message : "",
+                error: job ? job.error : null, serving: project.serving_version_id };
+    drawRetrain();
   }
 
   function next(t0) {
@@ -396,7 +469,7 @@
 
   // -- answering -------------------------------------------------------------------------------------------------
   function answer(value) {
-    if (!current || !roundOpen()) return;
+    if (!current || !roundOpen()) { toast(S.round ? "No window to answer: this round has none left" : "No round open yet"); return; }
     const t0 = performance.now();
     const q = current;
     const range = value === "anomaly" && selection ? selection : null;
@@ -492,19 +565,43 @@
   }
 
   // -- waiting for a round ---------------------------------------------------------------------------------------
+  // Bounded: every 3 s for two minutes, then every 15 s, and after 30 minutes it stops with a button to look again
+  // (a page left open overnight does not poll all night).
+  const POLL_FAST_MS = 3000, POLL_SLOW_MS = 15000, POLL_FAST_FOR_MS = 120000, POLL_STOP_AFTER_MS = 1800000;
+  let pollSince = null;
   function schedulePoll() {
     clearTimeout(pollTimer);
+    if (pollSince === null) pollSince = performance.now();
+    const waited = performance.now() - pollSince;
+    if (waited > POLL_STOP_AFTER_MS) { showPollStopped(); return; }
     pollTimer = setTimeout(async () => {
-      if (current) return;
+      if (current) { pollSince = null; return; }
       try {
         if (!outbox().length) {
           S = await getJSON(`/api/v1/projects/${projectId}/labeling`);
           local.clear();
-          if (roundOpen() && pendingQueries().length) { next(); return; }
+          if (roundOpen() && pendingQueries().length) { pollSince = null; retrain = null; next(); return; }
+          await pollRetrain().catch(() => {});
         }
         showDone();
       } catch (e) { schedulePoll(); }
-    }, 3000);
+    }, waited < POLL_FAST_FOR_MS ? POLL_FAST_MS : POLL_SLOW_MS);
+  }
+
+  function showPollStopped() {
+    const done = $("lq-done");
+    if (done.hidden || $("lq-poll-again")) return;
+    const p = document.createElement("p");
+    p.className = "small muted";
+    p.textContent = "This page stopped checking for news after 30 minutes. ";
+    const again = document.createElement("button");
+    again.type = "button";
+    again.id = "lq-poll-again";
+    again.className = "secondary";
+    again.textContent = "Check again";
+    again.addEventListener("click", () => { pollSince = null; p.remove(); schedulePoll(); });
+    p.appendChild(again);
+    done.appendChild(p);
   }
 
   // -- keys and buttons ------------------------------------------------------------------------------------------
@@ -517,16 +614,28 @@
 
   function zoom(factor) {
     if (!current) return;
-    const n = S.series[current.series_id].n_points, mid = (view.start + view.end) / 2;
-    const half = Math.max((current.end - current.start) / 2 + 2, ((view.end - view.start) / 2) * factor);
-    view = clampView(mid - half, mid + half, n);
+    const n = S.series[current.series_id].n_points;
+    const span = Math.max(current.end - current.start + 4, (view.end - view.start) * factor);
+    // zoom about the view's centre, moved just enough to keep the queried window on screen (the centre of a view
+    // clamped at an end of the series is far from the window: zooming in there lost the window)
+    let mid = (view.start + view.end) / 2;
+    const lo = current.end + 2 - span / 2, hi = current.start - 2 + span / 2;
+    if (lo <= hi) mid = Math.min(Math.max(mid, lo), hi);
+    view = clampView(mid - span / 2, mid + span / 2, n);
     redraw();
   }
 
+  // Keys work whatever control last had focus (a select, a checkbox, a button), except where the analyst types text.
+  // On a focused select ↑ ↓ (and Enter, Space) stay the select's own; letters would only type-ahead there.
+  const TYPING = /^(text|search|email|number|password|tel|url|date|datetime-local|month|time|week)$/;
+  function typingInto(t) {
+    if (!t || !t.tagName) return false;
+    if (t.isContentEditable || t.tagName === "TEXTAREA") return true;
+    return t.tagName === "INPUT" && TYPING.test(t.type || "text");
+  }
+
   document.addEventListener("keydown", (ev) => {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    const t = ev.target;
-    if (t && (t.tagName === "INPUT" && t.type !== "checkbox" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || typingInto(ev.target)) return;
     const k = ev.key;
     const act = { a: () => answer("anomaly"), n: () => answer("normal"), u: () => answer("unsure"), s: () => answer("skip"),
                   z: () => undo(), ArrowLeft: () => pan(-1), ArrowRight: () => pan(1), "+": () => zoom(1 / 1.5),
@@ -555,7 +664,9 @@
       const key = Object.keys(ev.range).find((k) => k.startsWith("x"));
       if (!key) return;
       const [x0, x1] = ev.range[key];
-      const a = Math.max(current.start, Math.ceil(x0)), b = Math.min(current.end, Math.floor(x1) + 1);
+      // point i is drawn at x = i and owns [i - ½, i + ½): both ends take the point under the pointer (ceil/floor
+      // dropped the last point whenever the pointer stopped a hair left of its centre)
+      const a = Math.max(current.start, Math.round(x0)), b = Math.min(current.end, Math.round(x1) + 1);
       if (b - a < 1) { toast("Drag inside the queried window"); selection = null; }
       else selection = { a, b };
       drawSelection();
@@ -564,7 +675,7 @@
     el.on("plotly_deselect", () => { selection = null; drawSelection(); redraw(); });
   }
 
-  window.addEventListener("online", () => { drawSync(); flush(); });
+  window.addEventListener("online", () => { drawSync(); flush(); if (chartFailed) redraw(); });
   window.addEventListener("offline", drawSync);
 
   // -- start ------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=lambda: ["read"])
+    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=3)
 
 
 class TokenCreated(BaseModel):

@@ -5,20 +5,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.accounts import repository as repo
 from app.accounts.models import ROLES, ApiToken, AuditEvent, User, UserSession
 from app.db import utcnow
-from app.errors import AppError, Conflict, Unauthorized
+from app.errors import AppError, Conflict, Forbidden, TooManyRequests, Unauthorized
 
 _hasher = PasswordHasher()  # stateless: parameters only
 TOKEN_SCOPES = ("read", "write", "admin")
+"""Scopes compose: each includes the ones before it (an ``admin`` token may do what a ``write`` token may)."""
 TOKEN_PREFIX = "alp_"  # noqa: S105 - a public prefix that marks our tokens in logs
 
 
@@ -87,17 +91,36 @@ def end_session(session: Session, token: str) -> None:
 
 
 def check_csrf(user_session: UserSession, presented: str | None) -> None:
-    if not presented or not hmac.compare_digest(user_session.csrf_token, presented):
+    check_csrf_token(user_session.csrf_token, presented)
+
+
+def check_csrf_token(expected: str, presented: str | None) -> None:
+    if not presented or not expected or not hmac.compare_digest(expected.encode(), presented.encode()):
         raise AppError("missing or wrong CSRF token; reload the page and try again", status=403)
 
 
-def create_api_token(session: Session, user: User, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
-    """A new token; the plain text is returned once and only its SHA-256 is stored."""
+def scope_level(scopes: tuple[str, ...] | list[str]) -> int:
+    """The broadest of ``scopes`` as an index into :data:`TOKEN_SCOPES`; -1 for none."""
+    return max((TOKEN_SCOPES.index(s) for s in scopes if s in TOKEN_SCOPES), default=-1)
+
+
+def scope_allows(scopes: tuple[str, ...] | list[str], needed: str) -> bool:
+    """Whether a credential holding ``scopes`` may do what ``needed`` allows (read < write < admin)."""
+    return scope_level(scopes) >= TOKEN_SCOPES.index(needed)
+
+
+def create_api_token(session: Session, user: User, name: str, scopes: list[str],
+                     caller_scopes: tuple[str, ...] = TOKEN_SCOPES) -> tuple[ApiToken, str]:
+    """A new token; the plain text is returned once and only its SHA-256 is stored. ``caller_scopes`` are the
+    scopes of the credential asking (all of them for a browser session): a token never mints a broader one."""
     bad = [s for s in scopes if s not in TOKEN_SCOPES]
     if bad or not scopes:
         raise AppError(f"scopes must be a non-empty subset of {', '.join(TOKEN_SCOPES)}")
     if "admin" in scopes and user.role != "admin":
         raise AppError("only admins can hold admin-scoped tokens", status=403)
+    if scope_level(scopes) > scope_level(caller_scopes):
+        raise Forbidden(f"this credential holds scopes {', '.join(caller_scopes)}; it cannot create a token with "
+                        f"broader scopes ({', '.join(scopes)})")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name[:100] or "token", prefix=plain[:12], token_hash=sha256_hex(plain),
                      scopes=list(scopes))
@@ -106,14 +129,149 @@ def create_api_token(session: Session, user: User, name: str, scopes: list[str])
 
 
 def resolve_api_token(session: Session, plain: str) -> tuple[User, ApiToken] | None:
+    """The token's user and row; reads only (``last_used_at`` is written apart, see :func:`touch_token`)."""
     token = repo.get_token_by_hash(session, sha256_hex(plain))
     if token is None:
         return None
     user = repo.get_user(session, token.user_id)
     if user is None or not user.is_active:
         return None
-    token.last_used_at = utcnow()
     return user, token
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request's credential names, as plain values (resolved before the request's body is read, in a
+    transaction of its own; the request's session loads ``user_id`` again)."""
+
+    user_id: int
+    username: str
+    role: str
+    scopes: tuple[str, ...]
+    browser: bool
+    csrf_token: str = ""
+    token_id: int | None = None
+    token_last_used: datetime | None = None
+
+
+INVALID_TOKEN = "invalid"  # noqa: S105 - a marker, not a secret: a bearer token was sent and does not resolve
+
+
+def resolve_identity(session: Session, bearer: str | None, cookie: str | None) -> Identity | str | None:
+    """The caller of a request: a bearer token wins over a session cookie. :data:`INVALID_TOKEN` for a bearer
+    token that does not resolve (the request is refused), ``None`` for an anonymous or expired browser session."""
+    if bearer is not None:
+        found = resolve_api_token(session, bearer)
+        if found is None:
+            return INVALID_TOKEN
+        user, token = found
+        scopes = tuple(s for s in token.scopes if s in TOKEN_SCOPES)
+        if user.role != "admin":  # a demoted admin's old token loses its admin scope
+            scopes = tuple(s for s in scopes if s != "admin")
+        return Identity(user.id, user.username, user.role, scopes, False, "", token.id, token.last_used_at)
+    if cookie:
+        found_session = resolve_session(session, cookie)
+        if found_session is None:
+            return None
+        user, row = found_session
+        return Identity(user.id, user.username, user.role, TOKEN_SCOPES, True, row.csrf_token)
+    return None
+
+
+TOUCH_EVERY_S = 60.0
+_touched: dict[int, float] = {}  # token id -> monotonic time this process last claimed its last_used_at write
+_touched_lock = threading.Lock()
+
+
+def claim_touch(identity: Identity) -> bool:
+    """Whether this request should write its token's ``last_used_at``: at most once a minute per token (what the
+    database says, and what this process claimed, so a burst of requests writes once, not once each)."""
+    if identity.token_id is None:
+        return False
+    now_db, now = utcnow(), time.monotonic()
+    if identity.token_last_used is not None and (now_db - identity.token_last_used).total_seconds() < TOUCH_EVERY_S:
+        return False
+    with _touched_lock:
+        if now - _touched.get(identity.token_id, -1e9) < TOUCH_EVERY_S:
+            return False
+        if len(_touched) > 100_000:  # bounded: forget everything rather than grow without end
+            _touched.clear()
+        _touched[identity.token_id] = now
+    return True
+
+
+def touch_token(session: Session, token_id: int) -> bool:
+    """Set ``last_used_at`` unless it was set within the last minute (by any process); its own short transaction,
+    never the request's, so busy tokens do not queue requests on one row lock. True when written."""
+    now = utcnow()
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id,
+               or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - timedelta(seconds=TOUCH_EVERY_S)))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# -- sign-in: rate limit, CSRF of the form ---------------------------------------------------------------------
+
+
+def _failures_since(session: Session, since: datetime, *, username: str | None = None,
+                    address: str | None = None, limit: int) -> list[datetime]:
+    q = select(AuditEvent.created_at).where(AuditEvent.action == "login.failure", AuditEvent.created_at > since)
+    if username is not None:
+        q = q.where(AuditEvent.detail["username"].as_string() == username)
+    if address is not None:
+        q = q.where(AuditEvent.detail["address"].as_string() == address)
+    return list(session.scalars(q.order_by(AuditEvent.created_at.desc()).limit(limit)))
+
+
+def check_login_allowed(session: Session, username: str, address: str, *, max_failures: int,
+                        max_per_address: int, window_minutes: int) -> None:
+    """Refuse (429 with ``Retry-After``) a sign-in while the account or the address has too many recent wrong
+    passwords: counted from the audit log, so every web process and a restart see the same count. The check comes
+    before the password is verified, so a locked account refuses even the right password."""
+    now, window = utcnow(), timedelta(minutes=window_minutes)
+    username = username.strip()[:100]
+    last_ok = session.scalar(
+        select(func.max(AuditEvent.created_at)).where(AuditEvent.action == "login.success",
+                                                      AuditEvent.detail["username"].as_string() == username)
+    )
+    since = max(now - window, last_ok) if last_ok else now - window
+    recent = _failures_since(session, since, username=username, limit=max_failures)
+    if len(recent) >= max_failures:
+        wait = (recent[-1] + window - now).total_seconds()
+        raise TooManyRequests(f"too many wrong passwords for this account; try again in {_minutes(wait)}",
+                              int(wait) + 1)
+    recent = _failures_since(session, now - window, address=address, limit=max_per_address)
+    if len(recent) >= max_per_address:
+        wait = (recent[-1] + window - now).total_seconds()
+        raise TooManyRequests(f"too many failed sign-ins from your address; try again in {_minutes(wait)}",
+                              int(wait) + 1)
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, -(-int(seconds) // 60))
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
+
+
+def record_login(session: Session, user: User | None, username: str, address: str, ok: bool) -> None:
+    """Audit a sign-in attempt (the limiter counts these rows)."""
+    audit(session, user, "login.success" if ok else "login.failure", "user_account", user.id if user else None,
+          username=username.strip()[:100], address=address)
+
+
+def login_form_token(secret: str, nonce: str) -> str:
+    """The sign-in form's CSRF token: an HMAC of the nonce in the visitor's cookie under ``ANOMALOOP_SECRET_KEY``.
+    A page on another site can neither read the nonce nor compute the HMAC."""
+    return hmac.new(secret.encode(), b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def check_login_form_token(secret: str, nonce: str | None, presented: str | None) -> bool:
+    if not nonce or not presented or len(nonce) > 200:
+        return False
+    return hmac.compare_digest(login_form_token(secret, nonce), presented)
 
 
 def audit(session: Session, actor: User | None, action: str, object_type: str, object_id: int | None,

@@ -28,15 +28,11 @@ import numpy as np
 from app.bench.baselines import BASELINES
 from app.bench.data import LoadedSeries, discover, load
 from app.bench.protocol import ProtocolConfig, make_split
+from app.core.adoption import AdoptionRule
 from app.core.loop import GroundTruthOracle, Split, run_experiment
-from app.core.windows import ranges_to_point_labels
 
 SCHEMA = "anomaloop.bench/1"
 METRIC_KEYS = ("pr_auc", "roc_auc", "vus_pr", "best_f1", "f1_deployable", "f1_pa", "pa_k_auc")
-# Default strategy per detector family: RLAD queries by DQN margin, reconstruction backbones by
-# top-k ∪ interval (seed 002), everything else by top-k.
-DEFAULT_STRATEGY = {"rlad": "margin", "ae": "hybrid", "vae": "hybrid", "lstm_ae": "hybrid", "lstm_vae": "hybrid",
-                    "usad": "hybrid", "transformer": "hybrid"}
 # --quick shrinks whatever of these a detector accepts, so a smoke run takes seconds.
 QUICK_PARAMS = {"epochs": 1, "feedback_epochs": 1, "n_episodes": 1, "episodes": 1, "n_estimators": 25,
                 "warmup_episodes": 1, "steps_per_episode": 50}
@@ -64,33 +60,55 @@ class RunConfig:
     tag: str | None = None
     """Free-text variant name (an ablation arm); shown by ``bench table`` beside the detector."""
 
+    adoption: str = "validate"
+    """The product's adoption policy the bench applies: ``validate`` (default; the served model is reported) or
+    ``always`` (the newest version, what the product did before safe adoption)."""
+
     @property
     def strategy_name(self) -> str:
-        return self.strategy or DEFAULT_STRATEGY.get(self.detector, "top_k")
+        """The detector's own default strategy (``Detector.default_strategy``) unless one is given."""
+        return self.strategy or getattr(detector_type(self.detector), "default_strategy", "top_k")
 
     @property
     def answer_mode(self) -> str:
-        """How the oracle answers: RLAD learns one label per window (its end point's), so it is asked
-        exactly that — one revealed point per label, matching its ``labels_seen_``; the reconstruction
-        backbones take labeled sub-ranges over the whole window (002)."""
+        """How the oracle answers: the detector's ``answer_mode``, exactly as the product's ground-truth oracle
+        answers it (RLAD: the end point only; everything else: the whole window)."""
         if self.answer != "auto":
             return self.answer
-        return "end_point" if self.detector == "rlad" else "window"
+        return getattr(detector_type(self.detector), "answer_mode", "window")
 
 
 # -- detectors ------------------------------------------------------------------------------------
 
 
 def detector_names() -> list[str]:
+    from app.bench.peers import PEERS  # the peers' libraries are imported only when one is built
     from app.core.detectors import available_detectors
 
-    return sorted({*available_detectors(), *BASELINES})
+    return sorted({*available_detectors(), *BASELINES, *PEERS})
+
+
+def detector_type(name: str) -> type:
+    """The class behind a bench detector name (a baseline, a peer or a core registry name)."""
+    from app.bench.peers import PEERS
+
+    if name in BASELINES:
+        return BASELINES[name]
+    if name in PEERS:
+        return PEERS[name]
+    from app.core.detectors.registry import detector_class
+
+    return detector_class(name)
 
 
 def build_detector(name: str, seed: int, device: str, params: dict[str, Any], quick: bool = False) -> Any:
-    """A fresh unfitted detector: a baseline or a core registry name, with ``params`` (+ quick shrink)."""
+    """A fresh unfitted detector: a baseline, a peer or a core registry name, with ``params`` (+ quick shrink)."""
+    from app.bench.peers import PEERS
+
     if name in BASELINES:
         cls = BASELINES[name]
+    elif name in PEERS:
+        cls = PEERS[name]
     else:
         from app.core.detectors.registry import detector_class
 
@@ -159,23 +177,6 @@ def _f1_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
     return float(out[2] if isinstance(out, tuple) else getattr(out, "f1", out))
 
 
-def deployable_threshold(
-    point_scores: np.ndarray, point_labels: np.ndarray, fit_scores: np.ndarray
-) -> tuple[float, str]:
-    """A threshold from acquired labels only (:func:`app.core.thresholds.choose_threshold`, ``best_f1``):
-    best F1 on the labeled pool points when a labeled anomaly exists, else the 99th percentile of the
-    fit-part scores (no label needed).
-
-    ``point_scores``/``point_labels``: the pool's ``(n,)`` scores and labels, -1 for unlabeled.
-    Returns ``(threshold, method)``.
-    """
-    from app.core.thresholds import choose_threshold
-
-    thr = choose_threshold("best_f1", train_scores=fit_scores, scores=point_scores, labels=point_labels, q=99.0)
-    method = "best_f1_on_labels" if (point_labels == 1).any() else "percentile_99_fit"
-    return float(thr), method
-
-
 # -- running --------------------------------------------------------------------------------------
 
 
@@ -216,19 +217,14 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
     oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode)
     t0 = time.perf_counter()
     res = run_experiment(det, split, cfg.strategy_name, oracle, cfg.round_size, cfg.budget, seed,
-                         evaluate=per_round_metrics, n_rounds=cfg.rounds)
+                         evaluate=per_round_metrics, n_rounds=cfg.rounds, adoption=AdoptionRule(policy=cfg.adoption))
     wall = time.perf_counter() - t0
     a, b = split.evaluation
-    labels = ranges_to_point_labels(res.ranges, len(split.X)) if res.ranges else np.full(len(split.X), -1, np.int8)
-    if np.shares_memory(split.X_fit, split.X):  # single file: the fit part is the start of X, already scored
-        fit_scores = res.scores[: len(split.X_fit)]
-    else:
-        fit_scores = np.asarray(det.score(split.X_fit), dtype=np.float64)
-    p0, p1 = split.pool
-    thr, thr_method = deployable_threshold(res.scores[p0:p1], labels[p0:p1], fit_scores)
-    metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), thr)
-    metrics["threshold_method"] = thr_method
-    labels_seen = getattr(det, "labels_seen_", None)
+    # the served model's threshold, chosen as the product chooses it (best F1 on the labels, else the 99th
+    # percentile of the pool's scores): the F1 a user of this project would get
+    metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), res.threshold)
+    metrics["threshold_method"] = "best_f1_on_labels" if any(r.value == 1 for r in res.ranges) else "percentile_99_pool"
+    labels_seen = getattr(res.detector, "labels_seen_", None)
     return {
         "series": series.key,
         "dataset": series.files.dataset,
@@ -244,10 +240,13 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
         "oracle_labels": int(oracle.labels_used),
         "detector_labels_seen": None if labels_seen is None else int(labels_seen),
         "points_revealed": int(oracle.points_revealed),
+        "revealed_share": float(oracle.points_revealed / max(1, split.pool[1] - split.pool[0])),
+        "versions_refused": sum(not r.served for r in res.rounds),
         "warmup_labels": int(res.warmup_labels),
         "budget_labels": int(res.budget),
         "rounds": len(res.rounds) - 1,
-        "curve": [{"round": r.round, "labels_used": r.labels_used, **r.metrics, "n_anomalous_queries":
+        "curve": [{"round": r.round, "labels_used": r.labels_used, **r.metrics, "served": r.served,
+                   "candidate_pr_auc": r.candidate_metrics.get("pr_auc"), "n_anomalous_queries":
                    r.n_anomalous_queries} for r in res.rounds],
         "fit_seconds": res.fit_seconds,
         "feedback_seconds": res.feedback_seconds,
@@ -268,10 +267,10 @@ def pooled(records: list[dict[str, Any]]) -> dict[str, Any]:
     for name, recs in groups.items():
         seeds = sorted({r["seed"] for r in recs})
         block: dict[str, Any] = {"n_series": len({r["series"] for r in recs}), "seeds": seeds}
-        for key in (*METRIC_KEYS, "labels_used", "fit_seconds", "feedback_seconds", "score_seconds"):
+        for key in (*METRIC_KEYS, "labels_used", "revealed_share", "fit_seconds", "feedback_seconds", "score_seconds"):
             per_seed = []
             for s in seeds:
-                vals = [(r["metrics"][key] if key in r["metrics"] else r[key]) for r in recs if r["seed"] == s]
+                vals = [(r["metrics"][key] if key in r["metrics"] else r.get(key, 0.0)) for r in recs if r["seed"] == s]
                 per_seed.append(float(np.mean(vals)))
             block[key] = {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "per_seed": per_seed}
         block["points"] = int(sum(r["n_points"] for r in recs if r["seed"] == seeds[0]))

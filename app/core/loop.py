@@ -251,7 +251,8 @@ class PoolState:
         return np.concatenate([np.asarray(v)[: s.pool_end] for v, s in zip(values, self.series, strict=True)])
 
     def pool_ranges(self, labels: Sequence[Sequence[LabeledRange]] | None = None) -> list[LabeledRange]:
-        """``labels`` (default: all in force) in concatenated-pool coordinates, clipped to each pool."""
+        """``labels`` (default: all in force) in concatenated-pool coordinates, clipped to each pool, in point order
+        (the order labels were stored in does not change what a model learns)."""
         out = []
         for off, s, ranges in zip(self.offsets(), self.series, labels if labels is not None else self.labels,
                                   strict=True):
@@ -259,12 +260,18 @@ class PoolState:
                 end = min(r.end, s.pool_end)
                 if end > r.start:
                     out.append(LabeledRange(off + r.start, off + end, r.value))
-        return out
+        return sorted(out, key=lambda r: (r.start, r.end, r.value))
 
     def labeled_mask(self, i: int) -> np.ndarray:
         """``(n_windows,)`` of series ``i``: which windows are labeled (:func:`labeled_windows`)."""
         s = self.series[i]
         return labeled_windows(self.labels[i], s.n_points, self.window, self.stride)
+
+
+def as_stored(scores: np.ndarray) -> np.ndarray:
+    """Scores as the product stores them (float32), widened back to float64: the planner and the validation read
+    scores through this, so a plan does not depend on whether its scores came from memory or from the database."""
+    return np.asarray(scores, dtype=np.float32).astype(np.float64)
 
 
 def round_rng(seed: int, round_number: int) -> np.random.Generator:
@@ -316,7 +323,7 @@ def plan_round(
     owners, scores, labeled, unc = [], [], [], []
     for i, s in enumerate(state.series):
         i0, i1 = state.pool_windows(i)
-        ws = np.asarray(window_scores[i], dtype=np.float64)
+        ws = as_stored(window_scores[i])
         expected = n_windows(s.n_points, state.window, state.stride)
         if len(ws) != expected:
             raise ValueError(f"series {s.key!r}: {len(ws)} window scores for {expected} windows")
@@ -324,7 +331,7 @@ def plan_round(
         scores.append(ws[i0:i1])
         labeled.append(state.labeled_mask(i)[i0:i1])
         if margins is not None:
-            unc.append(np.asarray(margins[i], dtype=np.float64)[i0:i1])
+            unc.append(as_stored(margins[i])[i0:i1])
     owner = np.concatenate(owners).astype(np.int64)
     all_scores = np.concatenate(scores)
     all_labeled = np.concatenate(labeled)
@@ -427,52 +434,72 @@ def validate_candidate(
     newest: Sequence[tuple[Query, Sequence[LabeledRange]]],
     candidate: Any,
     X_pool: np.ndarray,
-    candidate_pool_scores: np.ndarray,
+    candidate_window_scores: Sequence[np.ndarray],
     serving_window_scores: Sequence[np.ndarray] | None,
     flag_share: float,
 ) -> Any:
     """Judge a candidate trained with every label, on the newest round's answers (:mod:`app.core.adoption`).
 
-    ``newest``: the round's queries with the ranges answered for each (series coordinates). ``candidate_pool_scores``:
-    the candidate's window scores of ``X_pool`` (the concatenated pool). ``serving_window_scores``: per series, the
-    serving version's window scores of all windows (None: nothing serves). When the candidate can hold labels out,
-    its figure comes from ``validation_window_scores`` without the newest answers (held out)."""
+    ``newest``: the round's queries with the ranges answered for each (series coordinates; already in
+    ``state.labels``). ``candidate_window_scores`` / ``serving_window_scores``: per series, each version's scores of
+    all its windows (``serving_window_scores`` None: nothing serves yet); the serving version never learned from the
+    newest answers, so its figure is honest. When the candidate can hold labels out (``can_hold_out_labels``), its
+    figure is cross-fitted (:func:`_cross_fitted_ranks`); else it is in-sample and can only refuse. ``flag_share``:
+    share of pool points above the candidate's threshold. Returns an :class:`~app.core.adoption.Verdict`."""
     from app.core.adoption import judge, percentile_ranks
 
-    offsets = state.offsets()
-    kept = [(q, window_label(r, q.start, q.end)) for q, r in newest]
-    kept = [(q, y) for q, y in kept if y is not None]
+    kept = [(q, y) for q, y in ((q, window_label(r, q.start, q.end)) for q, r in newest) if y is not None]
     labels = np.array([y for _, y in kept], dtype=np.int64)
-    pool_rows = np.concatenate([np.arange(*state.pool_windows(i)) + offsets[i] // state.stride
-                                for i in range(len(state.series))])
+    n_series = range(len(state.series))
+
+    def ranks(per_series: Sequence[np.ndarray]) -> np.ndarray:
+        per_series = [as_stored(w) for w in per_series]
+        ref = np.concatenate([per_series[i][slice(*state.pool_windows(i))] for i in n_series])
+        return percentile_ranks(np.array([float(per_series[q.series][q.index]) for q, _ in kept]), ref)
+
     held_out = bool(getattr(candidate, "can_hold_out_labels", False)) and len(kept) > 0
-    cand_scores = np.asarray(candidate_pool_scores, dtype=np.float64)
     if held_out:
-        newest_ids = {id(q) for q, _ in kept}
-        older = [list(ls) for ls in state.labels]
-        for q, ranges in newest:
-            if id(q) in newest_ids:
-                for r in ranges:
-                    if r in older[q.series]:
-                        older[q.series].remove(r)
-        heldout = state.pool_ranges([[r for q, rs in newest if q.series == i for r in rs]
-                                     for i in range(len(state.series))])
-        cand_scores = np.asarray(candidate.validation_window_scores(X_pool, state.pool_ranges(older), heldout),
-                                 dtype=np.float64)
-    pool_cand = cand_scores[pool_rows[pool_rows < len(cand_scores)]]
-    cand_ranks = percentile_ranks(
-        np.array([cand_scores[(offsets[q.series] + q.start) // state.stride] for q, _ in kept]), pool_cand)
-    serving_ranks = None
-    if serving_window_scores is not None:
-        ref = np.concatenate([np.asarray(serving_window_scores[i], dtype=np.float64)[slice(*state.pool_windows(i))]
-                              for i in range(len(state.series))])
-        serving_ranks = percentile_ranks(
-            np.array([np.asarray(serving_window_scores[q.series])[q.index] for q, _ in kept]), ref)
-    labeled = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
-    known = labeled >= 0
-    rate = float(labeled[known].mean()) if known.any() else 0.0
+        cand_ranks = _cross_fitted_ranks(state, newest, kept, candidate, X_pool)
+    else:
+        cand_ranks = ranks(candidate_window_scores)
+    serving_ranks = ranks(serving_window_scores) if serving_window_scores is not None else None
+    known = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
+    rate = float(known[known >= 0].mean()) if (known >= 0).any() else 0.0
     return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share,
                  labeled_anomaly_rate=rate)
+
+
+VALIDATION_FOLDS = 5
+"""Folds of the newest answers for a cross-fitted candidate figure (fewer when there are fewer answers)."""
+
+
+def _cross_fitted_ranks(state: PoolState, newest: Sequence[tuple[Query, Sequence[LabeledRange]]],
+                        kept: Sequence[tuple[Query, int]], candidate: Any, X_pool: np.ndarray) -> np.ndarray:
+    """The candidate's percentile rank of each newest answer's window, each from a model that learned from every
+    label *but* the answers of its fold (``validation_window_scores``).
+
+    Holding out the whole round would give back the serving version (it learned from exactly the older labels), so
+    the newest answers are split in folds: each fold's windows are scored by a model that learned from the older
+    labels and the round's other folds, which is what the candidate adds — measured on answers it did not see."""
+    from app.core.adoption import percentile_ranks
+
+    n_folds = min(VALIDATION_FOLDS, len(kept))
+    fold_of = {id(q): j % n_folds for j, (q, _) in enumerate(kept)}
+    offsets = state.offsets()
+    out = np.zeros(len(kept))
+    for f in range(n_folds):
+        held = [[r for q, rs in newest if q.series == i and fold_of.get(id(q)) == f for r in rs]
+                for i in range(len(state.series))]
+        train = [[r for r in ls if r not in held[i]] for i, ls in enumerate(state.labels)]
+        pooled = as_stored(candidate.validation_window_scores(X_pool, state.pool_ranges(train),
+                                                              state.pool_ranges(held)))
+        # the pool's windows of each series, mapped back (series i's windows start at its offset in the pool)
+        per_series = [pooled[offsets[i] // state.stride : offsets[i] // state.stride + state.pool_windows(i)[1]]
+                      for i in range(len(state.series))]
+        ref = np.concatenate([per_series[i][slice(*state.pool_windows(i))] for i in range(len(state.series))])
+        rows = [j for j, (q, _) in enumerate(kept) if fold_of[id(q)] == f]
+        out[rows] = percentile_ranks(np.array([per_series[kept[j][0].series][kept[j][0].index] for j in rows]), ref)
+    return out
 
 
 def resolve_budget(budget: float, n_pool_windows: int) -> int:
@@ -638,9 +665,8 @@ def run_experiment(
         c_points, c_windows = candidate.point_and_window_scores(split.X)
         pool_labels = ranges_to_point_labels(state.pool_ranges(), p1)
         c_threshold = pool_threshold(threshold_method, c_points[:p1], pool_labels)
-        pool_windows = c_windows[: n_windows(p1, window, stride)]
         flagged = float(np.mean(c_points[:p1] > c_threshold))
-        verdict = validate_candidate(rule, state, newest, candidate, X_pool, pool_windows, [windows], flagged)
+        verdict = validate_candidate(rule, state, newest, candidate, X_pool, [c_windows], [windows], flagged)
         cand_metrics = evaluate(c_points[a:b], y_eval)
         if verdict.serve:
             served, points, windows, threshold = candidate, c_points, c_windows, c_threshold

@@ -7,10 +7,11 @@ transaction, so a file that fails validation half-way leaves no row behind.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ FillPolicy = Literal["reject", "ffill", "zero", "keep"]
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 # Unix seconds between 1973-03-03 and 5138-11-16: integer timestamps in this range are read as times.
 UNIX_SECONDS_RANGE = (1e8, 1e11)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # values are stored as float32: larger ones would become inf
 
 
 class ImportError_(AppError):
@@ -46,6 +48,9 @@ class ImportOptions:
     """NaN/inf values: ``reject`` (error with line numbers), ``ffill`` (previous value), ``zero``, ``keep``
     (stored as NaN, drawn as gaps, forward-filled before a model sees them)."""
     chunk_points: int = 65_536
+    max_bytes: int | None = None
+    """Largest decompressed CSV (bytes) or Parquet column data accepted; ``None`` is no limit (the command line).
+    The web sets it to the upload limit, so a small ``.csv.gz`` cannot expand into gigabytes."""
 
 
 @dataclass
@@ -103,7 +108,57 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _frames(path: Path, chunk_points: int) -> Iterator[pd.DataFrame]:
+class _Capped(io.RawIOBase):
+    """A binary stream that fails once more than ``limit`` bytes were read from ``inner`` (a gzip member that
+    expands without bound is refused after ``limit`` bytes, never read to its end)."""
+
+    def __init__(self, inner: BinaryIO, limit: int, name: str) -> None:
+        self.inner, self.limit, self.name_, self.seen = inner, limit, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        data = self.inner.read(len(buffer))
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise ImportError_(f"{self.name_}: expands to more than {_size(self.limit)}; split it or import it "
+                               "with the command line", status=413)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):,.0f} MB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def _header_names(path: Path) -> list[str] | None:
+    """The CSV header row as written (pandas renames a repeated ``v`` to ``v.1``, hiding the mistake)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+            line = fh.readline(1 << 20)
+    except (OSError, EOFError):
+        return None  # unreadable: pandas says why below
+    rows = list(csv.reader([line]))
+    return [c.strip() for c in rows[0]] if rows else None
+
+
+def _check_unique(names: list[str], file_name: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ImportError_(f"{file_name}: column name(s) {repeated} appear more than once in the header; every "
+                           "column needs its own name")
+
+
+def _frames(path: Path, chunk_points: int, max_bytes: int | None = None) -> Iterator[pd.DataFrame]:
     lower = path.name.lower()
     if lower.endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
@@ -112,16 +167,37 @@ def _frames(path: Path, chunk_points: int) -> Iterator[pd.DataFrame]:
             pf = pq.ParquetFile(path)
         except Exception as exc:
             raise ImportError_(f"{path.name}: not a readable Parquet file ({exc})") from None
+        _check_unique([str(n) for n in pf.schema_arrow.names], path.name)
+        if max_bytes is not None:
+            meta = pf.metadata
+            size = sum(meta.row_group(i).column(j).total_uncompressed_size
+                       for i in range(meta.num_row_groups) for j in range(meta.num_columns))
+            if size > max_bytes:
+                raise ImportError_(f"{path.name}: its columns hold {_size(size)} uncompressed, more than the "
+                                   f"{_size(max_bytes)} limit", status=413)
         for batch in pf.iter_batches(batch_size=chunk_points):
             yield batch.to_pandas()
         return
+    names = _header_names(path)
+    if names:
+        _check_unique(names, path.name)
+    source: Path | io.BufferedReader = path
+    if max_bytes is not None:
+        import gzip
+
+        raw = gzip.open(path, "rb") if lower.endswith(".gz") else path.open("rb")  # noqa: SIM115 - closed below
+        source = io.BufferedReader(_Capped(raw, max_bytes, path.name), 1 << 20)  # type: ignore[arg-type]
     try:
-        reader = pd.read_csv(path, chunksize=chunk_points, compression="infer", low_memory=False)
+        reader = pd.read_csv(source, chunksize=chunk_points, compression="infer" if source is path else None,
+                             low_memory=False)
         yield from reader
     except pd.errors.EmptyDataError:
         raise ImportError_(f"{path.name}: the file is empty; expected a header row and data rows") from None
     except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as exc:
         raise ImportError_(f"{path.name}: not a CSV file pandas can parse ({type(exc).__name__}: {exc})") from None
+    finally:
+        if source is not path:
+            source.close()  # type: ignore[union-attr]
 
 
 def _lines(rows: np.ndarray, offset: int, limit: int = 5) -> str:
@@ -147,7 +223,7 @@ class SeriesReader:
         if self.path.is_dir():
             raise ImportError_(f"{self.path}: is a folder; import its files or pass the folder to import_paths")
         offset = 0
-        for frame in _frames(self.path, self.options.chunk_points):
+        for frame in _frames(self.path, self.options.chunk_points, self.options.max_bytes):
             if len(frame) == 0:
                 continue
             if self.header is None:
@@ -210,7 +286,9 @@ class SeriesReader:
         return Block(values.astype(np.float32), self._timestamps(frame, offset), self._truth(frame, offset))
 
     def _fill(self, values: np.ndarray, offset: int) -> np.ndarray:
-        bad = ~np.isfinite(values)
+        # beyond float32's range a value would be stored as +-inf: as bad as an inf in the file
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
         if not bad.any():
             self._carry = values[-1]
             return values
@@ -218,7 +296,8 @@ class SeriesReader:
         policy = self.options.fill
         if policy == "reject":
             raise ImportError_(
-                f"{self.path.name}: NaN, empty or infinite values at line(s) {_lines(rows, offset)}; "
+                f"{self.path.name}: NaN, empty, infinite or out-of-range (beyond +-3.4e38, float32) values at "
+                f"line(s) {_lines(rows, offset)}; "
                 "fix the file or import with --fill ffill|zero|keep"
             )
         self.stats.n_missing += int(bad.sum())

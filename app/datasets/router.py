@@ -22,6 +22,10 @@ from app.web import render, wants_json
 
 router = APIRouter()
 
+MAX_POINT = 2**31 - 1  # point indices are 32-bit integers in the database
+MAX_CHANNELS_PER_VIEW = 256
+MAX_NAME = 200  # data set and series names (the database columns hold 200 and 300 characters)
+
 
 @router.get("/", include_in_schema=False)
 def home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
@@ -52,10 +56,12 @@ def series_view(
     series_id: int,
     session: SessionDep,
     principal: CurrentPrincipal,
-    start: Annotated[int, Query(ge=0, description="first point (inclusive)")] = 0,
-    end: Annotated[int | None, Query(ge=1, description="last point (exclusive); default the series end")] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_POINT, description="first point (inclusive)")] = 0,
+    end: Annotated[int | None, Query(ge=1, le=MAX_POINT, description="last point (exclusive); default the series "
+                                     "end")] = None,
     width: Annotated[int, Query(ge=16, le=4000, description="chart width in pixels: ~2 points per pixel")] = 1000,
-    channels: Annotated[str | None, Query(description="comma-separated channel indices; default all")] = None,
+    channels: Annotated[str | None, Query(max_length=4000, description="comma-separated channel indices; default "
+                                          "all (repeats are ignored)")] = None,
 ) -> SeriesViewOut:
     series = service.get_series(session, series_id)
     chosen = _parse_channels(channels)
@@ -64,18 +70,26 @@ def series_view(
 
 
 def _parse_channels(text: str | None) -> list[int] | None:
+    """Channel indices in the order given, each once (``0,0,0,...`` is channel 0): the response grows with the
+    number of channels, so it is bounded by the distinct channels a series has, at most 256 in one view."""
     if text is None or text.strip() == "":
         return None
     try:
-        return [int(p) for p in text.split(",") if p.strip()]
+        parsed = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise AppError(f"channels must be comma-separated integers, not {text!r}", status=422) from None
+        raise AppError(f"channels must be comma-separated integers, not {text[:100]!r}", status=422) from None
+    unique = list(dict.fromkeys(parsed))
+    if len(unique) > MAX_CHANNELS_PER_VIEW:
+        raise AppError(f"at most {MAX_CHANNELS_PER_VIEW} channels in one view", status=422)
+    return unique
 
 
 def _save_upload(upload: UploadFile, settings: Settings) -> Path:
     name = Path(upload.filename or "").name
     if not name or not name.lower().endswith(SUFFIXES):
-        raise AppError(f"{name or 'the upload'}: expected a .csv, .csv.gz or .parquet file")
+        raise AppError(f"{name[:100] or 'the upload'}: expected a .csv, .csv.gz or .parquet file")
+    if len(name) > MAX_NAME:
+        raise AppError(f"the file name has {len(name)} characters; rename it to at most {MAX_NAME}", status=422)
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_upload_dir(settings)))
     target = folder / name
     limit = settings.max_upload_mb * 1024 * 1024
@@ -122,6 +136,7 @@ def _options(label_column: str, timestamp_column: str, fill: str, timestamps: st
         fill=fill,  # type: ignore[arg-type]
         timestamps=timestamps,  # type: ignore[arg-type]
         chunk_points=settings.chunk_points,
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
     )
 
 
@@ -135,9 +150,9 @@ def import_api(
     settings: SettingsDep,
     principal: AdminPrincipal,
     file: Annotated[UploadFile, File(description="CSV, CSV.gz or Parquet")],
-    dataset: Annotated[str, Form()] = "",
-    label_column: Annotated[str, Form()] = "label",
-    timestamp_column: Annotated[str, Form()] = "timestamp",
+    dataset: Annotated[str, Form(max_length=MAX_NAME)] = "",
+    label_column: Annotated[str, Form(max_length=MAX_NAME)] = "label",
+    timestamp_column: Annotated[str, Form(max_length=MAX_NAME)] = "timestamp",
     fill: FillForm = "reject",
     timestamps: TimestampsForm = "strict",
 ) -> list[ImportedOut]:
@@ -157,9 +172,9 @@ def import_form(
     settings: SettingsDep,
     principal: AdminPrincipal,
     file: Annotated[UploadFile, File()],
-    dataset: Annotated[str, Form()] = "",
-    label_column: Annotated[str, Form()] = "label",
-    timestamp_column: Annotated[str, Form()] = "timestamp",
+    dataset: Annotated[str, Form(max_length=MAX_NAME)] = "",
+    label_column: Annotated[str, Form(max_length=MAX_NAME)] = "label",
+    timestamp_column: Annotated[str, Form(max_length=MAX_NAME)] = "timestamp",
     fill: FillForm = "reject",
     timestamps: TimestampsForm = "strict",
 ) -> Response:

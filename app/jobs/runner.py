@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from app.core.runtime import Cancelled, Progress
 from app.db import Database
 from app.jobs import service as jobs
+from app.projects import rounds
+from app.projects.rounds import RoundStatus
 from app.settings import Settings
 
 log = logging.getLogger("anomaloop.jobs")
@@ -84,9 +86,7 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
             jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
             job = jobs.get_job(session, job_id)
             if job.round_id is not None:
-                from app.projects import repository as projects_repo
-
-                projects_repo.set_round_status(session, job.round_id, ("training", "complete"), "failed")
+                rounds.move(session, job.round_id, (RoundStatus.TRAINING, RoundStatus.COMPLETE), RoundStatus.FAILED)
         return "failed"
     finally:
         stop_heartbeat.set()

@@ -12,6 +12,8 @@ from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.jobs import repository as repo
 from app.jobs.models import Job
+from app.projects import rounds
+from app.projects.rounds import RoundStatus
 
 
 def create_job(
@@ -147,18 +149,14 @@ def retry(session: Session, actor: User | None, job_id: int) -> Job:
     job.status, job.cancel_requested, job.error, job.progress = "queued", False, None, 0.0
     job.phase, job.message, job.finished_at, job.lease_until = "", "waiting for a worker", None, None
     if job.round_id is not None:
-        from app.projects import repository as projects_repo
-
-        projects_repo.set_round_status(session, job.round_id, ("failed", "complete"), "complete")
+        rounds.move(session, job.round_id, (RoundStatus.FAILED,), RoundStatus.COMPLETE)
     audit(session, actor, "job.retry", "job", job.id, kind=job.kind)
     return job
 
 
 def _release_round(session: Session, job: Job) -> None:
     if job.round_id is not None:
-        from app.projects import repository as projects_repo
-
-        projects_repo.set_round_status(session, job.round_id, ("training",), "complete")
+        rounds.move(session, job.round_id, (RoundStatus.TRAINING,), RoundStatus.COMPLETE)
 
 
 def stale_jobs(session: Session) -> list[int]:

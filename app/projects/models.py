@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Float, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Float, ForeignKey, Integer, String, Table, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.datasets.models import Series
@@ -17,7 +18,7 @@ project_series = Table(
     Column("series_id", ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
 )
 
-ROUND_STATUSES = ("open", "complete", "training", "done", "failed")
+ROUND_STATUSES = ("open", "complete", "training", "done", "failed")  # app.projects.rounds.RoundStatus, in order
 LABEL_VALUES = ("anomaly", "normal", "unsure", "retracted")
 
 
@@ -41,6 +42,13 @@ class Project(Base):
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     """The last fraction of every series is never queried: model versions are evaluated there."""
     seed: Mapped[int] = mapped_column(Integer, default=0)
+    adoption_policy: Mapped[str] = mapped_column(String(16), default="validate", server_default="validate")
+    """``validate``: a new version serves only if the newest answers say it is not worse (app.core.adoption);
+    ``always``: the newest version serves."""
+    max_flag_share: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    """The threshold guard: a version whose threshold flags more of the pool's points does not serve."""
+    follow_new_versions: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    """False after an admin promotes or rolls back: new versions are stored and shown but do not serve."""
     serving_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL", use_alter=True)
     )
@@ -52,7 +60,10 @@ class Project(Base):
 
 class Round(Base):
     __tablename__ = "round"
-    __table_args__ = (UniqueConstraint("project_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "number"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in ROUND_STATUSES)})", name="status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)

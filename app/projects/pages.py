@@ -34,6 +34,8 @@ router = APIRouter(include_in_schema=False)
 # One line of help and sensible starting parameters per detector, shown on the "New project" form. The defaults are
 # small on purpose: a first model in seconds on a CPU; raise epochs/episodes for GPU workers.
 DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ensemble": ("Label-aware ensemble (default): |Δx|, rolling z-score and iForest combined; each answer re-weighs "
+                 "the members, and a new version serves only if the answers say it is not worse.", {}),
     "lstm_ae": ("LSTM autoencoder; labels refine it with masked minimax feedback. Good default for most series.",
                 {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10}),
     "rlad": ("RLAD: LSTM-DQN agent with iForest warm-up and label propagation; learns most per label.",
@@ -59,7 +61,7 @@ STRATEGIES: dict[str, str] = {
     "entropy": "windows with the highest prediction entropy",
     "random": "uniform random windows (a baseline)",
 }
-FORM_DEFAULTS: dict[str, Any] = {"detector": "lstm_ae", "window": 50, "stride": 1, "strategy": "hybrid",
+FORM_DEFAULTS: dict[str, Any] = {"detector": "ensemble", "window": 25, "stride": 1, "strategy": "hybrid",
                                  "round_size": 10, "budget": 100, "auto_next": False, "oracle": "human",
                                  "threshold_method": "best_f1", "holdout_fraction": 0.0, "seed": 0}
 
@@ -91,7 +93,7 @@ def new_project_page(request: Request, session: SessionDep, principal: AdminPrin
 
 def _new_form(request: Request, session: SessionDep, principal: Principal, form: dict[str, Any],
               error: str | None = None, status_code: int = 200) -> Response:
-    form.setdefault("detector_params", json.dumps(DETECTORS[form.get("detector", "lstm_ae")][1]
+    form.setdefault("detector_params", json.dumps(DETECTORS[form.get("detector", "ensemble")][1]
                                                   if form.get("detector") in DETECTORS else {}, indent=1))
     return render(request, "project_new.html", principal, status_code=status_code, form=form, error=error,
                   datasets=datasets_repo.list_datasets(session), detectors=DETECTORS, strategies=STRATEGIES)
@@ -110,9 +112,9 @@ async def create_project(request: Request, background: BackgroundTasks, session:
             raise AppError("detector parameters must be a JSON object, e.g. {\"epochs\": 5}")
         spec = ProjectCreate(
             name=str(form.get("name") or ""), dataset_id=form.get("dataset_id") or 0,
-            series_ids=form["series_ids"] or None, detector=form.get("detector") or "lstm_ae",
-            detector_params=params, window=form.get("window") or 50, stride=form.get("stride") or 1,
-            strategy=form.get("strategy") or "hybrid", round_size=form.get("round_size") or 10,
+            series_ids=form["series_ids"] or None, detector=form.get("detector") or "ensemble",
+            detector_params=params, window=form.get("window") or None, stride=form.get("stride") or 1,
+            strategy=form.get("strategy") or None, round_size=form.get("round_size") or 10,
             budget=form.get("budget") or 100, auto_next=form["auto_next"], oracle=form.get("oracle") or "human",
             threshold_method=form.get("threshold_method") or "best_f1",
             holdout_fraction=form.get("holdout_fraction") or 0.0, seed=form.get("seed") or 0,

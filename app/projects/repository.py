@@ -43,7 +43,7 @@ def last_round(session: Session, project_id: int) -> Round | None:
 def active_round(session: Session, project_id: int) -> Round | None:
     return session.scalar(
         select(Round)
-        .where(Round.project_id == project_id, Round.status.in_(("open", "complete", "training")))
+        .where(Round.project_id == project_id, Round.status.in_(("open", "complete", "training")))  # rounds.ACTIVE
         .order_by(Round.number.desc())
         .limit(1)
     )
@@ -126,3 +126,28 @@ def labels_in_range(session: Session, project_id: int, series_id: int, start: in
             .order_by(Label.id)
         )
     )
+
+
+def _take_sqlite_write_lock(session: Session, table, row_id: int) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite, start the transaction with a write (a no-op UPDATE of one row): the driver opens its transaction
+    only at the first write, so this takes the database's write lock before anything is read, which is what
+    ``BEGIN IMMEDIATE`` does. Reads that decide what to write then see every earlier commit, and a concurrent
+    writer waits (busy timeout) instead of failing half-way. ``FOR UPDATE`` does nothing on SQLite."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(table).where(table.id == row_id).values(id=table.id).execution_options(synchronize_session=False)
+        )
+
+
+def lock_round_for_write(session: Session, round_id: int) -> Round | None:
+    """The round, locked against concurrent answers until the transaction ends, on PostgreSQL (row lock) and on
+    SQLite (database write lock); read after the lock is held, so its status is current."""
+    _take_sqlite_write_lock(session, Round, round_id)
+    return get_round(session, round_id, lock=True)
+
+
+def lock_project_for_write(session: Session, project_id: int) -> Project | None:
+    """The project row locked until the transaction ends (serialises free labels with one idempotency key)."""
+    _take_sqlite_write_lock(session, Project, project_id)
+    return session.scalar(select(Project).where(Project.id == project_id).with_for_update())
+

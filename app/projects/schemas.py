@@ -16,11 +16,14 @@ class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     dataset_id: int
     series_ids: list[int] | None = Field(None, description="Series of the data set to use; default all.")
-    detector: str = Field("lstm_ae", description="rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad or transformer.")
+    detector: str = Field("ensemble", description="ensemble (default: statistical scorers + iForest, optional deep "
+                          "members, combined by the labels), rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, "
+                          "transformer.")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the detector.")
-    window: int = Field(50, ge=2, le=4096, description="Window length in points.")
+    window: int | None = Field(None, ge=2, le=4096, description="Window length in points; default: the detector's.")
     stride: int = Field(1, ge=1, le=4096, description="Step between windows, in points.")
-    strategy: str = Field("hybrid", description="Query strategy: top_k, interval, hybrid, margin, ...")
+    strategy: str | None = Field(None, description="Query strategy: top_k, interval, hybrid, margin, ...; default: "
+                                 "the detector's.")
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     round_size: int = Field(10, ge=1, le=1000, description="Queries per round (k).")
     budget: int = Field(100, ge=1, le=1_000_000, description="Most windows the analysts will be asked in all.")
@@ -30,10 +33,14 @@ class ProjectCreate(BaseModel):
     holdout_fraction: float = Field(0.0, ge=0.0, lt=0.9, description="Last fraction of each series never queried; "
                                     "versions are evaluated there.")
     seed: int = Field(0, ge=0)
+    adoption_policy: Literal["validate", "always"] = Field(
+        "validate", description="validate: a new version serves only if the newest answers say it is not worse and "
+        "its threshold flags at most max_flag_share of the points; always: the newest version serves.")
+    max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
 
     @model_validator(mode="after")
     def _stride_fits(self) -> ProjectCreate:
-        if self.stride > self.window:
+        if self.window is not None and self.stride > self.window:
             raise ValueError("stride must not exceed the window (some points would never be scored)")
         return self
 
@@ -55,6 +62,9 @@ class ProjectOut(BaseModel):
     oracle: str
     threshold_method: str
     holdout_fraction: float
+    adoption_policy: str
+    max_flag_share: float
+    follow_new_versions: bool
     serving_version_id: int | None
     created_at: datetime
 

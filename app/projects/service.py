@@ -14,6 +14,16 @@ from sqlalchemy.orm import Session
 
 from app.accounts.models import User
 from app.accounts.service import audit
+from app.core.loop import (
+    UNCERTAINTY_STRATEGIES,
+    PoolState,
+    SeriesPool,
+    plan_round,
+    truth_answer,
+    warmup_candidates,
+)
+from app.core.loop import Query as CoreQuery
+from app.core.windows import LabeledRange, n_windows
 from app.datasets import repository as datasets_repo
 from app.datasets import service as datasets
 from app.datasets.models import Series
@@ -21,9 +31,12 @@ from app.db import utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs import service as jobs
 from app.projects import repository as repo
+from app.projects import rounds
 from app.projects.models import Label, Project, Query, Round
+from app.projects.rounds import RoundStatus
 from app.projects.schemas import ProjectCreate
 from app.versions import repository as versions_repo
+from app.versions.models import ModelVersion
 
 USABLE = ("anomaly", "normal")  # label values a model trains on; unsure and retracted are kept but not used
 
@@ -31,28 +44,21 @@ USABLE = ("anomaly", "normal")  # label values a model trains on; unsure and ret
 # -- data ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PoolPart:
-    """One series inside the project's pool: its points ``[0, pool_points)`` sit at ``offset`` in the pool."""
-
-    series_id: int
-    offset: int
-    pool_points: int
-    n_points: int
-
-
 def pool_points(project: Project, n_points: int) -> int:
     """Points of a series that analysts may be asked about: all but the held-back tail."""
     return max(project.window, int(round(n_points * (1.0 - project.holdout_fraction))))
 
 
-def pool_parts(project: Project) -> list[PoolPart]:
-    parts, offset = [], 0
-    for s in project.series:
-        n = pool_points(project, s.n_points)
-        parts.append(PoolPart(s.id, offset, n, s.n_points))
-        offset += n
-    return parts
+def pool_state(session: Session, project: Project) -> PoolState:
+    """The project as the core loop sees it: its series' pools, the labels in force, the budget and the seed."""
+    series = [SeriesPool(s.id, s.n_points, pool_points(project, s.n_points)) for s in project.series]
+    index = {s.id: i for i, s in enumerate(project.series)}
+    labels: list[list[LabeledRange]] = [[] for _ in series]
+    for label in effective_labels(session, project.id):
+        if label.value in USABLE and label.series_id in index:
+            labels[index[label.series_id]].append(LabeledRange(label.start, label.end, int(label.value == "anomaly")))
+    return PoolState(series, project.window, project.stride, budget=project.budget,
+                     answers=labels_used(session, project.id), seed=project.seed, labels=labels)
 
 
 def model_input(session: Session, series: Series, end: int | None = None) -> np.ndarray:
@@ -65,11 +71,12 @@ def model_input(session: Session, series: Series, end: int | None = None) -> np.
     return values
 
 
-def load_pool(session: Session, project: Project) -> tuple[np.ndarray, list[PoolPart]]:
-    """The pool of every series concatenated: ``(sum of pool points, C)``; models fit and learn on this."""
-    parts = pool_parts(project)
-    arrays = [model_input(session, s, p.pool_points) for s, p in zip(project.series, parts, strict=True)]
-    return np.concatenate(arrays), parts
+def load_pool(session: Session, project: Project, state: PoolState | None = None) -> tuple[np.ndarray, PoolState]:
+    """The pool of every series concatenated, ``(sum of pool points, C)``, and the pool state; models fit and learn
+    on this."""
+    state = state or pool_state(session, project)
+    arrays = [model_input(session, s, p.pool_end) for s, p in zip(project.series, state.series, strict=True)]
+    return np.concatenate(arrays), state
 
 
 # -- projects -----------------------------------------------------------------------------------------------------
@@ -84,11 +91,16 @@ def get_project(session: Session, project_id: int) -> Project:
 
 def create_project(session: Session, actor: User | None, spec: ProjectCreate) -> tuple[Project, int]:
     """Create a project and its initial-fit job; returns ``(project, job id)`` — enqueue the job after commit."""
-    from app.core.detectors import available_detectors
+    from app.core.detectors import available_detectors, detector_class
     from app.core.query import available_strategies
 
     if spec.detector not in available_detectors():
         raise AppError(f"unknown detector {spec.detector!r}; choose one of {', '.join(available_detectors())}")
+    cls = detector_class(spec.detector)  # its defaults fill what the admin left open
+    spec = spec.model_copy(update={"window": spec.window or cls.default_window,
+                                   "strategy": spec.strategy or cls.default_strategy})
+    if spec.stride > spec.window:
+        raise AppError(f"stride {spec.stride} must not exceed the window of {spec.window} points")
     if spec.strategy not in available_strategies():
         raise AppError(f"unknown strategy {spec.strategy!r}; choose one of {', '.join(available_strategies())}")
     dataset = datasets_repo.get_dataset(session, spec.dataset_id)
@@ -116,6 +128,7 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
         window=spec.window, stride=spec.stride, strategy=spec.strategy, strategy_params=spec.strategy_params,
         round_size=spec.round_size, budget=spec.budget, auto_next=spec.auto_next, oracle=spec.oracle,
         threshold_method=spec.threshold_method, holdout_fraction=spec.holdout_fraction, seed=spec.seed,
+        adoption_policy=spec.adoption_policy, max_flag_share=spec.max_flag_share,
         created_by=actor.id if actor else None,
     )
     project.series = series
@@ -149,20 +162,23 @@ def effective_labels(session: Session, project_id: int) -> list[Label]:
     return [r for r in rows if r.id not in superseded and r.value != "retracted"]
 
 
-def training_ranges(session: Session, project: Project, parts: list[PoolPart]):  # type: ignore[no-untyped-def]
-    """Effective anomaly/normal labels as core ``LabeledRange`` in pool coordinates (clipped to the pool)."""
-    from app.core.windows import LabeledRange
-
-    offsets = {p.series_id: p for p in parts}
-    ranges = []
+def round_answers(session: Session, project: Project, state: PoolState, round_id: int
+                  ) -> list[tuple[CoreQuery, list[LabeledRange]]]:
+    """The answers in force to a round's queries, as the core validates a candidate on them: each query as a core
+    :class:`~app.core.loop.Query` (series index, window, points) with its anomaly/normal ranges."""
+    index = {s.key: i for i, s in enumerate(state.series)}
+    by_query: dict[int, list[LabeledRange]] = {}
     for label in effective_labels(session, project.id):
-        part = offsets.get(label.series_id)
-        if label.value not in USABLE or part is None:
-            continue
-        start, end = label.start, min(label.end, part.pool_points)
-        if end > start:
-            ranges.append(LabeledRange(part.offset + start, part.offset + end, 1 if label.value == "anomaly" else 0))
-    return ranges
+        if label.round_id == round_id and label.query_id is not None and label.value in USABLE:
+            by_query.setdefault(label.query_id, []).append(
+                LabeledRange(label.start, label.end, int(label.value == "anomaly")))
+    out = []
+    for q in repo.list_queries(session, round_id):
+        if q.id in by_query and q.series_id in index:
+            core = CoreQuery(q.start // project.stride, q.start, q.end, "", q.rank, float(q.score or 0.0),
+                             series=index[q.series_id])
+            out.append((core, by_query[q.id]))
+    return out
 
 
 def labels_used(session: Session, project_id: int) -> int:
@@ -181,34 +197,35 @@ class RoundStarted:
 def start_round(
     session: Session, actor: User | None, project_id: int, strategy: str | None = None, k: int | None = None
 ) -> RoundStarted:
-    """Pick the next queries from the latest model version's scores, within the remaining budget."""
+    """Plan the next round (:func:`app.core.loop.plan_round`) on the serving version's stored scores, within the
+    remaining budget, and persist its queries. The serving version is also the one the round's retraining refines."""
     from app.core.query import available_strategies
 
     project = get_project(session, project_id)
     active = repo.active_round(session, project.id)
     if active is not None:
         raise Conflict(f"round {active.number} is still {active.status}; finish it before starting another")
-    version = versions_repo.latest(session, project.id)
+    version = versions_repo.serving_or_latest(session, project)
     if version is None:
         raise Conflict("the initial model is not trained yet; wait for the fit job to finish")
     strategy = strategy or project.strategy
     if strategy not in available_strategies():
         raise AppError(f"unknown strategy {strategy!r}; choose one of {', '.join(available_strategies())}")
-    remaining = project.budget - labels_used(session, project.id)
-    k = min(k or project.round_size, remaining)
+    state = pool_state(session, project)
+    k = min(k or project.round_size, state.remaining)
     if k <= 0:
         raise Conflict(f"the label budget of {project.budget} windows is spent")
     last = repo.last_round(session, project.id)
     number = (last.number if last else 0) + 1
-    picks = _pick(session, project, version, strategy, k, number, remaining)
+    picks = plan_queries(session, project, version, state, strategy, k, number)
     if not picks:
         raise Conflict("no unlabeled window is left to ask about")
-    rnd = Round(project_id=project.id, number=number, strategy=strategy, k=len(picks), status="open",
+    rnd = Round(project_id=project.id, number=number, strategy=strategy, k=len(picks), status=RoundStatus.OPEN,
                 started_by=actor.id if actor else None, source_version_id=version.id)
     repo.add(session, rnd)
-    for rank, (series_id, start, score, margin, reason) in enumerate(picks):
-        session.add(Query(round_id=rnd.id, series_id=series_id, start=start, end=start + project.window, rank=rank,
-                          score=score, margin=margin, reason=reason))
+    for q in picks:
+        session.add(Query(round_id=rnd.id, series_id=state.series[q.series].key, start=q.start, end=q.end,
+                          rank=q.rank, score=q.score, margin=q.margin, reason=q.reason[:300]))
     session.flush()
     audit(session, actor, "round.start", "round", rnd.id, project_id=project.id, number=number, strategy=strategy,
           k=len(picks))
@@ -219,85 +236,54 @@ def start_round(
     return RoundStarted(rnd, job_ids)
 
 
-def _pick(session: Session, project: Project, version, strategy: str, k: int, number: int,  # type: ignore[no-untyped-def]
-          remaining: int):
-    """Queries as ``(series id, start point, score, margin, reason)``, best first. RLAD's warm-up round asks all
-    its warm-up windows (3 N_w, within the remaining budget) instead of ``k``."""
-    from app.core.loop import labeled_windows, pool_window_range
-    from app.core.query import select
+def plan_queries(session: Session, project: Project, version: ModelVersion, state: PoolState, strategy: str, k: int,
+                 number: int) -> list[CoreQuery]:
+    """Load what the core planner needs from storage — the version's window scores (margins and drivers where the
+    detector has them; RLAD's warm-up candidates before any label) — and plan the round."""
+    from app.core.detectors import detector_class, load_detector
 
-    rng = np.random.default_rng([project.seed, number])
-    parts = pool_parts(project)
-    ranges = training_ranges(session, project, parts)
+    cls = detector_class(project.detector)
     chunk = max(1, project.series[0].chunk_points)
-    scores, labeled, margins, owners = [], [], [], []
-    have_margins = True
-    for part in parts:
-        n_win = (part.n_points - project.window) // project.stride + 1
-        i0, i1 = pool_window_range((0, part.pool_points), project.window, project.stride)
-        w = versions_repo.read_scores(session, version.id, part.series_id, "window", 0, n_win, chunk)
-        if len(w) != n_win:
-            raise Conflict(f"model version {version.id} has no window scores for series {part.series_id}")
-        m = versions_repo.read_scores(session, version.id, part.series_id, "margin", 0, n_win, chunk)
-        have_margins &= len(m) == n_win
-        local = [type(r)(r.start - part.offset, r.end - part.offset, r.value) for r in ranges
-                 if part.offset <= r.start < part.offset + part.pool_points]
-        lab = labeled_windows(local, part.n_points, project.window, project.stride)
-        scores.append(w[i0:i1])
-        labeled.append(lab[i0:i1])
-        margins.append(m[i0:i1] if len(m) == n_win else np.zeros(i1 - i0))
-        owners.append(np.stack([np.full(i1 - i0, part.series_id), np.arange(i0, i1)], axis=1))
-    all_scores = np.concatenate(scores).astype(np.float64)
-    all_labeled = np.concatenate(labeled)
-    owner = np.concatenate(owners)
-    options = dict(project.strategy_params)
-    initial = _initial_picks(session, project, version, ranges, owner)
-    if initial is not None:
-        picks = [(int(owner[i, 0]), int(owner[i, 1]) * project.stride, float(all_scores[i]), None,
-                  "warm-up: iForest high / low / middle score") for i in initial[:remaining]]
-        return picks
-    found = select(strategy, all_scores, all_labeled, k, rng, min_gap=max(1, project.window // project.stride),
-                   uncertainty=np.concatenate(margins) if have_margins else None, **options)
-    return [(int(owner[p.index, 0]), int(owner[p.index, 1]) * project.stride, float(p.score),
-             None if p.margin is None else float(p.margin), p.reason) for p in found]
 
+    def stored(kind: str) -> list[np.ndarray] | None:
+        out = []
+        for s in state.series:
+            n_win = n_windows(s.n_points, project.window, project.stride)
+            arr = versions_repo.read_scores(session, version.id, s.key, kind, 0, n_win, chunk)
+            if len(arr) != n_win:
+                return None
+            out.append(arr)
+        return out
 
-def _initial_picks(session: Session, project: Project, version, ranges, owner: np.ndarray):  # type: ignore[no-untyped-def]
-    """RLAD's warm-up windows for the first round (before any label), as indices into ``owner``; else ``None``."""
-    if ranges or project.detector != "rlad":
-        return None
-    from app.core.detectors import load_detector
-
-    detector = load_detector(session.get(type(version), version.id).weights)
-    if not hasattr(detector, "initial_queries"):
-        return None
-    X, parts = load_pool(session, project)
-    wanted = detector.initial_queries(X)  # window indices of the concatenated pool
-    lookup = {(int(s), int(w)): i for i, (s, w) in enumerate(owner)}
-    out = []
-    for idx in np.asarray(wanted).tolist():
-        start = int(idx) * project.stride
-        part = next((p for p in parts if p.offset <= start < p.offset + p.pool_points), None)
-        if part is None or start + project.window > part.offset + part.pool_points:
-            continue  # a window across two series is not a real window
-        local = (start - part.offset) // project.stride
-        if (part.series_id, local) in lookup:
-            out.append(lookup[(part.series_id, local)])
-    return out or None
+    scores = stored("window")
+    if scores is None:
+        raise Conflict(f"model version {version.id} has no window scores for every series of the project")
+    margins = stored("margin") if strategy in UNCERTAINTY_STRATEGIES and cls.provides_margins else None
+    drivers = stored("driver") if cls.explains_windows else None
+    warmup: list[tuple[int, int]] = []
+    if cls.asks_warmup and not state.has_labels:
+        detector = load_detector(versions_repo.weights_of(session, version.id))
+        pools = [model_input(session, s, p.pool_end) for s, p in zip(project.series, state.series, strict=True)]
+        warmup = warmup_candidates(detector, pools)
+    return plan_round(state, scores, strategy, k, number, margins=margins, warmup=warmup, drivers=drivers,
+                      member_names=(version.metrics or {}).get("member_names", ()),
+                      options=dict(project.strategy_params))
 
 
 def answer_round_from_ground_truth(session: Session, project: Project, rnd: Round) -> int | None:
-    """The ground-truth oracle answers every query of ``rnd`` (each answer counted as a label, per point)."""
+    """The ground-truth oracle answers every query of ``rnd`` exactly as the bench's oracle does
+    (:func:`app.core.loop.truth_answer` with the detector's ``answer_mode``); each answer counts one label."""
+    from app.core.detectors import detector_class
+
+    mode = detector_class(project.detector).answer_mode
     for query in repo.list_queries(session, rnd.id):
         series = session.get(Series, query.series_id)
         truth = datasets.read_truth(session, series, query.start, query.end)
         if truth is None:
             raise AppError(f"series {series.name!r} has no ground truth for the oracle")
-        edges = np.flatnonzero(np.diff(np.concatenate([[-1], truth, [-1]])))
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
-            value = "anomaly" if truth[a] == 1 else "normal"
-            session.add(Label(project_id=project.id, series_id=series.id, start=query.start + int(a),
-                              end=query.start + int(b), value=value, source="oracle", round_id=rnd.id,
+        for r in truth_answer(truth, query.start, query.end, mode):
+            session.add(Label(project_id=project.id, series_id=series.id, start=r.start, end=r.end,
+                              value="anomaly" if r.value == 1 else "normal", source="oracle", round_id=rnd.id,
                               query_id=query.id))
         repo.set_query_status(session, query.id, "pending", "answered", answered_at=utcnow())
     session.flush()
@@ -308,7 +294,7 @@ def complete_round_if_done(session: Session, round_id: int) -> int | None:
     """When no query is pending, move the round to ``complete`` exactly once and create its retraining job."""
     if repo.count_pending(session, round_id) > 0:
         return None
-    if not repo.set_round_status(session, round_id, ("open",), "complete", completed_at=utcnow()):
+    if not rounds.move(session, round_id, (RoundStatus.OPEN,), RoundStatus.COMPLETE, completed_at=utcnow()):
         return None  # someone else completed it
     rnd = repo.get_round(session, round_id)
     assert rnd is not None
@@ -340,42 +326,45 @@ def answer_query(
     anomaly_range: tuple[int, int] | None = None,
     idempotency_key: str | None = None,
 ) -> AnswerResult:
-    """Store an analyst's answer at once. A retried request with the same ``idempotency_key`` returns what was
-    stored the first time and writes nothing; a second answer to the same query supersedes the first."""
+    """Store an analyst's answer at once. A retried request with the same ``idempotency_key`` (scoped to the
+    caller and to answering) returns what was stored the first time and writes nothing; the same key with a
+    different answer is refused (422). A second answer to the same query supersedes the first.
+
+    Concurrent answers to one round are serialised by :func:`repo.lock_round_for_write` (a row lock on PostgreSQL,
+    the write lock taken first on SQLite, like ``BEGIN IMMEDIATE``): each reads the answers in force after the
+    previous one committed, so exactly one answer is in force per query however many arrive at once; once the
+    last query of the round is answered, later ones get 409 (the round is complete)."""
     query = repo.get_query(session, query_id)
     if query is None:
         raise NotFound(f"no query with id {query_id}")
-    rnd = repo.get_round(session, query.round_id, lock=True)
+    rnd = repo.lock_round_for_write(session, query.round_id)
     assert rnd is not None
-    if idempotency_key:
-        existing = repo.labels_by_key(session, idempotency_key + ":")
-        if existing or repo.labels_by_key(session, idempotency_key + "!"):
+    pieces = _pieces(query, value, anomaly_range)
+    key = _scoped_key(actor, "answer", idempotency_key) if idempotency_key else None
+    if key:
+        existing = repo.labels_by_key(session, key + ":")
+        skipped = repo.labels_by_key(session, key + "!")
+        if existing or skipped:
+            stored = "skip" if skipped else sorted((lab.start, lab.end, lab.value) for lab in existing)
+            wanted = "skip" if value == "skip" else sorted(pieces)
+            if (existing or skipped)[0].query_id != query.id or stored != wanted:
+                raise AppError("this idempotency key was already used for a different answer; send a new key for a "
+                               "new answer", status=422)
             return _result(session, query, rnd, existing, duplicate=True, job_ids=[])
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
-    if anomaly_range is not None:
-        a, b = anomaly_range
-        if not (query.start <= a < b <= query.end):
-            raise AppError(f"the marked range [{a}, {b}) must lie inside the window [{query.start}, {query.end})")
-    previous = [lab for lab in repo.labels_for_query(session, query.id) if lab.value != "retracted"]
-    superseded = {lab.supersedes_id for lab in repo.labels_for_query(session, query.id)}
-    previous = [lab for lab in previous if lab.id not in superseded]
+    rows = repo.labels_for_query(session, query.id)
+    superseded = {lab.supersedes_id for lab in rows}
+    previous = [lab for lab in rows if lab.value != "retracted" and lab.id not in superseded]
     labels: list[Label] = []
     if value == "skip":
-        if idempotency_key:  # remember the key so a retried skip is recognised
-            labels.append(_label(query, rnd, actor, query.start, query.end, "retracted", f"{idempotency_key}!",
-                                 supersedes=None))
+        if key:  # remember the key so a retried skip is recognised
+            labels.append(_label(query, rnd, actor, query.start, query.end, "retracted", f"{key}!", supersedes=None))
         status = "skipped"
     else:
-        pieces = [(query.start, query.end, value)]
-        if anomaly_range is not None:
-            a, b = anomaly_range
-            pieces = [(query.start, a, "normal"), (a, b, "anomaly"), (b, query.end, "normal")]
-            pieces = [p for p in pieces if p[1] > p[0]]
         for i, (a, b, v) in enumerate(pieces):
-            key = f"{idempotency_key}:{i}" if idempotency_key else None
-            labels.append(_label(query, rnd, actor, a, b, v, key, supersedes=previous[i].id if i < len(previous)
-                                 else None))
+            labels.append(_label(query, rnd, actor, a, b, v, f"{key}:{i}" if key else None,
+                                 supersedes=previous[i].id if i < len(previous) else None))
         status = "answered"
     # older answers not superseded one-to-one are retracted explicitly, so nothing is silently lost or left in force
     for old in previous[len(labels):] if value != "skip" else previous:
@@ -384,7 +373,7 @@ def answer_query(
         session.add(lab)
     try:
         session.flush()
-    except IntegrityError:  # a concurrent retry with the same key won the race
+    except IntegrityError:  # a concurrent retry with the same key won the race (not reachable while locked)
         raise Conflict("this answer is being saved by another request; retry to get its result") from None
     session.execute(
         Query.__table__.update().where(Query.id == query.id).values(status=status, answered_at=utcnow())
@@ -396,6 +385,26 @@ def answer_query(
     session.refresh(rnd)
     return _result(session, query, rnd, [lab for lab in labels if lab.value != "retracted"], duplicate=False,
                    job_ids=[job_id] if job_id else [])
+
+
+def _pieces(query: Query, value: str, anomaly_range: tuple[int, int] | None) -> list[tuple[int, int, str]]:
+    """The labeled ranges an answer stores: the whole window, or normal / dragged anomaly / normal."""
+    if anomaly_range is None:
+        return [(query.start, query.end, value)]
+    a, b = anomaly_range
+    if not (query.start <= a < b <= query.end):
+        raise AppError(f"the marked range [{a}, {b}) must lie inside the window [{query.start}, {query.end})")
+    pieces = [(query.start, a, "normal"), (a, b, "anomaly"), (b, query.end, "normal")]
+    return [p for p in pieces if p[1] > p[0]]
+
+
+def _scoped_key(actor: User | None, endpoint: str, key: str) -> str:
+    """The stored form of a client's idempotency key: a digest of caller, endpoint and key, so two users (or one
+    user's answer and free label) reusing a key never meet. 40 hex digits + ``:i`` fit the 64-character column."""
+    import hashlib
+
+    raw = f"{actor.id if actor else 0}|{endpoint}|{key}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 def _label(query: Query, rnd: Round, actor: User | None, start: int, end: int, value: str, key: str | None,
@@ -418,10 +427,11 @@ def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
     query = repo.get_query(session, query_id)
     if query is None:
         raise NotFound(f"no query with id {query_id}")
-    rnd = repo.get_round(session, query.round_id, lock=True)
+    rnd = repo.lock_round_for_write(session, query.round_id)
     assert rnd is not None
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
+    session.refresh(query)  # read after the lock: a concurrent answer or undo has committed by now
     if query.status == "pending":
         raise Conflict("this query has no answer to undo")
     rows = repo.labels_for_query(session, query.id)
@@ -438,20 +448,27 @@ def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
 
 def add_free_label(session: Session, actor: User | None, project_id: int, series_id: int, start: int, end: int,
                    value: str, idempotency_key: str | None = None) -> Label:
-    """A range labeled in the explorer, outside any query (used for training; not counted against the budget)."""
+    """A range labeled in the explorer, outside any query (used for training; not counted against the budget).
+    The same ``idempotency_key`` (scoped to the caller) returns the stored label; with a different label, 422."""
     project = get_project(session, project_id)
     series = next((s for s in project.series if s.id == series_id), None)
     if series is None:
         raise NotFound(f"series {series_id} is not part of project {project.name!r}")
     if not 0 <= start < end <= series.n_points:
         raise AppError(f"range [{start}, {end}) is outside the series (0..{series.n_points})")
-    if idempotency_key:
-        existing = repo.labels_by_key(session, idempotency_key + ":")
+    key = _scoped_key(actor, "label", idempotency_key) if idempotency_key else None
+    if key:
+        repo.lock_project_for_write(session, project.id)  # concurrent retries of one key: one row, no 500
+        existing = repo.labels_by_key(session, key + ":")
         if existing:
-            return existing[0]
+            found = existing[0]
+            if (found.project_id, found.series_id, found.start, found.end, found.value) != (
+                    project.id, series_id, start, end, value):
+                raise AppError("this idempotency key was already used for a different label; send a new key for a "
+                               "new label", status=422)
+            return found
     label = Label(project_id=project.id, series_id=series_id, start=start, end=end, value=value, source="analyst",
-                  author_id=actor.id if actor else None,
-                  idempotency_key=f"{idempotency_key}:0" if idempotency_key else None)
+                  author_id=actor.id if actor else None, idempotency_key=f"{key}:0" if key else None)
     repo.add(session, label)
     audit(session, actor, f"label.{value}", "series", series_id, project_id=project.id, range=[start, end])
     return label

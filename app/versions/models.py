@@ -27,6 +27,8 @@ class ModelVersion(Base):
     labels_used: Mapped[int] = mapped_column(Integer, default=0)
     device: Mapped[str] = mapped_column(String(32), default="cpu")
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    adoption: Mapped[dict] = mapped_column(JSON, default=dict)
+    """The adoption verdict (app.core.adoption.Verdict.as_dict): served or not, why, and the figures behind it."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, defer
 
+from app.projects.models import Project
 from app.versions.models import ModelVersion, ScoreChunk
 
 
@@ -75,3 +76,23 @@ def has_scores(session: Session, version_id: int, series_id: int, kind: str = "p
     return session.scalar(select(ScoreChunk.chunk_index).where(
         ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
     ).limit(1)) is not None
+
+
+def serving_or_latest(session: Session, project: Project) -> ModelVersion | None:
+    """The version that serves: the project's pick, or (before any) the newest."""
+    if project.serving_version_id:
+        return session.get(ModelVersion, project.serving_version_id)
+    return latest(session, project.id)
+
+
+def weights_of(session: Session, version_id: int) -> bytes:
+    """A version's stored weights (lists defer them)."""
+    return session.scalar(select(ModelVersion.weights).where(ModelVersion.id == version_id))
+
+
+def newest_served_version(session: Session, project_id: int) -> ModelVersion | None:
+    """The newest version whose adoption verdict let it serve (versions from before safe adoption count as served)."""
+    for version in reversed(list_for_project(session, project_id)):
+        if (version.adoption or {}).get("serve", True):
+            return version
+    return None

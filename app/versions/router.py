@@ -10,7 +10,7 @@ from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
 from app.errors import AppError
 from app.projects import service as projects
 from app.versions import service
-from app.versions.schemas import ScoresOut, VersionOut
+from app.versions.schemas import FollowIn, ScoresOut, VersionOut
 
 router = APIRouter(tags=["versions"])
 MAX_SCORE_POINTS = 1_000_000
@@ -28,6 +28,14 @@ def list_versions(project_id: int, session: SessionDep, principal: CurrentPrinci
 def promote(version_id: int, session: SessionDep, principal: AdminPrincipal) -> VersionOut:
     version = service.promote(session, principal.user, version_id)
     return VersionOut.model_validate(version).model_copy(update={"serving": True})
+
+
+@router.post("/api/v1/projects/{project_id}/follow-versions")
+def follow_versions(project_id: int, body: FollowIn, session: SessionDep, principal: AdminPrincipal) -> dict:
+    """Let new versions serve as they pass the adoption checks (after a promote or roll-back they do not)."""
+    project = service.follow_new_versions(session, principal.user, project_id, body.follow)
+    return {"project_id": project.id, "follow_new_versions": project.follow_new_versions,
+            "serving_version_id": project.serving_version_id}
 
 
 @router.get("/api/v1/projects/{project_id}/scores", response_model=ScoresOut)

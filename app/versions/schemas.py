@@ -22,7 +22,17 @@ class VersionOut(BaseModel):
     device: str
     train_seconds: float
     created_at: datetime
+    adoption: dict[str, Any] = {}
+    """The adoption verdict: ``serve`` (the checks passed), ``reason``, the agreement figures of the candidate and of
+    the version serving when it was judged, the share of points its threshold flags, ``pinned`` when an admin's pick
+    kept it from serving."""
     serving: bool = False
+
+
+class FollowIn(BaseModel):
+    follow: bool
+    """True: the newest version that passes the checks serves now and new ones serve as they pass; False: keep the
+    version serving now."""
 
 
 class ScoresOut(BaseModel):

@@ -16,12 +16,19 @@ from sqlalchemy.orm import Session
 
 from app.accounts.models import User
 from app.accounts.service import audit
+from app.core.adoption import AdoptionRule
+from app.core.detectors.registry import detector_class
+from app.core.loop import PoolState
+from app.core.loop import Query as CoreQuery
+from app.core.windows import LabeledRange
 from app.datasets import service as datasets
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job
 from app.projects import repository as projects_repo
+from app.projects import rounds
 from app.projects import service as projects
 from app.projects.models import Project
+from app.projects.rounds import RoundStatus
 from app.versions import repository as repo
 from app.versions.models import ModelVersion
 
@@ -43,28 +50,40 @@ class TrainingInput:
     round_number: int
     detector: str
     params: dict
-    weights: bytes | None  # the version to refine; None = fit from scratch
+    weights: bytes | None  # the version to refine (the one that served when the round was asked); None = fit
     pool: np.ndarray  # (N, C) every series' pool, concatenated
-    ranges: list  # core LabeledRange in pool coordinates
+    state: PoolState  # the project as the core loop sees it (series, labels in force, budget)
     series: list[SeriesData]
     threshold_method: str
     chunk_points: int
     labels_used: int
+    rule: AdoptionRule = field(default_factory=AdoptionRule)
+    newest: list[tuple[CoreQuery, list[LabeledRange]]] = field(default_factory=list)  # the round's answers
+    serving_windows: list[np.ndarray] | None = None  # the serving version's window scores per series
+
+    @property
+    def ranges(self) -> list[LabeledRange]:
+        """Labels in force in pool coordinates."""
+        return self.state.pool_ranges()
 
 
 @dataclass
 class TrainingOutput:
     weights: bytes
-    scores: dict[int, dict[str, np.ndarray]]  # series id -> {"point", "window", "margin"}
+    scores: dict[int, dict[str, np.ndarray]]  # series id -> {"point", "window", "margin", "driver"}
     threshold: float
     metrics: dict = field(default_factory=dict)
     device: str = "cpu"
     train_seconds: float = 0.0
+    adoption: dict = field(default_factory=dict)
 
 
 def prepare_training(session: Session, job: Job) -> TrainingInput | None:
     """Inputs for ``job`` (kind ``fit`` or ``retrain``); ``None`` when its version already exists (a rerun)."""
     project = projects.get_project(session, job.project_id)
+    newest: list[tuple[CoreQuery, list[LabeledRange]]] = []
+    serving_windows = None
+    state = projects.pool_state(session, project)
     if job.kind == "fit":
         number, weights = 0, None
     else:
@@ -76,36 +95,46 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
         if source is None:
             raise Conflict("no model version to refine")
         weights = source.weights
-        projects_repo.set_round_status(session, rnd.id, ("complete", "failed"), "training")
+        rounds.move(session, rnd.id, (RoundStatus.COMPLETE, RoundStatus.FAILED), RoundStatus.TRAINING)
+        newest = projects.round_answers(session, project, state, rnd.id)
+        serving = repo.serving_or_latest(session, project)
+        if serving is not None:
+            serving_windows = _stored_windows(session, project, serving, state)
     if repo.get_for_round(session, project.id, number) is not None:
         return None
-    pool, parts = projects.load_pool(session, project)
+    pool, state = projects.load_pool(session, project, state)
     series = []
-    for s, part in zip(project.series, parts, strict=True):
+    for s, part, offset in zip(project.series, state.series, state.offsets(), strict=True):
         series.append(
-            SeriesData(
-                s.id, projects.model_input(session, s), datasets.read_truth(session, s), part.pool_points, part.offset
-            )
+            SeriesData(s.id, projects.model_input(session, s), datasets.read_truth(session, s), part.pool_end, offset)
         )
     params = {"window": project.window, "stride": project.stride, "seed": project.seed, **project.detector_params}
-    return TrainingInput(
-        project.id,
-        number,
-        project.detector,
-        params,
-        weights,
-        pool,
-        projects.training_ranges(session, project, parts),
-        series,
-        project.threshold_method,
-        project.series[0].chunk_points,
-        projects.labels_used(session, project.id),
-    )
+    rule = AdoptionRule(policy=project.adoption_policy, max_flag_share=project.max_flag_share)
+    return TrainingInput(project.id, number, project.detector, params, weights, pool, state, series,
+                         project.threshold_method, project.series[0].chunk_points, state.answers, rule, newest,
+                         serving_windows)
+
+
+def _stored_windows(session: Session, project: Project, version: ModelVersion, state: PoolState
+                    ) -> list[np.ndarray] | None:
+    """A version's stored window scores per series of the pool, or None if any is missing."""
+    from app.core.windows import n_windows
+
+    out = []
+    for s in state.series:
+        n_win = n_windows(s.n_points, project.window, project.stride)
+        arr = repo.read_scores(session, version.id, s.key, "window", 0, n_win, project.series[0].chunk_points)
+        if len(arr) != n_win:
+            return None
+        out.append(arr.astype(np.float64))
+    return out
 
 
 def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # type: ignore[no-untyped-def]
-    """Fit (no weights) or refine with every label so far, then score every series. Pure: no database."""
+    """Fit (no weights) or refine with every label so far (:func:`app.core.loop.learn`), score every series, and
+    judge the candidate on the round's answers (:func:`app.core.loop.validate_candidate`). Pure: no database."""
     from app.core.detectors import load_detector, make_detector
+    from app.core.loop import learn, validate_candidate
     from app.core.runtime import resolve_device
 
     t0 = time.perf_counter()
@@ -115,35 +144,42 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     else:
         detector = load_detector(inp.weights)
         detector.device = device
-        detector.feedback(inp.pool, inp.ranges, progress=progress)
+        learn(detector, inp.pool, inp.ranges, progress)
     seconds = time.perf_counter() - t0
     scores = {}
     for s in inp.series:
         points, windows = detector.point_and_window_scores(s.values)
         entry = {"point": points, "window": windows}
-        if hasattr(detector, "margins"):
+        if detector.provides_margins:
             entry["margin"] = detector.margins(s.values, window_scores=windows)
+        if detector.explains_windows:
+            entry["driver"] = np.asarray(detector.window_drivers(s.values, window_scores=windows), dtype=np.float32)
         scores[s.series_id] = entry
     threshold, metrics = evaluate(inp, scores)
-    return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds)
+    if detector.explains_windows:
+        metrics["member_names"] = list(detector.member_names_)
+    pool_points = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
+    flag_share = float(np.mean(pool_points > threshold))
+    metrics["flag_share"] = round(flag_share, 6)
+    verdict = validate_candidate(inp.rule, inp.state, inp.newest, detector, inp.pool,
+                                 [scores[s.series_id]["window"] for s in inp.series],
+                                 inp.serving_windows if inp.weights is not None else None, flag_share)
+    return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds,
+                          verdict.as_dict())
 
 
 def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:
     """Threshold from the labels gathered (never from ground truth); metrics on the labels and, where imported, on
     ground truth of the held-back tail (or of the whole series when nothing is held back, marked as such)."""
     from app.core import metrics as m
-    from app.core.thresholds import choose_threshold
+    from app.core.loop import pool_threshold
     from app.core.windows import ranges_to_point_labels
 
     pool_scores = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
     known = labels >= 0
     # -1 (unlabeled) entries are ignored by the label-based methods; no evaluation label is ever passed here
-    threshold = float(
-        choose_threshold(
-            inp.threshold_method, train_scores=pool_scores, scores=pool_scores, labels=labels.astype(np.int64)
-        )
-    )
+    threshold = pool_threshold(inp.threshold_method, pool_scores, labels)
     out: dict = {"labels_used": inp.labels_used, "labeled_points": int(known.sum()), "threshold": threshold}
     if known.any() and 0 < labels[known].sum() < known.sum():
         out["labels_pr_auc"] = m.pr_auc(pool_scores[known], labels[known])
@@ -186,7 +222,7 @@ def store_training(
     version = ModelVersion(
         project_id=project.id,
         round_number=inp.round_number,
-        method=_method(project),
+        method=detector_class(project.detector).method(),
         params=inp.params,
         weights=out.weights,
         metrics=out.metrics,
@@ -194,6 +230,7 @@ def store_training(
         labels_used=inp.labels_used,
         device=out.device,
         train_seconds=round(out.train_seconds, 3),
+        adoption=out.adoption,
     )
     try:
         with session.begin_nested():
@@ -206,10 +243,10 @@ def store_training(
     for series_id, kinds in out.scores.items():
         for kind, arr in kinds.items():
             repo.write_scores(session, version.id, series_id, kind, arr, inp.chunk_points)
-    project.serving_version_id = version.id  # the newest version serves until an admin picks another
+    served = _adopt(session, project, version)
     follow_up: list[int] = []
     if job.round_id is not None:
-        projects_repo.set_round_status(session, job.round_id, ("training", "complete"), "done")
+        rounds.move(session, job.round_id, (RoundStatus.TRAINING, RoundStatus.COMPLETE), RoundStatus.DONE)
     if project.auto_next:
         follow_up += _auto_next_round(session, project)
     audit(
@@ -221,8 +258,22 @@ def store_training(
         project_id=project.id,
         round=inp.round_number,
         labels_used=inp.labels_used,
+        served=served,
+        why=version.adoption.get("reason", ""),
     )
     return version, follow_up
+
+
+def _adopt(session: Session, project: Project, version: ModelVersion) -> bool:
+    """Serve ``version`` if its verdict allows it and no admin has pinned another; note why not otherwise."""
+    if not version.adoption.get("serve", True):
+        return False
+    if not project.follow_new_versions and project.serving_version_id is not None:
+        why = f"an admin pinned v{project.serving_version_id}; the checks said: {version.adoption.get('reason', '')}"
+        version.adoption = {**version.adoption, "pinned": True, "reason": why}
+        return False
+    project.serving_version_id = version.id
+    return True
 
 
 def _auto_next_round(session: Session, project: Project) -> list[int]:
@@ -236,14 +287,6 @@ def _auto_next_round(session: Session, project: Project) -> list[int]:
     return started.job_ids
 
 
-def _method(project: Project) -> str:
-    if project.detector == "rlad":
-        return "rlad"
-    if project.detector == "iforest":
-        return "iforest"
-    return f"{project.detector}+minimax"
-
-
 def get_version(session: Session, version_id: int) -> ModelVersion:
     version = repo.get(session, version_id)
     if version is None:
@@ -252,19 +295,34 @@ def get_version(session: Session, version_id: int) -> ModelVersion:
 
 
 def promote(session: Session, actor: User | None, version_id: int) -> ModelVersion:
-    """Make ``version_id`` the one that serves (also how an admin rolls back to an older version)."""
+    """Make ``version_id`` the one that serves (also how an admin rolls back to an older version). The pick
+    sticks: new versions are stored and shown but do not serve until the admin lets the project follow them
+    again (:func:`follow_new_versions`)."""
     version = get_version(session, version_id)
     project = projects.get_project(session, version.project_id)
     previous = project.serving_version_id
     project.serving_version_id = version.id
+    project.follow_new_versions = False
     audit(session, actor, "version.promote", "model_version", version.id, project_id=project.id, previous=previous)
     return version
 
 
+def follow_new_versions(session: Session, actor: User | None, project_id: int, follow: bool) -> Project:
+    """The one switch: ``True`` serves the newest version that passed adoption now and new ones as they pass;
+    ``False`` keeps the version serving now, whatever comes."""
+    project = projects.get_project(session, project_id)
+    project.follow_new_versions = follow
+    if follow:
+        newest = repo.newest_served_version(session, project.id)
+        if newest is not None:
+            project.serving_version_id = newest.id
+    audit(session, actor, "project.follow_versions", "project", project.id, follow=follow,
+          serving=project.serving_version_id)
+    return project
+
+
 def serving_version(session: Session, project: Project) -> ModelVersion | None:
-    if project.serving_version_id:
-        return repo.get(session, project.serving_version_id)
-    return repo.latest(session, project.id)
+    return repo.serving_or_latest(session, project)
 
 
 def version_to_show(session: Session, project: Project, version_id: int | None) -> ModelVersion:

@@ -40,6 +40,7 @@ def test_three_rounds_on_celery_improve_the_held_back_part(case, pg, celery, sta
     celery.enqueue(job_id)
     versions = run_rounds(pg, celery.enqueue, project_id, rounds=3, timeout=900)
     assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
+    assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions  # never served worse
     with pg.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(ModelVersion)) == 4
 

@@ -11,6 +11,9 @@ from app.core.detectors.base import Detector
 # name -> "module:Class"; modules are imported only when the name is asked for.
 _REGISTRY: dict[str, str] = {
     "iforest": "app.core.detectors.iforest:IForestDetector",
+    "diff": "app.core.detectors.statistical:DiffScorer",
+    "rollingz": "app.core.detectors.statistical:RollingZScorer",
+    "ensemble": "app.core.detectors.ensemble:EnsembleDetector",
     "ae": "app.core.detectors.reconstruction:DenseAE",
     "vae": "app.core.detectors.reconstruction:DenseVAE",
     "lstm_ae": "app.core.detectors.reconstruction:LSTMAE",

@@ -1,0 +1,227 @@
+"""The gate in front of every request: who is calling (resolved before any body is read), how large a body may
+be, and the security headers of every response.
+
+FastAPI reads a route's body (a multipart upload into a temporary file, a JSON document into memory) before it
+resolves the route's dependencies, so authentication in a dependency comes too late to refuse an anonymous 300 MB
+upload. This ASGI middleware runs first: it resolves the credential in a short transaction of its own (in the
+threadpool, never on the event loop), refuses a write from nobody or a body over its route's limit from its
+``Content-Length`` alone, and counts the bytes of a body without one. The route's dependencies then reuse the
+resolved :class:`~app.accounts.service.Identity` (see :func:`app.deps.optional_principal`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+from fastapi import HTTPException
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from app.accounts import service
+from app.db import Database
+from app.settings import Settings
+
+log = logging.getLogger("anomaloop")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SESSION_COOKIE = "anomaloop_session"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PUBLIC_WRITES = {"/login"}
+"""Writes that need no credential (the sign-in form: rate limited and CSRF-checked by its route)."""
+UPLOAD_PATHS = {"/api/v1/datasets/import", "/admin/import"}
+"""Routes that take a file: admins only, up to ``max_upload_mb``; every other body is capped at ``max_json_kb``."""
+NO_IDENTITY_PREFIXES = ("/static/", "/vendor/", "/healthz")
+"""Public and static paths: no database work at all, so ``/healthz`` answers even when the pool is exhausted."""
+RETRY_AFTER_S = 5
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+"""Strict: scripts only from our own files (no inline script, no eval). Inline *styles* stay allowed: Plotly sets
+style attributes on the SVG it draws."""
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "img-src 'self' data: https://fastapi.tiangolo.com; "
+            "object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+"""FastAPI's Swagger page (``/api/docs``) is an inline script that loads Swagger UI from jsDelivr; only it gets this."""
+
+
+def _touch_executor() -> ThreadPoolExecutor:
+    # One thread for every last_used_at write of the process: they are rare (once a minute per token) and best
+    # effort, and never make a request wait.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
+
+
+class Guard:
+    """Pure ASGI middleware (no ``BaseHTTPMiddleware``: that would buffer streaming responses)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], settings: Settings, db: Database) -> None:
+        self.app = app
+        self.settings = settings
+        self.db = db
+        self.touches = _touch_executor()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = self._with_headers(scope, send)
+        path, method = scope["path"], scope["method"]
+        if path.startswith(NO_IDENTITY_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        auth = headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        cookie = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
+        identity: service.Identity | str | None = None
+        if bearer is not None or cookie:
+            try:
+                identity = await anyio.to_thread.run_sync(self._resolve, bearer, cookie)
+            except (PoolTimeout, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and not _is_busy(exc):
+                    raise
+                await _busy(scope, receive, send)
+                return
+        scope.setdefault("state", {})["identity"] = identity
+        if method not in SAFE_METHODS:
+            refusal = self._refuse_body(scope, path, headers, identity)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+            receive = _capped(receive, self._limit(path))
+        await self.app(scope, receive, send)
+        if isinstance(identity, service.Identity) and service.claim_touch(identity):
+            self.touches.submit(self._touch, identity.token_id)
+
+    # -- identity ----------------------------------------------------------------------------------------------
+    def _resolve(self, bearer: str | None, cookie: str | None) -> service.Identity | str | None:
+        with self.db.session_scope() as session:
+            return service.resolve_identity(session, bearer, cookie)
+
+    def _touch(self, token_id: int) -> None:
+        try:
+            with self.db.session_scope() as session:
+                service.touch_token(session, token_id)
+        except Exception:  # noqa: BLE001 - best effort: a busy database only delays the next write by a minute
+            log.debug("could not record token %s as used", token_id, exc_info=True)
+
+    # -- bodies ------------------------------------------------------------------------------------------------
+    def _limit(self, path: str) -> int:
+        if path in UPLOAD_PATHS:
+            return self.settings.max_upload_mb * 1024 * 1024 + 64 * 1024  # the multipart envelope and form fields
+        return self.settings.max_json_kb * 1024
+
+    def _refuse_body(self, scope: Scope, path: str, headers: dict[str, str],
+                     identity: service.Identity | str | None) -> Response | None:
+        """A response that refuses the request without reading its body, or ``None`` to let it through."""
+        json = _wants_json(path, headers)
+        if identity == service.INVALID_TOKEN:
+            return _error(json, 401, "invalid or revoked API token", scope)
+        if path not in PUBLIC_WRITES and identity is None:
+            return _error(json, 401, "sign in first", scope)
+        if path in UPLOAD_PATHS:
+            assert isinstance(identity, service.Identity)
+            if identity.role != "admin" or not service.scope_allows(identity.scopes, "admin"):
+                return _error(json, 403, "admins only", scope)
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _error(json, 400, "invalid Content-Length", scope)
+            if int(length) > self._limit(path):
+                return _error(json, 413, self._too_large(path), scope)
+        return None
+
+    def _too_large(self, path: str) -> str:
+        if path in UPLOAD_PATHS:
+            return f"the upload is larger than the {self.settings.max_upload_mb} MB limit"
+        return f"the request body is larger than the {self.settings.max_json_kb} KB limit"
+
+    # -- headers -----------------------------------------------------------------------------------------------
+    def _with_headers(self, scope: Scope, send: Send) -> Send:
+        extra = [(k.encode(), v.encode()) for k, v in security_headers(self.settings, scope["path"])]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [h for h in extra if h[0] not in present]
+            await send(message)
+
+        return send_with_headers
+
+
+def security_headers(settings: Settings, path: str) -> list[tuple[str, str]]:
+    """The headers every response carries (lower-case names); HSTS only in production (served over HTTPS)."""
+    headers = [("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin"), ("x-frame-options", "DENY"),
+               ("content-security-policy", DOCS_CSP if path in ("/api/docs", "/api/docs/oauth2-redirect") else CSP),
+               ("cross-origin-opener-policy", "same-origin")]
+    if settings.environment == "production":
+        headers.append(("strict-transport-security", "max-age=31536000; includeSubDomains"))
+    return headers
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that fails with 413 once more than ``limit`` body bytes arrived (bodies sent without a
+    ``Content-Length``, or with a false one)."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # FastAPI passes an HTTPException raised while reading the body through unchanged.
+                raise HTTPException(413, f"the request body is larger than the limit of {limit:,} bytes")
+        return message
+
+    return capped
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip('"') or None
+    return None
+
+
+def _wants_json(path: str, headers: dict[str, str]) -> bool:
+    return path.startswith("/api/") or "application/json" in headers.get("accept", "")
+
+
+def _error(json: bool, status: int, message: str, scope: Scope) -> Response:
+    if status == 401 and not json:
+        target = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+    if json:
+        return JSONResponse({"detail": message}, status_code=status)
+    return Response(f"{status}: {message}\n", status_code=status, media_type="text/plain")
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked" after its busy timeout: the same "try again shortly" as an exhausted pool."""
+    return "database is locked" in str(exc.orig) or "database table is locked" in str(exc.orig)
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    json = _wants_json(scope["path"], _headers(scope))
+    message = "the server is busy; retry in a few seconds"
+    response = (JSONResponse({"detail": message}, status_code=503) if json
+                else Response(message + "\n", status_code=503, media_type="text/plain"))
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    await response(scope, receive, send)

@@ -1,0 +1,506 @@
+"""``EnsembleDetector``: unsupervised members, normalised on the fit data, combined by weights learned from labels.
+
+How it works (issue 13, item 1):
+
+1. **Members.** ``members`` names registered detectors (default ``("diff", "rollingz", "iforest")``: |Δx|,
+   the rolling z-score and the isolation forest; deep ones such as ``"lstm_ae"``, ``"usad"`` or ``"rlad"``
+   may be added). Each is built with the ensemble's ``window``, ``stride``, ``seed`` and ``device`` plus
+   ``member_params[name]``, and fitted unsupervised on the same ``X``. All members see the same windows,
+   so their window scores line up one to one.
+2. **Normalisation** (``normalize``), learned per member from its window scores on the fit data:
+
+   - ``"tail"`` (default): the score's surprisal under the fit distribution, ``u = −log(1 − F(s))``, with
+     ``F`` the fit data's empirical CDF (right-continuous, at most ``1 − 1/(2n)``) and, beyond the largest
+     fit score, an exponential tail fitted to the fit scores' top 10 % (``u`` keeps growing linearly
+     instead of saturating). A window at the fit data's 90th percentile gets ``u ≈ 2.3``, at the 99.9th
+     ``≈ 6.9``; units are comparable across members whatever their score scale, and a score far past
+     anything seen in the fit data still ranks above one just past it.
+   - ``"rank"``: ``F(s)`` itself, in [0, 1] (saturates at the fit maximum).
+   - ``"robust"``: ``(s − median) / IQR`` (heavy-tailed members dominate a mean of these).
+
+3. **Combination.** ``window_scores = Z @ weights_``, ``Z`` the ``(n_windows, M)`` normalised member
+   scores and ``weights_`` on the simplex (non-negative, summing to 1). **Prior** (no labels): equal
+   weights, i.e. the mean of the normalised members — ``window_scores`` is then exactly
+   ``Z @ np.full(M, 1 / M)``.
+4. **Learning from labels** (``feedback``). First every member runs its own feedback (deep members:
+   masked minimax; ``rlad``: its DQN round) and a member whose scores can change is re-normalised on the
+   feedback ``X``'s windows (unsupervised; the fit data are not kept). Then the weights are learned from
+   the **labeled windows only**: a window is labeled when its end point is (RLAD's rule, and the point
+   scores map each point to the window ending on it, so this is what the evaluation sees), and its
+   label is its end point's. ``weights_ = softmax(θ)``, ``θ`` found by L-BFGS minimising
+
+       Σ_i c_i · loss_i(θ) + (strength / 2) · ‖θ‖²
+
+   where ``θ = 0`` is the prior, ``c_i`` weighs each labeled window as ``stride / window`` of an answer
+   (the ~``window`` end-point-labeled windows of one answered window count as about one answer), with
+   the two classes balanced. The data term grows with the number of answers, the penalty does not, so a
+   few labels leave the weights near the prior and many agreeing labels move them decisively; the
+   simplex keeps every member's direction (a label can lower a member's weight, never invert it).
+   ``combine`` picks ``loss_i``:
+
+   - ``"logistic"`` (default): a logistic model ``σ(a (Z_i · w − b))`` with a free scale ``a > 0`` and
+     offset ``b``; needs both classes among the labels (else the weights stay as they are).
+   - ``"aad"``: Active Anomaly Discovery's hinge (Das et al. 2016), smoothed: an anomaly should score above,
+     a normal window below, the ``tau`` quantile of the combined scores of all of ``X``'s windows (labeled or
+     not), in units of their IQR; learns from one class too.
+
+``window_drivers`` names, per window, the member with the largest contribution ``w_m · Z_m``;
+``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from app.core.detectors.base import Detector
+from app.core.runtime import Progress, ProgressCallback, report
+from app.core.windows import LabeledRange, ranges_to_point_labels, window_ends
+
+NORMALIZERS = ("tail", "rank", "robust")
+COMBINERS = ("logistic", "aad")
+POOLS = ("hmp", "mean")
+DEFAULT_MEMBERS = ("diff", "rollingz", "iforest")
+_CACHE_SIZE = 3
+"""Series whose raw member scores are kept (a loop round scores the pool, learns on the labeled part, and
+rescores the whole series)."""
+_TAIL_FROM = 0.9
+"""The exponential tail beyond the fit maximum is fitted between this fit quantile and the maximum."""
+
+
+# -- normalisation ---------------------------------------------------------------------------------
+
+
+def fit_normalizer(scores: np.ndarray) -> dict[str, np.ndarray | float]:
+    """What every normaliser needs from one member's fit window scores ``(n,)``: a quantile grid.
+
+    Returns ``{"q": (K,) increasing scores, "p": (K,) their CDF values, "median", "iqr", "beta"}``.
+    The grid has steps of 0.01 in probability up to the 90th percentile and is dense above it (down to
+    ``1/n``), where anomalies live; between grid points the CDF is linear. ``beta`` is the scale of
+    the exponential tail used beyond the largest fit score.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(s)
+    if n == 0:
+        raise ValueError("no fit window scores to normalise")
+    probs = np.unique(np.concatenate([np.linspace(0.0, _TAIL_FROM, 91), 1.0 - np.geomspace(1 - _TAIL_FROM, 1.0 / n,
+                                                                                             120)]))
+    q = np.quantile(s, probs)
+    q = np.append(q, s[-1])
+    p = np.append(probs, 1.0 - 0.5 / n)  # the largest fit score: F capped so that −log(1 − F) stays finite
+    p = np.maximum.accumulate(np.clip(p, 0.0, 1.0 - 0.5 / n))
+    # Ties (e.g. many exact zeros of |Δx|): keep one point per distinct score with the largest CDF value
+    # (right-continuous ECDF), so np.interp sees strictly increasing abscissae.
+    keep = np.append(q[1:] != q[:-1], True)
+    q, p = q[keep], p[keep]
+    median, q75, q25 = np.quantile(s, [0.5, 0.75, 0.25])
+    spread = max(float(s[-1] - s[0]), abs(float(median)), 1.0) * 1e-9
+    iqr = float(q75 - q25) if q75 - q25 > spread else max(float(s[-1] - median), spread)
+    q_tail = float(np.quantile(s, _TAIL_FROM))
+    u_gap = -np.log(0.5 / n) + np.log(1 - _TAIL_FROM)  # u(max) − u(q_tail)
+    beta = max(float(s[-1]) - q_tail, iqr, spread) / max(float(u_gap), 1.0)
+    return {"q": q, "p": p, "median": float(median), "iqr": iqr, "beta": float(beta)}
+
+
+def normalize(scores: np.ndarray, norm: dict[str, Any], kind: str = "tail") -> np.ndarray:
+    """One member's window scores ``(n,)`` mapped by its fitted normaliser (see the module docstring)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if kind == "robust":
+        return (s - norm["median"]) / norm["iqr"]
+    q, p = norm["q"], norm["p"]
+    cdf = np.interp(s, q, p, left=0.0) if len(q) > 1 else np.where(s >= q[0], p[0], 0.0)
+    if kind == "rank":
+        return cdf
+    if kind != "tail":
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, not {kind!r}")
+    u = -np.log1p(-cdf)
+    beyond = s > q[-1]
+    if beyond.any():
+        u[beyond] = -np.log1p(-p[-1]) + (s[beyond] - q[-1]) / norm["beta"]
+    return u
+
+
+# -- learning the weights --------------------------------------------------------------------------
+
+
+def _softmax(theta: np.ndarray) -> np.ndarray:
+    e = np.exp(theta - theta.max())
+    return e / e.sum()
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def pooled(Z: np.ndarray, weights: np.ndarray, pool: str = "hmp") -> np.ndarray:
+    """The combined score of every row of ``Z`` ``(n, M)`` with simplex ``weights`` ``(M,)``: ``(n,)``.
+
+    ``"mean"``: ``Z @ w`` (with ``tail`` units, Fisher's combination of the members' tail probabilities);
+    ``"hmp"``: ``log Σ_m w_m · exp(Z_m)`` (with ``tail`` units, minus the log of the weighted harmonic mean
+    of the tail probabilities: the rarest member dominates, ``log w_m`` is its handicap)."""
+    if pool == "mean":
+        return Z @ weights
+    if pool != "hmp":
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
+    top = Z.max(axis=1)  # log Σ w e^Z = top + log Σ w e^(Z − top): no overflow, the max term is w_m >= 0 exactly
+    return top + np.log(np.exp(Z - top[:, None]) @ weights)
+
+
+def contributions(Z: np.ndarray, weights: np.ndarray, pool: str = "hmp") -> np.ndarray:
+    """Each member's share of each combined score, ``(n, M)``: ``w_m Z_m`` (mean) or ``log w_m + Z_m`` (hmp)."""
+    if pool == "mean":
+        return Z * weights
+    with np.errstate(divide="ignore"):
+        return Z + np.log(weights)
+
+
+def _pooled_and_jacobian(Z: np.ndarray, theta: np.ndarray, pool: str) -> tuple[np.ndarray, np.ndarray]:
+    """``f = pooled(Z, softmax(θ))`` ``(n,)`` and ``df/dθ`` ``(n, M)``."""
+    w = _softmax(theta)
+    if pool == "mean":
+        f = Z @ w
+        return f, w * (Z - f[:, None])  # d(Z·w)/dθ_m = w_m (Z_m − Z·w)
+    h = Z + theta  # log w_m = θ_m − logsumexp(θ)
+    lse = logsumexp(h, axis=1)
+    r = np.exp(h - lse[:, None])  # each member's share of the pooled sum
+    return lse - logsumexp(theta), r - w
+
+
+def learn_weights(
+    Z: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray,
+    *,
+    combine: str = "logistic",
+    pool: str = "hmp",
+    strength: float = 1.0,
+    Z_all: np.ndarray | None = None,
+    tau: float = 0.97,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Simplex weights ``(M,)`` of the members from labeled windows (module docstring, step 4).
+
+    ``Z``: ``(n_labeled, M)`` normalised member scores; ``y``: ``(n_labeled,)`` 0/1; ``sample_weight``:
+    ``(n_labeled,)`` answers each window stands for (the classes are balanced here); ``pool``: how
+    weighted members combine (:func:`pooled`); ``Z_all``: ``(n_windows, M)`` every window of the series
+    (``"aad"``'s quantile; defaults to ``Z``). Returns the weights and a small dict of diagnostics. With
+    nothing to learn from, the prior (equal weights).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    y = np.asarray(y).astype(bool)
+    m = Z.shape[1]
+    prior = np.full(m, 1.0 / m)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    info: dict[str, float] = {"n_pos": n_pos, "n_neg": n_neg, "loss": float("nan")}
+    if combine not in COMBINERS:
+        raise ValueError(f"combine must be one of {', '.join(COMBINERS)}, not {combine!r}")
+    if n_pos + n_neg == 0 or m == 1 or (combine == "logistic" and min(n_pos, n_neg) == 0):
+        return prior, info
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    # Balance the classes, keeping the total weight (the number of answers the labels stand for).
+    c = sw
+    if n_pos and n_neg:
+        c = np.where(y, sw.sum() / (2 * sw[y].sum()), sw.sum() / (2 * sw[~y].sum())) * sw
+    sign = np.where(y, 1.0, -1.0)
+    theta0 = np.zeros(m)
+
+    if combine == "logistic":
+        f0 = pooled(Z, prior, pool)
+        spread = max(float(np.std(f0)), 1e-6)
+        x0 = np.concatenate([theta0, [np.log(1.0 / spread), float(np.median(f0))]])
+
+        def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
+            theta, log_a, b = v[:m], v[m], v[m + 1]
+            a = np.exp(log_a)
+            f, jac = _pooled_and_jacobian(Z, theta, pool)
+            logit = a * (f - b)
+            loss = float(c @ _softplus(-sign * logit)) + 0.5 * strength * float(theta @ theta) + 1e-3 * log_a**2
+            d_logit = -sign * _sigmoid(-sign * logit) * c  # dLoss/dlogit
+            g_theta = a * (jac.T @ d_logit) + strength * theta
+            g_log_a = float(d_logit @ (f - b)) * a + 2e-3 * log_a
+            g_b = -a * float(d_logit.sum())
+            return loss, np.concatenate([g_theta, [g_log_a, g_b]])
+
+        res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+        info["loss"] = float(res.fun)
+        return _softmax(res.x[:m]), info
+
+    # "aad": hinge to the tau-quantile of all windows' combined scores, smoothed, quantile held per pass.
+    Za = Z if Z_all is None else np.asarray(Z_all, dtype=np.float64)
+    theta = theta0
+    for _ in range(3):
+        fa = pooled(Za, _softmax(theta), pool)
+        q_tau = float(np.quantile(fa, tau))
+        scale = max(float(np.subtract(*np.quantile(fa, [0.75, 0.25]))), 1e-6)
+
+        def objective(v: np.ndarray, q_tau: float = q_tau, scale: float = scale) -> tuple[float, np.ndarray]:
+            f, jac = _pooled_and_jacobian(Z, v, pool)
+            margin = sign * (q_tau - f) / scale  # > 0: on the wrong side of the quantile
+            loss = float(c @ _softplus(margin)) + 0.5 * strength * float(v @ v)
+            d_f = c * _sigmoid(margin) * (-sign / scale)
+            return loss, jac.T @ d_f + strength * v
+
+        res = minimize(objective, theta, jac=True, method="L-BFGS-B", options={"maxiter": 300})
+        theta = res.x
+        info["loss"] = float(res.fun)
+        info["quantile"] = q_tau
+    return _softmax(theta), info
+
+
+# -- the detector ----------------------------------------------------------------------------------
+
+
+def _scaled_progress(callback: ProgressCallback | None, phase: str, i: int, n: int) -> ProgressCallback | None:
+    """A callback for member ``i`` of ``n`` that reports the whole call's fraction."""
+    if callback is None:
+        return None
+
+    def relay(p: Progress) -> None:
+        callback(Progress(phase=f"{phase} {p.phase}", fraction=(i + p.fraction) / n, step=p.step,
+                          total_steps=p.total_steps, loss=p.loss, reward=p.reward, extra=p.extra))
+
+    return relay
+
+
+class EnsembleDetector(Detector):
+    """Members' normalised window scores combined by simplex weights: a prior, then learned from labels.
+
+    Parameters: ``window``, ``stride``, ``seed``, ``device`` (handed to every member); ``members``
+    (registry names, default ``("diff", "rollingz", "iforest")``); ``member_params`` (name -> extra
+    keyword arguments of that member; ``window``/``stride`` are the ensemble's); ``normalize``
+    (``"tail"`` | ``"rank"`` | ``"robust"``); ``combine`` (``"logistic"`` | ``"aad"``); ``strength`` (the
+    pull of the weights towards the prior, in answers: see the module docstring); ``tau`` (``"aad"``'s
+    quantile). Learned: ``members_``, ``member_names_``, ``norms_``, ``weights_``.
+    """
+
+    name: ClassVar[str] = "ensemble"
+    can_hold_out_labels: ClassVar[bool] = True
+    """``validation_window_scores`` can score with the weights learned from a subset of the labels."""
+
+    def __init__(
+        self,
+        *,
+        window: int = 25,
+        stride: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+        members: Sequence[str] = DEFAULT_MEMBERS,
+        member_params: dict[str, dict[str, Any]] | None = None,
+        normalize: str = "tail",
+        pool: str = "hmp",
+        combine: str = "logistic",
+        strength: float = 1.0,
+        tau: float = 0.97,
+    ) -> None:
+        super().__init__(window=window, stride=stride, seed=seed, device=device)
+        self.members = members
+        self.member_params = member_params
+        self.normalize = normalize
+        self.pool = pool
+        self.combine = combine
+        self.strength = strength
+        self.tau = tau
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        names = list(self.members)
+        if not names:
+            raise ValueError("an ensemble needs at least one member")
+        if len(set(names)) != len(names):
+            raise ValueError(f"members must be distinct, got {names}")
+        if "ensemble" in names:
+            raise ValueError("an ensemble cannot be its own member")
+        for name, params in (self.member_params or {}).items():
+            if name not in names:
+                raise ValueError(f"member_params names {name!r}, which is not a member ({names})")
+            clash = sorted({"window", "stride", "seed", "device"} & set(params))
+            if clash:
+                raise ValueError(f"member_params[{name!r}] sets {clash}: members take the ensemble's")
+        if self.normalize not in NORMALIZERS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, not {self.normalize!r}")
+        if self.combine not in COMBINERS:
+            raise ValueError(f"combine must be one of {', '.join(COMBINERS)}, not {self.combine!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
+        if self.strength < 0 or not 0 < self.tau < 1:
+            raise ValueError("strength must be >= 0 and tau in (0, 1)")
+
+    def _make_members(self) -> list[Detector]:
+        from app.core.detectors.registry import make_detector
+
+        extra = self.member_params or {}
+        return [
+            make_detector(name, window=self.window, stride=self.stride, seed=self.seed, device=self.device,
+                          **extra.get(name, {}))
+            for name in self.members
+        ]
+
+    @staticmethod
+    def _changes_with_labels(member: Detector) -> bool:
+        return type(member).feedback is not Detector.feedback
+
+    def _raw_member_scores(self, X: np.ndarray) -> np.ndarray:
+        """Every member's raw window scores: ``(n_windows, M)``."""
+        cols = [np.asarray(m.window_scores(X), dtype=np.float64) for m in self.members_]
+        lengths = {len(c) for c in cols}
+        if len(lengths) != 1:
+            counts = dict(zip(self.member_names_, map(len, cols), strict=True))
+            raise RuntimeError(f"members disagree on the number of windows: {counts}")
+        return np.column_stack(cols)
+
+    def _key(self, X: np.ndarray) -> tuple[Any, ...]:
+        x = np.ascontiguousarray(X)
+        return (x.shape, x.dtype.str, hashlib.blake2b(x.view(np.uint8).reshape(-1), digest_size=16).digest())
+
+    def member_window_scores(self, X: np.ndarray) -> np.ndarray:
+        """Normalised member window scores ``Z``: ``(n_windows, M)``, columns in ``member_names_`` order.
+
+        The members' raw scores of the last few series are kept in memory (keyed by a hash of ``X``; not
+        serialised), so scoring, explaining and learning on the same series run the members once; member
+        feedback clears them."""
+        self._check_fitted()
+        key = self._key(X)
+        cache: dict[Any, np.ndarray] = getattr(self, "_cache", None) or {}
+        raw = cache.pop(key, None)
+        if raw is None:
+            raw = self._raw_member_scores(X)
+        cache[key] = raw  # most recent last
+        while len(cache) > _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        self._cache = cache
+        return np.column_stack([normalize(raw[:, j], self.norms_[j], self.normalize) for j in range(raw.shape[1])])
+
+    def _labeled_windows(
+        self, n_points: int, ranges: Sequence[LabeledRange], exclude: Sequence[LabeledRange] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(window indices, 0/1 labels)`` of the windows whose end point is labeled (and not in ``exclude``)."""
+        ends = window_ends(n_points, self.window, self.stride)
+        point = ranges_to_point_labels(list(ranges), n_points)[ends]
+        keep = point >= 0
+        if exclude:
+            keep &= ranges_to_point_labels(list(exclude), n_points)[ends] < 0
+        idx = np.flatnonzero(keep)
+        return idx, point[idx].astype(np.int8)
+
+    def _learn(self, Z: np.ndarray, idx: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        # Each labeled window stands for stride / window of an answer (a window answer labels ~window / stride
+        # windows by their end points).
+        sw = np.full(len(idx), self.stride / self.window)
+        return learn_weights(Z[idx], labels, sw, combine=self.combine, pool=self.pool, strength=self.strength,
+                             Z_all=Z, tau=self.tau)
+
+    # -- the contract ----------------------------------------------------------------------------
+    def fit(
+        self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None
+    ) -> EnsembleDetector:
+        """Fit every member unsupervised on ``X`` ``(n_points, n_channels)``, then each member's normaliser on
+        its window scores of ``X``. Weights start at the prior. ``y`` (optional point labels, -1 unknown)
+        goes to the members and, where any is known, the weights are learned from it as in ``feedback``."""
+        self._validate_params()
+        members = self._make_members()
+        for i, member in enumerate(members):
+            member.fit(X, y, progress=_scaled_progress(progress, "fit", i, len(members)))
+        self.members_ = members
+        self.member_names_ = list(self.members)
+        self._cache = None
+        raw = self._raw_member_scores(X)
+        self.norms_ = [fit_normalizer(raw[:, j]) for j in range(raw.shape[1])]
+        self.weights_ = np.full(len(members), 1.0 / len(members))
+        self.labels_seen_ = 0
+        self.feedback_rounds_ = 0
+        self.last_fit_info_: dict[str, float] = {}
+        self.fitted_ = True
+        if y is not None:
+            labels = np.asarray(y)
+            if len(labels) != len(X):
+                raise ValueError(f"y has {len(labels)} labels for {len(X)} points")
+            ends = window_ends(len(X), self.window, self.stride)
+            idx = np.flatnonzero(labels[ends] >= 0)
+            if len(idx):
+                self.weights_, self.last_fit_info_ = self._learn(self.member_window_scores(X), idx,
+                                                                 labels[ends][idx].astype(np.int8))
+        return self
+
+    def window_scores(self, X: np.ndarray) -> np.ndarray:
+        """``Z @ weights_``: ``(n_windows,)``. Before any label ``weights_`` is ``np.full(M, 1 / M)``: the mean of
+        the normalised members (the prior)."""
+        return pooled(self.member_window_scores(X), self.weights_, self.pool)
+
+    def feedback(
+        self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
+    ) -> EnsembleDetector:
+        """Members' own feedback on ``X`` with ``ranges``, then the weights learned from the labeled windows.
+
+        ``ranges``: every label so far (half-open point ranges of ``X``, value 0/1). Members whose scores
+        labels can change get their normaliser refitted on ``X``'s windows (unlabeled use of ``X``).
+        """
+        self._check_fitted()
+        ranges = list(ranges)
+        learners = [j for j, m in enumerate(self.members_) if self._changes_with_labels(m)]
+        for step, j in enumerate(learners):
+            self.members_[j].feedback(X, ranges, progress=_scaled_progress(progress, "feedback", step,
+                                                                           len(learners) + 1))
+        if learners:  # their scores changed: forget every cached series, re-normalise them on X
+            self._cache = None
+            raw = self._raw_member_scores(X)
+            for j in learners:
+                self.norms_[j] = fit_normalizer(raw[:, j])
+            self._cache = {self._key(X): raw}
+        Z = self.member_window_scores(X)
+        idx, labels = self._labeled_windows(len(X), ranges)
+        self.weights_, self.last_fit_info_ = self._learn(Z, idx, labels)
+        self.labels_seen_ = len(idx)
+        self.feedback_rounds_ += 1
+        report(progress, Progress(phase="feedback combine", fraction=1.0))
+        return self
+
+    # -- what the loop and the service read --------------------------------------------------------
+    def window_drivers(self, X: np.ndarray, window_scores: np.ndarray | None = None) -> np.ndarray:
+        """Index into ``member_names_`` of the member contributing most (``w_m · Z_m``) to each window:
+        ``(n_windows,)`` int. ``window_scores``: this detector's scores of ``X`` if the caller has them
+        (only checked for length; the members' scores of the last series are cached)."""
+        Z = self.member_window_scores(X)
+        if window_scores is not None and len(window_scores) != len(Z):
+            raise ValueError(f"{len(window_scores)} window scores for {len(Z)} windows")
+        return np.argmax(contributions(Z, self.weights_, self.pool), axis=1).astype(np.int64)
+
+    def validation_window_scores(
+        self, X: np.ndarray, train_ranges: Sequence[LabeledRange], heldout_ranges: Sequence[LabeledRange]
+    ) -> np.ndarray:
+        """Window scores ``(n_windows,)`` of ``X`` with the weights learned from ``train_ranges`` only.
+
+        The members stay as they are (no member feedback); windows whose end point is in ``heldout_ranges``
+        are left out of the learning even where ``train_ranges`` also cover them, so the caller can score
+        the held-out labels honestly. The detector itself is not changed."""
+        self._check_fitted()
+        Z = self.member_window_scores(X)
+        idx, labels = self._labeled_windows(len(X), list(train_ranges), list(heldout_ranges))
+        weights, _ = self._learn(Z, idx, labels)
+        return pooled(Z, weights, self.pool)
+
+    # -- serialization -----------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        state = {k: v for k, v in super()._get_state().items() if k != "members_"}
+        state["member_bytes_"] = [m.to_bytes() for m in self.members_]
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        from app.core.detectors.registry import load_detector
+
+        state = dict(state)
+        blobs = state.pop("member_bytes_")
+        super()._set_state(state)
+        self.members_ = [load_detector(b) for b in blobs]
+        self._cache = None
+
+
+__all__ = ["COMBINERS", "DEFAULT_MEMBERS", "NORMALIZERS", "POOLS", "EnsembleDetector", "contributions",
+           "fit_normalizer", "learn_weights", "normalize", "pooled"]
