@@ -175,8 +175,11 @@ def plan_cmd(
     detectors: Annotated[str, typer.Option(help="Comma-separated labeled detectors.")]
     = "usad,lstm_ae,rlad,transformer",
     budgets: Annotated[str, typer.Option(help="Comma-separated budgets.")] = "0,0.001,0.01,0.05",
-    parts: Annotated[str, typer.Option(help="Comma-separated: efficiency, s002, ablations.")]
+    parts: Annotated[str, typer.Option(help="Comma-separated: efficiency, s002, ablations, labels (issue 13's "
+                                            "table: the served ensemble, peers, rlad, lstm_ae on larger subsets).")]
     = "efficiency,s002,ablations",
+    label_detectors: Annotated[str, typer.Option("--label-detectors", help="Comma-separated detectors of the "
+                                                 "'labels' part.")] = "ensemble,aadforest,xgbod,rlad,lstm_ae",
     ablation_backbone: Annotated[str, typer.Option("--ablation-backbone")] = "transformer",
     quick: Annotated[bool, typer.Option("--quick", help="Plan --quick runs (a smoke test of the plan).")] = False,
     executable: Annotated[str, typer.Option(help="The anomaloop command the lines call.")] = ".venv/bin/anomaloop",
@@ -190,7 +193,7 @@ def plan_cmd(
         cfg = PlanConfig(data_root=data_root, out=out, sets=parse_list(sets), seeds=parse_list(seeds, int),
                          detectors=parse_list(detectors), budgets=parse_list(budgets, float),
                          parts=parse_list(parts), ablation_backbone=ablation_backbone, quick=quick,
-                         executable=executable)
+                         executable=executable, label_detectors=parse_list(label_detectors))
         validate(cfg, detector_names())
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

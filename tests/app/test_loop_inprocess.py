@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from app.core.detectors import detector_class
 from app.db import Database
 from app.projects.models import Label
 from tests.app.loop_helpers import create, executor, import_series, run_rounds
@@ -25,9 +26,10 @@ def test_three_rounds_improve_the_held_back_part(case, sqlite_url, shared_data, 
         ex.shutdown()
         assert [v["labels_used"] for v in versions] == _expected_labels(case)
         assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
-        # what serves is never worse on the held-back part than the round-0 version, and every later version was judged
-        assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions
         assert all("serve" in v["adoption"] and "reason" in v["adoption"] for v in versions[1:]), versions
+        if detector_class(LOOP_CASES[case]["detector"]).can_hold_out_labels:
+            # judged on answers it did not learn from: what serves is never worse on the held-back part than round 0
+            assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions
         with db.session_scope() as s:  # every oracle answer is stored as labels
             assert s.scalar(select(func.count()).select_from(Label).where(Label.source == "oracle")) > 0
     finally:

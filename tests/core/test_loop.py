@@ -10,9 +10,9 @@ from app.core.detectors import make_detector
 from app.core.loop import (
     GroundTruthOracle,
     OracleRefused,
-    Split,
     PoolState,
     SeriesPool,
+    Split,
     ask,
     labeled_windows,
     learn,

@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from app.core.detectors import detector_class
 from app.jobs.executor import CeleryExecutor
 from app.jobs.models import Job
 from app.projects import service as projects
@@ -40,7 +41,8 @@ def test_three_rounds_on_celery_improve_the_held_back_part(case, pg, celery, sta
     celery.enqueue(job_id)
     versions = run_rounds(pg, celery.enqueue, project_id, rounds=3, timeout=900)
     assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
-    assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions  # never served worse
+    if detector_class(LOOP_CASES[case]["detector"]).can_hold_out_labels:  # judged on answers it did not learn from
+        assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions  # never served worse
     with pg.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(ModelVersion)) == 4
 

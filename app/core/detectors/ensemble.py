@@ -18,10 +18,17 @@ How it works (issue 13, item 1):
    - ``"rank"``: ``F(s)`` itself, in [0, 1] (saturates at the fit maximum).
    - ``"robust"``: ``(s − median) / IQR`` (heavy-tailed members dominate a mean of these).
 
-3. **Combination.** ``window_scores = Z @ weights_``, ``Z`` the ``(n_windows, M)`` normalised member
-   scores and ``weights_`` on the simplex (non-negative, summing to 1). **Prior** (no labels): equal
-   weights, i.e. the mean of the normalised members — ``window_scores`` is then exactly
-   ``Z @ np.full(M, 1 / M)``.
+3. **Combination** (``pool``) of the normalised member scores ``Z`` ``(n_windows, M)`` with weights
+   ``weights_`` on the simplex (non-negative, summing to 1), see :func:`pooled`:
+
+   - ``"hmp"`` (default): ``log Σ_m w_m · exp(Z_m)``. With ``tail`` units ``exp(Z_m) = 1 / p_m``, the
+     inverse tail probability, so this is minus the log of the weighted harmonic mean of the members'
+     p-values (Wilson 2019): the member that finds a window rarest drives its score, and ``log w_m`` is
+     that member's handicap (at ``w_m = 0.05`` it must find a window 20 times rarer to drive it).
+   - ``"mean"``: ``Z @ w`` (with ``tail`` units, Fisher's combination ``−Σ w_m log p_m``).
+
+   **Prior** (no labels): equal weights. With the defaults ``window_scores`` is then exactly
+   ``log(mean_m exp(Z_m))`` (``logsumexp(Z, axis=1) − log M``).
 4. **Learning from labels** (``feedback``). First every member runs its own feedback (deep members:
    masked minimax; ``rlad``: its DQN round) and a member whose scores can change is re-normalised on the
    feedback ``X``'s windows (unsupervised; the fit data are not kept). Then the weights are learned from
@@ -38,13 +45,15 @@ How it works (issue 13, item 1):
    simplex keeps every member's direction (a label can lower a member's weight, never invert it).
    ``combine`` picks ``loss_i``:
 
-   - ``"logistic"`` (default): a logistic model ``σ(a (Z_i · w − b))`` with a free scale ``a > 0`` and
+   - ``"logistic"`` (default): a logistic model ``σ(a (f_i − b))`` of the pooled score ``f_i`` with a free
+     scale ``a > 0`` and
      offset ``b``; needs both classes among the labels (else the weights stay as they are).
    - ``"aad"``: Active Anomaly Discovery's hinge (Das et al. 2016), smoothed: an anomaly should score above,
      a normal window below, the ``tau`` quantile of the combined scores of all of ``X``'s windows (labeled or
      not), in units of their IQR; learns from one class too.
 
-``window_drivers`` names, per window, the member with the largest contribution ``w_m · Z_m``;
+``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
+``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`);
 ``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
 """
 
@@ -284,6 +293,8 @@ class EnsembleDetector(Detector):
     name: ClassVar[str] = "ensemble"
     can_hold_out_labels: ClassVar[bool] = True
     """``validation_window_scores`` can score with the weights learned from a subset of the labels."""
+    explains_windows: ClassVar[bool] = True
+    """``window_drivers`` and ``member_names_`` name the member that drove each window's score."""
 
     def __init__(
         self,
@@ -430,8 +441,8 @@ class EnsembleDetector(Detector):
         return self
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
-        """``Z @ weights_``: ``(n_windows,)``. Before any label ``weights_`` is ``np.full(M, 1 / M)``: the mean of
-        the normalised members (the prior)."""
+        """``pooled(Z, weights_, pool)``: ``(n_windows,)``. Before any label ``weights_`` is ``np.full(M, 1 / M)``
+        (the prior, module docstring step 3)."""
         return pooled(self.member_window_scores(X), self.weights_, self.pool)
 
     def feedback(
