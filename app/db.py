@@ -67,6 +67,16 @@ def make_engine(url: str, pool: PoolOptions | None = None) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _sqlite_savepoint(conn, _name) -> None:  # type: ignore[no-untyped-def]
+            # pysqlite opens a transaction only before DML, so a SAVEPOINT issued first ran outside any transaction
+            # and its RELEASE committed at once: a new model version became visible before the round status and the
+            # serving pick written after it in the same scope. A savepoint now always sits inside a transaction.
+            # (Reads keep running outside one until the first write, so they never hold a stale snapshot that
+            # could not be upgraded to a write.)
+            if not conn.connection.dbapi_connection.in_transaction:
+                conn.exec_driver_sql("BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, **sizes)
 

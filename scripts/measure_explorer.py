@@ -158,7 +158,10 @@ def _page_load(context, page) -> dict:  # type: ignore[no-untyped-def]
     cdp.detach()
     stats = page.evaluate("() => window.explorerStats")
     first = stats["views"][0]
+    scripts = page.evaluate("""performance.getEntriesByType('resource')
+        .filter((e) => e.initiatorType === 'script').reduce((s, e) => s + e.transferSize, 0)""")
     return {"first_chart_ms": stats["firstChartMs"], "fetch_ms": first["fetchMs"], "draw_ms": first["drawMs"],
+            "script_bytes": scripts,
             "bytes": first["bytes"], "longest_task_ms": max(page.evaluate("() => window.__longtasks") or [0]),
             "heap_mb": metrics.get("JSHeapUsedSize", 0) / 1e6}
 
@@ -247,16 +250,18 @@ def main() -> None:
 
     print(f"## Series explorer, {args.points:,} points (random walk, 1 channel, 12 ground-truth segments)\n")
     print(f"Wrote the {'CSV' if args.csv else 'Parquet'} file in {t_write:.1f} s, imported it in {t_import:.1f} s. "
-          f"Machine: {os.cpu_count()} CPUs, headless Debian chromium, server in its own process.\n")
+          f"Machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), headless Debian "
+          f"chromium, server in its own process.\n")
     print("### Page loads\n")
-    print("Each load is a fresh browser context: first the page with an empty cache (Plotly's 4.8 MB bundle fetched "
-          "and compiled), then the same page again (Plotly cached, as for any returning user). Load 1 meets a "
-          "server that has not summarised the series yet.\n")
+    print("Each load is a fresh browser context: first the page with an empty cache (Plotly's bundle fetched and "
+          "compiled: the partial basic bundle, 1.2 MB, 0.39 MB gzipped), then the same page again (Plotly cached, as "
+          "for any returning user). Load 1 meets a server that has not summarised the series yet.\n")
     print(table(load_rows, [("load", "load", ""), ("cache", "browser cache", ""),
                             ("first_chart_ms", "navigation → chart drawn (ms)", ".0f"),
                             ("fetch_ms", "view fetch (ms)", ".0f"), ("draw_ms", "draw (ms)", ".0f"),
                             ("bytes", "bytes", ","), ("longest_task_ms", "longest main-thread task (ms)", ".0f"),
-                            ("heap_mb", "JS heap after 2 s (MB)", ".1f")]))
+                            ("heap_mb", "JS heap after 2 s (MB)", ".1f"),
+                            ("script_bytes", "script bytes transferred", ",")]))
     print("\n### Zoom and pan (last page load; input → chart drawn, in the page's clock)\n")
     print(table(action_rows, [("action", "action", ""), ("span", "points shown", ","),
                               ("input_to_chart_ms", "input → chart (ms)", ".0f"), ("fetch_ms", "fetch (ms)", ".0f"),

@@ -439,9 +439,12 @@
       title = `Round ${S.round.number} complete — retraining was cancelled`;
     } else if (retrain && retrain.status === "done") {
       title = `Round ${S.round.number} complete — the model is retrained`;
-      text = "The new version was stored; an admin decides whether it serves.";
+      text = retrain.serving != null ? `The new version is stored; v${retrain.serving} still serves (the project page says why).`
+                                     : "The new version is stored.";
     } else if (retrain && retrain.status === "none") {
       title = `Round ${S.round.number} complete`;
+    } else if (retrain && retrain.status === "queued") {
+      text = "waiting for a worker";
     } else if (retrain && retrain.status === "running") {
       text = `${Math.round(100 * (retrain.progress || 0))} %${retrain.message ? " · " + retrain.message : ""}`;
     }

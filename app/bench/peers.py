@@ -379,7 +379,14 @@ PEERS: dict[str, type[Detector]] = {"aadforest": AADForestPeer, "xgbod": XGBODPe
 an ``ImportError`` that says what to install (see :func:`available_peers`)."""
 
 
+PEER_LIBRARIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "aadforest": (("coniferest",), INSTALL_HINT),
+    "xgbod": (("pyod", "xgboost"), INSTALL_HINT),
+    "deepsad": (("deepod",), "pip install --no-deps deepod==0.4.1 tqdm (not in the extra: deepod pins torch<1.13.1)"),
+}
+"""Peer name -> (modules it imports, how to install them)."""
+
+
 def available_peers() -> list[str]:
     """The peers whose libraries are importable here."""
-    modules = {"aadforest": ("coniferest",), "xgbod": ("pyod", "xgboost"), "deepsad": ("deepod",)}
-    return [name for name, mods in modules.items() if all(importlib.util.find_spec(m) for m in mods)]
+    return [name for name, (mods, _) in PEER_LIBRARIES.items() if all(importlib.util.find_spec(m) for m in mods)]

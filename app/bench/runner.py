@@ -29,6 +29,7 @@ from app.bench.baselines import BASELINES
 from app.bench.data import LoadedSeries, discover, load
 from app.bench.protocol import ProtocolConfig, make_split
 from app.core.adoption import AdoptionRule
+from app.core.detectors.base import Detector
 from app.core.loop import GroundTruthOracle, Split, run_experiment
 
 SCHEMA = "anomaloop.bench/1"
@@ -67,7 +68,7 @@ class RunConfig:
     @property
     def strategy_name(self) -> str:
         """The detector's own default strategy (``Detector.default_strategy``) unless one is given."""
-        return self.strategy or getattr(detector_type(self.detector), "default_strategy", "top_k")
+        return self.strategy or detector_type(self.detector).default_strategy
 
     @property
     def answer_mode(self) -> str:
@@ -75,7 +76,7 @@ class RunConfig:
         answers it (RLAD: the end point only; everything else: the whole window)."""
         if self.answer != "auto":
             return self.answer
-        return getattr(detector_type(self.detector), "answer_mode", "window")
+        return detector_type(self.detector).answer_mode
 
 
 # -- detectors ------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def detector_names() -> list[str]:
     return sorted({*available_detectors(), *BASELINES, *PEERS})
 
 
-def detector_type(name: str) -> type:
+def detector_type(name: str) -> type[Detector]:
     """The class behind a bench detector name (a baseline, a peer or a core registry name)."""
     from app.bench.peers import PEERS
 

@@ -132,12 +132,15 @@ def judge(
     figures = {"candidate_figure": cand_fig, "serving_figure": serv_fig}
     if rule.policy == "always":
         return Verdict(True, "the project serves every new version (adoption policy 'always')", **base, **figures)
+    if serving_ranks is None:  # the first version serves whatever: there is nothing better to keep
+        note = f"; its threshold flags {flag_share:.1%} of the pool's points (limit {limit:.1%})" \
+            if flag_share > limit else ""
+        return Verdict(True, f"served: nothing serves yet{note}", **base, **figures)
     if flag_share > limit:
         return Verdict(False, f"its threshold flags {flag_share:.1%} of the pool's points, above the limit of "
                        f"{limit:.1%}", **base, **figures)
     if serv_fig is None or cand_fig is None:
-        why = "nothing serves yet" if serving_ranks is None else "no new answer to validate on"
-        return Verdict(True, f"served: {why}", **base, **figures)
+        return Verdict(True, "served: no new answer to validate on", **base, **figures)
     diff = cand_v - serv_v
     mean = float(np.sum(weights * diff))
     se = float(np.sqrt(np.sum(weights**2 * (diff - mean) ** 2)))

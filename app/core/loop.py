@@ -282,7 +282,7 @@ def round_rng(seed: int, round_number: int) -> np.random.Generator:
 def warmup_candidates(detector: Any, pools: Sequence[np.ndarray]) -> list[tuple[int, int]]:
     """``(series, window index)`` pairs a detector wants asked before any label (``asks_warmup``), per series' pool
     ``(pool_end, C)``; empty for detectors without a warm-up. Windows never straddle two series."""
-    if not getattr(detector, "asks_warmup", False):
+    if not detector.asks_warmup:
         return []
     out: list[tuple[int, int]] = []
     for i, pool in enumerate(pools):
@@ -457,7 +457,7 @@ def validate_candidate(
         ref = np.concatenate([per_series[i][slice(*state.pool_windows(i))] for i in n_series])
         return percentile_ranks(np.array([float(per_series[q.series][q.index]) for q, _ in kept]), ref)
 
-    held_out = bool(getattr(candidate, "can_hold_out_labels", False)) and len(kept) > 0
+    held_out = bool(candidate.can_hold_out_labels) and len(kept) > 0
     if held_out:
         cand_ranks = _cross_fitted_ranks(state, newest, kept, candidate, X_pool)
     else:
@@ -609,7 +609,7 @@ def run_experiment(
     from app.core.adoption import AdoptionRule
 
     rule = adoption if adoption is not None else AdoptionRule()
-    window, stride = int(detector.window), int(getattr(detector, "stride", 1))
+    window, stride = int(detector.window), int(detector.stride)
     p0, p1 = split.pool
     if p0 != 0:
         raise ValueError(f"the pool must start at the series start, not at point {p0}")
@@ -641,11 +641,11 @@ def run_experiment(
         r += 1
         t0 = time.perf_counter()
         margins = None
-        if strategy in UNCERTAINTY_STRATEGIES and getattr(served, "provides_margins", False):
+        if strategy in UNCERTAINTY_STRATEGIES and served.provides_margins:
             margins = [served.margins(split.X, window_scores=windows)]
         warm = warmup_candidates(served, [X_pool]) if not state.has_labels else []
         drivers, names = None, ()
-        if getattr(served, "explains_windows", False):
+        if served.explains_windows:
             drivers, names = [served.window_drivers(split.X, window_scores=windows)], tuple(served.member_names_)
         queries = plan_round(state, [windows], strategy, round_size, r, margins=margins, warmup=warm,
                              drivers=drivers, member_names=names, options=options, min_gap=min_gap)

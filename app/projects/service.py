@@ -44,9 +44,9 @@ USABLE = ("anomaly", "normal")  # label values a model trains on; unsure and ret
 # -- data ---------------------------------------------------------------------------------------------------------
 
 
-def pool_points(project: Project, n_points: int) -> int:
+def pool_points(project: Project | ProjectCreate, n_points: int) -> int:
     """Points of a series that analysts may be asked about: all but the held-back tail."""
-    return max(project.window, int(round(n_points * (1.0 - project.holdout_fraction))))
+    return max(int(project.window or 0), int(round(n_points * (1.0 - project.holdout_fraction))))
 
 
 def pool_state(session: Session, project: Project) -> PoolState:
@@ -117,7 +117,7 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
             raise AppError(f"series {sorted(missing)} are not in data set {dataset.name!r}")
     if not series:
         raise AppError(f"data set {dataset.name!r} has no series to work on")
-    short = [s.name for s in series if pool_points_for(spec, s.n_points) < 2 * spec.window]
+    short = [s.name for s in series if min(s.n_points, pool_points(spec, s.n_points)) < 2 * spec.window]
     if short:
         raise AppError(f"series {short} are too short for windows of {spec.window} points")
     if spec.oracle == "ground_truth" and not all(s.has_ground_truth for s in series):
@@ -136,10 +136,6 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
     job = jobs.create_job(session, "fit", project_id=project.id, dedupe_key=f"fit:{project.id}")
     audit(session, actor, "project.create", "project", project.id, detector=spec.detector, strategy=spec.strategy)
     return project, job.id
-
-
-def pool_points_for(spec: ProjectCreate, n_points: int) -> int:
-    return int(round(n_points * (1.0 - spec.holdout_fraction)))
 
 
 def _check_detector_params(spec: ProjectCreate) -> None:
@@ -233,6 +229,7 @@ def start_round(
     if project.oracle == "ground_truth":
         job_id = answer_round_from_ground_truth(session, project, rnd)
         job_ids += [job_id] if job_id else []
+        session.refresh(rnd)  # the round moved on in SQL (complete): answer with its state now
     return RoundStarted(rnd, job_ids)
 
 

@@ -12,7 +12,7 @@ import pickle
 import numpy as np
 import pytest
 
-from app.bench.peers import PEERS, available_peers, labeled_window_targets
+from app.bench.peers import PEER_LIBRARIES, PEERS, available_peers, labeled_window_targets
 from app.bench.runner import build_detector, detector_names
 from app.core.loop import GroundTruthOracle
 from app.core.windows import LabeledRange
@@ -40,8 +40,8 @@ def _series() -> tuple[np.ndarray, np.ndarray]:
 
 def _peer(name: str, seed: int = 0, **kw):
     if name not in available_peers():
-        pytest.skip(f"peer '{name}' needs its optional library: {PEERS[name].__doc__.splitlines()[0]}; "
-                    "install with pip install -e '.[peers]' (deepsad: pip install --no-deps deepod==0.4.1 tqdm)")
+        modules, hint = PEER_LIBRARIES[name]
+        pytest.skip(f"peer '{name}' needs {' + '.join(modules)}, not installed: {hint}")
     return build_detector(name, seed, "cpu", {**FAST.get(name, {}), **kw})
 
 

@@ -183,18 +183,19 @@ def test_transformer_feedback_with_mask_token_trains_only_the_feedback_token() -
 def test_transformer_stored_without_a_mask_token_still_loads_and_scores_the_same() -> None:
     """Models stored before the mask token existed lack it in their state dict; a broken state still fails."""
     import io
-    import pickle
+
+    from app.core import persist
 
     x, _ = synthetic()
     det = make_detector("transformer", seed=0, **FAST).fit(x)
 
     def stored_without(*keys: str) -> bytes:
-        payload = pickle.loads(det.to_bytes())
+        payload = persist.loads(det.to_bytes())
         module_state = torch.load(io.BytesIO(payload["state"]["module_state_"]), weights_only=True)
         buf = io.BytesIO()
         torch.save({k: v for k, v in module_state.items() if k not in keys}, buf)
         payload["state"]["module_state_"] = buf.getvalue()
-        return pickle.dumps(payload)
+        return persist.dumps(payload["name"], payload["params"], payload["state"])
 
     old = load_detector(stored_without("mask_token"))
     np.testing.assert_array_equal(old.score(x), det.score(x))

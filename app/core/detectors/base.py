@@ -5,7 +5,8 @@
 - ``score(X)`` returns one float per point, higher = more anomalous, never NaN.
 - ``window_scores(X)`` returns one float per window (``(n_windows,)``) — what query strategies rank.
 - ``feedback(X, ranges)`` refines a fitted model with labeled point ranges and returns ``self``.
-- ``to_bytes()`` / ``registry.load_detector(bytes)`` round-trip with identical scores.
+- ``to_bytes()`` / ``registry.load_detector(bytes)`` round-trip with identical scores. The bytes are the
+  envelope of :mod:`app.core.persist` (a JSON header and arrays/tensors, never a pickle).
 
 ``X`` is ``(n_points, n_channels)`` (1-D means one channel), raw values; scaling is learned in
 ``fit`` from the training data only and applied to anything scored later.
@@ -13,14 +14,13 @@
 
 from __future__ import annotations
 
-import io
-import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from app.core import persist
 from app.core.runtime import ProgressCallback
 from app.core.windows import LabeledRange, end_point_scores, n_windows
 
@@ -112,7 +112,9 @@ class Detector(ABC):
 
     # -- serialization ----------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
-        """Learned state as picklable values (torch modules as ``state_dict`` on CPU)."""
+        """Learned state as values :func:`app.core.persist.dumps` can store: JSON values, tuples, bytes, numpy
+        arrays, torch tensors, fitted detectors and the classes in ``persist.VALUE_CLASSES`` (torch modules as
+        ``torch.save``'d ``state_dict`` bytes the subclass reloads with ``weights_only=True``)."""
         return {k: v for k, v in vars(self).items() if k.endswith("_")}
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -120,14 +122,14 @@ class Detector(ABC):
             setattr(self, k, v)
 
     def to_bytes(self) -> bytes:
-        """Serialize parameters and learned state; ``load_detector`` gives identical scores."""
+        """Parameters and learned state in the :mod:`app.core.persist` envelope; ``load_detector`` gives
+        identical scores. ``TypeError`` if the state holds a value that cannot be stored without pickle."""
         self._check_fitted()
-        buf = io.BytesIO()
-        pickle.dump({"name": self.name, "params": self.get_params(), "state": self._get_state()}, buf)
-        return buf.getvalue()
+        return persist.dumps(self.name, self.get_params(), self._get_state())
 
     @classmethod
     def from_state(cls, payload: dict[str, Any]) -> Detector:
+        """Rebuild from ``{"name", "params", "state"}`` as :func:`app.core.persist.loads` returns it."""
         det = cls(**payload["params"])
         det._set_state(payload["state"])
         return det

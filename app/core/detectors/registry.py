@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import io
 from typing import Any
 
+from app.core import persist
 from app.core.detectors.base import Detector
 
 # name -> "module:Class"; modules are imported only when the name is asked for.
@@ -45,8 +45,15 @@ def make_detector(name: str, **params: Any) -> Detector:
 
 
 def load_detector(data: bytes) -> Detector:
-    """Rebuild a fitted detector from :meth:`Detector.to_bytes` output."""
-    import pickle
+    """Rebuild a fitted detector from :meth:`Detector.to_bytes` output (the :mod:`app.core.persist` envelope).
 
-    payload = pickle.load(io.BytesIO(data))  # noqa: S301 - bytes written by Detector.to_bytes
-    return detector_class(payload["name"]).from_state(payload)
+    Nothing in ``data`` is unpickled or imported. ``persist.LegacyModelError`` (a ``ValueError``) for a version
+    stored in the old pickle format, saying how to replace it; ``persist.ModelFormatError`` (also a
+    ``ValueError``) for bytes that are not an intact envelope or name an unknown detector.
+    """
+    payload = persist.loads(data)
+    try:
+        cls = detector_class(payload["name"])
+    except ValueError as exc:
+        raise persist.ModelFormatError(f"stored model: {exc}") from None
+    return cls.from_state(payload)
