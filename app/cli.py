@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from sqlalchemy.engine import make_url
 
+from app.accounts import service as accounts
+from app.datasets import service as datasets
+from app.datasets.reader import ImportOptions, series_name
+from app.db import Database
+from app.demo import load_demo
 from app.errors import AppError
+from app.jobs import service as jobs
+from app.jobs.executor import make_executor
+from app.projects import service as projects
+from app.projects.schemas import ProjectCreate
 from app.settings import Settings
+from app.versions import service as versions
 
 cli = typer.Typer(
     help="anomaloop: human-in-the-loop time-series anomaly detection. Settings come from ANOMALOOP_* variables "
@@ -36,16 +49,14 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
-    from app.db import Database
-
+def _database(settings: Settings) -> Database:
     return Database(settings.sqlalchemy_url, settings.pool_options())
 
 
 @cli.command()
 def migrate() -> None:
     """Bring the database (ANOMALOOP_DATABASE_URL, default a SQLite file in ANOMALOOP_DATA_DIR) to the newest schema."""
-    from app.migrate import upgrade
+    from app.migrate import upgrade  # Alembic loads only for the commands that migrate
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -54,8 +65,6 @@ def migrate() -> None:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -76,15 +85,15 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the web app and the REST API (with the in-process worker unless ANOMALOOP_BROKER_URL is set)."""
+    # the web stack (FastAPI, Starlette, Jinja, uvicorn) and Alembic load only for `serve`
     import uvicorn
 
+    from app.migrate import upgrade
     from app.web import create_app
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate_first:
-        from app.migrate import upgrade
-
         upgrade(settings.sqlalchemy_url)
     db = _database(settings)
     if demo:
@@ -94,21 +103,17 @@ def serve(
     uvicorn.run(create_app(settings, db), host=host, port=port, log_level="info")
 
 
-def _prepare_demo(settings: Settings, db) -> None:  # type: ignore[no-untyped-def]
-    from app.accounts import repository as accounts_repo
-    from app.accounts.service import create_user
-    from app.demo import load_demo
-
+def _prepare_demo(settings: Settings, db: Database) -> None:
     creds_file = settings.data_dir / "demo-credentials.json"
     with db.session_scope() as session:
         imported = load_demo(session)
         for item in imported:
             typer.echo(f"demo: imported {item.dataset}/{item.name} ({item.n_points:,} points)")
         created = None
-        if accounts_repo.count_users(session) == 0:
+        if accounts.count_users(session) == 0:
             created = {"admin": secrets.token_urlsafe(12), "analyst": secrets.token_urlsafe(12)}
             for role, password in created.items():
-                create_user(session, role, role, password)
+                accounts.create_user(session, role, role, password)
     if created is not None:
         # Written only after the users are committed, atomically (a temporary file then rename) and readable by
         # the owner alone; printed this once. Later starts only say where the file is.
@@ -121,8 +126,6 @@ def _prepare_demo(settings: Settings, db) -> None:  # type: ignore[no-untyped-de
 
 def _write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 atomically: never a moment when it is partly written or world-readable."""
-    import os
-
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -171,9 +174,6 @@ def import_cmd(
     ] = "strict",
 ) -> None:
     """Import series. Each run is one transaction: any bad file leaves the database unchanged."""
-    from app.datasets.reader import ImportOptions
-    from app.datasets.service import data_files, import_files
-
     settings = _settings()
     options = ImportOptions(
         label_column=label_column or None,
@@ -187,10 +187,10 @@ def import_cmd(
     )
     db = _database(settings)
     try:
-        files = [f for p in paths for f in data_files(p)]
+        files = [f for p in paths for f in datasets.data_files(p)]
         name = dataset or _default_dataset_name(paths[0])
         with db.session_scope() as session:
-            imported = import_files(session, files, name, options)
+            imported = datasets.import_files(session, files, name, options)
     except AppError as exc:
         _fail(exc.message)
     for item in imported:
@@ -202,8 +202,6 @@ def import_cmd(
 
 
 def _default_dataset_name(path: Path) -> str:
-    from app.datasets.reader import series_name
-
     return path.name if path.is_dir() else series_name(path)
 
 
@@ -214,8 +212,6 @@ def create_user_cmd(
     password: Annotated[str | None, typer.Option(help="At least 8 characters; prompted when omitted.")] = None,
 ) -> None:
     """Create a user who signs in at /login."""
-    from app.accounts.service import create_user
-
     if password is None:
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
@@ -223,7 +219,7 @@ def create_user_cmd(
     db = _database(_settings())
     try:
         with db.session_scope() as session:
-            user = create_user(session, name, role, password)
+            user = accounts.create_user(session, name, role, password)
             typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
     except AppError as exc:
         _fail(exc.message)
@@ -240,18 +236,16 @@ def worker(
     """Start a Celery worker for training jobs (needs ANOMALOOP_BROKER_URL). One job at a time (--pool=solo): CUDA
     is not fork-safe. A job trains with ANOMALOOP_TRAIN_THREADS CPU threads (1 by default), so on a many-core machine
     run several workers to train several rounds at once, or raise that setting for one worker."""
-    import os
-
     settings = _settings()
     if not settings.broker_url:
         _fail("ANOMALOOP_BROKER_URL is not set; without a broker `anomaloop serve` runs jobs in-process")
     # NVML-based check: asks the driver how many GPUs exist without creating a CUDA context in this process.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    import torch
+    import torch  # here: after the variable above is set, and only for the command that needs a device
 
     cuda = settings.device != "cpu" and torch.cuda.is_available()
     queue_list = queues or ("gpu,cpu" if cuda else "cpu")
-    from worker.celery_app import make_celery
+    from app.jobs.celery_app import make_celery  # Celery loads only for `worker`
 
     app = make_celery(settings)
     pool = "solo" if concurrency == 1 or cuda else "prefork"
@@ -307,15 +301,11 @@ def project_create(
     ] = True,
 ) -> None:
     """Create a project and fit its initial unsupervised model; prints the project id."""
-    from app.datasets import repository as datasets_repo
-    from app.projects import service as projects
-    from app.projects.schemas import ProjectCreate
-
     settings = _settings()
     db = _database(settings)
     try:
         with db.session_scope() as session:
-            ds = datasets_repo.get_dataset_by_name(session, dataset)
+            ds = datasets.find_dataset(session, dataset)
             if ds is None:
                 _fail(f"no data set named {dataset!r}")
             ids = None
@@ -358,13 +348,8 @@ def project_create(
     _drive(settings, db, [job_id], wait)
 
 
-def _drive(settings: Settings, db, job_ids: list[int], wait: bool) -> None:  # type: ignore[no-untyped-def]
+def _drive(settings: Settings, db: Database, job_ids: list[int], wait: bool) -> None:
     """Run jobs: in this process without a broker, else hand them to Celery; with ``wait``, until all are done."""
-    import time
-
-    from app.jobs import service as jobs
-    from app.jobs.executor import make_executor
-
     executor = make_executor(settings, db)
     try:
         for job_id in job_ids:
@@ -395,9 +380,6 @@ def project_run(
     ] = True,
 ) -> None:
     """Drive rounds answered by the ground-truth oracle; prints one line per new model version."""
-    from app.projects import service as projects
-    from app.versions import service as versions
-
     settings = _settings()
     db = _database(settings)
     with db.session_scope() as session:
@@ -436,11 +418,6 @@ def _version_line(v) -> str:  # type: ignore[no-untyped-def]
 @project_cli.command("status")
 def project_status(project_id: Annotated[int, typer.Argument(help="Project id.")]) -> None:
     """Rounds, jobs and model versions of a project."""
-    from app.jobs import service as jobs
-    from app.projects import repository as projects_repo
-    from app.projects import service as projects
-    from app.versions import service as versions
-
     db = _database(_settings())
     try:
         with db.session_scope() as session:
@@ -449,7 +426,7 @@ def project_status(project_id: Annotated[int, typer.Argument(help="Project id.")
                 f"project {p.id} {p.name!r}: {p.detector}, {p.strategy}, round size {p.round_size}, "
                 f"budget {p.budget}, labels used {projects.labels_used(session, p.id)}, oracle {p.oracle}"
             )
-            for r in projects_repo.list_rounds(session, p.id):
+            for r in projects.list_rounds(session, p.id):
                 typer.echo(f"  round {r.number}: {r.status}, {r.k} queries ({r.strategy})")
             for j in jobs.list_jobs(session, limit=20, project_id=p.id):
                 typer.echo(
@@ -464,7 +441,7 @@ def project_status(project_id: Annotated[int, typer.Argument(help="Project id.")
 
 
 def _mount_optional() -> None:
-    try:
+    try:  # optional: an install without app/bench keeps every other command
         from app.bench.cli import bench_app
     except ModuleNotFoundError:
         return
@@ -475,8 +452,6 @@ _mount_optional()
 
 
 def main() -> None:
-    import os
-
     try:
         cli()
     except AppError as exc:

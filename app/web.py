@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,34 +12,33 @@ from typing import Any
 from urllib.parse import quote
 
 import plotly
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app import __version__
 from app.accounts.guard import RETRY_AFTER_S, Guard, security_headers
+from app.accounts.router import router as accounts_router
+from app.datasets.router import router as datasets_router
 from app.db import Database
 from app.errors import AppError, Unavailable
+from app.jobs.executor import make_executor
+from app.jobs.router import router as jobs_router
+from app.projects.pages import router as pages_router
+from app.projects.router import router as projects_router
+from app.rendering import make_templates, render, wants_json
 from app.settings import Settings
 from app.static_files import mount_static
+from app.versions.router import router as versions_router
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 log = logging.getLogger("anomaloop")
-
-
-def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
-
-
-def render(request: Request, template: str, principal: Any = None, status_code: int = 200, **context: Any) -> Response:
-    """Render a page with the signed-in principal (for the nav bar and the CSRF token)."""
-    templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
-        request, template, {"principal": principal, "version": __version__, **context}, status_code=status_code
-    )
+ROUTERS: tuple[APIRouter, ...] = (accounts_router, datasets_router, projects_router, versions_router, jobs_router,
+                                  pages_router)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clean_stale_uploads(settings)
-        app.state.executor = _make_executor(app)
+        app.state.executor = make_executor(app.state.settings, app.state.db)
         try:
             yield
         finally:
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                   openapi_url="/api/openapi.json", redoc_url=None)
     app.state.settings = settings
     app.state.db = database or Database(settings.sqlalchemy_url, settings.pool_options())
-    app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
+    app.state.templates = make_templates(ROOT / "templates")
     app.state.executor = None
     mount_static(app, ROOT / "static")  # versioned URLs, long-lived cache headers (app/static_files.py)
     # chart JSON and Plotly's bundle compress several-fold; small responses are left alone
@@ -77,26 +78,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return {"status": "ok", "version": __version__}
 
     _add_error_handlers(app)
-    for router in _routers():
+    for router in ROUTERS:
         app.include_router(router)
     return app
-
-
-def _routers() -> list[Any]:
-    from app.accounts.router import router as accounts_router
-    from app.datasets.router import router as datasets_router
-    from app.jobs.router import router as jobs_router
-    from app.projects.pages import router as pages_router
-    from app.projects.router import router as projects_router
-    from app.versions.router import router as versions_router
-
-    return [accounts_router, datasets_router, projects_router, versions_router, jobs_router, pages_router]
-
-
-def _make_executor(app: FastAPI) -> Any:
-    from app.jobs.executor import make_executor
-
-    return make_executor(app.state.settings, app.state.db)
 
 
 def _principal(request: Request) -> Any:
@@ -110,9 +94,6 @@ def clean_stale_uploads(settings: Settings, older_than_s: float = 3600.0) -> int
     Only folders untouched for ``older_than_s``: another web process sharing the data folder may be receiving or
     importing one right now (an upload's file is written continuously, and an import of the largest accepted
     file takes minutes, not an hour)."""
-    import shutil
-    import time
-
     folder = settings.data_dir / "uploads"
     if not folder.is_dir():
         return 0
@@ -131,9 +112,6 @@ def clean_stale_uploads(settings: Settings, older_than_s: float = 3600.0) -> int
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    from sqlalchemy.exc import DataError, OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> Response:
         if exc.status == 401 and not wants_json(request):

@@ -11,6 +11,7 @@ from celery.signals import worker_ready, worker_shutdown
 import app.models  # noqa: F401 - every mapper defined before the sweeper thread runs a query
 from app.db import Database
 from app.jobs import service as jobs
+from app.jobs.celery_app import TASK_NAME, send_job
 from app.jobs.runner import LeaseHeld, run_job
 from app.settings import Settings
 
@@ -33,12 +34,12 @@ class _WorkerState:
         return cls.settings, cls.db
 
 
-@shared_task(name="anomaloop.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job_task(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     settings, db = _WorkerState.get()
 
     def enqueue(follow_up: int) -> None:
-        self.app.send_task("anomaloop.run_job", args=[follow_up], queue=settings.job_queue)
+        send_job(self.app, follow_up, settings.job_queue)
 
     try:
         return run_job(db, settings, job_id, enqueue)
@@ -64,7 +65,7 @@ def sweep(app) -> int:  # type: ignore[no-untyped-def]
     for job_id in stale:
         if job_id in queued and waiting > 0:
             continue  # its message is still in the queue
-        app.send_task("anomaloop.run_job", args=[job_id], queue=settings.job_queue)
+        send_job(app, job_id, settings.job_queue)
         sent += 1
     return sent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.accounts.models import ApiToken, AuditEvent, User, UserSession
@@ -55,3 +55,33 @@ def list_audit(session: Session, limit: int = 200, object_type: str | None = Non
     if object_type:
         q = q.where(AuditEvent.object_type == object_type)
     return list(session.scalars(q))
+
+
+def touch_token(session: Session, token_id: int, now: datetime, not_since: datetime) -> bool:
+    """Set the token's ``last_used_at`` to ``now`` unless it was set after ``not_since``; True when written."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < not_since))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def login_failures_since(session: Session, since: datetime, *, username: str | None = None,
+                         address: str | None = None, limit: int) -> list[datetime]:
+    """Times of failed sign-ins after ``since`` for a user name and/or an address, newest first, at most ``limit``."""
+    q = select(AuditEvent.created_at).where(AuditEvent.action == "login.failure", AuditEvent.created_at > since)
+    if username is not None:
+        q = q.where(AuditEvent.detail["username"].as_string() == username)
+    if address is not None:
+        q = q.where(AuditEvent.detail["address"].as_string() == address)
+    return list(session.scalars(q.order_by(AuditEvent.created_at.desc()).limit(limit)))
+
+
+def last_login_success(session: Session, username: str) -> datetime | None:
+    """When ``username`` last signed in successfully (from the audit log), or None."""
+    return session.scalar(
+        select(func.max(AuditEvent.created_at)).where(AuditEvent.action == "login.success",
+                                                      AuditEvent.detail["username"].as_string() == username)
+    )

@@ -9,13 +9,12 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.accounts import repository as repo
 from app.accounts import service
 from app.accounts.schemas import TokenCreate, TokenCreated, UserOut
 from app.deps import SESSION_COOKIE, AdminPrincipal, CurrentPrincipal, OptionalPrincipal, SessionDep, SettingsDep
 from app.errors import TooManyRequests, Unauthorized
+from app.rendering import render
 from app.settings import Settings
-from app.web import render
 
 router = APIRouter()
 
@@ -125,6 +124,6 @@ def create_token(body: TokenCreate, session: SessionDep, principal: CurrentPrinc
 
 @router.get("/admin/audit", include_in_schema=False)
 def audit_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
-    events = repo.list_audit(session, limit=300)
-    users = {u.id: u.username for u in repo.list_users(session)}
+    events = service.list_audit(session, limit=300)
+    users = service.usernames(session)
     return render(request, "audit.html", principal, events=events, users=users)

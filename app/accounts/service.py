@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.accounts import repository as repo
@@ -28,6 +27,10 @@ TOKEN_PREFIX = "alp_"  # noqa: S105 - a public prefix that marks our tokens in l
 
 def sha256_hex(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def count_users(session: Session) -> int:
+    return repo.count_users(session)
 
 
 def create_user(session: Session, username: str, role: str, password: str) -> User:
@@ -204,27 +207,10 @@ def touch_token(session: Session, token_id: int) -> bool:
     """Set ``last_used_at`` unless it was set within the last minute (by any process); its own short transaction,
     never the request's, so busy tokens do not queue requests on one row lock. True when written."""
     now = utcnow()
-    result = session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == token_id,
-               or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - timedelta(seconds=TOUCH_EVERY_S)))
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return repo.touch_token(session, token_id, now, not_since=now - timedelta(seconds=TOUCH_EVERY_S))
 
 
 # -- sign-in: rate limit, CSRF of the form ---------------------------------------------------------------------
-
-
-def _failures_since(session: Session, since: datetime, *, username: str | None = None,
-                    address: str | None = None, limit: int) -> list[datetime]:
-    q = select(AuditEvent.created_at).where(AuditEvent.action == "login.failure", AuditEvent.created_at > since)
-    if username is not None:
-        q = q.where(AuditEvent.detail["username"].as_string() == username)
-    if address is not None:
-        q = q.where(AuditEvent.detail["address"].as_string() == address)
-    return list(session.scalars(q.order_by(AuditEvent.created_at.desc()).limit(limit)))
 
 
 def check_login_allowed(session: Session, username: str, address: str, *, max_failures: int,
@@ -234,17 +220,14 @@ def check_login_allowed(session: Session, username: str, address: str, *, max_fa
     before the password is verified, so a locked account refuses even the right password."""
     now, window = utcnow(), timedelta(minutes=window_minutes)
     username = username.strip()[:100]
-    last_ok = session.scalar(
-        select(func.max(AuditEvent.created_at)).where(AuditEvent.action == "login.success",
-                                                      AuditEvent.detail["username"].as_string() == username)
-    )
+    last_ok = repo.last_login_success(session, username)
     since = max(now - window, last_ok) if last_ok else now - window
-    recent = _failures_since(session, since, username=username, limit=max_failures)
+    recent = repo.login_failures_since(session, since, username=username, limit=max_failures)
     if len(recent) >= max_failures:
         wait = (recent[-1] + window - now).total_seconds()
         raise TooManyRequests(f"too many wrong passwords for this account; try again in {_minutes(wait)}",
                               int(wait) + 1)
-    recent = _failures_since(session, now - window, address=address, limit=max_per_address)
+    recent = repo.login_failures_since(session, now - window, address=address, limit=max_per_address)
     if len(recent) >= max_per_address:
         wait = (recent[-1] + window - now).total_seconds()
         raise TooManyRequests(f"too many failed sign-ins from your address; try again in {_minutes(wait)}",
@@ -272,6 +255,16 @@ def check_login_form_token(secret: str, nonce: str | None, presented: str | None
     if not nonce or not presented or len(nonce) > 200:
         return False
     return hmac.compare_digest(login_form_token(secret, nonce), presented)
+
+
+def list_audit(session: Session, limit: int = 200) -> list[AuditEvent]:
+    """The newest audit events first."""
+    return repo.list_audit(session, limit=limit)
+
+
+def usernames(session: Session) -> dict[int, str]:
+    """Every user's name by id (to show who answered or acted)."""
+    return {u.id: u.username for u in repo.list_users(session)}
 
 
 def audit(session: Session, actor: User | None, action: str, object_type: str, object_id: int | None,

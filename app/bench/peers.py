@@ -140,6 +140,13 @@ class _WindowPeer(Detector):
         report(progress, Progress(phase="feedback", fraction=1.0, step=1, total_steps=1))
         return self
 
+    def to_bytes(self) -> bytes:
+        """Not storable: a peer is a bench-only comparison, never a model version. The model envelope
+        (:mod:`app.core.persist`) holds data only, and the peers' fitted state is other libraries' objects
+        (a Rust forest, an XGBoost booster with 41 PyOD detectors, a torch MLP inside deepod's class) that it
+        cannot rebuild without unpickling. The loop copies candidates with ``copy.deepcopy``, which works."""
+        raise NotImplementedError(f"the '{self.name}' peer is bench-only and cannot be stored as a model version")
+
     def _fit_unsupervised(self, flat: np.ndarray) -> None:
         raise NotImplementedError
 

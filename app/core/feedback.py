@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -115,7 +116,7 @@ def labeled_window_starts(point_labels: np.ndarray, window: int, stride: int = 1
     labels = np.asarray(point_labels)
     starts = window_starts(len(labels), window, stride)
     counts = np.concatenate([[0], np.cumsum(labels >= 0)])
-    return starts[counts[starts + window] - counts[starts] > 0]
+    return cast(np.ndarray, starts[counts[starts + window] - counts[starts] > 0])
 
 
 def step_label_masks(point_labels: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

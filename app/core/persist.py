@@ -71,7 +71,7 @@ import math
 import pickle
 import sys
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise ModelFormatError("stored model is truncated: its header line has no end")
     try:
         header = json.loads(data[len(MAGIC) : end], parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
         raise ModelFormatError(f"stored model's header is not valid JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise ModelFormatError("stored model's header is not a JSON object")
@@ -281,6 +281,7 @@ def _encode(value: Any, blobs: list[tuple[str, bytes]] | None, where: str) -> An
     if name in VALUE_CLASSES and _value_class(name) is type(value):
         kind = VALUE_CLASSES[name][1]
         if kind == "dataclass":
+            assert dataclasses.is_dataclass(value)  # VALUE_CLASSES lists it as one
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
             return {_TAG: "object", "class": name, "fields": _encode(fields, blobs, f"{where}.{name}")}
         import sklearn
@@ -302,10 +303,10 @@ def _add(blobs: list[tuple[str, bytes]], kind: str, data: bytes) -> int:
     return len(blobs) - 1
 
 
-def _value_class(name: str) -> type:
+def _value_class(name: str) -> type[Any]:
     target = VALUE_CLASSES[name][0]
     module_name, qualname = target.split(":")
-    return getattr(importlib.import_module(module_name), qualname)
+    return cast("type[Any]", getattr(importlib.import_module(module_name), qualname))
 
 
 # -- decoding --------------------------------------------------------------------------------------
@@ -446,7 +447,9 @@ def _decode_object(value: dict[str, Any], blobs: list[tuple[str, bytes]]) -> Any
             f"{sklearn.__version__}; scores may differ",
             stacklevel=2,
         )
-    obj = cls.__new__(cls)  # scikit-learn's own unpickling does the same: no __init__, then the attributes
+    # scikit-learn's own unpickling does the same: no __init__, then the attributes. (The ignore: mypy reads
+    # `__new__` on a `type[Any]` as the metaclass's, `type.__new__`.)
+    obj = cls.__new__(cls)  # type: ignore[call-overload]
     obj.__dict__.update(fields)
     if name == "IsolationForest":
         _check_forest(obj)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -211,10 +212,10 @@ def _bin_layout(n: int, bins: int | None, per_bin: int | None) -> tuple[int, int
         raise ValueError(f"bins must be a positive integer, got {bins!r}")
     if per_bin is not None and (int(per_bin) != per_bin or per_bin < 1):
         raise ValueError(f"per_bin must be a positive integer, got {per_bin!r}")
-    if bins is None and per_bin is None:
-        return max(n, 1), 1
     if bins is None:
-        return max(math.ceil(n / per_bin), 1), int(per_bin)  # type: ignore[operator]
+        if per_bin is None:
+            return max(n, 1), 1
+        return max(math.ceil(n / per_bin), 1), int(per_bin)
     if per_bin is None:
         return int(bins), max(math.ceil(n / bins), 1)
     return int(bins), int(per_bin)
@@ -335,7 +336,7 @@ def _confidence(
             raise ValueError(f"proba must be probabilities in [0, 1] shaped like scores {s.shape}")
         return np.maximum(p, 1.0 - p)
     if unc is not None:
-        return 1.0 / (1.0 + np.exp(-np.abs(unc)))  # softmax over (q0, q1): larger probability
+        return cast(np.ndarray, 1.0 / (1.0 + np.exp(-np.abs(unc))))  # softmax over (q0, q1): larger probability
     tau = percentile_threshold(s, 99.0) if threshold is None else float(threshold)
     if temperature is None:
         q25, q75 = np.percentile(s, [25.0, 75.0])

@@ -15,6 +15,7 @@ Conventions used everywhere in the core:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def window_ends(n_points: int, window: int, stride: int = 1) -> np.ndarray:
 def window_labels(point_labels: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     """Label of each window = label of its end point, ``(n_points,) -> (n_windows,)``."""
     labels = np.asarray(point_labels)
-    return labels[window_ends(len(labels), window, stride)]
+    return cast(np.ndarray, labels[window_ends(len(labels), window, stride)])
 
 
 def end_point_scores(window_scores: np.ndarray, n_points: int, window: int, stride: int = 1) -> np.ndarray:
@@ -169,4 +170,4 @@ class Scaler:
         x2 = as_2d(x)
         if x2.shape[1] != len(self.offset_):
             raise ValueError(f"series has {x2.shape[1]} channels, the scaler was fitted on {len(self.offset_)}")
-        return (x2 - self.offset_) / self.scale_
+        return cast(np.ndarray, (x2 - self.offset_) / self.scale_)

@@ -11,14 +11,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from app.datasets import repository as repo
+from app.accounts.service import audit
 from app.datasets import service
 from app.datasets.reader import SUFFIXES, ImportOptions, series_name
 from app.datasets.schemas import DatasetOut, ImportedOut, SeriesOut, SeriesViewOut
 from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
 from app.errors import AppError, NotFound
+from app.rendering import render, wants_json
 from app.settings import Settings
-from app.web import render, wants_json
+from app.versions.service import projects_with_series
 
 router = APIRouter()
 
@@ -29,13 +30,11 @@ MAX_NAME = 200  # data set and series names (the database columns hold 200 and 3
 
 @router.get("/", include_in_schema=False)
 def home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
-    return render(request, "home.html", principal, datasets=repo.list_datasets(session))
+    return render(request, "home.html", principal, datasets=service.list_datasets(session))
 
 
 @router.get("/series/{series_id}", include_in_schema=False)
 def series_page(request: Request, series_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
-    from app.versions.service import projects_with_series
-
     series = service.get_series(session, series_id)
     return render(request, "series.html", principal, series=series, dataset=series.dataset,
                   overlay_projects=projects_with_series(session, series_id))
@@ -43,7 +42,7 @@ def series_page(request: Request, series_id: int, session: SessionDep, principal
 
 @router.get("/api/v1/datasets", response_model=list[DatasetOut], tags=["datasets"])
 def list_datasets(session: SessionDep, principal: CurrentPrincipal) -> list[DatasetOut]:
-    return [DatasetOut.model_validate(d) for d in repo.list_datasets(session)]
+    return [DatasetOut.model_validate(d) for d in service.list_datasets(session)]
 
 
 @router.get("/api/v1/series/{series_id}", response_model=SeriesOut, tags=["datasets"])
@@ -114,8 +113,6 @@ def _import_upload(
     db: DatabaseDep, settings: Settings, principal: AdminPrincipal, upload: UploadFile, dataset: str,
     options: ImportOptions,
 ) -> list[ImportedOut]:
-    from app.accounts.service import audit
-
     path = _save_upload(upload, settings)
     try:
         # Its own transaction: a file that fails half-way leaves nothing behind.
@@ -162,7 +159,7 @@ def import_api(
 
 @router.get("/admin/import", include_in_schema=False)
 def import_page(request: Request, principal: AdminPrincipal, session: SessionDep) -> Response:
-    return render(request, "import.html", principal, datasets=repo.list_datasets(session))
+    return render(request, "import.html", principal, datasets=service.list_datasets(session))
 
 
 @router.post("/admin/import", include_in_schema=False)
@@ -185,7 +182,7 @@ def import_form(
         if wants_json(request):
             raise
         with db.session_scope() as session:
-            datasets = repo.list_datasets(session)
+            datasets = service.list_datasets(session)
             return render(request, "import.html", principal, status_code=exc.status, error=exc.message,
                           datasets=datasets, form={"dataset": dataset, "label_column": label_column,
                                                    "timestamp_column": timestamp_column, "fill": fill})

@@ -113,6 +113,22 @@ def _import_one(session: Session, dataset: Dataset, path: Path, name: str, optio
     )
 
 
+def list_datasets(session: Session) -> list[Dataset]:
+    return repo.list_datasets(session)
+
+
+def find_dataset(session: Session, name: str) -> Dataset | None:
+    """The data set named ``name``, or None."""
+    return repo.get_dataset_by_name(session, name)
+
+
+def get_dataset(session: Session, dataset_id: int) -> Dataset:
+    dataset = repo.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no data set with id {dataset_id}")
+    return dataset
+
+
 def get_series(session: Session, series_id: int) -> Series:
     series = repo.get_series(session, series_id)
     if series is None:

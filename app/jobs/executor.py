@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -73,8 +74,6 @@ class InProcessExecutor:
 
     def wait_idle(self, timeout: float = 600.0) -> bool:
         """Block until no job is pending (tests, the CLI's --wait)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -92,13 +91,14 @@ class CeleryExecutor:
     """Send job ids to Celery; the worker's task calls the same run_job."""
 
     def __init__(self, settings: Settings) -> None:
-        from worker.celery_app import make_celery
+        # here, not at the top: Celery and its broker client load only when a broker is configured
+        from app.jobs.celery_app import TASK_NAME, make_celery
 
         self.app = make_celery(settings)
-        self.queue = settings.job_queue
+        self.task, self.queue = TASK_NAME, settings.job_queue
 
     def enqueue(self, job_id: int) -> None:
-        self.app.send_task("anomaloop.run_job", args=[job_id], queue=self.queue)
+        self.app.send_task(self.task, args=[job_id], queue=self.queue)
 
     def shutdown(self) -> None:
         self.app.close()

@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from threadpoolctl import threadpool_limits
+
 from app.core.runtime import Cancelled, Progress
 from app.db import Database
 from app.jobs import service as jobs
 from app.projects import rounds
 from app.projects.rounds import RoundStatus
 from app.settings import Settings
+from app.versions import service as versions
 
 log = logging.getLogger("anomaloop.jobs")
 REPORT_EVERY_S = 1.0  # progress rows are written at most this often
@@ -36,8 +39,6 @@ def worker_name() -> str:
 
 def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[int], None]) -> str:
     """Run one job to its end; returns its final status. Raises :class:`LeaseHeld` if a live worker has it."""
-    from app.versions import service as versions
-
     me = worker_name()
     with db.session_scope() as session:
         job = jobs.get_job(session, job_id)
@@ -106,7 +107,6 @@ def training_threads(threads: int) -> Iterator[None]:
         yield
         return
     import torch  # lazily: the web process imports this module before any job runs
-    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

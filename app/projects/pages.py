@@ -11,23 +11,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
-from app.accounts import repository as accounts_repo
-from app.datasets import repository as datasets_repo
+from app.datasets import service as datasets
 from app.deps import AdminPrincipal, CurrentPrincipal, Principal, SessionDep
 from app.errors import AppError
-from app.jobs import service as jobs
 from app.jobs.router import enqueue_after_commit
-from app.jobs.schemas import JobOut
-from app.projects import repository as repo
-from app.projects import service
-from app.projects.models import Project
-from app.projects.schemas import ProjectCreate, QueryOut
-from app.versions import service as versions
-from app.web import render
+from app.projects import service, views
+from app.projects.schemas import ProjectCreate
+from app.rendering import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,19 +66,7 @@ FORM_DEFAULTS: dict[str, Any] = {"detector": "ensemble", "window": 25, "stride":
 
 @router.get("/projects")
 def projects_page(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
-    rows = [_project_row(session, p) for p in repo.list_projects(session)]
-    return render(request, "projects.html", principal, rows=rows)
-
-
-def _project_row(session: SessionDep, project: Project) -> dict[str, Any]:
-    last = repo.last_round(session, project.id)
-    pending = repo.count_pending(session, last.id) if last is not None and last.status == "open" else 0
-    serving = versions.serving_version(session, project)
-    dataset = datasets_repo.get_dataset(session, project.dataset_id)
-    return {"project": project, "dataset": dataset.name if dataset else "?", "round": last, "pending": pending,
-            "labels_used": service.labels_used(session, project.id), "serving": serving,
-            "pr_auc": (serving.metrics or {}).get("pr_auc") if serving else None,
-            "labels_pr_auc": (serving.metrics or {}).get("labels_pr_auc") if serving else None}
+    return render(request, "projects.html", principal, rows=views.project_rows(session))
 
 
 @router.get("/projects/new")
@@ -96,13 +79,18 @@ def _new_form(request: Request, session: SessionDep, principal: Principal, form:
     form.setdefault("detector_params", json.dumps(DETECTORS[form.get("detector", "ensemble")][1]
                                                   if form.get("detector") in DETECTORS else {}, indent=1))
     return render(request, "project_new.html", principal, status_code=status_code, form=form, error=error,
-                  datasets=datasets_repo.list_datasets(session), detectors=DETECTORS, strategies=STRATEGIES)
+                  datasets=datasets.list_datasets(session), detectors=DETECTORS, strategies=STRATEGIES)
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form, read asynchronously so that the route itself can be a plain ``def`` (threadpool): its
+    database work must never run on the event loop."""
+    return await request.form()
 
 
 @router.post("/projects/new")
-async def create_project(request: Request, background: BackgroundTasks, session: SessionDep,
-                         principal: AdminPrincipal) -> Response:
-    raw = await request.form()
+def create_project(request: Request, background: BackgroundTasks, session: SessionDep, principal: AdminPrincipal,
+                   raw: Annotated[FormData, Depends(read_form)]) -> Response:
     form: dict[str, Any] = {k: raw.get(k) for k in raw if k not in ("csrf_token", "series_ids")}
     form["series_ids"] = [int(v) for v in raw.getlist("series_ids") if str(v).isdigit()]
     form["auto_next"] = raw.get("auto_next") in ("on", "true", "1")
@@ -136,28 +124,9 @@ async def create_project(request: Request, background: BackgroundTasks, session:
 
 @router.get("/projects/{project_id}")
 def project_page(request: Request, project_id: int, session: SessionDep, principal: AdminPrincipal) -> Response:
-    # versions before the project: one committed in between is missing here, never shown as not serving
-    version_rows = versions.list_versions(session, project_id)
-    project = service.get_project(session, project_id)
-    dataset = datasets_repo.get_dataset(session, project.dataset_id)
-    rounds = service.round_summaries(session, project.id)
-    users = {u.id: u.username for u in accounts_repo.list_users(session)}
-    active = repo.active_round(session, project.id)
-    project_jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 50, project.id)]
-    curve = [{"version": v.id, "round": v.round_number, "labels_used": v.labels_used,
-              "pr_auc": (v.metrics or {}).get("pr_auc"), "labels_pr_auc": (v.metrics or {}).get("labels_pr_auc"),
-              "roc_auc": (v.metrics or {}).get("roc_auc")} for v in sorted(version_rows, key=lambda v: v.id)]
-    per_round = [{"round": s.round.number, **{k: s.counts.get(k, 0) for k in ("anomaly", "normal", "unsure")}}
-                 for s in reversed(rounds)]
-    serving_id = project.serving_version_id or (version_rows[-1].id if version_rows else None)
-    return render(
-        request, "project.html", principal, project=project, dataset=dataset, rounds=rounds,
-        versions=version_rows, serving_id=serving_id, users=users, active=active,
-        labels_used=service.labels_used(session, project.id), jobs_json=project_jobs,
-        charts={"curve": curve, "per_round": per_round, "budget": project.budget},
-        series_names={s.id: s.name for s in project.series}, strategies=STRATEGIES,
-        detector_help=DETECTORS.get(project.detector, ("", {}))[0],
-    )
+    page = views.project_page(session, project_id)
+    return render(request, "project.html", principal, **page, strategies=STRATEGIES,
+                  detector_help=DETECTORS.get(page["project"].detector, ("", {}))[0])
 
 
 # -- analyst labeling queue ---------------------------------------------------------------------------------------
@@ -166,7 +135,7 @@ def project_page(request: Request, project_id: int, session: SessionDep, princip
 @router.get("/label")
 def label_home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Straight to the queue when one project waits for answers; otherwise a list to choose from."""
-    rows = [_project_row(session, p) for p in repo.list_projects(session)]
+    rows = views.project_rows(session)
     waiting = [r for r in rows if r["pending"] > 0]
     if len(waiting) == 1:
         return RedirectResponse(f"/projects/{waiting[0]['project'].id}/label", status_code=303)
@@ -176,49 +145,13 @@ def label_home(request: Request, session: SessionDep, principal: CurrentPrincipa
 @router.get("/projects/{project_id}/label")
 def label_page(request: Request, project_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
     project = service.get_project(session, project_id)
-    state = labeling_state(session, project)
-    return render(request, "label.html", principal, project=project, state=state)
+    return render(request, "label.html", principal, project=project, state=views.labeling_state(session, project))
 
 
 @router.get("/api/v1/projects/{project_id}/labeling")
 def labeling_state_api(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """The labeling queue's state: the open round, its queries in rank order with their answers, the series."""
-    return labeling_state(session, service.get_project(session, project_id))
-
-
-def labeling_state(session: SessionDep, project: Project) -> dict[str, Any]:
-    active = repo.active_round(session, project.id)
-    last = active or repo.last_round(session, project.id)
-    out: dict[str, Any] = {
-        "project": {"id": project.id, "name": project.name, "window": project.window, "strategy": project.strategy,
-                    "detector": project.detector, "budget": project.budget, "auto_next": project.auto_next,
-                    "labels_used": service.labels_used(session, project.id)},
-        "round": None, "queries": [], "series": {},
-        "series_list": [{"id": s.id, "name": s.name} for s in project.series],
-    }
-    if last is None:
-        return out
-    summary = next(s for s in service.round_summaries(session, project.id) if s.round.id == last.id)
-    version = versions.get_version(session, last.source_version_id) if last.source_version_id else None
-    users = {u.id: u.username for u in accounts_repo.list_users(session)}
-    out["round"] = {"id": last.id, "number": last.number, "strategy": last.strategy, "status": last.status,
-                    "k": last.k, "answered": summary.counts["answered"] + summary.counts["skipped"],
-                    "total": len(summary.queries),
-                    "version": None if version is None else {"id": version.id, "round_number": version.round_number,
-                                                             "threshold": version.threshold,
-                                                             "method": version.method}}
-    for q in summary.queries:
-        item = QueryOut.model_validate(q).model_dump(mode="json")
-        item["answer"] = [{"start": lab.start, "end": lab.end, "value": lab.value,
-                           "author": users.get(lab.author_id, "") if lab.author_id else lab.source}
-                          for lab in summary.answers[q.id]]
-        out["queries"].append(item)
-    for s in project.series:
-        if any(q.series_id == s.id for q in summary.queries):
-            out["series"][str(s.id)] = {"id": s.id, "name": s.name, "n_points": s.n_points,
-                                        "n_channels": s.n_channels, "channel_names": s.channel_names,
-                                        "x_kind": s.timestamp_kind}
-    return out
+    return views.labeling_state(session, service.get_project(session, project_id))
 
 
 @router.get("/api/v1/projects/{project_id}/series/{series_id}/labels")
@@ -242,7 +175,5 @@ def labels_in_range(
 
 @router.get("/admin/jobs")
 def jobs_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
-    rows = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 200)]
-    names = {p.id: p.name for p in repo.list_projects(session)}
-    return render(request, "jobs.html", principal, jobs_json=rows, project_names=names)
+    return render(request, "jobs.html", principal, **views.jobs_page(session))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.projects.models import Label, Project, Query, Round
 
@@ -102,8 +102,30 @@ def count_answered_queries(session: Session, project_id: int) -> int:
     )
 
 
-def labels_for_project(session: Session, project_id: int) -> list[Label]:
-    return list(session.scalars(select(Label).where(Label.project_id == project_id).order_by(Label.id)))
+def mark_query(session: Session, query_id: int, status: str, **values: object) -> None:
+    """Set a query's status (and e.g. ``answered_at``) whatever it was: a second answer re-marks an answered one."""
+    session.execute(
+        update(Query).where(Query.id == query_id).values(status=status, **values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def effective_labels(session: Session, project_id: int, *, series_id: int | None = None, start: int | None = None,
+                     end: int | None = None) -> list[Label]:
+    """The labels in force, oldest first: rows of the project that no later row supersedes (an undo or an edit adds
+    a row pointing at the one it replaces) and that are not ``retracted``; optionally only those of ``series_id``
+    overlapping points ``[start, end)``. One query: the superseded ids are an uncorrelated subquery over the
+    project's rows (``NOT IN`` on a set, with the NULLs left out so that ``NOT IN`` means what it says)."""
+    later = aliased(Label)
+    superseded = select(later.supersedes_id).where(later.project_id == project_id, later.supersedes_id.is_not(None))
+    q = select(Label).where(Label.project_id == project_id, Label.value != "retracted", Label.id.not_in(superseded))
+    if series_id is not None:
+        q = q.where(Label.series_id == series_id)
+    if end is not None:
+        q = q.where(Label.start < end)
+    if start is not None:
+        q = q.where(Label.end > start)
+    return list(session.scalars(q.order_by(Label.id)))
 
 
 def labels_for_query(session: Session, query_id: int) -> list[Label]:
@@ -114,16 +136,6 @@ def labels_by_key(session: Session, key_prefix: str) -> list[Label]:
     return list(
         session.scalars(
             select(Label).where(Label.idempotency_key.startswith(key_prefix, autoescape=True)).order_by(Label.id)
-        )
-    )
-
-
-def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
-    return list(
-        session.scalars(
-            select(Label)
-            .where(Label.project_id == project_id, Label.series_id == series_id, Label.start < end, Label.end > start)
-            .order_by(Label.id)
         )
     )
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from app.errors import AppError
 from app.jobs.router import enqueue_after_commit
-from app.projects import repository as repo
 from app.projects import service
 from app.projects.schemas import (
     AnswerIn,
@@ -30,7 +29,7 @@ router = APIRouter(tags=["projects"])
 
 @router.get("/api/v1/projects", response_model=list[ProjectOut])
 def list_projects(session: SessionDep, principal: CurrentPrincipal) -> list[ProjectOut]:
-    return [ProjectOut.model_validate(p) for p in repo.list_projects(session)]
+    return [ProjectOut.model_validate(p) for p in service.list_projects(session)]
 
 
 @router.post("/api/v1/projects", response_model=ProjectOut, status_code=201)
@@ -48,7 +47,7 @@ def get_project(project_id: int, session: SessionDep, principal: CurrentPrincipa
 
 @router.get("/api/v1/projects/{project_id}/rounds", response_model=list[RoundOut])
 def list_rounds(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> list[RoundOut]:
-    return [RoundOut.model_validate(r) for r in repo.list_rounds(session, service.get_project(session, project_id).id)]
+    return [RoundOut.model_validate(r) for r in service.list_rounds(session, project_id)]
 
 
 @router.post("/api/v1/projects/{project_id}/rounds", response_model=RoundOut, status_code=201)
@@ -61,7 +60,7 @@ def start_round(project_id: int, body: RoundStart, request: Request, background:
 
 @router.get("/api/v1/rounds/{round_id}/queries", response_model=list[QueryOut])
 def list_queries(round_id: int, session: SessionDep, principal: CurrentPrincipal) -> list[QueryOut]:
-    return [QueryOut.model_validate(q) for q in repo.list_queries(session, round_id)]
+    return [QueryOut.model_validate(q) for q in service.list_queries(session, round_id)]
 
 
 @router.get("/api/v1/projects/{project_id}/next-query", response_model=QueryOut | None)
@@ -107,39 +106,12 @@ def export_labels(
     series_id: int | None = None,
 ) -> Response:
     if format == "json":
-        return Response(_json(service.export_labels(session, project_id)), media_type="application/json")
+        return Response(json.dumps(service.export_labels(session, project_id)), media_type="application/json")
     if format == "csv":
-        rows = service.export_labels(session, project_id)
-        buf = io.StringIO()
-        fields = ["series_id", "series", "start", "end", "value", "source", "author", "round_id", "query_id",
-                  "label_id", "created_at"]
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        return Response(buf.getvalue(), media_type="text/csv",
+        return Response(service.export_labels_csv(session, project_id), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="labels-project-{project_id}.csv"'})
-    from app.datasets import service as datasets
-    from app.errors import AppError
-
     if series_id is None:
         raise AppError("points_csv needs series_id")
-    table = service.point_label_table(session, project_id, series_id)
-    series = datasets.get_series(session, series_id)
-    stamps = datasets.read_timestamps(session, series)
-
-    def lines():  # type: ignore[no-untyped-def]
-        yield "index,timestamp,label\n"
-        names = {-1: "", 0: "0", 1: "1"}
-        for i in range(0, len(table), 65_536):
-            block = table[i : i + 65_536]
-            ts = stamps[i : i + 65_536]
-            yield "".join(f"{i + j},{ts[j]},{names[int(v)]}\n" for j, v in enumerate(block))
-
-    return StreamingResponse(lines(), media_type="text/csv", headers={
+    lines = service.export_point_labels_csv(session, project_id, series_id)
+    return StreamingResponse(lines, media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="labels-project-{project_id}-series-{series_id}.csv"'})
-
-
-def _json(rows: list[dict]) -> str:
-    import json
-
-    return json.dumps(rows)

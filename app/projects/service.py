@@ -6,14 +6,20 @@ Services take a session and never commit; the caller's scope does, and only then
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User
-from app.accounts.service import audit
+from app.accounts.service import audit, usernames
+from app.core.detectors import available_detectors, detector_class, load_detector, make_detector
 from app.core.loop import (
     UNCERTAINTY_STRATEGIES,
     PoolState,
@@ -23,6 +29,7 @@ from app.core.loop import (
     warmup_candidates,
 )
 from app.core.loop import Query as CoreQuery
+from app.core.query import available_strategies
 from app.core.windows import LabeledRange, n_windows
 from app.datasets import repository as datasets_repo
 from app.datasets import service as datasets
@@ -65,8 +72,6 @@ def model_input(session: Session, series: Series, end: int | None = None) -> np.
     """Values ready for a model: ``(n, C)`` float32 with gaps (``--fill keep``) carried forward, then backward."""
     values = datasets.read_values(session, series, 0, end)
     if np.isnan(values).any():
-        import pandas as pd
-
         values = pd.DataFrame(values).ffill().bfill().fillna(0.0).to_numpy(np.float32)
     return values
 
@@ -91,9 +96,6 @@ def get_project(session: Session, project_id: int) -> Project:
 
 def create_project(session: Session, actor: User | None, spec: ProjectCreate) -> tuple[Project, int]:
     """Create a project and its initial-fit job; returns ``(project, job id)`` — enqueue the job after commit."""
-    from app.core.detectors import available_detectors, detector_class
-    from app.core.query import available_strategies
-
     if spec.detector not in available_detectors():
         raise AppError(f"unknown detector {spec.detector!r}; choose one of {', '.join(available_detectors())}")
     cls = detector_class(spec.detector)  # its defaults fill what the admin left open
@@ -139,8 +141,6 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
 
 
 def _check_detector_params(spec: ProjectCreate) -> None:
-    from app.core.detectors import make_detector
-
     try:
         make_detector(spec.detector, window=spec.window, stride=spec.stride, seed=spec.seed, device="cpu",
                       **spec.detector_params)
@@ -151,11 +151,12 @@ def _check_detector_params(spec: ProjectCreate) -> None:
 # -- labels -------------------------------------------------------------------------------------------------------
 
 
-def effective_labels(session: Session, project_id: int) -> list[Label]:
-    """Labels in force: not superseded by a later row (an undo or an edit), newest last."""
-    rows = repo.labels_for_project(session, project_id)
-    superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
-    return [r for r in rows if r.id not in superseded and r.value != "retracted"]
+def effective_labels(session: Session, project_id: int, series_id: int | None = None, start: int | None = None,
+                     end: int | None = None) -> list[Label]:
+    """Labels in force: not superseded by a later row (an undo or an edit) and not retracted, oldest first;
+    optionally only those of ``series_id`` overlapping points ``[start, end)``. One SQL query
+    (:func:`app.projects.repository.effective_labels`)."""
+    return repo.effective_labels(session, project_id, series_id=series_id, start=start, end=end)
 
 
 def round_answers(session: Session, project: Project, state: PoolState, round_id: int
@@ -195,8 +196,6 @@ def start_round(
 ) -> RoundStarted:
     """Plan the next round (:func:`app.core.loop.plan_round`) on the serving version's stored scores, within the
     remaining budget, and persist its queries. The serving version is also the one the round's retraining refines."""
-    from app.core.query import available_strategies
-
     project = get_project(session, project_id)
     active = repo.active_round(session, project.id)
     if active is not None:
@@ -237,8 +236,6 @@ def plan_queries(session: Session, project: Project, version: ModelVersion, stat
                  number: int) -> list[CoreQuery]:
     """Load what the core planner needs from storage — the version's window scores (margins and drivers where the
     detector has them; RLAD's warm-up candidates before any label) — and plan the round."""
-    from app.core.detectors import detector_class, load_detector
-
     cls = detector_class(project.detector)
     chunk = max(1, project.series[0].chunk_points)
 
@@ -270,11 +267,9 @@ def plan_queries(session: Session, project: Project, version: ModelVersion, stat
 def answer_round_from_ground_truth(session: Session, project: Project, rnd: Round) -> int | None:
     """The ground-truth oracle answers every query of ``rnd`` exactly as the bench's oracle does
     (:func:`app.core.loop.truth_answer` with the detector's ``answer_mode``); each answer counts one label."""
-    from app.core.detectors import detector_class
-
     mode = detector_class(project.detector).answer_mode
     for query in repo.list_queries(session, rnd.id):
-        series = session.get(Series, query.series_id)
+        series = datasets.get_series(session, query.series_id)
         truth = datasets.read_truth(session, series, query.start, query.end)
         if truth is None:
             raise AppError(f"series {series.name!r} has no ground truth for the oracle")
@@ -372,9 +367,7 @@ def answer_query(
         session.flush()
     except IntegrityError:  # a concurrent retry with the same key won the race (not reachable while locked)
         raise Conflict("this answer is being saved by another request; retry to get its result") from None
-    session.execute(
-        Query.__table__.update().where(Query.id == query.id).values(status=status, answered_at=utcnow())
-    )
+    repo.mark_query(session, query.id, status, answered_at=utcnow())
     session.expire(query)
     audit(session, actor, f"label.{value}", "query", query.id, round_id=rnd.id,
           range=list(anomaly_range) if anomaly_range else None)
@@ -398,8 +391,6 @@ def _pieces(query: Query, value: str, anomaly_range: tuple[int, int] | None) -> 
 def _scoped_key(actor: User | None, endpoint: str, key: str) -> str:
     """The stored form of a client's idempotency key: a digest of caller, endpoint and key, so two users (or one
     user's answer and free label) reusing a key never meet. 40 hex digits + ``:i`` fit the 64-character column."""
-    import hashlib
-
     raw = f"{actor.id if actor else 0}|{endpoint}|{key}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
@@ -474,6 +465,20 @@ def add_free_label(session: Session, actor: User | None, project_id: int, series
 # -- reading for pages and exports --------------------------------------------------------------------------------
 
 
+def list_projects(session: Session) -> list[Project]:
+    return repo.list_projects(session)
+
+
+def list_rounds(session: Session, project_id: int) -> list[Round]:
+    """A project's rounds, oldest first (404 for an unknown project)."""
+    return repo.list_rounds(session, get_project(session, project_id).id)
+
+
+def list_queries(session: Session, round_id: int) -> list[Query]:
+    """A round's queries in rank order (none for an unknown round)."""
+    return repo.list_queries(session, round_id)
+
+
 @dataclass
 class QueryContext:
     """What the labeling page needs about one query."""
@@ -497,7 +502,7 @@ def query_context(session: Session, query_id: int) -> QueryContext:
     project = get_project(session, rnd.project_id)
     queries = repo.list_queries(session, rnd.id)
     version = versions_repo.get(session, rnd.source_version_id) if rnd.source_version_id else None
-    return QueryContext(query, rnd, project, session.get(Series, query.series_id),
+    return QueryContext(query, rnd, project, datasets.get_series(session, query.series_id),
                         sum(q.status != "pending" for q in queries), len(queries),
                         version.id if version else None, version.threshold if version else None)
 
@@ -511,13 +516,16 @@ def next_query(session: Session, project_id: int) -> Query | None:
     return repo.next_pending_query(session, rnd.id)
 
 
-def export_labels(session: Session, project_id: int) -> list[dict]:
-    """Labels in force, one row per labeled range, with series name and author."""
-    from app.accounts.models import User as UserModel
+EXPORT_FIELDS = ("series_id", "series", "start", "end", "value", "source", "author", "round_id", "query_id",
+                 "label_id", "created_at")
+"""The columns of a label export, one row per labeled range in force."""
 
+
+def export_labels(session: Session, project_id: int) -> list[dict]:
+    """Labels in force, one row per labeled range, with series name and author (keys: :data:`EXPORT_FIELDS`)."""
     project = get_project(session, project_id)
     names = {s.id: s.name for s in project.series}
-    users = {u.id: u.username for u in session.query(UserModel).all()}
+    users = usernames(session)
     return [
         {"series_id": lab.series_id, "series": names.get(lab.series_id, ""), "start": lab.start, "end": lab.end,
          "value": lab.value, "source": lab.source, "author": users.get(lab.author_id, "") if lab.author_id else "",
@@ -527,6 +535,33 @@ def export_labels(session: Session, project_id: int) -> list[dict]:
     ]
 
 
+def export_labels_csv(session: Session, project_id: int) -> str:
+    """:func:`export_labels` as CSV text with a header row (columns :data:`EXPORT_FIELDS`)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    writer.writerows(export_labels(session, project_id))
+    return buf.getvalue()
+
+
+def export_point_labels_csv(session: Session, project_id: int, series_id: int) -> Iterator[str]:
+    """Per-point labels of one series as CSV lines ``index,timestamp,label`` (label 1, 0, or empty when unlabeled).
+
+    Everything is read (and every error raised) before this returns; the iterator only formats, block by block, so
+    a response can stream it after the session has closed."""
+    table = point_label_table(session, project_id, series_id)
+    stamps = datasets.read_timestamps(session, datasets.get_series(session, series_id))
+    return _point_label_lines(table, stamps)
+
+
+def _point_label_lines(table: np.ndarray, stamps: np.ndarray, block: int = 65_536) -> Iterator[str]:
+    yield "index,timestamp,label\n"
+    names = {-1: "", 0: "0", 1: "1"}
+    for i in range(0, len(table), block):
+        labels, ts = table[i : i + block], stamps[i : i + block]
+        yield "".join(f"{i + j},{ts[j]},{names[int(v)]}\n" for j, v in enumerate(labels))
+
+
 def point_label_table(session: Session, project_id: int, series_id: int) -> np.ndarray:
     """Per-timestamp labels of one series: ``(n_points,)`` int8, 1 anomaly, 0 normal, -1 unlabeled (latest wins)."""
     project = get_project(session, project_id)
@@ -534,8 +569,8 @@ def point_label_table(session: Session, project_id: int, series_id: int) -> np.n
     if series is None:
         raise NotFound(f"series {series_id} is not part of project {project.name!r}")
     out = np.full(series.n_points, -1, dtype=np.int8)
-    for lab in effective_labels(session, project.id):
-        if lab.series_id == series_id and lab.value in USABLE:
+    for lab in effective_labels(session, project.id, series_id=series_id):
+        if lab.value in USABLE:
             out[lab.start : lab.end] = 1 if lab.value == "anomaly" else 0
     return out
 
@@ -545,8 +580,7 @@ def point_label_table(session: Session, project_id: int, series_id: int) -> np.n
 
 def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
     """Labels in force on ``series_id`` overlapping points ``[start, end)``, oldest first (for shading a chart)."""
-    return [lab for lab in effective_labels(session, project_id)
-            if lab.series_id == series_id and lab.start < end and lab.end > start]
+    return effective_labels(session, project_id, series_id=series_id, start=start, end=end)
 
 
 @dataclass

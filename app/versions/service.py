@@ -16,11 +16,13 @@ from sqlalchemy.orm import Session
 
 from app.accounts.models import User
 from app.accounts.service import audit
+from app.core import metrics as m
 from app.core.adoption import AdoptionRule
-from app.core.detectors.registry import detector_class
-from app.core.loop import PoolState
+from app.core.detectors.registry import detector_class, load_detector, make_detector
+from app.core.loop import PoolState, learn, pool_threshold, validate_candidate
 from app.core.loop import Query as CoreQuery
-from app.core.windows import LabeledRange
+from app.core.runtime import resolve_device
+from app.core.windows import LabeledRange, n_windows, ranges_to_point_labels
 from app.datasets import service as datasets
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job
@@ -118,8 +120,6 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
 def _stored_windows(session: Session, project: Project, version: ModelVersion, state: PoolState
                     ) -> list[np.ndarray] | None:
     """A version's stored window scores per series of the pool, or None if any is missing."""
-    from app.core.windows import n_windows
-
     out = []
     for s in state.series:
         n_win = n_windows(s.n_points, project.window, project.stride)
@@ -133,10 +133,6 @@ def _stored_windows(session: Session, project: Project, version: ModelVersion, s
 def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # type: ignore[no-untyped-def]
     """Fit (no weights) or refine with every label so far (:func:`app.core.loop.learn`), score every series, and
     judge the candidate on the round's answers (:func:`app.core.loop.validate_candidate`). Pure: no database."""
-    from app.core.detectors import load_detector, make_detector
-    from app.core.loop import learn, validate_candidate
-    from app.core.runtime import resolve_device
-
     t0 = time.perf_counter()
     if inp.weights is None:
         detector = make_detector(inp.detector, device=device, **inp.params)
@@ -171,10 +167,6 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
 def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:
     """Threshold from the labels gathered (never from ground truth); metrics on the labels and, where imported, on
     ground truth of the held-back tail (or of the whole series when nothing is held back, marked as such)."""
-    from app.core import metrics as m
-    from app.core.loop import pool_threshold
-    from app.core.windows import ranges_to_point_labels
-
     pool_scores = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
     known = labels >= 0
@@ -353,12 +345,10 @@ def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
 def score_view(session: Session, project: Project, version: ModelVersion, series_id: int, start: int, end: int | None,
                width_px: int) -> dict:
     """A version's point scores on ``[start, end)`` downsampled for a chart (MinMaxLTTB, ~2 points per pixel)."""
-    from app.datasets.service import downsample_indices
-
     if series_id not in {s.id for s in project.series}:
         raise NotFound(f"series {series_id} is not part of project {project.name!r}")
     scores = read_scores(session, version, series_id, start, end).astype(np.float64)
-    idx = downsample_indices(scores, max(16, min(width_px, 4000) * 2))
+    idx = datasets.downsample_indices(scores, max(16, min(width_px, 4000) * 2))
     return {"version_id": version.id, "round_number": version.round_number, "threshold": version.threshold,
             "start": start, "end": start + len(scores), "i": (idx + start).tolist(),
             "y": [round(float(v), 6) for v in scores[idx]]}
@@ -366,10 +356,8 @@ def score_view(session: Session, project: Project, version: ModelVersion, series
 
 def projects_with_series(session: Session, series_id: int) -> list[dict]:
     """Projects that use a series, with their versions (newest first), for the explorer's overlay picker."""
-    from app.projects import repository as prepo
-
     out = []
-    for p in prepo.list_projects(session):
+    for p in projects_repo.list_projects(session):
         if any(s.id == series_id for s in p.series):
             out.append({"id": p.id, "name": p.name, "serving_version_id": p.serving_version_id,
                         "versions": [{"id": v.id, "round_number": v.round_number, "method": v.method}

@@ -120,7 +120,7 @@ def test_project_page_shows_rounds_answers_versions_jobs_and_exports(app, admin_
     assert [(j["kind"], j["status"]) for j in jobs] == [("fit", "done")]
     for fmt in ("format=csv", "format=json", "format=points_csv&amp;series_id="):
         assert f"/api/v1/projects/{pid}/labels?{fmt}" in text
-    assert '<script src="/vendor/plotly.min.js">' in text and "/static/admin.js" in text
+    assert '<script src="/static/vendor/plotly-basic.min.js?v=' in text and "/static/admin.js?v=" in text
 
     listing = admin_client.get("/projects").text
     assert "servers" in listing and "2 / 20" in listing and "New project" in listing

@@ -41,17 +41,18 @@ def test_score_threshold_and_labels_overlaid_and_a_range_labeled(page, live_serv
 
     login(page, "analyst")
     page.goto(f"{live_server.url}/series/{series_id}")
-    page.wait_for_function("window.explorerStats && window.explorerStats.firstChartMs !== null")
+    page.wait_for_function("() => window.explorerStats && window.explorerStats.firstChartMs !== null")
     assert page.locator("#ov-version option").count() == 2  # v0 and v1 of the project
     # the score trace and the threshold line are drawn, and the oracle's labels shaded
-    page.wait_for_function("document.querySelector('#chart').data.some(t => (t.name || '').startsWith('score v'))")
+    page.wait_for_function(
+        "() => document.querySelector('#chart').data.some(t => (t.name || '').startsWith('score v'))")
     shapes = page.evaluate("document.querySelector('#chart').layout.shapes.length")
     assert shapes >= 4  # threshold + 3 labeled windows (at least)
     shot(page, "explorer-overlay-score-labels")
     page.fill("#ov-start", "100")
     page.fill("#ov-end", "130")
     page.click("#ov-label button[data-value=anomaly]")
-    page.wait_for_function("document.querySelector('#ov-status').textContent.startsWith('saved')")
+    page.wait_for_function("() => document.querySelector('#ov-status').textContent.startsWith('saved')")
     with db.session_scope() as s:
         rows = s.scalars(select(Label).where(Label.project_id == project_id, Label.start == 100)).all()
         assert [(r.end, r.value, r.source) for r in rows] == [(130, "anomaly", "analyst")]

@@ -78,14 +78,14 @@ def press_and_wait(page, key: str) -> int | None:  # type: ignore[no-untyped-def
     before = current(page)
     page.keyboard.press(key)
     # '' also means "drawing the next one": done only when the round-complete panel shows
-    page.wait_for_function(f"""(() => {{ const q = document.getElementById('lq').dataset.query;
-        return q !== '{before}' && (q !== '' || !document.getElementById('lq-done').hidden); }})()""")
+    page.wait_for_function(f"""() => {{ const q = document.getElementById('lq').dataset.query;
+        return q !== '{before}' && (q !== '' || !document.getElementById('lq-done').hidden); }}""")
     shown = page.get_attribute("#lq", "data-query")
     return int(shown) if shown else None
 
 
 def wait_saved(page) -> None:  # type: ignore[no-untyped-def]
-    page.wait_for_function("document.getElementById('lq-sync').dataset.pending === '0'", timeout=15_000)
+    page.wait_for_function("() => document.getElementById('lq-sync').dataset.pending === '0'", timeout=15_000)
 
 
 def answers(page, project_id: int) -> dict[int, list[tuple[int, int, str]]]:  # type: ignore[no-untyped-def]
@@ -128,7 +128,7 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
     q2 = press_and_wait(page, "a")
     # 2: only points +5..+12 are anomalous: drag, then `a`
     drag_inside_window(page, 5, 12)
-    page.wait_for_function("document.getElementById('lq-selection').textContent.includes('Marked points')")
+    page.wait_for_function("() => document.getElementById('lq-selection').textContent.includes('Marked points')")
     shot(page, "label-dragged-range")
     q3 = press_and_wait(page, "a")
     # 3: normal, then undone: the same window comes back
@@ -137,7 +137,7 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
     wait_saved(page)
     assert answers(page, pid)[q3] == [(starts[q3], starts[q3] + 25, "normal")]
     page.keyboard.press("z")
-    page.wait_for_function(f"document.getElementById('lq').dataset.query === '{q3}'")
+    page.wait_for_function(f"() => document.getElementById('lq').dataset.query === '{q3}'")
     assert page.inner_text("#lq-count") == "2 / 8"
 
     got = answers(page, pid)
@@ -152,14 +152,14 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
     queue = page.inner_text("#lq-queue")
     assert queue.count("anomaly") == 2 and queue.count("to do") == 6
     shot(page, "label-after-reload")
-    page.wait_for_function("window.__lq.prefetched >= 1")  # the next window's data is here before going offline
+    page.wait_for_function("() => window.__lq.prefetched >= 1")  # the next window's data is here before going offline
 
     # offline: the answer is kept with a visible pending state, then delivered exactly once
     page.context.set_offline(True)
     q_next = press_and_wait(page, "u")
     assert q_next not in (None, q3)  # the next window shows at once (it was prefetched)
     assert page.locator("#lq-chart .main-svg").count() > 0 and "Offline" not in page.inner_text("#lq-chart")
-    page.wait_for_function("document.getElementById('lq-sync').dataset.pending === '1'")
+    page.wait_for_function("() => document.getElementById('lq-sync').dataset.pending === '1'")
     assert "pending" in page.inner_text("#lq-sync")
     key = page.evaluate("JSON.parse(localStorage.getItem('anomaloop.outbox.v1'))[0].key")
     shot(page, "label-offline-pending")
@@ -168,7 +168,7 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
     page.context.set_offline(False)
     wait_saved(page)
     with live_server.database.session_scope() as session:
-        rows = session.scalars(select(Label).where(Label.idempotency_key.startswith(key))).all()
+        rows = session.scalars(select(Label).where(Label.query_id == q3, Label.value == "unsure")).all()
         assert [(r.query_id, r.value) for r in rows] == [(q3, "unsure")]
     # the same request again (a retry that lost its response) writes nothing
     again = page.evaluate("""([q, key]) => fetch(`/api/v1/queries/${q}/answer`, {method: 'POST',
@@ -177,7 +177,7 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
         body: JSON.stringify({value: 'unsure', idempotency_key: key})}).then(r => r.json())""", [q3, key])
     assert again["duplicate"] is True
     with live_server.database.session_scope() as session:
-        assert len(session.scalars(select(Label).where(Label.idempotency_key.startswith(key))).all()) == 1
+        assert len(session.scalars(select(Label).where(Label.query_id == q3, Label.value == "unsure")).all()) == 1
 
     # an admin watches the project page while the analyst finishes the round
     admin_context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
@@ -212,7 +212,8 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
         assert seen and seen[-1][0] == "done", seen
         # seen running with its phase (RLAD: warm-up, episodes with reward, label propagation), then done
         assert any(s == "running" and msg for s, msg in seen), f"never saw the job running: {seen}"
-        admin.wait_for_function("document.querySelectorAll('#versions tr[data-version]').length === 2", timeout=15_000)
+        admin.wait_for_function("() => document.querySelectorAll('#versions tr[data-version]').length === 2",
+                                timeout=15_000)
         newest = admin.locator("#versions tr[data-version]").first
         assert "serving" in newest.inner_text() and newest.locator("td").nth(3).inner_text() == "8"
         assert admin.locator("#jobs tbody tr", has_text="retrain").locator(".job-pct").inner_text() == "100%"

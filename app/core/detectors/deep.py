@@ -29,7 +29,7 @@ import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -173,7 +173,7 @@ class TorchWindowDetector(Detector):
 
         ``squared=False`` is the score (002 Eq. 4, ``|X - X_hat|``); ``True`` is the training/feedback loss (MSE).
         """
-        diff = module(x_in) - target
+        diff: torch.Tensor = module(x_in) - target
         return (diff.pow(2) if squared else diff.abs()).mean(dim=-1)
 
     def _masked_step_error(
@@ -296,7 +296,7 @@ class TorchWindowDetector(Detector):
     def _window_means(self, points: np.ndarray) -> np.ndarray:
         starts = window_starts(len(points), self.window, self.stride)
         csum = np.concatenate([[0.0], np.cumsum(points)])
-        return (csum[starts + self.window] - csum[starts]) / self.window
+        return cast(np.ndarray, (csum[starts + self.window] - csum[starts]) / self.window)
 
     def step_errors(self, X: np.ndarray, starts: np.ndarray, squared: bool = False) -> np.ndarray:
         """Per-step error of the windows starting at ``starts`` (unmasked, eval mode): ``(len(starts), window)``."""

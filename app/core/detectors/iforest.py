@@ -11,8 +11,6 @@ windows at a time, so memory stays bounded whatever the series length. No torch 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
@@ -55,7 +53,9 @@ class IForestDetector(Detector):
         view = sliding_windows(x, self.window, self.stride)  # (n_windows, window, C)
         return view.reshape(len(view), -1)
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> Any:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None
+    ) -> IForestDetector:
         """Fit the forest on (a seeded subsample of) the windows of ``X`` ``(n_points, n_channels)``.
 
         ``y`` is accepted for the common interface and ignored: the forest is unsupervised.

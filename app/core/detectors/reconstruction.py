@@ -11,6 +11,7 @@ Defaults are deliberately small (hidden 64, latent 16, one or two layers, 10 epo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -105,7 +106,7 @@ class _DenseAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, c = x.shape
-        return self.decoder(self.encoder(x.reshape(b, length * c))).reshape(b, length, c)
+        return cast(torch.Tensor, self.decoder(self.encoder(x.reshape(b, length * c))).reshape(b, length, c))
 
 
 class _DenseVAE(nn.Module):
@@ -200,7 +201,7 @@ class _TransformerAE(nn.Module):
             tokens = torch.where(mask[..., None], self.mask_token, tokens)
         h = tokens + self.position[:, : x.shape[1]]
         h = self.encoder(h) if self.training else self._encode_eval(h)  # (B, L, d_model)
-        return self.head(h)  # (B, L, C)
+        return cast(torch.Tensor, self.head(h))  # (B, L, C)
 
     def _encode_eval(self, h: torch.Tensor) -> torch.Tensor:
         """``self.encoder(h)`` in eval mode, on chunks of at most ``eval_chunk_tokens`` tokens on a CPU.
@@ -212,7 +213,7 @@ class _TransformerAE(nn.Module):
         chunk = max(1, self.eval_chunk_tokens // h.shape[1])
         if len(h) > chunk and h.device.type == "cpu":
             return torch.cat([self.encoder(h[i : i + chunk]) for i in range(0, len(h), chunk)])
-        return self.encoder(h)
+        return cast(torch.Tensor, self.encoder(h))
 
 
 def _reparameterize(mu: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
@@ -243,6 +244,8 @@ class DenseAE(TorchWindowDetector):
 
     name = "ae"
     config_cls = DenseConfig
+    hidden: int  # the config's fields, set by TorchWindowDetector.__init__
+    latent: int
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _DenseAE(self.window, n_channels, self.hidden, self.latent)
@@ -253,6 +256,9 @@ class DenseVAE(TorchWindowDetector):
 
     name = "vae"
     config_cls = VAEConfig
+    hidden: int  # the config's fields, set by TorchWindowDetector.__init__
+    latent: int
+    beta: float
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _DenseVAE(self.window, n_channels, self.hidden, self.latent)
@@ -267,6 +273,9 @@ class LSTMAE(TorchWindowDetector):
 
     name = "lstm_ae"
     config_cls = LSTMConfig
+    hidden: int  # the config's fields, set by TorchWindowDetector.__init__
+    latent: int
+    layers: int
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _LSTMAE(n_channels, self.hidden, self.latent, self.layers)
@@ -280,6 +289,10 @@ class LSTMVAE(TorchWindowDetector):
 
     name = "lstm_vae"
     config_cls = LSTMVAEConfig
+    hidden: int  # the config's fields, set by TorchWindowDetector.__init__
+    latent: int
+    layers: int
+    beta: float
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _LSTMAE(n_channels, self.hidden, self.latent, self.layers, variational=True)
@@ -300,6 +313,10 @@ class USAD(TorchWindowDetector):
 
     name = "usad"
     config_cls = USADConfig
+    hidden: int  # the config's fields, set by TorchWindowDetector.__init__
+    latent: int
+    alpha: float
+    beta: float
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _USAD(self.window, n_channels, self.hidden, self.latent)
@@ -309,10 +326,10 @@ class USAD(TorchWindowDetector):
         return self.alpha * _error(w1, target, squared) + self.beta * _error(w3, target, squared)
 
     def _make_optimizers(self, module: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
-        enc = list(module.encoder.parameters())
+        enc = list(module.get_submodule("encoder").parameters())
         return [
-            torch.optim.Adam(enc + list(module.decoder1.parameters()), lr=lr),
-            torch.optim.Adam(enc + list(module.decoder2.parameters()), lr=lr),
+            torch.optim.Adam(enc + list(module.get_submodule("decoder1").parameters()), lr=lr),
+            torch.optim.Adam(enc + list(module.get_submodule("decoder2").parameters()), lr=lr),
         ]
 
     def _train_step(
@@ -340,6 +357,12 @@ class TransformerAE(TorchWindowDetector):
 
     name = "transformer"
     config_cls = TransformerConfig
+    d_model: int  # the config's fields, set by TorchWindowDetector.__init__
+    heads: int
+    layers: int
+    ff: int
+    dropout: float
+    mask_token: bool
 
     def _build_module(self, n_channels: int) -> nn.Module:
         return _TransformerAE(self.window, n_channels, self.d_model, self.heads, self.layers, self.ff, self.dropout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 from app.core import persist
 from app.core.detectors.base import Detector
@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "iforest": "app.core.detectors.iforest:IForestDetector",
     "diff": "app.core.detectors.statistical:DiffScorer",
     "rollingz": "app.core.detectors.statistical:RollingZScorer",
+    "level": "app.core.detectors.statistical:LevelScorer",
     "ensemble": "app.core.detectors.ensemble:EnsembleDetector",
     "ae": "app.core.detectors.reconstruction:DenseAE",
     "vae": "app.core.detectors.reconstruction:DenseVAE",
@@ -36,7 +37,7 @@ def detector_class(name: str) -> type[Detector]:
     except KeyError:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(available_detectors())}") from None
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return cast("type[Detector]", getattr(importlib.import_module(module_name), class_name))
 
 
 def make_detector(name: str, **params: Any) -> Detector:

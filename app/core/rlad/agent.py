@@ -19,6 +19,7 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -70,13 +71,13 @@ class QNetwork(nn.Module):
         # Forget-gate bias 1.0 (paper, Sec. 6.3). PyTorch orders gates (input, forget, cell, output)
         # and adds bias_ih + bias_hh, so set one forget chunk to 1 and the other to 0.
         with torch.no_grad():
-            self.lstm.bias_ih_l0[hidden_size : 2 * hidden_size].fill_(1.0)
-            self.lstm.bias_hh_l0[hidden_size : 2 * hidden_size].fill_(0.0)
+            self.lstm.get_parameter("bias_ih_l0")[hidden_size : 2 * hidden_size].fill_(1.0)
+            self.lstm.get_parameter("bias_hh_l0")[hidden_size : 2 * hidden_size].fill_(0.0)
 
     def forward(self, states: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         _, (h, _) = self.lstm(states)  # states (B, window, C) -> h (1, B, hidden)
         last = h[-1] if features is None or self.n_features == 0 else torch.cat([h[-1], features], dim=1)
-        return self.head(last)  # (B, hidden + F) -> (B, 2)
+        return cast(torch.Tensor, self.head(last))  # (B, hidden + F) -> (B, 2)
 
 
 @contextmanager
@@ -193,6 +194,7 @@ class DQNAgent:
                 batch = torch.as_tensor(np.ascontiguousarray(windows[lo : lo + batch_size]), device=self.device)
                 extra = None
                 if self.n_features:
+                    assert features is not None  # checked above
                     extra = torch.as_tensor(np.ascontiguousarray(features[lo : lo + batch_size], np.float32),
                                             device=self.device)
                 out[lo : lo + len(batch)] = self.q_network(batch, extra).cpu().numpy()  # (B, window, C) -> (B, 2)
@@ -201,7 +203,10 @@ class DQNAgent:
     @torch.no_grad()
     def greedy_action(self, state: np.ndarray, features: np.ndarray | None = None) -> int:
         """argmax_a Q(state, a) for one window ``(window, C)`` with its side features ``(n_features,)``."""
-        extra = None if not self.n_features else torch.tensor(features[None], device=self.device)
+        extra = None
+        if self.n_features:
+            assert features is not None, f"the agent reads {self.n_features} side features; pass them"
+            extra = torch.tensor(features[None], device=self.device)
         q = self.q_network(torch.tensor(state[None], device=self.device), extra)  # (1, window, C) -> (1, 2)
         return int(q.argmax(dim=1).item())
 

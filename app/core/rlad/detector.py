@@ -38,7 +38,7 @@ and the first ``window − 1`` points take the first window's score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -135,6 +135,7 @@ class RLADDetector(Detector):
         data; ``None`` without the warm-up feature."""
         if self.n_features_ == 0:
             return None
+        assert self.iforest_ is not None  # the feature is the warm-up forest's score
         s = self.iforest_.window_scores(as_2d(X))
         return ((s - self.feature_mean_) / self.feature_std_).astype(np.float32)[:, None]
 
@@ -158,6 +159,7 @@ class RLADDetector(Detector):
         self.iforest_ = fit_warmup_forest(x, self.window, self.stride, self.seed) if self.use_warmup else None
         self.n_features_ = 1 if self.use_warmup and self.warmup_feature else 0
         if self.n_features_:
+            assert self.iforest_ is not None  # n_features_ is 1 only with the warm-up forest
             fit_scores = self.iforest_.window_scores(x)
             self.feature_mean_, self.feature_std_ = float(fit_scores.mean()), float(fit_scores.std()) or 1.0
         self.agent_ = self._new_agent()
@@ -185,6 +187,7 @@ class RLADDetector(Detector):
         """
         self._check_fitted()
         if self.use_warmup:
+            assert self.iforest_ is not None  # fitted with use_warmup
             chosen = select_warmup_windows(self.iforest_.window_scores(X), self.n_warmup)
         else:
             total = self.n_windows(len(X))
@@ -198,7 +201,7 @@ class RLADDetector(Detector):
         if not self.trained_ and self.iforest_ is not None:
             return self.iforest_.window_scores(X) - 0.5
         q = self.agent_.q_values(self._windows(X), self.score_batch, self._features(X))
-        return (q[:, 1] - q[:, 0]).astype(np.float64)
+        return cast(np.ndarray, (q[:, 1] - q[:, 0]).astype(np.float64))
 
     def margins(self, X: np.ndarray, window_scores: np.ndarray | None = None) -> np.ndarray:
         """``|q0 − q1|`` per window ``(n_windows,)`` (Eq. 5); the smallest are the most uncertain.

@@ -16,6 +16,7 @@ never a label, so they can carry no ground truth either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class WindowEnv:
 
     @property
     def n_features(self) -> int:
-        return self.features.shape[1]
+        return int(self.features.shape[1])
 
     @property
     def n_windows(self) -> int:
@@ -95,11 +96,11 @@ class WindowEnv:
 
     def state(self, index: int) -> np.ndarray:
         """Window ``index``: ``(window, n_channels)``."""
-        return self.windows[index]
+        return cast(np.ndarray, self.windows[index])
 
     def feature(self, index: int) -> np.ndarray:
         """Side features of window ``index``: ``(n_features,)`` (empty when there are none)."""
-        return self.features[index]
+        return cast(np.ndarray, self.features[index])
 
     def step(self, index: int, action: int) -> Step:
         """Take ``action`` in state ``index``; reward from its training label, next state ``index + 1``."""

@@ -15,6 +15,7 @@ sample of unlabeled windows for the rest. Windows outside the graph get no pseud
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import numpy as np
 from sklearn.semi_supervised import LabelPropagation, LabelSpreading
@@ -46,7 +47,7 @@ def entropy(distributions: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
     h[bad] = np.inf  # e.g. 0/0 rows of a node the kernel disconnected: never confident
-    return h
+    return cast(np.ndarray, h)
 
 
 def graph_nodes(labels: np.ndarray, max_nodes: int, rng: np.random.Generator, neighborhood: int) -> np.ndarray:
