@@ -58,7 +58,8 @@ STRATEGIES: dict[str, str] = {
 }
 FORM_DEFAULTS: dict[str, Any] = {"detector": "ensemble", "window": 25, "stride": 1, "strategy": "hybrid",
                                  "round_size": 10, "budget": 100, "auto_next": False, "oracle": "human",
-                                 "threshold_method": "best_f1", "holdout_fraction": 0.0, "seed": 0}
+                                 "threshold_method": "best_f1", "holdout_fraction": 0.0, "seed": 0,
+                                 "adoption_policy": "validate", "max_flag_share": 0.05}
 
 
 # -- project list and creation ------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ async def read_form(request: Request) -> FormData:
 def create_project(request: Request, background: BackgroundTasks, session: SessionDep, principal: AdminPrincipal,
                    raw: Annotated[FormData, Depends(read_form)]) -> Response:
     form: dict[str, Any] = {k: raw.get(k) for k in raw if k not in ("csrf_token", "series_ids")}
-    form["series_ids"] = [int(v) for v in raw.getlist("series_ids") if str(v).isdigit()]
+    form["series_ids"] = [int(str(v)) for v in raw.getlist("series_ids") if str(v).isdigit()]
     form["auto_next"] = raw.get("auto_next") in ("on", "true", "1")
     try:
         params = json.loads(str(form.get("detector_params") or "{}"))
@@ -106,6 +107,8 @@ def create_project(request: Request, background: BackgroundTasks, session: Sessi
             budget=form.get("budget") or 100, auto_next=form["auto_next"], oracle=form.get("oracle") or "human",
             threshold_method=form.get("threshold_method") or "best_f1",
             holdout_fraction=form.get("holdout_fraction") or 0.0, seed=form.get("seed") or 0,
+            adoption_policy=form.get("adoption_policy") or "validate",
+            max_flag_share=form.get("max_flag_share") or 0.05,
         )
         project, job_id = service.create_project(session, principal.user, spec)
     except json.JSONDecodeError as exc:

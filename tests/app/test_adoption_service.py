@@ -1,0 +1,95 @@
+"""Safe adoption through the real services and jobs: a worse candidate is stored but not served, a better one
+serves, the threshold guard holds back an alarm storm, and an admin's pick sticks until the project follows again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.core.detectors import registry
+from app.projects.models import Project
+from app.versions import repository as versions_repo
+from app.versions import service as versions
+from tests.app.loop_helpers import create, executor, import_series, run_rounds
+
+
+@pytest.fixture
+def flip_detector(monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(registry._REGISTRY, "test_flip", "tests.app.adoption_detectors:FlipDetector")
+
+
+def _project(database, tmp_path, mode: str, **spec):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(2000) * 0.1
+    y = np.zeros(2000, dtype=int)
+    for s in range(60, 1200, 97):  # spikes all over the pool, so every round's answers hold some
+        x[s : s + 3] += 6.0
+        y[s : s + 3] = 1
+    x[1500:1503] += 6.0
+    y[1500:1503] = 1
+    csv = tmp_path / f"flip-{mode}.csv"
+    pd.DataFrame({"value": x, "label": y}).to_csv(csv, index=False)
+    dataset_id = import_series(database, csv, f"flip-{mode}")
+    params = dict(detector="test_flip", detector_params={"mode": mode}, window=20, strategy="top_k", round_size=8,
+                  budget=40, oracle="ground_truth", holdout_fraction=0.3, max_flag_share=1.0)
+    params.update(spec)
+    return create(database, dataset_id, name=f"flip-{mode}", **params)
+
+
+def _serving(database, project_id: int) -> int:  # type: ignore[no-untyped-def]
+    with database.session_scope() as s:
+        return versions_repo.serving_or_latest(s, s.get(Project, project_id)).id
+
+
+def test_a_worse_candidate_is_stored_not_served_and_a_better_one_serves(database, tmp_path, flip_detector):
+    for mode, served in (("worse", False), ("better", True)):
+        project_id, job_id = _project(database, tmp_path, mode)
+        ex = executor(database, tmp_path)
+        ex.enqueue(job_id)
+        v0, v1 = run_rounds(database, ex.enqueue, project_id, rounds=1, timeout=120)
+        ex.shutdown()
+        assert v1["adoption"]["serve"] is served, v1["adoption"]
+        assert v1["adoption"]["held_out"] and v1["adoption"]["n_validation"] == 8
+        assert _serving(database, project_id) == (v1["id"] if served else v0["id"])
+        if not served:
+            assert "worse on the 8 newest answers" in v1["adoption"]["reason"]
+            assert v1["adoption"]["candidate_figure"] < v1["adoption"]["serving_figure"]
+
+
+def test_the_threshold_guard_holds_back_a_version_that_flags_too_much(database, tmp_path, flip_detector):
+    # "worse" ranks the spikes last: the best-F1 threshold on the labels must then flag every point
+    project_id, job_id = _project(database, tmp_path, "worse", max_flag_share=0.05)
+    ex = executor(database, tmp_path)
+    ex.enqueue(job_id)
+    v0, v1 = run_rounds(database, ex.enqueue, project_id, rounds=1, timeout=120)
+    ex.shutdown()
+    assert not v1["adoption"]["serve"] and "of the pool's points, above the limit" in v1["adoption"]["reason"]
+    assert v1["adoption"]["flag_share"] > v1["adoption"]["flag_limit"]
+    assert _serving(database, project_id) == v0["id"]
+
+
+def test_an_admins_pick_sticks_until_the_project_follows_again(database, tmp_path, flip_detector):
+    project_id, job_id = _project(database, tmp_path, "better")
+    ex = executor(database, tmp_path)
+    ex.enqueue(job_id)
+    v0, v1 = run_rounds(database, ex.enqueue, project_id, rounds=1, timeout=120)
+    assert _serving(database, project_id) == v1["id"]
+    with database.session_scope() as s:
+        versions.promote(s, None, v0["id"])  # roll back to the initial fit
+    with database.session_scope() as s:
+        from app.projects import service as projects
+
+        started = projects.start_round(s, None, project_id)
+        job_ids = started.job_ids
+    for j in job_ids:
+        ex.enqueue(j)
+    from tests.app.loop_helpers import wait_version
+
+    v2 = wait_version(database, project_id, 2, timeout=120)
+    assert v2["adoption"]["serve"] and v2["adoption"]["pinned"], v2["adoption"]  # passed, but pinned
+    assert _serving(database, project_id) == v0["id"]
+    with database.session_scope() as s:
+        versions.follow_new_versions(s, None, project_id, True)
+    assert _serving(database, project_id) == v2["id"]
+    ex.shutdown()
