@@ -294,3 +294,22 @@ def test_top_k_queries_hit_real_anomalies_more_than_random(shared_data):
         res = run_experiment(det, split, strategy, oracle, round_size=10, budget=30, seed=0)
         hits[strategy] = sum(r.n_anomalous_queries for r in res.rounds)
     assert hits["top_k"] > hits["random"]
+
+
+@pytest.mark.parametrize("detector", ["ensemble", "iforest"])
+def test_no_evaluation_label_reaches_the_loop(detector):
+    """Flipping every ground-truth label of the evaluation part changes nothing the loop does: same queries, same
+    served scores (the oracle answers only inside the pool, learning sees only the pool)."""
+    split = _split()
+    a, b = split.evaluation
+    flipped_y = split.y.copy()
+    flipped_y[a:b] = 1 - flipped_y[a:b]
+    flipped = Split(X_fit=split.X_fit, X=split.X, y=flipped_y, pool=split.pool, evaluation=split.evaluation)
+    runs = []
+    for s in (split, flipped):
+        det = make_detector(detector, window=20, seed=0)
+        oracle = GroundTruthOracle(s.y, s.pool)
+        runs.append(run_experiment(det, s, "hybrid", oracle, round_size=6, budget=18, seed=0))
+    assert [(q.start, q.end) for q in runs[0].queries] == [(q.start, q.end) for q in runs[1].queries]
+    assert len(runs[0].queries) == 18 and runs[0].ranges == runs[1].ranges
+    np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
