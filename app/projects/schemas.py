@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,6 +38,14 @@ class ProjectCreate(BaseModel):
         "validate", description="validate: a new version serves only if the newest answers say it is not worse and "
         "its threshold flags at most max_flag_share of the points; always: the newest version serves.")
     max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
+
+    @model_validator(mode="after")
+    def _bounded_params(self) -> ProjectCreate:
+        for label, params in (("detector", self.detector_params), ("strategy", self.strategy_params)):
+            problem = _unbounded(params)
+            if problem:
+                raise ValueError(f"{label} parameters: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _stride_fits(self) -> ProjectCreate:
@@ -155,3 +164,40 @@ class AnswerOut(BaseModel):
     round_answered: int
     round_total: int
     next_query_id: int | None
+
+
+MAX_PARAM_KEYS = 32
+MAX_PARAM_NUMBER = 1_000_000
+"""No hyperparameter of any detector or strategy is sensibly larger (epochs, trees, episodes, windows)."""
+
+
+def _unbounded(params: dict[str, Any], depth: int = 0) -> str | None:
+    """What is wrong with an admin's parameter dictionary, or None: at most ``MAX_PARAM_KEYS`` keys of at most 64
+    characters, finite numbers of magnitude at most ``MAX_PARAM_NUMBER``, short strings, shallow nesting. The detector
+    then checks names and meanings; this keeps a form from asking for 10^12 trees or storing NaN."""
+    if len(params) > MAX_PARAM_KEYS:
+        return f"at most {MAX_PARAM_KEYS} keys, got {len(params)}"
+    for key, value in params.items():
+        if len(str(key)) > 64:
+            return f"a key longer than 64 characters ({str(key)[:20]}…)"
+        values = value if isinstance(value, list) else [value]
+        if len(values) > 64:
+            return f"{key!r}: at most 64 values"
+        for v in values:
+            if isinstance(v, bool) or v is None:
+                continue
+            if isinstance(v, (int, float)):
+                if not math.isfinite(v) or abs(v) > MAX_PARAM_NUMBER:
+                    return f"{key!r} must be a finite number of magnitude at most {MAX_PARAM_NUMBER:,}, not {v!r}"
+            elif isinstance(v, str):
+                if len(v) > 200:
+                    return f"{key!r}: a text value longer than 200 characters"
+            elif isinstance(v, dict):
+                if depth >= 2:  # the ensemble's member_params: {member: {name: value}}
+                    return f"{key!r}: nested too deep"
+                inner = _unbounded(v, depth + 1)
+                if inner:
+                    return f"{key!r}: {inner}"
+            else:
+                return f"{key!r}: unsupported value {v!r}"
+    return None

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from app.projects import service as projects
@@ -115,3 +116,16 @@ def test_idempotency_keys_are_per_caller_and_endpoint_and_bound_to_the_body(data
     with database.session_scope() as session:
         assert {lab.query_id for lab in projects.effective_labels(session, project_id)} == {queries[0], queries[1],
                                                                                            None}
+
+
+@pytest.mark.parametrize("params", [{"n_estimators": 1e12}, {"n_estimators": float("nan")}, {"x" * 100: 1},
+                                    {f"k{i}": 1 for i in range(40)}, {"members": ["a"] * 100}])
+def test_unbounded_detector_parameters_are_refused_with_a_reason(params):
+    from pydantic import ValidationError
+
+    from app.projects.schemas import ProjectCreate
+
+    with pytest.raises(ValidationError, match="detector parameters"):
+        ProjectCreate(name="p", dataset_id=1, detector="iforest", detector_params=params)
+    nested = {"members": ["diff", "iforest"], "member_params": {"iforest": {"n_estimators": 50}}}
+    assert ProjectCreate(name="p", dataset_id=1, detector="ensemble", detector_params=nested)
