@@ -1,9 +1,10 @@
-# anomaloop — `make run` serves the demo, `make test` runs the whole suite.
+# anomaloop — `make run` serves the demo, `make test` runs the whole suite, `make test-fast` all but the slow and
+# browser tests (a few minutes), `make lint` the checks .ci/run runs before the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test bench lint clean vendor-plotly
+.PHONY: install install-test run test test-fast bench lint clean vendor-plotly
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,20 +17,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The tests also run the benchmark's label-efficient peers (the `peers` extra: coniferest, PyOD, xgboost-cpu);
+# `make run` never needs them.
+PEERS_STAMP := $(VENV)/.peers-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+$(PEERS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,peers]'
+	rm -f $(VENV)/.peers-*
+	touch $@
+
+install-test: $(PEERS_STAMP)
+
 run: install
 	$(VENV)/bin/anomaloop serve
 
-test: install
+test: install-test
 	$(PY) -m pytest
+
+# No `slow` test (real-data quality floors, Celery, training on full series) and no `browser` test (chromium).
+test-fast: install-test
+	$(PY) -m pytest -m "not slow and not browser"
 
 bench: install
 	bash scripts/bench.sh
 
+# Style, format, types ([tool.mypy]: strict on app/core) and the layer contracts ([tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check app worker tests migrations
+	$(VENV)/bin/ruff format --check app worker tests migrations
+	$(VENV)/bin/mypy app worker
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache
 
 # Plotly's partial "basic" bundle (scatter, bar, pie: all the pages draw) at the plotly.js version inside the
 # installed `plotly` package, from the npm registry, into static/vendor/ with its licence (README: "Plotly bundle").

@@ -9,7 +9,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
 from sqlalchemy.engine import make_url
@@ -44,7 +44,7 @@ def _settings() -> Settings:
         raise  # unreachable
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -118,8 +118,11 @@ def _prepare_demo(settings: Settings, db: Database) -> None:
         # Written only after the users are committed, atomically (a temporary file then rename) and readable by
         # the owner alone; printed this once. Later starts only say where the file is.
         _write_private(creds_file, json.dumps(created))
-        typer.echo("demo users: " + ", ".join(f"{u} / {p}" for u, p in created.items())
-                   + f"  (printed once; kept in {creds_file}, mode 0600)")
+        typer.echo(
+            "demo users: "
+            + ", ".join(f"{u} / {p}" for u, p in created.items())
+            + f"  (printed once; kept in {creds_file}, mode 0600)"
+        )
     elif creds_file.exists():
         typer.echo(f"demo users: admin and analyst; their passwords are in {creds_file}")
 
@@ -270,13 +273,17 @@ cli.add_typer(project_cli, name="project")
 @project_cli.command("create")
 def project_create(
     dataset: Annotated[str, typer.Option(help="Data set name.")],
-    detector: Annotated[str, typer.Option(help="ensemble (the default), rlad, iforest, ae, vae, lstm_ae, lstm_vae, "
-                                               "usad, transformer.")] = "ensemble",
+    detector: Annotated[
+        str, typer.Option(help="ensemble (the default), rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, transformer.")
+    ] = "ensemble",
     name: Annotated[str | None, typer.Option(help="Project name; default '<dataset>-<detector>-<n>'.")] = None,
     series: Annotated[list[str], typer.Option(help="Series name to use (repeatable); default all.")] = [],  # noqa: B006
     strategy: Annotated[
-        str | None, typer.Option(help="Query strategy; default: the detector's own (margin for rlad, hybrid for the "
-                                      "reconstruction backbones).")
+        str | None,
+        typer.Option(
+            help="Query strategy; default: the detector's own (margin for rlad, hybrid for the "
+            "reconstruction backbones)."
+        ),
     ] = None,
     round_size: Annotated[int, typer.Option(help="Queries per round.")] = 10,
     budget: Annotated[int, typer.Option(help="Most windows labeled in all.")] = 100,

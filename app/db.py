@@ -51,13 +51,18 @@ def make_engine(url: str, pool: PoolOptions | None = None) -> Engine:
     """An engine for ``url``. SQLite gets WAL, foreign keys and a busy timeout so the web thread and the
     in-process worker can share the file."""
     pool = pool or PoolOptions()
-    sizes = {"pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": pool.timeout,
-             "pool_recycle": pool.recycle}
+    sizes = {
+        "pool_size": pool.size,
+        "max_overflow": pool.overflow,
+        "pool_timeout": pool.timeout,
+        "pool_recycle": pool.recycle,
+    }
     if url.startswith("sqlite"):
         if ":memory:" in url or url.rstrip("/") == "sqlite:":
             sizes = {}  # in-memory SQLite uses a single-connection pool without these options
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": pool.sqlite_busy_seconds},
-                               **sizes)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": pool.sqlite_busy_seconds}, **sizes
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

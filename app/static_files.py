@@ -43,17 +43,27 @@ class CachedStaticFiles(StaticFiles):
         self._gz: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._lock = threading.Lock()
 
-    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope,
-                      status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
         request_headers = Headers(scope=scope)
         cache_control = IMMUTABLE if b"v=" in scope.get("query_string", b"") else REVALIDATE
         path = str(full_path)
-        if (status_code == 200 and path.endswith(COMPRESSIBLE) and "gzip" in request_headers.get("accept-encoding", "")
-                and MIN_GZIP_BYTES <= stat_result.st_size <= MAX_GZIP_BYTES):
+        if (
+            status_code == 200
+            and path.endswith(COMPRESSIBLE)
+            and "gzip" in request_headers.get("accept-encoding", "")
+            and MIN_GZIP_BYTES <= stat_result.st_size <= MAX_GZIP_BYTES
+        ):
             body = self._gzipped(path, stat_result)
             plain = FileResponse(path, stat_result=stat_result)  # for its ETag, Last-Modified and media type
-            headers = {"etag": plain.headers["etag"][:-1] + '-gz"', "last-modified": plain.headers["last-modified"],
-                       "cache-control": cache_control, "content-encoding": "gzip", "vary": "Accept-Encoding"}
+            headers = {
+                "etag": plain.headers["etag"][:-1] + '-gz"',
+                "last-modified": plain.headers["last-modified"],
+                "cache-control": cache_control,
+                "content-encoding": "gzip",
+                "vary": "Accept-Encoding",
+            }
             if self.is_not_modified(Headers(headers=headers), request_headers):
                 return NotModifiedResponse(Headers(headers=headers))
             return Response(body, media_type=plain.media_type, headers=headers)

@@ -37,8 +37,14 @@ from app.versions.router import router as versions_router
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 log = logging.getLogger("anomaloop")
-ROUTERS: tuple[APIRouter, ...] = (accounts_router, datasets_router, projects_router, versions_router, jobs_router,
-                                  pages_router)
+ROUTERS: tuple[APIRouter, ...] = (
+    accounts_router,
+    datasets_router,
+    projects_router,
+    versions_router,
+    jobs_router,
+    pages_router,
+)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -56,8 +62,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if database is None:
                 app.state.db.dispose()
 
-    app = FastAPI(title="anomaloop", version=__version__, lifespan=lifespan, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="anomaloop",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.db = database or Database(settings.sqlalchemy_url, settings.pool_options())
     app.state.templates = make_templates(ROOT / "templates")
@@ -120,8 +132,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         if wants_json(request):
             response: Response = JSONResponse({"detail": exc.message}, status_code=exc.status)
         else:
-            response = render(request, "error.html", _principal(request), status_code=exc.status,
-                              message=exc.message, status=exc.status)
+            response = render(
+                request,
+                "error.html",
+                _principal(request),
+                status_code=exc.status,
+                message=exc.message,
+                status=exc.status,
+            )
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
@@ -135,8 +153,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def operational(request: Request, exc: OperationalError) -> Response:
         if "database is locked" in str(exc.orig):  # SQLite's busy timeout ran out behind a long write
-            return await app_error(request, Unavailable("the database is busy; retry in a few seconds",
-                                                        RETRY_AFTER_S))
+            return await app_error(request, Unavailable("the database is busy; retry in a few seconds", RETRY_AFTER_S))
         return await unexpected(request, exc)
 
     @app.exception_handler(DataError)
@@ -144,8 +161,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         # PostgreSQL refuses a value its column cannot hold (an id above 2^31, a name over its length): the input
         # is at fault, not the server. Routes bound what they can; this is the net under every one of them.
         log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-        return await app_error(request, AppError("a number or a text in the request is outside what can be stored "
-                                                 "(too large, or too long)", status=422))
+        return await app_error(
+            request,
+            AppError(
+                "a number or a text in the request is outside what can be stored (too large, or too long)", status=422
+            ),
+        )
 
     @app.exception_handler(OverflowError)
     async def overflow(request: Request, exc: OverflowError) -> Response:

@@ -24,6 +24,8 @@ from app.models import metadata
 PG_ADMIN_URL = os.environ.get("ANOMALOOP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ANOMALOOP_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("ANOMALOOP_REQUIRE_SERVICES") == "1"
+
+
 def _find_shared_data() -> Path:
     """``ANOMALOOP_SHARED_DATA``, else ``../shared/data`` beside the checkout, else the workplace's ``/work/shared``."""
     if os.environ.get("ANOMALOOP_SHARED_DATA"):

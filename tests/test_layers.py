@@ -23,8 +23,13 @@ def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     # In its own process from the tree's root: import-linter puts the working directory first on sys.path, so a copy
     # of the tree is linted as itself. No cache: nothing written into the repository.
     assert LINT.exists(), f"{LINT} is missing: install the dev extra (pip install -e '.[dev]')"
-    return subprocess.run([str(LINT), "--no-cache", "--no-logo", str(root / "pyproject.toml")], cwd=root,  # noqa: S603
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--no-logo", str(root / "pyproject.toml")],
+        cwd=root,  # noqa: S603
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_contracts_hold():
@@ -73,23 +78,40 @@ SQL_NAMES = {"select", "update", "delete", "insert", "func", "text", "exists"}  
 def _sql_outside_repositories(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "session":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "session"
+        ):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno} session.{node.func.attr}(...)")
         elif isinstance(node, ast.Attribute) and node.attr == "__table__":
             found.append(f"{path.relative_to(ROOT)}:{node.lineno} .__table__")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
-            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports sqlalchemy's {a.name}" for a in node.names
-                      if a.name in SQL_NAMES]
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno} imports sqlalchemy's {a.name}"
+                for a in node.names
+                if a.name in SQL_NAMES
+            ]
     return found
 
 
 def test_every_query_lives_in_a_repository():
     """Services, views, the job runner, routes, the CLI and the tasks ask repositories; they run no SQL themselves
     (adding, flushing and refreshing objects is the unit of work, not a query)."""
-    callers = [*ROOT.glob("app/*/service.py"), *ROOT.glob("app/*/router.py"), ROOT / "app/projects/pages.py",
-               ROOT / "app/projects/views.py", ROOT / "app/projects/rounds.py", ROOT / "app/jobs/runner.py",
-               ROOT / "app/jobs/executor.py", ROOT / "app/cli.py", ROOT / "app/web.py", *ROOT.glob("worker/*.py")]
+    callers = [
+        *ROOT.glob("app/*/service.py"),
+        *ROOT.glob("app/*/router.py"),
+        ROOT / "app/projects/pages.py",
+        ROOT / "app/projects/views.py",
+        ROOT / "app/projects/rounds.py",
+        ROOT / "app/jobs/runner.py",
+        ROOT / "app/jobs/executor.py",
+        ROOT / "app/cli.py",
+        ROOT / "app/web.py",
+        *ROOT.glob("worker/*.py"),
+    ]
     assert len(callers) >= 15
     found = [hit for path in callers for hit in _sql_outside_repositories(path)]
     assert not found, found

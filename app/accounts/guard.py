@@ -44,15 +44,19 @@ NO_IDENTITY_PREFIXES = ("/static/", "/vendor/", "/healthz")
 """Public and static paths: no database work at all, so ``/healthz`` answers even when the pool is exhausted."""
 RETRY_AFTER_S = 5
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-       "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 """Strict: scripts only from our own files (no inline script, no eval). Inline *styles* stay allowed: Plotly sets
 style attributes on the SVG it draws."""
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "img-src 'self' data: https://fastapi.tiangolo.com; "
-            "object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
 """FastAPI's Swagger page (``/api/docs``) is an inline script that loads Swagger UI from jsDelivr; only it gets this."""
 
 
@@ -101,7 +105,7 @@ class Guard:
                 return
             receive = _capped(receive, self._limit(path))
         await self.app(scope, receive, send)
-        if isinstance(identity, service.Identity) and service.claim_touch(identity):
+        if isinstance(identity, service.Identity) and identity.token_id is not None and service.claim_touch(identity):
             self.touches.submit(self._touch, identity.token_id)
 
     # -- identity ----------------------------------------------------------------------------------------------
@@ -122,8 +126,9 @@ class Guard:
             return self.settings.max_upload_mb * 1024 * 1024 + 64 * 1024  # the multipart envelope and form fields
         return self.settings.max_json_kb * 1024
 
-    def _refuse_body(self, scope: Scope, path: str, headers: dict[str, str],
-                     identity: service.Identity | str | None) -> Response | None:
+    def _refuse_body(
+        self, scope: Scope, path: str, headers: dict[str, str], identity: service.Identity | str | None
+    ) -> Response | None:
         """A response that refuses the request without reading its body, or ``None`` to let it through."""
         json = _wants_json(path, headers)
         if identity == service.INVALID_TOKEN:
@@ -162,9 +167,13 @@ class Guard:
 
 def security_headers(settings: Settings, path: str) -> list[tuple[str, str]]:
     """The headers every response carries (lower-case names); HSTS only in production (served over HTTPS)."""
-    headers = [("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin"), ("x-frame-options", "DENY"),
-               ("content-security-policy", DOCS_CSP if path in ("/api/docs", "/api/docs/oauth2-redirect") else CSP),
-               ("cross-origin-opener-policy", "same-origin")]
+    headers = [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", DOCS_CSP if path in ("/api/docs", "/api/docs/oauth2-redirect") else CSP),
+        ("cross-origin-opener-policy", "same-origin"),
+    ]
     if settings.environment == "production":
         headers.append(("strict-transport-security", "max-age=31536000; includeSubDomains"))
     return headers
@@ -221,7 +230,10 @@ def _is_busy(exc: OperationalError) -> bool:
 async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     json = _wants_json(scope["path"], _headers(scope))
     message = "the server is busy; retry in a few seconds"
-    response = (JSONResponse({"detail": message}, status_code=503) if json
-                else Response(message + "\n", status_code=503, media_type="text/plain"))
+    response = (
+        JSONResponse({"detail": message}, status_code=503)
+        if json
+        else Response(message + "\n", status_code=503, media_type="text/plain")
+    )
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     await response(scope, receive, send)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.accounts.models import ApiToken, AuditEvent, User, UserSession
@@ -65,11 +66,12 @@ def touch_token(session: Session, token_id: int, now: datetime, not_since: datet
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
-def login_failures_since(session: Session, since: datetime, *, username: str | None = None,
-                         address: str | None = None, limit: int) -> list[datetime]:
+def login_failures_since(
+    session: Session, since: datetime, *, username: str | None = None, address: str | None = None, limit: int
+) -> list[datetime]:
     """Times of failed sign-ins after ``since`` for a user name and/or an address, newest first, at most ``limit``."""
     q = select(AuditEvent.created_at).where(AuditEvent.action == "login.failure", AuditEvent.created_at > since)
     if username is not None:
@@ -82,6 +84,7 @@ def login_failures_since(session: Session, since: datetime, *, username: str | N
 def last_login_success(session: Session, username: str) -> datetime | None:
     """When ``username`` last signed in successfully (from the audit log), or None."""
     return session.scalar(
-        select(func.max(AuditEvent.created_at)).where(AuditEvent.action == "login.success",
-                                                      AuditEvent.detail["username"].as_string() == username)
+        select(func.max(AuditEvent.created_at)).where(
+            AuditEvent.action == "login.success", AuditEvent.detail["username"].as_string() == username
+        )
     )

@@ -36,8 +36,15 @@ def _login_form(request: Request, settings: Settings, status_code: int = 200, **
         nonce = secrets.token_urlsafe(24)
     token = service.login_form_token(settings.secret_key.get_secret_value(), nonce)
     response = render(request, "login.html", None, status_code=status_code, login_csrf=token, **context)
-    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path="/login",
-                        secure=settings.environment == "production", max_age=24 * 3600)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=settings.environment == "production",
+        max_age=24 * 3600,
+    )
     return response
 
 
@@ -53,8 +60,12 @@ def _from_a_browser(request: Request) -> bool:
 
 
 @router.get("/login", include_in_schema=False)
-def login_page(request: Request, settings: SettingsDep, principal: OptionalPrincipal,
-               next: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+def login_page(
+    request: Request,
+    settings: SettingsDep,
+    principal: OptionalPrincipal,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
     if principal is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return _login_form(request, settings, next=_safe_next(next))
@@ -75,14 +86,21 @@ def login(
     sign a visitor in as the attacker). Every attempt is in the audit log."""
     form = {"next": _safe_next(next), "username": username}
     if (csrf_token is not None or _from_a_browser(request)) and not service.check_login_form_token(
-            settings.secret_key.get_secret_value(), request.cookies.get(LOGIN_COOKIE), csrf_token):
-        return _login_form(request, settings, status_code=403, error="the sign-in form expired; please sign in "
-                           "again", **form)
+        settings.secret_key.get_secret_value(), request.cookies.get(LOGIN_COOKIE), csrf_token
+    ):
+        return _login_form(
+            request, settings, status_code=403, error="the sign-in form expired; please sign in again", **form
+        )
     address = _client_address(request)
     try:
-        service.check_login_allowed(session, username, address, max_failures=settings.login_max_failures,
-                                    max_per_address=settings.login_max_failures_per_address,
-                                    window_minutes=settings.login_window_minutes)
+        service.check_login_allowed(
+            session,
+            username,
+            address,
+            max_failures=settings.login_max_failures,
+            max_per_address=settings.login_max_failures_per_address,
+            window_minutes=settings.login_window_minutes,
+        )
     except TooManyRequests as exc:
         response = _login_form(request, settings, status_code=429, error=exc.message, **form)
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -95,8 +113,14 @@ def login(
     service.record_login(session, user, username, address, ok=True)
     new = service.start_session(session, user, settings.session_hours)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, new.token, httponly=True, samesite="lax",
-                        secure=settings.environment == "production", max_age=settings.session_hours * 3600)
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.environment == "production",
+        max_age=settings.session_hours * 3600,
+    )
     return response
 
 

@@ -73,8 +73,9 @@ def start_session(session: Session, user: User, hours: int) -> NewSession:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     repo.add(
         session,
-        UserSession(token_hash=sha256_hex(token), user_id=user.id, csrf_token=csrf,
-                    expires_at=utcnow() + timedelta(hours=hours)),
+        UserSession(
+            token_hash=sha256_hex(token), user_id=user.id, csrf_token=csrf, expires_at=utcnow() + timedelta(hours=hours)
+        ),
     )
     return NewSession(token, csrf)
 
@@ -112,8 +113,9 @@ def scope_allows(scopes: tuple[str, ...] | list[str], needed: str) -> bool:
     return scope_level(scopes) >= TOKEN_SCOPES.index(needed)
 
 
-def create_api_token(session: Session, user: User, name: str, scopes: list[str],
-                     caller_scopes: tuple[str, ...] = TOKEN_SCOPES) -> tuple[ApiToken, str]:
+def create_api_token(
+    session: Session, user: User, name: str, scopes: list[str], caller_scopes: tuple[str, ...] = TOKEN_SCOPES
+) -> tuple[ApiToken, str]:
     """A new token; the plain text is returned once and only its SHA-256 is stored. ``caller_scopes`` are the
     scopes of the credential asking (all of them for a browser session): a token never mints a broader one."""
     bad = [s for s in scopes if s not in TOKEN_SCOPES]
@@ -122,11 +124,18 @@ def create_api_token(session: Session, user: User, name: str, scopes: list[str],
     if "admin" in scopes and user.role != "admin":
         raise AppError("only admins can hold admin-scoped tokens", status=403)
     if scope_level(scopes) > scope_level(caller_scopes):
-        raise Forbidden(f"this credential holds scopes {', '.join(caller_scopes)}; it cannot create a token with "
-                        f"broader scopes ({', '.join(scopes)})")
+        raise Forbidden(
+            f"this credential holds scopes {', '.join(caller_scopes)}; it cannot create a token with "
+            f"broader scopes ({', '.join(scopes)})"
+        )
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user.id, name=name[:100] or "token", prefix=plain[:12], token_hash=sha256_hex(plain),
-                     scopes=list(scopes))
+    token = ApiToken(
+        user_id=user.id,
+        name=name[:100] or "token",
+        prefix=plain[:12],
+        token_hash=sha256_hex(plain),
+        scopes=list(scopes),
+    )
     repo.add(session, token)
     return token, plain
 
@@ -213,8 +222,9 @@ def touch_token(session: Session, token_id: int) -> bool:
 # -- sign-in: rate limit, CSRF of the form ---------------------------------------------------------------------
 
 
-def check_login_allowed(session: Session, username: str, address: str, *, max_failures: int,
-                        max_per_address: int, window_minutes: int) -> None:
+def check_login_allowed(
+    session: Session, username: str, address: str, *, max_failures: int, max_per_address: int, window_minutes: int
+) -> None:
     """Refuse (429 with ``Retry-After``) a sign-in while the account or the address has too many recent wrong
     passwords: counted from the audit log, so every web process and a restart see the same count. The check comes
     before the password is verified, so a locked account refuses even the right password."""
@@ -225,13 +235,15 @@ def check_login_allowed(session: Session, username: str, address: str, *, max_fa
     recent = repo.login_failures_since(session, since, username=username, limit=max_failures)
     if len(recent) >= max_failures:
         wait = (recent[-1] + window - now).total_seconds()
-        raise TooManyRequests(f"too many wrong passwords for this account; try again in {_minutes(wait)}",
-                              int(wait) + 1)
+        raise TooManyRequests(
+            f"too many wrong passwords for this account; try again in {_minutes(wait)}", int(wait) + 1
+        )
     recent = repo.login_failures_since(session, now - window, address=address, limit=max_per_address)
     if len(recent) >= max_per_address:
         wait = (recent[-1] + window - now).total_seconds()
-        raise TooManyRequests(f"too many failed sign-ins from your address; try again in {_minutes(wait)}",
-                              int(wait) + 1)
+        raise TooManyRequests(
+            f"too many failed sign-ins from your address; try again in {_minutes(wait)}", int(wait) + 1
+        )
 
 
 def _minutes(seconds: float) -> str:
@@ -241,8 +253,15 @@ def _minutes(seconds: float) -> str:
 
 def record_login(session: Session, user: User | None, username: str, address: str, ok: bool) -> None:
     """Audit a sign-in attempt (the limiter counts these rows)."""
-    audit(session, user, "login.success" if ok else "login.failure", "user_account", user.id if user else None,
-          username=username.strip()[:100], address=address)
+    audit(
+        session,
+        user,
+        "login.success" if ok else "login.failure",
+        "user_account",
+        user.id if user else None,
+        username=username.strip()[:100],
+        address=address,
+    )
 
 
 def login_form_token(secret: str, nonce: str) -> str:
@@ -267,8 +286,17 @@ def usernames(session: Session) -> dict[int, str]:
     return {u.id: u.username for u in repo.list_users(session)}
 
 
-def audit(session: Session, actor: User | None, action: str, object_type: str, object_id: int | None,
-          **detail: object) -> None:
+def audit(
+    session: Session, actor: User | None, action: str, object_type: str, object_id: int | None, **detail: object
+) -> None:
     """Record who did what; called by every service that changes labels, rounds, versions or data."""
-    repo.add(session, AuditEvent(actor_id=actor.id if actor else None, action=action, object_type=object_type,
-                                 object_id=object_id, detail=detail))
+    repo.add(
+        session,
+        AuditEvent(
+            actor_id=actor.id if actor else None,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            detail=detail,
+        ),
+    )

@@ -17,8 +17,9 @@ def _cell(block: dict[str, Any], metric: str) -> tuple[float, str]:
     return float(v["mean"]), text
 
 
-def pivot(results: Sequence[dict[str, Any]], metric: str = "pr_auc", base: str | None = None,
-          scale: float = 1.0) -> str:
+def pivot(
+    results: Sequence[dict[str, Any]], metric: str = "pr_auc", base: str | None = None, scale: float = 1.0
+) -> str:
     """Markdown: one table per data set, a row per detector, a column per tag (in first-seen order).
 
     ``base``: a tag; when given, every other cell also shows its difference to that column, times

@@ -63,24 +63,38 @@ def collect(results: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[st
                 continue
             key = (ds, name, budget)
             if key in source:
-                raise ValueError(f"{source[key]} and {doc.get('_path', '?')} both give {name} at budget {budget:g} "
-                                 f"on {ds}; give one of them a --tag")
+                raise ValueError(
+                    f"{source[key]} and {doc.get('_path', '?')} both give {name} at budget {budget:g} "
+                    f"on {ds}; give one of them a --tag"
+                )
             source[key] = doc.get("_path", "?")
             v = block[metric]
-            table[ds][name][budget] = Cell(float(v["mean"]), float(v["std"]), len(v.get("per_seed", [])),
-                                           float(block["labels_used"]["mean"]), int(block["n_series"]))
+            table[ds][name][budget] = Cell(
+                float(v["mean"]),
+                float(v["std"]),
+                len(v.get("per_seed", [])),
+                float(block["labels_used"]["mean"]),
+                int(block["n_series"]),
+            )
     return table
 
 
 def best_unsupervised(rows: dict[str, dict[float, Cell]], exclude_sanity: bool = False) -> tuple[str, Cell] | None:
     """The budget-0 cell with the highest mean; ``exclude_sanity`` leaves out the sanity baselines."""
-    cands = [(name, cells[0.0]) for name, cells in rows.items() if 0.0 in cells
-             and not (exclude_sanity and name.split(" ")[0] in SANITY_NAMES)]
+    cands = [
+        (name, cells[0.0])
+        for name, cells in rows.items()
+        if 0.0 in cells and not (exclude_sanity and name.split(" ")[0] in SANITY_NAMES)
+    ]
     return max(cands, key=lambda nc: nc[1].mean) if cands else None
 
 
-def markdown(results: Sequence[dict[str, Any]], metric: str = "pr_auc",
-             ratio_at: Sequence[float] = (0.001, 0.01), exclude_sanity: bool = False) -> str:
+def markdown(
+    results: Sequence[dict[str, Any]],
+    metric: str = "pr_auc",
+    ratio_at: Sequence[float] = (0.001, 0.01),
+    exclude_sanity: bool = False,
+) -> str:
     """One markdown table per data set: cells ``mean ± std [labels]``; a ratio column per ``ratio_at``
     budget (the row's cell over the best unsupervised cell) and a summary line under each table."""
     lines: list[str] = []
@@ -118,7 +132,9 @@ def markdown(results: Sequence[dict[str, Any]], metric: str = "pr_auc",
             cands = [(n, c[b]) for n, c in rows.items() if b in c]
             if cands and ref[1].mean > 0:
                 name, c = max(cands, key=lambda nc: nc[1].mean)
-                lines.append(f"\nBest at {budget_label(b)}: {name} {c.mean:.3f} = {c.mean / ref[1].mean:.2f}× "
-                             f"the best unsupervised ({ref_text}).")
+                lines.append(
+                    f"\nBest at {budget_label(b)}: {name} {c.mean:.3f} = {c.mean / ref[1].mean:.2f}× "
+                    f"the best unsupervised ({ref_text})."
+                )
         lines.append("")
     return "\n".join(lines)

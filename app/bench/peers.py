@@ -210,9 +210,15 @@ class AADForestPeer(_WindowPeer):
         from coniferest.aadforest import AADForest
 
         forest = AADForest(
-            n_trees=self.n_trees, n_subsamples=min(self.n_subsamples, len(flat)), budget=self.budget,
-            C_a=self.C_a, C_n=self.C_n, prior_influence=_Constant(self.prior_influence), map_value=_reciprocal,
-            n_jobs=1, random_seed=self.seed,
+            n_trees=self.n_trees,
+            n_subsamples=min(self.n_subsamples, len(flat)),
+            budget=self.budget,
+            C_a=self.C_a,
+            C_n=self.C_n,
+            prior_influence=_Constant(self.prior_influence),
+            map_value=_reciprocal,
+            n_jobs=1,
+            random_seed=self.seed,
         )
         forest.fit(flat)
         self.forest_ = forest
@@ -274,7 +280,10 @@ class XGBODPeer(_WindowPeer):
         from app.core.detectors.iforest import IForestDetector
 
         self.fallback_ = IForestDetector(
-            window=self.window, stride=self.stride, seed=self.seed, n_estimators=self.fallback_estimators,
+            window=self.window,
+            stride=self.stride,
+            seed=self.seed,
+            n_estimators=self.fallback_estimators,
             max_fit_windows=self.max_fit_windows,
         ).fit(X)
         self.model_ = None
@@ -290,8 +299,13 @@ class XGBODPeer(_WindowPeer):
         self.supervised_ = bool(len(idx) and labels.min() == 0 and labels.max() == 1)
         if not self.supervised_:
             return  # one class only: a classifier cannot be trained, keep the unsupervised fallback
-        model = XGBOD(n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-                      random_state=self.seed, n_jobs=1)
+        model = XGBOD(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            random_state=self.seed,
+            n_jobs=1,
+        )
         with warnings.catch_warnings():  # PyOD passes xgboost an unused 'silent' and warns about y; both noise
             warnings.simplefilter("ignore", UserWarning)
             model.fit(flat[idx], labels.astype(np.int64))
@@ -336,8 +350,10 @@ class DeepSADPeer(_WindowPeer):
         **kw: Any,
     ) -> None:
         if importlib.util.find_spec("deepod") is None:
-            raise ImportError("the 'deepsad' peer needs deepod, which pins torch<1.13.1 and so is not in the "
-                              "'peers' extra: pip install --no-deps deepod==0.4.1 tqdm")
+            raise ImportError(
+                "the 'deepsad' peer needs deepod, which pins torch<1.13.1 and so is not in the "
+                "'peers' extra: pip install --no-deps deepod==0.4.1 tqdm"
+            )
         super().__init__(**kw)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -351,8 +367,16 @@ class DeepSADPeer(_WindowPeer):
         from app.core.runtime import resolve_device
 
         cls = getattr(tabular, cls_name)
-        return cls(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, hidden_dims=self.hidden_dims,
-                   rep_dim=self.rep_dim, device=resolve_device(self.device), verbose=0, random_state=self.seed)
+        return cls(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            hidden_dims=self.hidden_dims,
+            rep_dim=self.rep_dim,
+            device=resolve_device(self.device),
+            verbose=0,
+            random_state=self.seed,
+        )
 
     @staticmethod
     def _slim(model: Any) -> Any:

@@ -13,12 +13,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 SUBSETS: dict[str, tuple[str, ...]] = {
-    "nab": ("realAWSCloudwatch__ec2_cpu_utilization_53ea38", "realAWSCloudwatch__ec2_cpu_utilization_5f5533",
-            "realAWSCloudwatch__ec2_cpu_utilization_fe7f93", "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de"),
+    "nab": (
+        "realAWSCloudwatch__ec2_cpu_utilization_53ea38",
+        "realAWSCloudwatch__ec2_cpu_utilization_5f5533",
+        "realAWSCloudwatch__ec2_cpu_utilization_fe7f93",
+        "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de",
+    ),
     "skab": ("other__10", "other__11", "other__12", "other__13"),
     # the four shortest kpi series (all hold pool anomalies)
-    "kpi": ("0efb375b-b902-3661-ab23-9a0bb799f4e3", "301c70d8-1630-35ac-8f96-bc1b6f4359ea",
-            "c02607e8-7399-3dde-9d28-8a8da5e5d251", "e0747cad-8dc8-38a9-a9ab-855b61f5551d"),
+    "kpi": (
+        "0efb375b-b902-3661-ab23-9a0bb799f4e3",
+        "301c70d8-1630-35ac-8f96-bc1b6f4359ea",
+        "c02607e8-7399-3dde-9d28-8a8da5e5d251",
+        "e0747cad-8dc8-38a9-a9ab-855b61f5551d",
+    ),
     "asd": ("omi-1", "omi-10", "omi-11"),
     "smd": ("machine-1-2", "machine-1-3", "machine-1-4"),
     # the only smap series with an anomaly in their pool
@@ -27,20 +35,59 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 LABEL_SUBSETS: dict[str, tuple[str, ...]] = {
     # Issue 13's evidence: per set the first eight series in name order whose pool holds an anomaly (kpi: the eight
     # shortest such, its others run to 146k points), every such series of asd and smd, and smap's only four.
-    "nab": ("realAWSCloudwatch__ec2_cpu_utilization_53ea38", "realAWSCloudwatch__ec2_cpu_utilization_5f5533",
-            "realAWSCloudwatch__ec2_cpu_utilization_fe7f93", "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de",
-            "realAWSCloudwatch__ec2_disk_write_bytes_c0d644", "realAWSCloudwatch__ec2_network_in_5abac7",
-            "realAWSCloudwatch__elb_request_count_8c0756", "realAWSCloudwatch__grok_asg_anomaly"),
-    "kpi": ("0efb375b-b902-3661-ab23-9a0bb799f4e3", "301c70d8-1630-35ac-8f96-bc1b6f4359ea",
-            "c02607e8-7399-3dde-9d28-8a8da5e5d251", "e0747cad-8dc8-38a9-a9ab-855b61f5551d",
-            "a8c06b47-cc41-3738-9110-12df0ee4c721", "54350a12-7a9d-3ca8-b81f-f886b9d156fd",
-            "ab216663-dcc2-3a24-b1ee-2c3e550e06c9", "a07ac296-de40-3a7c-8df3-91f642cc14d0"),
+    "nab": (
+        "realAWSCloudwatch__ec2_cpu_utilization_53ea38",
+        "realAWSCloudwatch__ec2_cpu_utilization_5f5533",
+        "realAWSCloudwatch__ec2_cpu_utilization_fe7f93",
+        "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de",
+        "realAWSCloudwatch__ec2_disk_write_bytes_c0d644",
+        "realAWSCloudwatch__ec2_network_in_5abac7",
+        "realAWSCloudwatch__elb_request_count_8c0756",
+        "realAWSCloudwatch__grok_asg_anomaly",
+    ),
+    "kpi": (
+        "0efb375b-b902-3661-ab23-9a0bb799f4e3",
+        "301c70d8-1630-35ac-8f96-bc1b6f4359ea",
+        "c02607e8-7399-3dde-9d28-8a8da5e5d251",
+        "e0747cad-8dc8-38a9-a9ab-855b61f5551d",
+        "a8c06b47-cc41-3738-9110-12df0ee4c721",
+        "54350a12-7a9d-3ca8-b81f-f886b9d156fd",
+        "ab216663-dcc2-3a24-b1ee-2c3e550e06c9",
+        "a07ac296-de40-3a7c-8df3-91f642cc14d0",
+    ),
     "skab": ("other__10", "other__11", "other__12", "other__13", "other__2", "other__3", "other__5", "other__6"),
-    "smd": ("machine-1-2", "machine-1-3", "machine-1-4", "machine-1-6", "machine-1-7", "machine-1-8", "machine-2-1",
-            "machine-2-3", "machine-2-4", "machine-2-5", "machine-2-7", "machine-3-10", "machine-3-2", "machine-3-3",
-            "machine-3-4", "machine-3-5"),
-    "asd": ("omi-1", "omi-10", "omi-11", "omi-12", "omi-2", "omi-3", "omi-4", "omi-5", "omi-6", "omi-7", "omi-8",
-            "omi-9"),
+    "smd": (
+        "machine-1-2",
+        "machine-1-3",
+        "machine-1-4",
+        "machine-1-6",
+        "machine-1-7",
+        "machine-1-8",
+        "machine-2-1",
+        "machine-2-3",
+        "machine-2-4",
+        "machine-2-5",
+        "machine-2-7",
+        "machine-3-10",
+        "machine-3-2",
+        "machine-3-3",
+        "machine-3-4",
+        "machine-3-5",
+    ),
+    "asd": (
+        "omi-1",
+        "omi-10",
+        "omi-11",
+        "omi-12",
+        "omi-2",
+        "omi-3",
+        "omi-4",
+        "omi-5",
+        "omi-6",
+        "omi-7",
+        "omi-8",
+        "omi-9",
+    ),
     "smap": ("P-1", "P-4", "T-1", "T-3"),
 }
 LABEL_DETECTORS = ("ensemble", "aadforest", "xgbod", "rlad", "lstm_ae")
@@ -91,8 +138,9 @@ class PlanConfig:
     label_detectors: tuple[str, ...] = LABEL_DETECTORS
 
 
-def _subset_args(cfg: PlanConfig, ds: str, fit_with_pool: bool, subsets: dict[str, tuple[str, ...]] = SUBSETS
-                 ) -> list[str]:
+def _subset_args(
+    cfg: PlanConfig, ds: str, fit_with_pool: bool, subsets: dict[str, tuple[str, ...]] = SUBSETS
+) -> list[str]:
     args = ["--data", f"{cfg.data_root}/{ds}"]
     for s in subsets[ds]:
         args += ["--series", s]
@@ -128,14 +176,20 @@ def commands(cfg: PlanConfig) -> Iterator[str]:
                         if b == 0 and det == "rlad":
                             continue  # unlabeled RLAD scores by its warm-up forest: iforest's row
                         rounds = ["--rounds", "2"] if b > 0 else []
-                        yield _command(cfg, f"{ds}_{det}_{_budget_name(b)}_s{seed}",
-                                       [*sub, "--seed", str(seed), "--detector", det, "--budget", f"{b:g}", *rounds])
+                        yield _command(
+                            cfg,
+                            f"{ds}_{det}_{_budget_name(b)}_s{seed}",
+                            [*sub, "--seed", str(seed), "--detector", det, "--budget", f"{b:g}", *rounds],
+                        )
             if "s002" in cfg.parts and ds in PAIR_SETS:
                 wo = _subset_args(cfg, ds, fit_with_pool=False)
                 for det in BACKBONES:
                     if det in cfg.detectors:
-                        yield _command(cfg, f"{ds}_{det}_wo_s{seed}", [*wo, "--seed", str(seed), "--detector", det,
-                                                                       "--tag", "w/o unlabeled"])
+                        yield _command(
+                            cfg,
+                            f"{ds}_{det}_wo_s{seed}",
+                            [*wo, "--seed", str(seed), "--detector", det, "--tag", "w/o unlabeled"],
+                        )
         if "ablations" in cfg.parts:
             yield from _ablations(cfg, seed)
         if "labels" in cfg.parts:
@@ -154,24 +208,66 @@ def _labels(cfg: PlanConfig, seed: int) -> Iterator[str]:
                 if b == 0 and det == "rlad":
                     continue  # unlabeled RLAD scores by its warm-up forest: iforest's row
                 rounds = ["--rounds", "3"] if b > 0 else []
-                yield _command(cfg, f"lab_{ds}_{det}_{_budget_name(b)}_s{seed}",
-                               [*sub, "--seed", str(seed), "--detector", det, "--budget", f"{b:g}", *rounds,
-                                *LABEL_DETECTOR_ARGS.get(det, ())])
+                yield _command(
+                    cfg,
+                    f"lab_{ds}_{det}_{_budget_name(b)}_s{seed}",
+                    [
+                        *sub,
+                        "--seed",
+                        str(seed),
+                        "--detector",
+                        det,
+                        "--budget",
+                        f"{b:g}",
+                        *rounds,
+                        *LABEL_DETECTOR_ARGS.get(det, ()),
+                    ],
+                )
 
 
 def _ablations(cfg: PlanConfig, seed: int) -> Iterator[str]:
     for ds in (d for d in ("asd", "smd") if d in cfg.sets):
         sub = _subset_args(cfg, ds, fit_with_pool=True)
         for arm, (tag, extra) in FEEDBACK_ABLATIONS.items():
-            yield _command(cfg, f"abl_{ds}_{cfg.ablation_backbone}_{arm}_s{seed}",
-                           [*sub, "--seed", str(seed), "--detector", cfg.ablation_backbone, "--budget", "0.01",
-                            "--rounds", "2", *extra, "--tag", tag])
+            yield _command(
+                cfg,
+                f"abl_{ds}_{cfg.ablation_backbone}_{arm}_s{seed}",
+                [
+                    *sub,
+                    "--seed",
+                    str(seed),
+                    "--detector",
+                    cfg.ablation_backbone,
+                    "--budget",
+                    "0.01",
+                    "--rounds",
+                    "2",
+                    *extra,
+                    "--tag",
+                    tag,
+                ],
+            )
         # RLAD: 60 labels (15 warm-up + 2 rounds) — at 1 % asd's pool gives fewer than its warm-up needs
         sub = _subset_args(cfg, ds, fit_with_pool=False)
         for arm, (tag, extra) in RLAD_ABLATIONS.items():
-            yield _command(cfg, f"abl_{ds}_rlad_{arm}_s{seed}",
-                           [*sub, "--seed", str(seed), "--detector", "rlad", "--budget", "60", "--rounds", "2",
-                            *extra, "--tag", tag])
+            yield _command(
+                cfg,
+                f"abl_{ds}_rlad_{arm}_s{seed}",
+                [
+                    *sub,
+                    "--seed",
+                    str(seed),
+                    "--detector",
+                    "rlad",
+                    "--budget",
+                    "60",
+                    "--rounds",
+                    "2",
+                    *extra,
+                    "--tag",
+                    tag,
+                ],
+            )
 
 
 def parse_list(text: str, kind: type = str) -> tuple:

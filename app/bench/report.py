@@ -74,9 +74,15 @@ def merge_seed_runs(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         merged["pooled"] = pooled(records)
         merged["config"] = {**group[0]["config"], "seeds": sorted(seen)}
         merged["_path"] = " + ".join(d["_path"] for d in group)
-        merged["merged_from"] = [{"path": d["_path"], "git_revision": d.get("git_revision"),
-                                  "created": d.get("created"), "wall_seconds": d.get("wall_seconds")}
-                                 for d in group]
+        merged["merged_from"] = [
+            {
+                "path": d["_path"],
+                "git_revision": d.get("git_revision"),
+                "created": d.get("created"),
+                "wall_seconds": d.get("wall_seconds"),
+            }
+            for d in group
+        ]
         merged["wall_seconds"] = sum(float(d.get("wall_seconds") or 0.0) for d in group)
         merged["peak_rss_mb"] = max(float(d.get("peak_rss_mb") or 0.0) for d in group)
         out.append(merged)
@@ -109,8 +115,16 @@ def rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if ds == "all":
                 continue  # per data set rows only: a mean over a mix of data sets hides more than it says
             name = cfg["detector"] + (f" [{cfg['tag']}]" if cfg.get("tag") else "")
-            out.append({"dataset": ds, "detector": name, "strategy": cfg["strategy"],
-                        "budget": float(cfg["budget"]), "block": block, "doc": doc})
+            out.append(
+                {
+                    "dataset": ds,
+                    "detector": name,
+                    "strategy": cfg["strategy"],
+                    "budget": float(cfg["budget"]),
+                    "block": block,
+                    "doc": doc,
+                }
+            )
     out.sort(key=lambda r: (r["dataset"], r["budget"], r["detector"], r["strategy"]))
     return out
 
@@ -128,9 +142,15 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         lines.append("|" + "---|" * len(head))
         for r in rs:
             b = r["block"]
-            cells = [r["detector"], r["strategy"] if r["budget"] else "–", budget_label(r["budget"]),
-                     str(b["n_series"]), str(len(b["seeds"])), *[_fmt(b, k) for k, _ in TABLE_METRICS],
-                     _fmt(b, "labels_used", 1)]
+            cells = [
+                r["detector"],
+                r["strategy"] if r["budget"] else "–",
+                budget_label(r["budget"]),
+                str(b["n_series"]),
+                str(len(b["seeds"])),
+                *[_fmt(b, k) for k, _ in TABLE_METRICS],
+                _fmt(b, "labels_used", 1),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("### Cost (mean per series)\n")
@@ -139,10 +159,23 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
     lines.append("|" + "---|" * len(head))
     for r in rows(results):
         b, doc = r["block"], r["doc"]
-        lines.append("| " + " | ".join([r["dataset"], r["detector"], budget_label(r["budget"]),
-                                        _fmt(b, "fit_seconds", 2), _fmt(b, "feedback_seconds", 2),
-                                        _fmt(b, "score_seconds", 2), f"{doc['peak_rss_mb']:.0f}", doc["device"],
-                                        f"{doc['wall_seconds']:.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["dataset"],
+                    r["detector"],
+                    budget_label(r["budget"]),
+                    _fmt(b, "fit_seconds", 2),
+                    _fmt(b, "feedback_seconds", 2),
+                    _fmt(b, "score_seconds", 2),
+                    f"{doc['peak_rss_mb']:.0f}",
+                    doc["device"],
+                    f"{doc['wall_seconds']:.0f}",
+                ]
+            )
+            + " |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -152,8 +185,7 @@ def learning_curves(results: Sequence[dict[str, Any]], metric: str = "pr_auc") -
     curves: dict[str, dict[str, list[tuple[float, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows(results):
         b = r["block"]
-        name = r["detector"] if r["detector"] in REFERENCE_DETECTORS else (
-            f"{r['detector']} ({r['strategy']})")
+        name = r["detector"] if r["detector"] in REFERENCE_DETECTORS else (f"{r['detector']} ({r['strategy']})")
         curves[r["dataset"]][name].append((b["labels_used"]["mean"], b[metric]["mean"], b[metric]["std"]))
     return {ds: {k: sorted(v) for k, v in d.items()} for ds, d in curves.items()}
 
@@ -175,9 +207,20 @@ def html_report(results: Sequence[dict[str, Any]], path: str | Path, metric: str
         row, col = i // cols + 1, i % cols + 1
         for name, pts in sorted(curves[ds].items()):
             xs, ys, es = zip(*pts, strict=True)
-            fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es, "visible": True},
-                                     mode="lines+markers", name=name, legendgroup=name, showlegend=i == 0,
-                                     line={"color": color[name]}), row=row, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    error_y={"type": "data", "array": es, "visible": True},
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=i == 0,
+                    line={"color": color[name]},
+                ),
+                row=row,
+                col=col,
+            )
         fig.update_xaxes(title_text="labels used (mean per series)", row=row, col=col)
         fig.update_yaxes(title_text=metric, row=row, col=col)
     fig.update_layout(height=380 * nrows, title=f"anomaloop bench — {metric} vs labels used")

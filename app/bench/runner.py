@@ -35,8 +35,15 @@ from app.core.loop import GroundTruthOracle, Split, run_experiment
 SCHEMA = "anomaloop.bench/1"
 METRIC_KEYS = ("pr_auc", "roc_auc", "vus_pr", "best_f1", "f1_deployable", "f1_pa", "pa_k_auc")
 # --quick shrinks whatever of these a detector accepts, so a smoke run takes seconds.
-QUICK_PARAMS = {"epochs": 1, "feedback_epochs": 1, "n_episodes": 1, "episodes": 1, "n_estimators": 25,
-                "warmup_episodes": 1, "steps_per_episode": 50}
+QUICK_PARAMS = {
+    "epochs": 1,
+    "feedback_epochs": 1,
+    "n_episodes": 1,
+    "episodes": 1,
+    "n_estimators": 25,
+    "warmup_episodes": 1,
+    "steps_per_episode": 50,
+}
 QUICK_ROWS = 2500
 QUICK_SERIES = 2
 
@@ -217,8 +224,18 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
     det = build_detector(cfg.detector, seed, device, cfg.params, cfg.quick)
     oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode)
     t0 = time.perf_counter()
-    res = run_experiment(det, split, cfg.strategy_name, oracle, cfg.round_size, cfg.budget, seed,
-                         evaluate=per_round_metrics, n_rounds=cfg.rounds, adoption=AdoptionRule(policy=cfg.adoption))
+    res = run_experiment(
+        det,
+        split,
+        cfg.strategy_name,
+        oracle,
+        cfg.round_size,
+        cfg.budget,
+        seed,
+        evaluate=per_round_metrics,
+        n_rounds=cfg.rounds,
+        adoption=AdoptionRule(policy=cfg.adoption),
+    )
     wall = time.perf_counter() - t0
     a, b = split.evaluation
     # the served model's threshold, chosen as the product chooses it (best F1 on the labels, else the 99th
@@ -246,9 +263,17 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
         "warmup_labels": int(res.warmup_labels),
         "budget_labels": int(res.budget),
         "rounds": len(res.rounds) - 1,
-        "curve": [{"round": r.round, "labels_used": r.labels_used, **r.metrics, "served": r.served,
-                   "candidate_pr_auc": r.candidate_metrics.get("pr_auc"), "n_anomalous_queries":
-                   r.n_anomalous_queries} for r in res.rounds],
+        "curve": [
+            {
+                "round": r.round,
+                "labels_used": r.labels_used,
+                **r.metrics,
+                "served": r.served,
+                "candidate_pr_auc": r.candidate_metrics.get("pr_auc"),
+                "n_anomalous_queries": r.n_anomalous_queries,
+            }
+            for r in res.rounds
+        ],
         "fit_seconds": res.fit_seconds,
         "feedback_seconds": res.feedback_seconds,
         "score_seconds": res.score_seconds,
@@ -281,21 +306,28 @@ def pooled(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def git_revision() -> str | None:
     """Short git revision of the working tree (with ``-dirty``), or None before the first commit."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=root)  # noqa: S603, S607
+
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,  # noqa: S603, S607
-                             cwd=Path(__file__).resolve().parents[2])
+        rev = git("rev-parse", "--short", "HEAD")
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,  # noqa: S603, S607
-                               text=True, timeout=10, cwd=Path(__file__).resolve().parents[2])
+        dirty = git("status", "--porcelain", "--untracked-files=no")
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
     if "torch" in sys.modules:
         import torch
 
@@ -324,8 +356,10 @@ def run(
             records.append(rec)
             if log:
                 m = rec["metrics"]
-                log(f"{rec['series']} seed={seed} pr_auc={m['pr_auc']:.3f} best_f1={m['best_f1']:.3f} "
-                    f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s")
+                log(
+                    f"{rec['series']} seed={seed} pr_auc={m['pr_auc']:.3f} best_f1={m['best_f1']:.3f} "
+                    f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s"
+                )
     cfg_dict = asdict(cfg)
     cfg_dict["strategy"] = cfg.strategy_name
     cfg_dict["answer"] = cfg.answer_mode

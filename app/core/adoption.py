@@ -121,24 +121,36 @@ def judge(
     """
     limit = flag_limit(rule, labeled_anomaly_rate)
     y = np.asarray(labels).astype(np.int64)
-    base = {"n_validation": len(y), "n_anomalous": int(y.sum()), "held_out": held_out,
-            "flag_share": float(flag_share), "flag_limit": float(limit)}
+    base: dict[str, Any] = {
+        "n_validation": len(y),
+        "n_anomalous": int(y.sum()),
+        "held_out": held_out,
+        "flag_share": float(flag_share),
+        "flag_limit": float(limit),
+    }
     cand_v, weights = agreement(candidate_ranks, y)
     cand_fig = float(np.sum(weights * cand_v)) if len(y) else None
     serv_fig = None
     if serving_ranks is not None and len(y):
         serv_v, _ = agreement(serving_ranks, y)
         serv_fig = float(np.sum(weights * serv_v))
-    figures = {"candidate_figure": cand_fig, "serving_figure": serv_fig}
+    figures: dict[str, Any] = {"candidate_figure": cand_fig, "serving_figure": serv_fig}
     if rule.policy == "always":
         return Verdict(True, "the project serves every new version (adoption policy 'always')", **base, **figures)
     if serving_ranks is None:  # the first version serves whatever: there is nothing better to keep
-        note = f"; its threshold flags {flag_share:.1%} of the pool's points (limit {limit:.1%})" \
-            if flag_share > limit else ""
+        note = (
+            f"; its threshold flags {flag_share:.1%} of the pool's points (limit {limit:.1%})"
+            if flag_share > limit
+            else ""
+        )
         return Verdict(True, f"served: nothing serves yet{note}", **base, **figures)
     if flag_share > limit:
-        return Verdict(False, f"its threshold flags {flag_share:.1%} of the pool's points, above the limit of "
-                       f"{limit:.1%}", **base, **figures)
+        return Verdict(
+            False,
+            f"its threshold flags {flag_share:.1%} of the pool's points, above the limit of {limit:.1%}",
+            **base,
+            **figures,
+        )
     if serv_fig is None or cand_fig is None:
         return Verdict(True, "served: no new answer to validate on", **base, **figures)
     diff = cand_v - serv_v
@@ -147,13 +159,27 @@ def judge(
     margin = max(rule.tolerance, se)
     kind = "held-out" if held_out else "in-sample"
     if mean < -margin:
-        return Verdict(False, f"worse on the {len(y)} newest answers ({kind}): agreement {cand_fig:.3f} against "
-                       f"{serv_fig:.3f} for the serving version", **base, **figures)
+        return Verdict(
+            False,
+            f"worse on the {len(y)} newest answers ({kind}): agreement {cand_fig:.3f} against "
+            f"{serv_fig:.3f} for the serving version",
+            **base,
+            **figures,
+        )
     if not held_out:
-        return Verdict(True, f"not worse in-sample on the {len(y)} newest answers ({cand_fig:.3f} vs {serv_fig:.3f}); "
-                       "this detector cannot hold labels out, so the check can only refuse", **base, **figures)
-    return Verdict(True, f"not worse on the {len(y)} newest answers, held out: agreement {cand_fig:.3f} vs "
-                   f"{serv_fig:.3f}", **base, **figures)
+        return Verdict(
+            True,
+            f"not worse in-sample on the {len(y)} newest answers ({cand_fig:.3f} vs {serv_fig:.3f}); "
+            "this detector cannot hold labels out, so the check can only refuse",
+            **base,
+            **figures,
+        )
+    return Verdict(
+        True,
+        f"not worse on the {len(y)} newest answers, held out: agreement {cand_fig:.3f} vs {serv_fig:.3f}",
+        **base,
+        **figures,
+    )
 
 
 __all__ = ["POLICIES", "AdoptionRule", "Verdict", "agreement", "flag_limit", "judge", "percentile_ranks"]

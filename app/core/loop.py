@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -164,7 +164,7 @@ def labeled_windows(ranges: Sequence[LabeledRange], n_points: int, window: int, 
     csum = np.concatenate([[0], np.cumsum(known[:n_points])])
     starts = window_starts(n_points, window, stride)
     covered = csum[starts + window] - csum[starts]
-    return (known[starts + window - 1] == 1) | (2 * covered > window)
+    return cast(np.ndarray, (known[starts + window - 1] == 1) | (2 * covered > window))
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,9 @@ class PoolState:
         """``labels`` (default: all in force) in concatenated-pool coordinates, clipped to each pool, in point order
         (the order labels were stored in does not change what a model learns)."""
         out = []
-        for off, s, ranges in zip(self.offsets(), self.series, labels if labels is not None else self.labels,
-                                  strict=True):
+        for off, s, ranges in zip(
+            self.offsets(), self.series, labels if labels is not None else self.labels, strict=True
+        ):
             for r in ranges:
                 end = min(r.end, s.pool_end)
                 if end > r.start:
@@ -341,22 +342,36 @@ def plan_round(
         picks = _warmup_picks(warmup, owner, all_scores, all_labeled, k, gap)
     else:
         uncertainty = np.concatenate(unc) if margins is not None else None
-        picks = [(int(p.index), p.strategy, float(p.score), p.margin, p.reason)
-                 for p in select(strategy, all_scores, all_labeled, k, round_rng(state.seed, round_number),
-                                 min_gap=gap, uncertainty=uncertainty, **(options or {}))]
+        picks = [
+            (int(p.index), p.strategy, float(p.score), p.margin, p.reason)
+            for p in select(
+                strategy,
+                all_scores,
+                all_labeled,
+                k,
+                round_rng(state.seed, round_number),
+                min_gap=gap,
+                uncertainty=uncertainty,
+                **(options or {}),
+            )
+        ]
     out = []
     for rank, (j, how, score, margin, reason) in enumerate(picks):
         i, idx = int(owner[j, 0]), int(owner[j, 1])
         if drivers is not None and member_names:
             reason = f"{reason}; driven by {member_names[int(np.asarray(drivers[i])[idx])]}"
         start = idx * state.stride
-        out.append(Query(idx, start, start + state.window, how, rank, score,
-                         None if margin is None else float(margin), reason, i))
+        out.append(
+            Query(
+                idx, start, start + state.window, how, rank, score, None if margin is None else float(margin), reason, i
+            )
+        )
     return out
 
 
-def _warmup_picks(warmup: Sequence[tuple[int, int]], owner: np.ndarray, scores: np.ndarray, labeled: np.ndarray,
-                  k: int, gap: int) -> list[tuple[int, str, float, float | None, str]]:
+def _warmup_picks(
+    warmup: Sequence[tuple[int, int]], owner: np.ndarray, scores: np.ndarray, labeled: np.ndarray, k: int, gap: int
+) -> list[tuple[int, str, float, float | None, str]]:
     """Warm-up windows as ``(row of owner, strategy, score, margin, reason)``: unlabeled, in the pool, at least
     ``gap`` windows apart within a series, at most ``k``, alternating the highest- and the lowest-scored."""
     row = {(int(s), int(w)): j for j, (s, w) in enumerate(owner)}
@@ -370,8 +385,10 @@ def _warmup_picks(warmup: Sequence[tuple[int, int]], owner: np.ndarray, scores: 
         if len(chosen) == k:
             break
     middle = float(np.median(scores[rows])) if rows else 0.0
-    return [(j, "warmup", float(scores[j]), None, f"warm-up: {'high' if scores[j] >= middle else 'low'} score")
-            for j in chosen]
+    return [
+        (j, "warmup", float(scores[j]), None, f"warm-up: {'high' if scores[j] >= middle else 'low'} score")
+        for j in chosen
+    ]
 
 
 # -- the oracle answers, learning --------------------------------------------------------------------
@@ -465,16 +482,22 @@ def validate_candidate(
     serving_ranks = ranks(serving_window_scores) if serving_window_scores is not None else None
     known = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
     rate = float(known[known >= 0].mean()) if (known >= 0).any() else 0.0
-    return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share,
-                 labeled_anomaly_rate=rate)
+    return judge(
+        rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share, labeled_anomaly_rate=rate
+    )
 
 
 VALIDATION_FOLDS = 5
 """Folds of the newest answers for a cross-fitted candidate figure (fewer when there are fewer answers)."""
 
 
-def _cross_fitted_ranks(state: PoolState, newest: Sequence[tuple[Query, Sequence[LabeledRange]]],
-                        kept: Sequence[tuple[Query, int]], candidate: Any, X_pool: np.ndarray) -> np.ndarray:
+def _cross_fitted_ranks(
+    state: PoolState,
+    newest: Sequence[tuple[Query, Sequence[LabeledRange]]],
+    kept: Sequence[tuple[Query, int]],
+    candidate: Any,
+    X_pool: np.ndarray,
+) -> np.ndarray:
     """The candidate's percentile rank of each newest answer's window, each from a model that learned from every
     label *but* the answers of its fold (``validation_window_scores``).
 
@@ -488,14 +511,19 @@ def _cross_fitted_ranks(state: PoolState, newest: Sequence[tuple[Query, Sequence
     offsets = state.offsets()
     out = np.zeros(len(kept))
     for f in range(n_folds):
-        held = [[r for q, rs in newest if q.series == i and fold_of.get(id(q)) == f for r in rs]
-                for i in range(len(state.series))]
+        held = [
+            [r for q, rs in newest if q.series == i and fold_of.get(id(q)) == f for r in rs]
+            for i in range(len(state.series))
+        ]
         train = [[r for r in ls if r not in held[i]] for i, ls in enumerate(state.labels)]
-        pooled = as_stored(candidate.validation_window_scores(X_pool, state.pool_ranges(train),
-                                                              state.pool_ranges(held)))
+        pooled = as_stored(
+            candidate.validation_window_scores(X_pool, state.pool_ranges(train), state.pool_ranges(held))
+        )
         # the pool's windows of each series, mapped back (series i's windows start at its offset in the pool)
-        per_series = [pooled[offsets[i] // state.stride : offsets[i] // state.stride + state.pool_windows(i)[1]]
-                      for i in range(len(state.series))]
+        per_series = [
+            pooled[offsets[i] // state.stride : offsets[i] // state.stride + state.pool_windows(i)[1]]
+            for i in range(len(state.series))
+        ]
         ref = np.concatenate([per_series[i][slice(*state.pool_windows(i))] for i in range(len(state.series))])
         rows = [j for j, (q, _) in enumerate(kept) if fold_of[id(q)] == f]
         out[rows] = percentile_ranks(np.array([per_series[kept[j][0].series][kept[j][0].index] for j in rows]), ref)
@@ -647,8 +675,19 @@ def run_experiment(
         drivers, names = None, ()
         if served.explains_windows:
             drivers, names = [served.window_drivers(split.X, window_scores=windows)], tuple(served.member_names_)
-        queries = plan_round(state, [windows], strategy, round_size, r, margins=margins, warmup=warm,
-                             drivers=drivers, member_names=names, options=options, min_gap=min_gap)
+        queries = plan_round(
+            state,
+            [windows],
+            strategy,
+            round_size,
+            r,
+            margins=margins,
+            warmup=warm,
+            drivers=drivers,
+            member_names=names,
+            options=options,
+            min_gap=min_gap,
+        )
         plan_s = time.perf_counter() - t0
         if not queries:  # the pool has no unlabeled window left
             break
@@ -674,13 +713,36 @@ def run_experiment(
         all_queries.extend(queries)
         n_anom = sum(1 for q, rs in newest if window_label(rs, q.start, q.end) == 1)
         revealed = sum(rr.end - rr.start for _, rs in newest for rr in rs)
-        rec = RoundRecord(r, state.answers, evaluate(points[a:b], y_eval), len(queries), n_anom, fb_s,
-                          time.perf_counter() - t0 + plan_s, verdict.serve, verdict.as_dict(), cand_metrics, revealed)
+        rec = RoundRecord(
+            r,
+            state.answers,
+            evaluate(points[a:b], y_eval),
+            len(queries),
+            n_anom,
+            fb_s,
+            time.perf_counter() - t0 + plan_s,
+            verdict.serve,
+            verdict.as_dict(),
+            cand_metrics,
+            revealed,
+        )
         records.append(rec)
         if on_round:
             on_round(rec)
-    return ExperimentResult(records, np.asarray(points, dtype=np.float64), state.pool_ranges(), state.answers,
-                            state.budget, fit_s, feedback_s, score_s, warmup_labels, all_queries, served, threshold)
+    return ExperimentResult(
+        records,
+        np.asarray(points, dtype=np.float64),
+        state.pool_ranges(),
+        state.answers,
+        state.budget,
+        fit_s,
+        feedback_s,
+        score_s,
+        warmup_labels,
+        all_queries,
+        served,
+        threshold,
+    )
 
 
 UNCERTAINTY_STRATEGIES = ("margin", "least_confidence", "entropy")

@@ -79,7 +79,7 @@ def build_overview(
         n = len(values)
         nb = -(-n // block)
         # (C, blocks, block): each block's points contiguous, so the reductions below run along memory.
-        cube = np.full((n_channels, nb * block), np.nan, dtype=np.float32)
+        cube: np.ndarray = np.full((n_channels, nb * block), np.nan, dtype=np.float32)
         cube[:, :n] = values.T
         cube = cube.reshape(n_channels, nb, block)
         missing = ~np.isfinite(cube)

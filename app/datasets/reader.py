@@ -118,12 +118,14 @@ class _Capped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         data = self.inner.read(len(buffer))
         self.seen += len(data)
         if self.seen > self.limit:
-            raise ImportError_(f"{self.name_}: expands to more than {_size(self.limit)}; split it or import it "
-                               "with the command line", status=413)
+            raise ImportError_(
+                f"{self.name_}: expands to more than {_size(self.limit)}; split it or import it with the command line",
+                status=413,
+            )
         buffer[: len(data)] = data
         return len(data)
 
@@ -143,7 +145,7 @@ def _header_names(path: Path) -> list[str] | None:
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+        with opener(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:
             line = fh.readline(1 << 20)
     except (OSError, EOFError):
         return None  # unreadable: pandas says why below
@@ -154,8 +156,10 @@ def _header_names(path: Path) -> list[str] | None:
 def _check_unique(names: list[str], file_name: str) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ImportError_(f"{file_name}: column name(s) {repeated} appear more than once in the header; every "
-                           "column needs its own name")
+        raise ImportError_(
+            f"{file_name}: column name(s) {repeated} appear more than once in the header; every "
+            "column needs its own name"
+        )
 
 
 def _frames(path: Path, chunk_points: int, max_bytes: int | None = None) -> Iterator[pd.DataFrame]:
@@ -170,11 +174,16 @@ def _frames(path: Path, chunk_points: int, max_bytes: int | None = None) -> Iter
         _check_unique([str(n) for n in pf.schema_arrow.names], path.name)
         if max_bytes is not None:
             meta = pf.metadata
-            size = sum(meta.row_group(i).column(j).total_uncompressed_size
-                       for i in range(meta.num_row_groups) for j in range(meta.num_columns))
+            size = sum(
+                meta.row_group(i).column(j).total_uncompressed_size
+                for i in range(meta.num_row_groups)
+                for j in range(meta.num_columns)
+            )
             if size > max_bytes:
-                raise ImportError_(f"{path.name}: its columns hold {_size(size)} uncompressed, more than the "
-                                   f"{_size(max_bytes)} limit", status=413)
+                raise ImportError_(
+                    f"{path.name}: its columns hold {_size(size)} uncompressed, more than the {_size(max_bytes)} limit",
+                    status=413,
+                )
         for batch in pf.iter_batches(batch_size=chunk_points):
             yield batch.to_pandas()
         return
@@ -188,8 +197,9 @@ def _frames(path: Path, chunk_points: int, max_bytes: int | None = None) -> Iter
         raw = gzip.open(path, "rb") if lower.endswith(".gz") else path.open("rb")  # noqa: SIM115 - closed below
         source = io.BufferedReader(_Capped(raw, max_bytes, path.name), 1 << 20)  # type: ignore[arg-type]
     try:
-        reader = pd.read_csv(source, chunksize=chunk_points, compression="infer" if source is path else None,
-                             low_memory=False)
+        reader = pd.read_csv(
+            source, chunksize=chunk_points, compression="infer" if source is path else None, low_memory=False
+        )
         yield from reader
     except pd.errors.EmptyDataError:
         raise ImportError_(f"{path.name}: the file is empty; expected a header row and data rows") from None
@@ -401,8 +411,9 @@ def rebuffer(blocks: Iterator[Block], size: int) -> Iterator[Block]:
         count += len(block.values)
         while count >= size:
             merged = _concat(pending)
-            yield Block(*(None if a is None else a[:size] for a in (merged.values, merged.timestamps, merged.truth)))
-            rest = Block(*(None if a is None else a[size:] for a in (merged.values, merged.timestamps, merged.truth)))
+            optional = (merged.timestamps, merged.truth)
+            yield Block(merged.values[:size], *(None if a is None else a[:size] for a in optional))
+            rest = Block(merged.values[size:], *(None if a is None else a[size:] for a in optional))
             pending, count = ([rest] if len(rest.values) else []), len(rest.values)
     if count:
         yield _concat(pending)

@@ -58,8 +58,16 @@ def write_chunk(session: Session, series_id: int, kind: str, index: int, start: 
     data = np.ascontiguousarray(array, dtype=CHUNK_DTYPES[kind]).tobytes()
     session.execute(
         insert(SeriesChunk),
-        [{"series_id": series_id, "kind": kind, "chunk_index": index, "start": start, "length": len(array),
-          "data": data}],
+        [
+            {
+                "series_id": series_id,
+                "kind": kind,
+                "chunk_index": index,
+                "start": start,
+                "length": len(array),
+                "data": data,
+            }
+        ],
     )
 
 
@@ -67,9 +75,7 @@ def delete_chunks(session: Session, series_id: int, kind: str) -> None:
     session.execute(delete(SeriesChunk).where(SeriesChunk.series_id == series_id, SeriesChunk.kind == kind))
 
 
-def read_range(
-    session: Session, series: Series, kind: str, start: int = 0, end: int | None = None
-) -> np.ndarray:
+def read_range(session: Session, series: Series, kind: str, start: int = 0, end: int | None = None) -> np.ndarray:
     """Rows ``[start, end)`` of a chunked array: ``values`` -> ``(n, C)`` float32, others ``(n,)``."""
     end = series.n_points if end is None else min(end, series.n_points)
     start = max(0, start)

@@ -36,8 +36,14 @@ def home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> 
 @router.get("/series/{series_id}", include_in_schema=False)
 def series_page(request: Request, series_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
     series = service.get_series(session, series_id)
-    return render(request, "series.html", principal, series=series, dataset=series.dataset,
-                  overlay_projects=projects_with_series(session, series_id))
+    return render(
+        request,
+        "series.html",
+        principal,
+        series=series,
+        dataset=series.dataset,
+        overlay_projects=projects_with_series(session, series_id),
+    )
 
 
 @router.get("/api/v1/datasets", response_model=list[DatasetOut], tags=["datasets"])
@@ -56,11 +62,14 @@ def series_view(
     session: SessionDep,
     principal: CurrentPrincipal,
     start: Annotated[int, Query(ge=0, le=MAX_POINT, description="first point (inclusive)")] = 0,
-    end: Annotated[int | None, Query(ge=1, le=MAX_POINT, description="last point (exclusive); default the series "
-                                     "end")] = None,
+    end: Annotated[
+        int | None, Query(ge=1, le=MAX_POINT, description="last point (exclusive); default the series end")
+    ] = None,
     width: Annotated[int, Query(ge=16, le=4000, description="chart width in pixels: ~2 points per pixel")] = 1000,
-    channels: Annotated[str | None, Query(max_length=4000, description="comma-separated channel indices; default "
-                                          "all (repeats are ignored)")] = None,
+    channels: Annotated[
+        str | None,
+        Query(max_length=4000, description="comma-separated channel indices; default all (repeats are ignored)"),
+    ] = None,
 ) -> SeriesViewOut:
     series = service.get_series(session, series_id)
     chosen = _parse_channels(channels)
@@ -110,7 +119,11 @@ def _upload_dir(settings: Settings) -> Path:
 
 
 def _import_upload(
-    db: DatabaseDep, settings: Settings, principal: AdminPrincipal, upload: UploadFile, dataset: str,
+    db: DatabaseDep,
+    settings: Settings,
+    principal: AdminPrincipal,
+    upload: UploadFile,
+    dataset: str,
     options: ImportOptions,
 ) -> list[ImportedOut]:
     path = _save_upload(upload, settings)
@@ -119,8 +132,15 @@ def _import_upload(
         with db.session_scope() as session:
             imported = service.import_files(session, [path], dataset.strip() or series_name(path), options)
             for item in imported:
-                audit(session, principal.user, "series.import", "series", item.series_id, name=item.name,
-                      n_points=item.n_points)
+                audit(
+                    session,
+                    principal.user,
+                    "series.import",
+                    "series",
+                    item.series_id,
+                    name=item.name,
+                    n_points=item.n_points,
+                )
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
     return [ImportedOut(**asdict(i)) for i in imported]
@@ -153,8 +173,9 @@ def import_api(
     fill: FillForm = "reject",
     timestamps: TimestampsForm = "strict",
 ) -> list[ImportedOut]:
-    return _import_upload(db, settings, principal, file, dataset,
-                          _options(label_column, timestamp_column, fill, timestamps, settings))
+    return _import_upload(
+        db, settings, principal, file, dataset, _options(label_column, timestamp_column, fill, timestamps, settings)
+    )
 
 
 @router.get("/admin/import", include_in_schema=False)
@@ -176,16 +197,28 @@ def import_form(
     timestamps: TimestampsForm = "strict",
 ) -> Response:
     try:
-        imported = _import_upload(db, settings, principal, file, dataset,
-                                  _options(label_column, timestamp_column, fill, timestamps, settings))
+        imported = _import_upload(
+            db, settings, principal, file, dataset, _options(label_column, timestamp_column, fill, timestamps, settings)
+        )
     except AppError as exc:
         if wants_json(request):
             raise
         with db.session_scope() as session:
             datasets = service.list_datasets(session)
-            return render(request, "import.html", principal, status_code=exc.status, error=exc.message,
-                          datasets=datasets, form={"dataset": dataset, "label_column": label_column,
-                                                   "timestamp_column": timestamp_column, "fill": fill})
+            return render(
+                request,
+                "import.html",
+                principal,
+                status_code=exc.status,
+                error=exc.message,
+                datasets=datasets,
+                form={
+                    "dataset": dataset,
+                    "label_column": label_column,
+                    "timestamp_column": timestamp_column,
+                    "fill": fill,
+                },
+            )
     if not imported:
         raise NotFound("nothing imported")
     return RedirectResponse(f"/series/{imported[0].series_id}", status_code=303)

@@ -86,9 +86,15 @@ def _import_one(session: Session, dataset: Dataset, path: Path, name: str, optio
             series = repo.add_series(
                 session,
                 Series(
-                    dataset_id=dataset.id, name=name, split=series_split(name), n_channels=n_channels,
-                    channel_names=header.channel_names, timestamp_kind=header.timestamp_kind,
-                    has_ground_truth=header.has_ground_truth, chunk_points=size, source_name=path.name,
+                    dataset_id=dataset.id,
+                    name=name,
+                    split=series_split(name),
+                    n_channels=n_channels,
+                    channel_names=header.channel_names,
+                    timestamp_kind=header.timestamp_kind,
+                    has_ground_truth=header.has_ground_truth,
+                    chunk_points=size,
+                    source_name=path.name,
                 ),
             )
         repo.write_chunk(session, series.id, "values", index, start, block.values)
@@ -108,7 +114,12 @@ def _import_one(session: Session, dataset: Dataset, path: Path, name: str, optio
     series.sha256 = stats.sha256
     session.flush()
     return ImportedSeries(
-        dataset.name, series.id, name, series.n_points, series.n_channels, series.n_anomalous_points,
+        dataset.name,
+        series.id,
+        name,
+        series.n_points,
+        series.n_channels,
+        series.n_anomalous_points,
         series.has_ground_truth,
     )
 
@@ -238,16 +249,19 @@ def series_view(
         keep = downsample_indices(cand.y, n_out, cand.i if sparse else None)  # raw points are evenly spaced
         i = cand.i[keep]
         x = i if cand.x is None else cand.x[keep]
-        out.append({
-            "index": c,
-            "name": series.channel_names[c],
-            "i": i.tolist(),
-            "x": x.tolist(),
-            # float32 data: 7 significant digits say all there is; None is a gap, never 0.
-            "y": [None if v != v else v for v in np.char.mod("%.7g", cand.y[keep]).astype(np.float64).tolist()],
-        })
-    return SeriesView(start, end, series.n_points, series.timestamp_kind, out,
-                      _merge_close(truth, (end - start) / width_px))
+        out.append(
+            {
+                "index": c,
+                "name": series.channel_names[c],
+                "i": i.tolist(),
+                "x": x.tolist(),
+                # float32 data: 7 significant digits say all there is; None is a gap, never 0.
+                "y": [None if v != v else v for v in np.char.mod("%.7g", cand.y[keep]).astype(np.float64).tolist()],
+            }
+        )
+    return SeriesView(
+        start, end, series.n_points, series.timestamp_kind, out, _merge_close(truth, (end - start) / width_px)
+    )
 
 
 def _overview_threshold(n_points: int, n_out: int) -> int:
@@ -273,8 +287,9 @@ def series_overview(session: Session, series: Series) -> ov.SeriesOverview:
             yield a, read_values(session, series, a, b), x
 
     truth = read_truth(session, series)
-    summary = ov.build_overview(parts(), series.n_points, series.n_channels, block,
-                                truth_segments(truth) if truth is not None else [])
+    summary = ov.build_overview(
+        parts(), series.n_points, series.n_channels, block, truth_segments(truth) if truth is not None else []
+    )
     ov.OVERVIEWS.put(key, summary)
     return summary
 

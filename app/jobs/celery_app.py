@@ -23,8 +23,12 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app on the settings' broker (``ANOMALOOP_BROKER_URL``) with the job queue as default queue."""
-    app = Celery("anomaloop", broker=settings.broker_url, backend=settings.result_backend or settings.broker_url,
-                 include=list(TASK_MODULES))
+    app = Celery(
+        "anomaloop",
+        broker=settings.broker_url,
+        backend=settings.result_backend or settings.broker_url,
+        include=list(TASK_MODULES),
+    )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.jobs.models import Job
@@ -29,27 +30,39 @@ def claim(session: Session, job_id: int, worker: str, now: datetime, lease_until
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now)))
-        .values(status="running", worker=worker, lease_until=lease_until, started_at=now, attempts=Job.attempts + 1,
-                error=None)
+        .values(
+            status="running",
+            worker=worker,
+            lease_until=lease_until,
+            started_at=now,
+            attempts=Job.attempts + 1,
+            error=None,
+        )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
 def update_running(session: Session, job_id: int, worker: str, **values: object) -> bool:
     """Write progress / renew the lease, only while this worker still owns the job."""
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker).values(**values)
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.worker == worker)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
 def stale(session: Session, now: datetime) -> list[int]:
     """Jobs nobody is working on: queued, or running with an expired lease."""
-    return list(session.scalars(select(Job.id).where(
-        or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now))
-    ).order_by(Job.id)))
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now)))
+            .order_by(Job.id)
+        )
+    )
 
 
 def list_recent(session: Session, limit: int = 50, project_id: int | None = None) -> list[Job]:

@@ -20,8 +20,9 @@ def enqueue_after_commit(request: Request, background: BackgroundTasks, job_ids:
 
 
 @router.get("/api/v1/jobs", response_model=list[JobOut])
-def list_jobs(session: SessionDep, principal: CurrentPrincipal, project_id: int | None = None,
-              limit: int = 50) -> list[JobOut]:
+def list_jobs(
+    session: SessionDep, principal: CurrentPrincipal, project_id: int | None = None, limit: int = 50
+) -> list[JobOut]:
     return [JobOut.model_validate(j) for j in service.list_jobs(session, min(max(limit, 1), 500), project_id)]
 
 
@@ -36,8 +37,9 @@ def cancel_job(job_id: int, session: SessionDep, principal: AdminPrincipal) -> J
 
 
 @router.post("/api/v1/jobs/{job_id}/retry", response_model=JobOut)
-def retry_job(job_id: int, request: Request, background: BackgroundTasks, session: SessionDep,
-              principal: AdminPrincipal) -> JobOut:
+def retry_job(
+    job_id: int, request: Request, background: BackgroundTasks, session: SessionDep, principal: AdminPrincipal
+) -> JobOut:
     job = service.retry(session, principal.user, job_id)
     enqueue_after_commit(request, background, [job.id])
     return JobOut.model_validate(job)

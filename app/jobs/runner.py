@@ -53,8 +53,16 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
     try:
         with db.session_scope() as session:
             job = jobs.get_job(session, job_id)
-            jobs.report(session, job_id, me, progress=1, phase="loading", message="reading data and labels", detail={},
-                        lease_seconds=lease)
+            jobs.report(
+                session,
+                job_id,
+                me,
+                progress=1,
+                phase="loading",
+                message="reading data and labels",
+                detail={},
+                lease_seconds=lease,
+            )
             inputs = versions.prepare_training(session, job)
         if inputs is None:
             with db.session_scope() as session:
@@ -64,13 +72,24 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
         with training_threads(settings.train_threads):
             output = versions.train(inputs, settings.device, progress=reporter)
         with db.session_scope() as session:
-            jobs.report(session, job_id, me, progress=99, phase="storing", message="writing the version and scores",
-                        detail={}, lease_seconds=lease)
+            jobs.report(
+                session,
+                job_id,
+                me,
+                progress=99,
+                phase="storing",
+                message="writing the version and scores",
+                detail={},
+                lease_seconds=lease,
+            )
         with db.session_scope() as session:
             job = jobs.get_job(session, job_id)
             version, follow_up = versions.store_training(session, job, inputs, output)
-            summary = ", ".join(f"{k} {v:.3f}" for k, v in version.metrics.items()
-                                if k in ("pr_auc", "labels_pr_auc") and isinstance(v, float))
+            summary = ", ".join(
+                f"{k} {v:.3f}"
+                for k, v in version.metrics.items()
+                if k in ("pr_auc", "labels_pr_auc") and isinstance(v, float)
+            )
             jobs.finish(session, job_id, me, f"model version {version.id} (round {version.round_number}) {summary}")
         for follow in follow_up:
             enqueue(follow)
@@ -150,7 +169,15 @@ class _Reporter:
             job = jobs.get_job(session, self.job_id)
             if job.cancel_requested:
                 raise Cancelled(f"job {self.job_id} cancelled")
-            owned = jobs.report(session, self.job_id, self.me, progress=2 + 96 * p.fraction, phase=p.phase,
-                                message=" · ".join(x for x in parts if x), detail=detail, lease_seconds=self.lease)
+            owned = jobs.report(
+                session,
+                self.job_id,
+                self.me,
+                progress=2 + 96 * p.fraction,
+                phase=p.phase,
+                message=" · ".join(x for x in parts if x),
+                detail=detail,
+                lease_seconds=self.lease,
+            )
         if not owned:
             raise Cancelled(f"job {self.job_id} is no longer this worker's")

@@ -29,23 +29,40 @@ router = APIRouter(include_in_schema=False)
 # One line of help and sensible starting parameters per detector, shown on the "New project" form. The defaults are
 # small on purpose: a first model in seconds on a CPU; raise epochs/episodes for GPU workers.
 DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ensemble": ("Label-aware ensemble (default): |Δx|, rolling z-score and iForest combined; each answer re-weighs "
-                 "the members, and a new version serves only if the answers say it is not worse.", {}),
-    "lstm_ae": ("LSTM autoencoder; labels refine it with masked minimax feedback. Good default for most series.",
-                {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10}),
-    "rlad": ("RLAD: LSTM-DQN agent with iForest warm-up and label propagation; learns most per label.",
-             {"episodes": 10, "steps_per_episode": 300, "n_warmup": 5, "hidden_size": 32}),
-    "iforest": ("Isolation Forest on windows: seconds to fit, no training epochs; labels only set the threshold.",
-                {"n_estimators": 100}),
-    "ae": ("Dense autoencoder over the flattened window; fast, for short windows.",
-           {"epochs": 10, "hidden": 64, "latent": 16}),
+    "ensemble": (
+        "Label-aware ensemble (default): |Δx|, rolling z-score and iForest combined; each answer re-weighs "
+        "the members, and a new version serves only if the answers say it is not worse.",
+        {},
+    ),
+    "lstm_ae": (
+        "LSTM autoencoder; labels refine it with masked minimax feedback. Good default for most series.",
+        {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10},
+    ),
+    "rlad": (
+        "RLAD: LSTM-DQN agent with iForest warm-up and label propagation; learns most per label.",
+        {"episodes": 10, "steps_per_episode": 300, "n_warmup": 5, "hidden_size": 32},
+    ),
+    "iforest": (
+        "Isolation Forest on windows: seconds to fit, no training epochs; labels only set the threshold.",
+        {"n_estimators": 100},
+    ),
+    "ae": (
+        "Dense autoencoder over the flattened window; fast, for short windows.",
+        {"epochs": 10, "hidden": 64, "latent": 16},
+    ),
     "vae": ("Dense variational autoencoder; score adds the KL term.", {"epochs": 10, "hidden": 64, "latent": 16}),
-    "lstm_vae": ("LSTM variational autoencoder; smoother scores on noisy series.",
-                 {"epochs": 10, "hidden": 64, "latent": 16}),
-    "usad": ("USAD: two decoders trained adversarially; robust on multichannel server metrics.",
-             {"epochs": 10, "hidden": 64, "latent": 16}),
-    "transformer": ("Transformer encoder reconstructing every step; strongest, slowest on CPU.",
-                    {"epochs": 10, "d_model": 32}),
+    "lstm_vae": (
+        "LSTM variational autoencoder; smoother scores on noisy series.",
+        {"epochs": 10, "hidden": 64, "latent": 16},
+    ),
+    "usad": (
+        "USAD: two decoders trained adversarially; robust on multichannel server metrics.",
+        {"epochs": 10, "hidden": 64, "latent": 16},
+    ),
+    "transformer": (
+        "Transformer encoder reconstructing every step; strongest, slowest on CPU.",
+        {"epochs": 10, "d_model": 32},
+    ),
 }
 STRATEGIES: dict[str, str] = {
     "hybrid": "top-k plus random picks across score bins: finds anomalies and checks the model's blind spots",
@@ -56,10 +73,21 @@ STRATEGIES: dict[str, str] = {
     "entropy": "windows with the highest prediction entropy",
     "random": "uniform random windows (a baseline)",
 }
-FORM_DEFAULTS: dict[str, Any] = {"detector": "ensemble", "window": 25, "stride": 1, "strategy": "hybrid",
-                                 "round_size": 10, "budget": 100, "auto_next": False, "oracle": "human",
-                                 "threshold_method": "best_f1", "holdout_fraction": 0.0, "seed": 0,
-                                 "adoption_policy": "validate", "max_flag_share": 0.05}
+FORM_DEFAULTS: dict[str, Any] = {
+    "detector": "ensemble",
+    "window": 25,
+    "stride": 1,
+    "strategy": "hybrid",
+    "round_size": 10,
+    "budget": 100,
+    "auto_next": False,
+    "oracle": "human",
+    "threshold_method": "best_f1",
+    "holdout_fraction": 0.0,
+    "seed": 0,
+    "adoption_policy": "validate",
+    "max_flag_share": 0.05,
+}
 
 
 # -- project list and creation ------------------------------------------------------------------------------------
@@ -75,12 +103,31 @@ def new_project_page(request: Request, session: SessionDep, principal: AdminPrin
     return _new_form(request, session, principal, dict(FORM_DEFAULTS))
 
 
-def _new_form(request: Request, session: SessionDep, principal: Principal, form: dict[str, Any],
-              error: str | None = None, status_code: int = 200) -> Response:
-    form.setdefault("detector_params", json.dumps(DETECTORS[form.get("detector", "ensemble")][1]
-                                                  if form.get("detector") in DETECTORS else {}, indent=1))
-    return render(request, "project_new.html", principal, status_code=status_code, form=form, error=error,
-                  datasets=datasets.list_datasets(session), detectors=DETECTORS, strategies=STRATEGIES)
+def _new_form(
+    request: Request,
+    session: SessionDep,
+    principal: Principal,
+    form: dict[str, Any],
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    form.setdefault(
+        "detector_params",
+        json.dumps(
+            DETECTORS[form.get("detector", "ensemble")][1] if form.get("detector") in DETECTORS else {}, indent=1
+        ),
+    )
+    return render(
+        request,
+        "project_new.html",
+        principal,
+        status_code=status_code,
+        form=form,
+        error=error,
+        datasets=datasets.list_datasets(session),
+        detectors=DETECTORS,
+        strategies=STRATEGIES,
+    )
 
 
 async def read_form(request: Request) -> FormData:
@@ -90,23 +137,36 @@ async def read_form(request: Request) -> FormData:
 
 
 @router.post("/projects/new")
-def create_project(request: Request, background: BackgroundTasks, session: SessionDep, principal: AdminPrincipal,
-                   raw: Annotated[FormData, Depends(read_form)]) -> Response:
+def create_project(
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    raw: Annotated[FormData, Depends(read_form)],
+) -> Response:
     form: dict[str, Any] = {k: raw.get(k) for k in raw if k not in ("csrf_token", "series_ids")}
     form["series_ids"] = [int(str(v)) for v in raw.getlist("series_ids") if str(v).isdigit()]
     form["auto_next"] = raw.get("auto_next") in ("on", "true", "1")
     try:
         params = json.loads(str(form.get("detector_params") or "{}"))
         if not isinstance(params, dict):
-            raise AppError("detector parameters must be a JSON object, e.g. {\"epochs\": 5}")
+            raise AppError('detector parameters must be a JSON object, e.g. {"epochs": 5}')
         spec = ProjectCreate(
-            name=str(form.get("name") or ""), dataset_id=form.get("dataset_id") or 0,
-            series_ids=form["series_ids"] or None, detector=form.get("detector") or "ensemble",
-            detector_params=params, window=form.get("window") or None, stride=form.get("stride") or 1,
-            strategy=form.get("strategy") or None, round_size=form.get("round_size") or 10,
-            budget=form.get("budget") or 100, auto_next=form["auto_next"], oracle=form.get("oracle") or "human",
+            name=str(form.get("name") or ""),
+            dataset_id=form.get("dataset_id") or 0,
+            series_ids=form["series_ids"] or None,
+            detector=form.get("detector") or "ensemble",
+            detector_params=params,
+            window=form.get("window") or None,
+            stride=form.get("stride") or 1,
+            strategy=form.get("strategy") or None,
+            round_size=form.get("round_size") or 10,
+            budget=form.get("budget") or 100,
+            auto_next=form["auto_next"],
+            oracle=form.get("oracle") or "human",
             threshold_method=form.get("threshold_method") or "best_f1",
-            holdout_fraction=form.get("holdout_fraction") or 0.0, seed=form.get("seed") or 0,
+            holdout_fraction=form.get("holdout_fraction") or 0.0,
+            seed=form.get("seed") or 0,
             adoption_policy=form.get("adoption_policy") or "validate",
             max_flag_share=form.get("max_flag_share") or 0.05,
         )
@@ -128,8 +188,14 @@ def create_project(request: Request, background: BackgroundTasks, session: Sessi
 @router.get("/projects/{project_id}")
 def project_page(request: Request, project_id: int, session: SessionDep, principal: AdminPrincipal) -> Response:
     page = views.project_page(session, project_id)
-    return render(request, "project.html", principal, **page, strategies=STRATEGIES,
-                  detector_help=DETECTORS.get(page["project"].detector, ("", {}))[0])
+    return render(
+        request,
+        "project.html",
+        principal,
+        **page,
+        strategies=STRATEGIES,
+        detector_help=DETECTORS.get(page["project"].detector, ("", {}))[0],
+    )
 
 
 # -- analyst labeling queue ---------------------------------------------------------------------------------------
@@ -168,9 +234,18 @@ def labels_in_range(
 ) -> list[dict[str, Any]]:
     """Labels in force on one series overlapping ``[start, end)`` (to shade a chart)."""
     stop = end if end is not None else 2**62
-    return [{"id": lab.id, "start": lab.start, "end": lab.end, "value": lab.value, "source": lab.source,
-             "query_id": lab.query_id, "round_id": lab.round_id}
-            for lab in service.labels_in_range(session, project_id, series_id, start, stop)]
+    return [
+        {
+            "id": lab.id,
+            "start": lab.start,
+            "end": lab.end,
+            "value": lab.value,
+            "source": lab.source,
+            "query_id": lab.query_id,
+            "round_id": lab.round_id,
+        }
+        for lab in service.labels_in_range(session, project_id, series_id, start, stop)
+    ]
 
 
 # -- jobs monitor -------------------------------------------------------------------------------------------------
@@ -179,4 +254,3 @@ def labels_in_range(
 @router.get("/admin/jobs")
 def jobs_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
     return render(request, "jobs.html", principal, **views.jobs_page(session))
-

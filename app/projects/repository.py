@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.projects.models import Label, Project, Query, Round
@@ -57,7 +59,7 @@ def set_round_status(session: Session, round_id: int, expected: tuple[str, ...],
         .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
 def get_query(session: Session, query_id: int) -> Query | None:
@@ -87,7 +89,7 @@ def set_query_status(session: Session, query_id: int, expected: str, status: str
         .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return cast("CursorResult[Any]", result).rowcount == 1
 
 
 def count_answered_queries(session: Session, project_id: int) -> int:
@@ -105,13 +107,16 @@ def count_answered_queries(session: Session, project_id: int) -> int:
 def mark_query(session: Session, query_id: int, status: str, **values: object) -> None:
     """Set a query's status (and e.g. ``answered_at``) whatever it was: a second answer re-marks an answered one."""
     session.execute(
-        update(Query).where(Query.id == query_id).values(status=status, **values)
+        update(Query)
+        .where(Query.id == query_id)
+        .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
 
 
-def effective_labels(session: Session, project_id: int, *, series_id: int | None = None, start: int | None = None,
-                     end: int | None = None) -> list[Label]:
+def effective_labels(
+    session: Session, project_id: int, *, series_id: int | None = None, start: int | None = None, end: int | None = None
+) -> list[Label]:
     """The labels in force, oldest first: rows of the project that no later row supersedes (an undo or an edit adds
     a row pointing at the one it replaces) and that are not ``retracted``; optionally only those of ``series_id``
     overlapping points ``[start, end)``. One query: the superseded ids are an uncorrelated subquery over the
@@ -162,4 +167,3 @@ def lock_project_for_write(session: Session, project_id: int) -> Project | None:
     """The project row locked until the transaction ends (serialises free labels with one idempotency key)."""
     _take_sqlite_write_lock(session, Project, project_id)
     return session.scalar(select(Project).where(Project.id == project_id).with_for_update())
-

@@ -43,8 +43,9 @@ ACTIVE = (RoundStatus.OPEN, RoundStatus.COMPLETE, RoundStatus.TRAINING)
 """A project has at most one round in these states; a new round starts only when none is."""
 
 
-def move(session: Session, round_id: int, sources: tuple[RoundStatus, ...], target: RoundStatus,
-         **values: object) -> bool:
+def move(
+    session: Session, round_id: int, sources: tuple[RoundStatus, ...], target: RoundStatus, **values: object
+) -> bool:
     """Compare-and-set a round from one of ``sources`` to ``target`` (each move must be in :data:`TRANSITIONS`).
     Returns whether this caller moved it: of several concurrent callers exactly one does."""
     illegal = [s for s in sources if target not in TRANSITIONS[s]]

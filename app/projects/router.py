@@ -33,8 +33,9 @@ def list_projects(session: SessionDep, principal: CurrentPrincipal) -> list[Proj
 
 
 @router.post("/api/v1/projects", response_model=ProjectOut, status_code=201)
-def create_project(body: ProjectCreate, request: Request, background: BackgroundTasks, session: SessionDep,
-                   principal: AdminPrincipal) -> ProjectOut:
+def create_project(
+    body: ProjectCreate, request: Request, background: BackgroundTasks, session: SessionDep, principal: AdminPrincipal
+) -> ProjectOut:
     project, job_id = service.create_project(session, principal.user, body)
     enqueue_after_commit(request, background, [job_id])
     return ProjectOut.model_validate(project)
@@ -51,8 +52,14 @@ def list_rounds(project_id: int, session: SessionDep, principal: CurrentPrincipa
 
 
 @router.post("/api/v1/projects/{project_id}/rounds", response_model=RoundOut, status_code=201)
-def start_round(project_id: int, body: RoundStart, request: Request, background: BackgroundTasks,
-                session: SessionDep, principal: AdminPrincipal) -> RoundOut:
+def start_round(
+    project_id: int,
+    body: RoundStart,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    principal: AdminPrincipal,
+) -> RoundOut:
     started = service.start_round(session, principal.user, project_id, body.strategy, body.k)
     enqueue_after_commit(request, background, started.job_ids)
     return RoundOut.model_validate(started.round)
@@ -70,17 +77,29 @@ def next_query(project_id: int, session: SessionDep, principal: CurrentPrincipal
 
 
 @router.post("/api/v1/queries/{query_id}/answer", response_model=AnswerOut)
-def answer(query_id: int, body: AnswerIn, request: Request, background: BackgroundTasks, session: SessionDep,
-           principal: CurrentPrincipal) -> AnswerOut:
+def answer(
+    query_id: int,
+    body: AnswerIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> AnswerOut:
     """Store an answer at once. Send an ``idempotency_key`` per answer: a retry after a network error returns the
     stored result (``duplicate: true``) and never writes twice."""
-    rng = (body.anomaly_start, body.anomaly_end) if body.anomaly_start is not None else None
+    rng = None
+    if body.anomaly_start is not None and body.anomaly_end is not None:  # AnswerIn: both or neither
+        rng = (body.anomaly_start, body.anomaly_end)
     result = service.answer_query(session, principal.user, query_id, body.value, rng, body.idempotency_key)
     enqueue_after_commit(request, background, result.job_ids)
     return AnswerOut(
-        query_id=result.query.id, labels=[LabelOut.model_validate(lab) for lab in result.labels],
-        duplicate=result.duplicate, round_status=result.round.status, round_answered=result.answered,
-        round_total=result.total, next_query_id=result.next_query.id if result.next_query else None,
+        query_id=result.query.id,
+        labels=[LabelOut.model_validate(lab) for lab in result.labels],
+        duplicate=result.duplicate,
+        round_status=result.round.status,
+        round_answered=result.answered,
+        round_total=result.total,
+        next_query_id=result.next_query.id if result.next_query else None,
     )
 
 
@@ -91,8 +110,9 @@ def undo(query_id: int, session: SessionDep, principal: CurrentPrincipal) -> Que
 
 @router.post("/api/v1/projects/{project_id}/labels", response_model=LabelOut, status_code=201)
 def add_label(project_id: int, body: LabelIn, session: SessionDep, principal: CurrentPrincipal) -> LabelOut:
-    label = service.add_free_label(session, principal.user, project_id, body.series_id, body.start, body.end,
-                                   body.value, body.idempotency_key)
+    label = service.add_free_label(
+        session, principal.user, project_id, body.series_id, body.start, body.end, body.value, body.idempotency_key
+    )
     return LabelOut.model_validate(label)
 
 
@@ -101,17 +121,25 @@ def export_labels(
     project_id: int,
     session: SessionDep,
     principal: CurrentPrincipal,
-    format: Annotated[Literal["json", "csv", "points_csv"], Query(description="json or csv: one row per labeled "
-                      "range; points_csv: one row per timestamp of series_id")] = "json",
+    format: Annotated[
+        Literal["json", "csv", "points_csv"],
+        Query(description="json or csv: one row per labeled range; points_csv: one row per timestamp of series_id"),
+    ] = "json",
     series_id: int | None = None,
 ) -> Response:
     if format == "json":
         return Response(json.dumps(service.export_labels(session, project_id)), media_type="application/json")
     if format == "csv":
-        return Response(service.export_labels_csv(session, project_id), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="labels-project-{project_id}.csv"'})
+        return Response(
+            service.export_labels_csv(session, project_id),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="labels-project-{project_id}.csv"'},
+        )
     if series_id is None:
         raise AppError("points_csv needs series_id")
     lines = service.export_point_labels_csv(session, project_id, series_id)
-    return StreamingResponse(lines, media_type="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="labels-project-{project_id}-series-{series_id}.csv"'})
+    return StreamingResponse(
+        lines,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="labels-project-{project_id}-series-{series_id}.csv"'},
+    )

@@ -17,26 +17,33 @@ class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     dataset_id: int
     series_ids: list[int] | None = Field(None, description="Series of the data set to use; default all.")
-    detector: str = Field("ensemble", description="ensemble (default: statistical scorers + iForest, optional deep "
-                          "members, combined by the labels), rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, "
-                          "transformer.")
+    detector: str = Field(
+        "ensemble",
+        description="ensemble (default: statistical scorers + iForest, optional deep "
+        "members, combined by the labels), rlad, iforest, ae, vae, lstm_ae, lstm_vae, usad, "
+        "transformer.",
+    )
     detector_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the detector.")
     window: int | None = Field(None, ge=2, le=4096, description="Window length in points; default: the detector's.")
     stride: int = Field(1, ge=1, le=4096, description="Step between windows, in points.")
-    strategy: str | None = Field(None, description="Query strategy: top_k, interval, hybrid, margin, ...; default: "
-                                 "the detector's.")
+    strategy: str | None = Field(
+        None, description="Query strategy: top_k, interval, hybrid, margin, ...; default: the detector's."
+    )
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     round_size: int = Field(10, ge=1, le=1000, description="Queries per round (k).")
     budget: int = Field(100, ge=1, le=1_000_000, description="Most windows the analysts will be asked in all.")
     auto_next: bool = Field(False, description="Open the next round as soon as a model version is stored.")
     oracle: Literal["human", "ground_truth"] = "human"
     threshold_method: Literal["percentile", "mean_std", "best_f1", "fpr"] = "best_f1"
-    holdout_fraction: float = Field(0.0, ge=0.0, lt=0.9, description="Last fraction of each series never queried; "
-                                    "versions are evaluated there.")
+    holdout_fraction: float = Field(
+        0.0, ge=0.0, lt=0.9, description="Last fraction of each series never queried; versions are evaluated there."
+    )
     seed: int = Field(0, ge=0)
     adoption_policy: Literal["validate", "always"] = Field(
-        "validate", description="validate: a new version serves only if the newest answers say it is not worse and "
-        "its threshold flags at most max_flag_share of the points; always: the newest version serves.")
+        "validate",
+        description="validate: a new version serves only if the newest answers say it is not worse and "
+        "its threshold flags at most max_flag_share of the points; always: the newest version serves.",
+    )
     max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
 
     @model_validator(mode="after")
@@ -113,8 +120,9 @@ class QueryOut(BaseModel):
 
 class AnswerIn(BaseModel):
     value: Literal["anomaly", "normal", "unsure", "skip"]
-    anomaly_start: int | None = Field(None, ge=0, description="Dragged sub-range (points); the rest of the window "
-                                      "then counts as normal.")
+    anomaly_start: int | None = Field(
+        None, ge=0, description="Dragged sub-range (points); the rest of the window then counts as normal."
+    )
     anomaly_end: int | None = Field(None, ge=1)
     idempotency_key: str | None = Field(None, min_length=8, max_length=60, pattern=r"^[A-Za-z0-9_\-]+$")
 

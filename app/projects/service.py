@@ -11,6 +11,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -64,8 +65,15 @@ def pool_state(session: Session, project: Project) -> PoolState:
     for label in effective_labels(session, project.id):
         if label.value in USABLE and label.series_id in index:
             labels[index[label.series_id]].append(LabeledRange(label.start, label.end, int(label.value == "anomaly")))
-    return PoolState(series, project.window, project.stride, budget=project.budget,
-                     answers=labels_used(session, project.id), seed=project.seed, labels=labels)
+    return PoolState(
+        series,
+        project.window,
+        project.stride,
+        budget=project.budget,
+        answers=labels_used(session, project.id),
+        seed=project.seed,
+        labels=labels,
+    )
 
 
 def model_input(session: Session, series: Series, end: int | None = None) -> np.ndarray:
@@ -99,8 +107,10 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
     if spec.detector not in available_detectors():
         raise AppError(f"unknown detector {spec.detector!r}; choose one of {', '.join(available_detectors())}")
     cls = detector_class(spec.detector)  # its defaults fill what the admin left open
-    spec = spec.model_copy(update={"window": spec.window or cls.default_window,
-                                   "strategy": spec.strategy or cls.default_strategy})
+    spec = spec.model_copy(
+        update={"window": spec.window or cls.default_window, "strategy": spec.strategy or cls.default_strategy}
+    )
+    assert spec.window is not None  # filled just above
     if spec.stride > spec.window:
         raise AppError(f"stride {spec.stride} must not exceed the window of {spec.window} points")
     if spec.strategy not in available_strategies():
@@ -126,11 +136,23 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
         raise AppError("the ground-truth oracle needs series imported with a label column")
     _check_detector_params(spec)
     project = Project(
-        name=spec.name.strip(), dataset_id=dataset.id, detector=spec.detector, detector_params=spec.detector_params,
-        window=spec.window, stride=spec.stride, strategy=spec.strategy, strategy_params=spec.strategy_params,
-        round_size=spec.round_size, budget=spec.budget, auto_next=spec.auto_next, oracle=spec.oracle,
-        threshold_method=spec.threshold_method, holdout_fraction=spec.holdout_fraction, seed=spec.seed,
-        adoption_policy=spec.adoption_policy, max_flag_share=spec.max_flag_share,
+        name=spec.name.strip(),
+        dataset_id=dataset.id,
+        detector=spec.detector,
+        detector_params=spec.detector_params,
+        window=spec.window,
+        stride=spec.stride,
+        strategy=spec.strategy,
+        strategy_params=spec.strategy_params,
+        round_size=spec.round_size,
+        budget=spec.budget,
+        auto_next=spec.auto_next,
+        oracle=spec.oracle,
+        threshold_method=spec.threshold_method,
+        holdout_fraction=spec.holdout_fraction,
+        seed=spec.seed,
+        adoption_policy=spec.adoption_policy,
+        max_flag_share=spec.max_flag_share,
         created_by=actor.id if actor else None,
     )
     project.series = series
@@ -142,8 +164,9 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
 
 def _check_detector_params(spec: ProjectCreate) -> None:
     try:
-        make_detector(spec.detector, window=spec.window, stride=spec.stride, seed=spec.seed, device="cpu",
-                      **spec.detector_params)
+        make_detector(
+            spec.detector, window=spec.window, stride=spec.stride, seed=spec.seed, device="cpu", **spec.detector_params
+        )
     except (TypeError, ValueError) as exc:
         raise AppError(f"detector parameters: {exc}") from None
 
@@ -151,16 +174,18 @@ def _check_detector_params(spec: ProjectCreate) -> None:
 # -- labels -------------------------------------------------------------------------------------------------------
 
 
-def effective_labels(session: Session, project_id: int, series_id: int | None = None, start: int | None = None,
-                     end: int | None = None) -> list[Label]:
+def effective_labels(
+    session: Session, project_id: int, series_id: int | None = None, start: int | None = None, end: int | None = None
+) -> list[Label]:
     """Labels in force: not superseded by a later row (an undo or an edit) and not retracted, oldest first;
     optionally only those of ``series_id`` overlapping points ``[start, end)``. One SQL query
     (:func:`app.projects.repository.effective_labels`)."""
     return repo.effective_labels(session, project_id, series_id=series_id, start=start, end=end)
 
 
-def round_answers(session: Session, project: Project, state: PoolState, round_id: int
-                  ) -> list[tuple[CoreQuery, list[LabeledRange]]]:
+def round_answers(
+    session: Session, project: Project, state: PoolState, round_id: int
+) -> list[tuple[CoreQuery, list[LabeledRange]]]:
     """The answers in force to a round's queries, as the core validates a candidate on them: each query as a core
     :class:`~app.core.loop.Query` (series index, window, points) with its anomaly/normal ranges."""
     index = {s.key: i for i, s in enumerate(state.series)}
@@ -168,12 +193,14 @@ def round_answers(session: Session, project: Project, state: PoolState, round_id
     for label in effective_labels(session, project.id):
         if label.round_id == round_id and label.query_id is not None and label.value in USABLE:
             by_query.setdefault(label.query_id, []).append(
-                LabeledRange(label.start, label.end, int(label.value == "anomaly")))
+                LabeledRange(label.start, label.end, int(label.value == "anomaly"))
+            )
     out = []
     for q in repo.list_queries(session, round_id):
         if q.id in by_query and q.series_id in index:
-            core = CoreQuery(q.start // project.stride, q.start, q.end, "", q.rank, float(q.score or 0.0),
-                             series=index[q.series_id])
+            core = CoreQuery(
+                q.start // project.stride, q.start, q.end, "", q.rank, float(q.score or 0.0), series=index[q.series_id]
+            )
             out.append((core, by_query[q.id]))
     return out
 
@@ -215,15 +242,41 @@ def start_round(
     picks = plan_queries(session, project, version, state, strategy, k, number)
     if not picks:
         raise Conflict("no unlabeled window is left to ask about")
-    rnd = Round(project_id=project.id, number=number, strategy=strategy, k=len(picks), status=RoundStatus.OPEN,
-                started_by=actor.id if actor else None, source_version_id=version.id)
+    rnd = Round(
+        project_id=project.id,
+        number=number,
+        strategy=strategy,
+        k=len(picks),
+        status=RoundStatus.OPEN,
+        started_by=actor.id if actor else None,
+        source_version_id=version.id,
+    )
     repo.add(session, rnd)
     for q in picks:
-        session.add(Query(round_id=rnd.id, series_id=state.series[q.series].key, start=q.start, end=q.end,
-                          rank=q.rank, score=q.score, margin=q.margin, reason=q.reason[:300]))
+        session.add(
+            Query(
+                round_id=rnd.id,
+                series_id=state.series[q.series].key,
+                start=q.start,
+                end=q.end,
+                rank=q.rank,
+                score=q.score,
+                margin=q.margin,
+                reason=q.reason[:300],
+            )
+        )
     session.flush()
-    audit(session, actor, "round.start", "round", rnd.id, project_id=project.id, number=number, strategy=strategy,
-          k=len(picks))
+    audit(
+        session,
+        actor,
+        "round.start",
+        "round",
+        rnd.id,
+        project_id=project.id,
+        number=number,
+        strategy=strategy,
+        k=len(picks),
+    )
     job_ids = []
     if project.oracle == "ground_truth":
         job_id = answer_round_from_ground_truth(session, project, rnd)
@@ -232,8 +285,9 @@ def start_round(
     return RoundStarted(rnd, job_ids)
 
 
-def plan_queries(session: Session, project: Project, version: ModelVersion, state: PoolState, strategy: str, k: int,
-                 number: int) -> list[CoreQuery]:
+def plan_queries(
+    session: Session, project: Project, version: ModelVersion, state: PoolState, strategy: str, k: int, number: int
+) -> list[CoreQuery]:
     """Load what the core planner needs from storage — the version's window scores (margins and drivers where the
     detector has them; RLAD's warm-up candidates before any label) — and plan the round."""
     cls = detector_class(project.detector)
@@ -243,7 +297,8 @@ def plan_queries(session: Session, project: Project, version: ModelVersion, stat
         out = []
         for s in state.series:
             n_win = n_windows(s.n_points, project.window, project.stride)
-            arr = versions_repo.read_scores(session, version.id, s.key, kind, 0, n_win, chunk)
+            series_id = cast(int, s.key)  # the product keys the pool's series by their id
+            arr = versions_repo.read_scores(session, version.id, series_id, kind, 0, n_win, chunk)
             if len(arr) != n_win:
                 return None
             out.append(arr)
@@ -259,9 +314,18 @@ def plan_queries(session: Session, project: Project, version: ModelVersion, stat
         detector = load_detector(versions_repo.weights_of(session, version.id))
         pools = [model_input(session, s, p.pool_end) for s, p in zip(project.series, state.series, strict=True)]
         warmup = warmup_candidates(detector, pools)
-    return plan_round(state, scores, strategy, k, number, margins=margins, warmup=warmup, drivers=drivers,
-                      member_names=(version.metrics or {}).get("member_names", ()),
-                      options=dict(project.strategy_params))
+    return plan_round(
+        state,
+        scores,
+        strategy,
+        k,
+        number,
+        margins=margins,
+        warmup=warmup,
+        drivers=drivers,
+        member_names=(version.metrics or {}).get("member_names", ()),
+        options=dict(project.strategy_params),
+    )
 
 
 def answer_round_from_ground_truth(session: Session, project: Project, rnd: Round) -> int | None:
@@ -274,9 +338,18 @@ def answer_round_from_ground_truth(session: Session, project: Project, rnd: Roun
         if truth is None:
             raise AppError(f"series {series.name!r} has no ground truth for the oracle")
         for r in truth_answer(truth, query.start, query.end, mode):
-            session.add(Label(project_id=project.id, series_id=series.id, start=r.start, end=r.end,
-                              value="anomaly" if r.value == 1 else "normal", source="oracle", round_id=rnd.id,
-                              query_id=query.id))
+            session.add(
+                Label(
+                    project_id=project.id,
+                    series_id=series.id,
+                    start=r.start,
+                    end=r.end,
+                    value="anomaly" if r.value == 1 else "normal",
+                    source="oracle",
+                    round_id=rnd.id,
+                    query_id=query.id,
+                )
+            )
         repo.set_query_status(session, query.id, "pending", "answered", answered_at=utcnow())
     session.flush()
     return complete_round_if_done(session, rnd.id)
@@ -290,8 +363,9 @@ def complete_round_if_done(session: Session, round_id: int) -> int | None:
         return None  # someone else completed it
     rnd = repo.get_round(session, round_id)
     assert rnd is not None
-    job = jobs.create_job(session, "retrain", project_id=rnd.project_id, round_id=rnd.id,
-                          dedupe_key=f"retrain:{rnd.id}")
+    job = jobs.create_job(
+        session, "retrain", project_id=rnd.project_id, round_id=rnd.id, dedupe_key=f"retrain:{rnd.id}"
+    )
     return job.id
 
 
@@ -340,8 +414,10 @@ def answer_query(
             stored = "skip" if skipped else sorted((lab.start, lab.end, lab.value) for lab in existing)
             wanted = "skip" if value == "skip" else sorted(pieces)
             if (existing or skipped)[0].query_id != query.id or stored != wanted:
-                raise AppError("this idempotency key was already used for a different answer; send a new key for a "
-                               "new answer", status=422)
+                raise AppError(
+                    "this idempotency key was already used for a different answer; send a new key for a new answer",
+                    status=422,
+                )
             return _result(session, query, rnd, existing, duplicate=True, job_ids=[])
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
@@ -355,11 +431,21 @@ def answer_query(
         status = "skipped"
     else:
         for i, (a, b, v) in enumerate(pieces):
-            labels.append(_label(query, rnd, actor, a, b, v, f"{key}:{i}" if key else None,
-                                 supersedes=previous[i].id if i < len(previous) else None))
+            labels.append(
+                _label(
+                    query,
+                    rnd,
+                    actor,
+                    a,
+                    b,
+                    v,
+                    f"{key}:{i}" if key else None,
+                    supersedes=previous[i].id if i < len(previous) else None,
+                )
+            )
         status = "answered"
     # older answers not superseded one-to-one are retracted explicitly, so nothing is silently lost or left in force
-    for old in previous[len(labels):] if value != "skip" else previous:
+    for old in previous[len(labels) :] if value != "skip" else previous:
         session.add(_label(query, rnd, actor, old.start, old.end, "retracted", None, supersedes=old.id))
     for lab in labels:
         session.add(lab)
@@ -369,12 +455,25 @@ def answer_query(
         raise Conflict("this answer is being saved by another request; retry to get its result") from None
     repo.mark_query(session, query.id, status, answered_at=utcnow())
     session.expire(query)
-    audit(session, actor, f"label.{value}", "query", query.id, round_id=rnd.id,
-          range=list(anomaly_range) if anomaly_range else None)
+    audit(
+        session,
+        actor,
+        f"label.{value}",
+        "query",
+        query.id,
+        round_id=rnd.id,
+        range=list(anomaly_range) if anomaly_range else None,
+    )
     job_id = complete_round_if_done(session, rnd.id)
     session.refresh(rnd)
-    return _result(session, query, rnd, [lab for lab in labels if lab.value != "retracted"], duplicate=False,
-                   job_ids=[job_id] if job_id else [])
+    return _result(
+        session,
+        query,
+        rnd,
+        [lab for lab in labels if lab.value != "retracted"],
+        duplicate=False,
+        job_ids=[job_id] if job_id else [],
+    )
 
 
 def _pieces(query: Query, value: str, anomaly_range: tuple[int, int] | None) -> list[tuple[int, int, str]]:
@@ -395,19 +494,39 @@ def _scoped_key(actor: User | None, endpoint: str, key: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def _label(query: Query, rnd: Round, actor: User | None, start: int, end: int, value: str, key: str | None,
-           supersedes: int | None) -> Label:
-    return Label(project_id=rnd.project_id, series_id=query.series_id, start=start, end=end, value=value,
-                 source="analyst", author_id=actor.id if actor else None, round_id=rnd.id, query_id=query.id,
-                 supersedes_id=supersedes, idempotency_key=key)
+def _label(
+    query: Query,
+    rnd: Round,
+    actor: User | None,
+    start: int,
+    end: int,
+    value: str,
+    key: str | None,
+    supersedes: int | None,
+) -> Label:
+    return Label(
+        project_id=rnd.project_id,
+        series_id=query.series_id,
+        start=start,
+        end=end,
+        value=value,
+        source="analyst",
+        author_id=actor.id if actor else None,
+        round_id=rnd.id,
+        query_id=query.id,
+        supersedes_id=supersedes,
+        idempotency_key=key,
+    )
 
 
-def _result(session: Session, query: Query, rnd: Round, labels: list[Label], duplicate: bool,
-            job_ids: list[int]) -> AnswerResult:
+def _result(
+    session: Session, query: Query, rnd: Round, labels: list[Label], duplicate: bool, job_ids: list[int]
+) -> AnswerResult:
     queries = repo.list_queries(session, rnd.id)
     answered = sum(q.status != "pending" for q in queries)
-    return AnswerResult(query, labels, duplicate, rnd, answered, len(queries), repo.next_pending_query(session, rnd.id),
-                        job_ids)
+    return AnswerResult(
+        query, labels, duplicate, rnd, answered, len(queries), repo.next_pending_query(session, rnd.id), job_ids
+    )
 
 
 def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
@@ -434,8 +553,16 @@ def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
     return query
 
 
-def add_free_label(session: Session, actor: User | None, project_id: int, series_id: int, start: int, end: int,
-                   value: str, idempotency_key: str | None = None) -> Label:
+def add_free_label(
+    session: Session,
+    actor: User | None,
+    project_id: int,
+    series_id: int,
+    start: int,
+    end: int,
+    value: str,
+    idempotency_key: str | None = None,
+) -> Label:
     """A range labeled in the explorer, outside any query (used for training; not counted against the budget).
     The same ``idempotency_key`` (scoped to the caller) returns the stored label; with a different label, 422."""
     project = get_project(session, project_id)
@@ -451,12 +578,27 @@ def add_free_label(session: Session, actor: User | None, project_id: int, series
         if existing:
             found = existing[0]
             if (found.project_id, found.series_id, found.start, found.end, found.value) != (
-                    project.id, series_id, start, end, value):
-                raise AppError("this idempotency key was already used for a different label; send a new key for a "
-                               "new label", status=422)
+                project.id,
+                series_id,
+                start,
+                end,
+                value,
+            ):
+                raise AppError(
+                    "this idempotency key was already used for a different label; send a new key for a new label",
+                    status=422,
+                )
             return found
-    label = Label(project_id=project.id, series_id=series_id, start=start, end=end, value=value, source="analyst",
-                  author_id=actor.id if actor else None, idempotency_key=f"{key}:0" if key else None)
+    label = Label(
+        project_id=project.id,
+        series_id=series_id,
+        start=start,
+        end=end,
+        value=value,
+        source="analyst",
+        author_id=actor.id if actor else None,
+        idempotency_key=f"{key}:0" if key else None,
+    )
     repo.add(session, label)
     audit(session, actor, f"label.{value}", "series", series_id, project_id=project.id, range=[start, end])
     return label
@@ -502,9 +644,16 @@ def query_context(session: Session, query_id: int) -> QueryContext:
     project = get_project(session, rnd.project_id)
     queries = repo.list_queries(session, rnd.id)
     version = versions_repo.get(session, rnd.source_version_id) if rnd.source_version_id else None
-    return QueryContext(query, rnd, project, datasets.get_series(session, query.series_id),
-                        sum(q.status != "pending" for q in queries), len(queries),
-                        version.id if version else None, version.threshold if version else None)
+    return QueryContext(
+        query,
+        rnd,
+        project,
+        datasets.get_series(session, query.series_id),
+        sum(q.status != "pending" for q in queries),
+        len(queries),
+        version.id if version else None,
+        version.threshold if version else None,
+    )
 
 
 def next_query(session: Session, project_id: int) -> Query | None:
@@ -516,8 +665,19 @@ def next_query(session: Session, project_id: int) -> Query | None:
     return repo.next_pending_query(session, rnd.id)
 
 
-EXPORT_FIELDS = ("series_id", "series", "start", "end", "value", "source", "author", "round_id", "query_id",
-                 "label_id", "created_at")
+EXPORT_FIELDS = (
+    "series_id",
+    "series",
+    "start",
+    "end",
+    "value",
+    "source",
+    "author",
+    "round_id",
+    "query_id",
+    "label_id",
+    "created_at",
+)
 """The columns of a label export, one row per labeled range in force."""
 
 
@@ -527,10 +687,19 @@ def export_labels(session: Session, project_id: int) -> list[dict]:
     names = {s.id: s.name for s in project.series}
     users = usernames(session)
     return [
-        {"series_id": lab.series_id, "series": names.get(lab.series_id, ""), "start": lab.start, "end": lab.end,
-         "value": lab.value, "source": lab.source, "author": users.get(lab.author_id, "") if lab.author_id else "",
-         "round_id": lab.round_id, "query_id": lab.query_id, "label_id": lab.id,
-         "created_at": lab.created_at.isoformat()}
+        {
+            "series_id": lab.series_id,
+            "series": names.get(lab.series_id, ""),
+            "start": lab.start,
+            "end": lab.end,
+            "value": lab.value,
+            "source": lab.source,
+            "author": users.get(lab.author_id, "") if lab.author_id else "",
+            "round_id": lab.round_id,
+            "query_id": lab.query_id,
+            "label_id": lab.id,
+            "created_at": lab.created_at.isoformat(),
+        }
         for lab in effective_labels(session, project.id)
     ]
 

@@ -30,10 +30,16 @@ def _project_row(session: Session, project: Project) -> dict[str, Any]:
     last = repo.last_round(session, project.id)
     pending = repo.count_pending(session, last.id) if last is not None and last.status == RoundStatus.OPEN else 0
     serving = versions.serving_version(session, project)
-    return {"project": project, "dataset": datasets.get_dataset(session, project.dataset_id).name, "round": last,
-            "pending": pending, "labels_used": service.labels_used(session, project.id), "serving": serving,
-            "pr_auc": (serving.metrics or {}).get("pr_auc") if serving else None,
-            "labels_pr_auc": (serving.metrics or {}).get("labels_pr_auc") if serving else None}
+    return {
+        "project": project,
+        "dataset": datasets.get_dataset(session, project.dataset_id).name,
+        "round": last,
+        "pending": pending,
+        "labels_used": service.labels_used(session, project.id),
+        "serving": serving,
+        "pr_auc": (serving.metrics or {}).get("pr_auc") if serving else None,
+        "labels_pr_auc": (serving.metrics or {}).get("labels_pr_auc") if serving else None,
+    }
 
 
 def project_page(session: Session, project_id: int) -> dict[str, Any]:
@@ -43,17 +49,35 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
     project = service.get_project(session, project_id)
     rounds = service.round_summaries(session, project.id)
     project_jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 50, project.id)]
-    curve = [{"version": v.id, "round": v.round_number, "labels_used": v.labels_used,
-              "pr_auc": (v.metrics or {}).get("pr_auc"), "labels_pr_auc": (v.metrics or {}).get("labels_pr_auc"),
-              "roc_auc": (v.metrics or {}).get("roc_auc")} for v in sorted(version_rows, key=lambda v: v.id)]
-    per_round = [{"round": s.round.number, **{k: s.counts.get(k, 0) for k in ("anomaly", "normal", "unsure")}}
-                 for s in reversed(rounds)]
+    curve = [
+        {
+            "version": v.id,
+            "round": v.round_number,
+            "labels_used": v.labels_used,
+            "pr_auc": (v.metrics or {}).get("pr_auc"),
+            "labels_pr_auc": (v.metrics or {}).get("labels_pr_auc"),
+            "roc_auc": (v.metrics or {}).get("roc_auc"),
+        }
+        for v in sorted(version_rows, key=lambda v: v.id)
+    ]
+    per_round = [
+        {"round": s.round.number, **{k: s.counts.get(k, 0) for k in ("anomaly", "normal", "unsure")}}
+        for s in reversed(rounds)
+    ]
     serving_id = project.serving_version_id or (version_rows[-1].id if version_rows else None)
-    return {"project": project, "dataset": datasets.get_dataset(session, project.dataset_id), "rounds": rounds,
-            "versions": version_rows, "serving_id": serving_id, "users": accounts.usernames(session),
-            "active": repo.active_round(session, project.id), "labels_used": service.labels_used(session, project.id),
-            "jobs_json": project_jobs, "charts": {"curve": curve, "per_round": per_round, "budget": project.budget},
-            "series_names": {s.id: s.name for s in project.series}}
+    return {
+        "project": project,
+        "dataset": datasets.get_dataset(session, project.dataset_id),
+        "rounds": rounds,
+        "versions": version_rows,
+        "serving_id": serving_id,
+        "users": accounts.usernames(session),
+        "active": repo.active_round(session, project.id),
+        "labels_used": service.labels_used(session, project.id),
+        "jobs_json": project_jobs,
+        "charts": {"curve": curve, "per_round": per_round, "budget": project.budget},
+        "series_names": {s.id: s.name for s in project.series},
+    }
 
 
 def labeling_state(session: Session, project: Project) -> dict[str, Any]:
@@ -62,10 +86,19 @@ def labeling_state(session: Session, project: Project) -> dict[str, Any]:
     active = repo.active_round(session, project.id)
     last = active or repo.last_round(session, project.id)
     out: dict[str, Any] = {
-        "project": {"id": project.id, "name": project.name, "window": project.window, "strategy": project.strategy,
-                    "detector": project.detector, "budget": project.budget, "auto_next": project.auto_next,
-                    "labels_used": service.labels_used(session, project.id)},
-        "round": None, "queries": [], "series": {},
+        "project": {
+            "id": project.id,
+            "name": project.name,
+            "window": project.window,
+            "strategy": project.strategy,
+            "detector": project.detector,
+            "budget": project.budget,
+            "auto_next": project.auto_next,
+            "labels_used": service.labels_used(session, project.id),
+        },
+        "round": None,
+        "queries": [],
+        "series": {},
         "series_list": [{"id": s.id, "name": s.name} for s in project.series],
     }
     if last is None:
@@ -73,27 +106,51 @@ def labeling_state(session: Session, project: Project) -> dict[str, Any]:
     summary = next(s for s in service.round_summaries(session, project.id) if s.round.id == last.id)
     version = versions.get_version(session, last.source_version_id) if last.source_version_id else None
     users = accounts.usernames(session)
-    out["round"] = {"id": last.id, "number": last.number, "strategy": last.strategy, "status": last.status,
-                    "k": last.k, "answered": summary.counts["answered"] + summary.counts["skipped"],
-                    "total": len(summary.queries),
-                    "version": None if version is None else {"id": version.id, "round_number": version.round_number,
-                                                             "threshold": version.threshold,
-                                                             "method": version.method}}
+    out["round"] = {
+        "id": last.id,
+        "number": last.number,
+        "strategy": last.strategy,
+        "status": last.status,
+        "k": last.k,
+        "answered": summary.counts["answered"] + summary.counts["skipped"],
+        "total": len(summary.queries),
+        "version": None
+        if version is None
+        else {
+            "id": version.id,
+            "round_number": version.round_number,
+            "threshold": version.threshold,
+            "method": version.method,
+        },
+    }
     for q in summary.queries:
         item = QueryOut.model_validate(q).model_dump(mode="json")
-        item["answer"] = [{"start": lab.start, "end": lab.end, "value": lab.value,
-                           "author": users.get(lab.author_id, "") if lab.author_id else lab.source}
-                          for lab in summary.answers[q.id]]
+        item["answer"] = [
+            {
+                "start": lab.start,
+                "end": lab.end,
+                "value": lab.value,
+                "author": users.get(lab.author_id, "") if lab.author_id else lab.source,
+            }
+            for lab in summary.answers[q.id]
+        ]
         out["queries"].append(item)
     for s in project.series:
         if any(q.series_id == s.id for q in summary.queries):
-            out["series"][str(s.id)] = {"id": s.id, "name": s.name, "n_points": s.n_points,
-                                        "n_channels": s.n_channels, "channel_names": s.channel_names,
-                                        "x_kind": s.timestamp_kind}
+            out["series"][str(s.id)] = {
+                "id": s.id,
+                "name": s.name,
+                "n_points": s.n_points,
+                "n_channels": s.n_channels,
+                "channel_names": s.channel_names,
+                "x_kind": s.timestamp_kind,
+            }
     return out
 
 
 def jobs_page(session: Session, limit: int = 200) -> dict[str, Any]:
     """The jobs monitor: the newest jobs and the names of their projects."""
-    return {"jobs_json": [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, limit)],
-            "project_names": {p.id: p.name for p in service.list_projects(session)}}
+    return {
+        "jobs_json": [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, limit)],
+        "project_names": {p.id: p.name for p in service.list_projects(session)},
+    }

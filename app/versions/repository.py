@@ -28,10 +28,14 @@ def latest(session: Session, project_id: int) -> ModelVersion | None:
 
 def list_for_project(session: Session, project_id: int) -> list[ModelVersion]:
     """Versions without their weights (lists never need the bytes)."""
-    return list(session.scalars(
-        select(ModelVersion).options(defer(ModelVersion.weights))
-        .where(ModelVersion.project_id == project_id).order_by(ModelVersion.round_number)
-    ))
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .options(defer(ModelVersion.weights))
+            .where(ModelVersion.project_id == project_id)
+            .order_by(ModelVersion.round_number)
+        )
+    )
 
 
 def add(session: Session, version: ModelVersion) -> ModelVersion:
@@ -40,30 +44,47 @@ def add(session: Session, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def write_scores(session: Session, version_id: int, series_id: int, kind: str, scores: np.ndarray,
-                 chunk_points: int) -> None:
-    session.execute(delete(ScoreChunk).where(
-        ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind))
+def write_scores(
+    session: Session, version_id: int, series_id: int, kind: str, scores: np.ndarray, chunk_points: int
+) -> None:
+    session.execute(
+        delete(ScoreChunk).where(
+            ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
+        )
+    )
     arr = np.ascontiguousarray(scores, dtype=np.float32)
     rows = [
-        {"model_version_id": version_id, "series_id": series_id, "kind": kind, "chunk_index": i // chunk_points,
-         "start": i, "length": len(arr[i : i + chunk_points]), "data": arr[i : i + chunk_points].tobytes()}
+        {
+            "model_version_id": version_id,
+            "series_id": series_id,
+            "kind": kind,
+            "chunk_index": i // chunk_points,
+            "start": i,
+            "length": len(arr[i : i + chunk_points]),
+            "data": arr[i : i + chunk_points].tobytes(),
+        }
         for i in range(0, len(arr), chunk_points)
     ]
     if rows:
         session.execute(insert(ScoreChunk), rows)
 
 
-def read_scores(session: Session, version_id: int, series_id: int, kind: str, start: int, end: int,
-                chunk_points: int) -> np.ndarray:
+def read_scores(
+    session: Session, version_id: int, series_id: int, kind: str, start: int, end: int, chunk_points: int
+) -> np.ndarray:
     """Scores ``[start, end)`` (float32); reads only the chunks that overlap."""
     if end <= start:
         return np.empty(0, dtype=np.float32)
     rows = session.execute(
-        select(ScoreChunk.start, ScoreChunk.data).where(
-            ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind,
-            ScoreChunk.chunk_index >= start // chunk_points, ScoreChunk.chunk_index <= (end - 1) // chunk_points,
-        ).order_by(ScoreChunk.chunk_index)
+        select(ScoreChunk.start, ScoreChunk.data)
+        .where(
+            ScoreChunk.model_version_id == version_id,
+            ScoreChunk.series_id == series_id,
+            ScoreChunk.kind == kind,
+            ScoreChunk.chunk_index >= start // chunk_points,
+            ScoreChunk.chunk_index <= (end - 1) // chunk_points,
+        )
+        .order_by(ScoreChunk.chunk_index)
     ).all()
     parts = []
     for chunk_start, data in rows:
@@ -73,9 +94,16 @@ def read_scores(session: Session, version_id: int, series_id: int, kind: str, st
 
 
 def has_scores(session: Session, version_id: int, series_id: int, kind: str = "point") -> bool:
-    return session.scalar(select(ScoreChunk.chunk_index).where(
-        ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
-    ).limit(1)) is not None
+    return (
+        session.scalar(
+            select(ScoreChunk.chunk_index)
+            .where(
+                ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def serving_or_latest(session: Session, project: Project) -> ModelVersion | None:
@@ -87,7 +115,10 @@ def serving_or_latest(session: Session, project: Project) -> ModelVersion | None
 
 def weights_of(session: Session, version_id: int) -> bytes:
     """A version's stored weights (lists defer them)."""
-    return session.scalar(select(ModelVersion.weights).where(ModelVersion.id == version_id))
+    weights = session.scalar(select(ModelVersion.weights).where(ModelVersion.id == version_id))
+    if weights is None:  # the column is NOT NULL: only a missing version has none
+        raise LookupError(f"no model version with id {version_id}")
+    return weights
 
 
 def newest_served_version(session: Session, project_id: int) -> ModelVersion | None:

@@ -20,8 +20,10 @@ MAX_SCORE_POINTS = 1_000_000
 def list_versions(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> list[VersionOut]:
     versions = service.list_versions(session, project_id)  # read before the project: a version committed in between
     project = projects.get_project(session, project_id)  # is then missing from the list, never listed as not serving
-    return [VersionOut.model_validate(v).model_copy(update={"serving": v.id == project.serving_version_id})
-            for v in versions]
+    return [
+        VersionOut.model_validate(v).model_copy(update={"serving": v.id == project.serving_version_id})
+        for v in versions
+    ]
 
 
 @router.post("/api/v1/versions/{version_id}/promote", response_model=VersionOut)
@@ -34,8 +36,11 @@ def promote(version_id: int, session: SessionDep, principal: AdminPrincipal) -> 
 def follow_versions(project_id: int, body: FollowIn, session: SessionDep, principal: AdminPrincipal) -> dict:
     """Let new versions serve as they pass the adoption checks (after a promote or roll-back they do not)."""
     project = service.follow_new_versions(session, principal.user, project_id, body.follow)
-    return {"project_id": project.id, "follow_new_versions": project.follow_new_versions,
-            "serving_version_id": project.serving_version_id}
+    return {
+        "project_id": project.id,
+        "follow_new_versions": project.follow_new_versions,
+        "serving_version_id": project.serving_version_id,
+    }
 
 
 @router.get("/api/v1/projects/{project_id}/scores", response_model=ScoresOut)
@@ -56,7 +61,11 @@ def scores(
         raise AppError(f"ask for at most {MAX_SCORE_POINTS:,} points at a time", status=413)
     threshold = version.threshold
     return ScoresOut(
-        version_id=version.id, series_id=series_id, start=start, end=start + len(values), threshold=threshold,
+        version_id=version.id,
+        series_id=series_id,
+        start=start,
+        end=start + len(values),
+        threshold=threshold,
         scores=[round(float(v), 6) for v in values],
         predictions=[int(v >= threshold) for v in values] if threshold is not None else [],
     )

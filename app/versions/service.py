@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -82,6 +83,8 @@ class TrainingOutput:
 
 def prepare_training(session: Session, job: Job) -> TrainingInput | None:
     """Inputs for ``job`` (kind ``fit`` or ``retrain``); ``None`` when its version already exists (a rerun)."""
+    if job.project_id is None:
+        raise NotFound(f"job {job.id} belongs to no project")
     project = projects.get_project(session, job.project_id)
     newest: list[tuple[CoreQuery, list[LabeledRange]]] = []
     serving_windows = None
@@ -89,7 +92,7 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
     if job.kind == "fit":
         number, weights = 0, None
     else:
-        rnd = projects_repo.get_round(session, job.round_id)
+        rnd = projects_repo.get_round(session, job.round_id) if job.round_id is not None else None
         if rnd is None:
             raise NotFound(f"job {job.id} points at a missing round")
         number = rnd.number
@@ -112,18 +115,33 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
         )
     params = {"window": project.window, "stride": project.stride, "seed": project.seed, **project.detector_params}
     rule = AdoptionRule(policy=project.adoption_policy, max_flag_share=project.max_flag_share)
-    return TrainingInput(project.id, number, project.detector, params, weights, pool, state, series,
-                         project.threshold_method, project.series[0].chunk_points, state.answers, rule, newest,
-                         serving_windows)
+    return TrainingInput(
+        project.id,
+        number,
+        project.detector,
+        params,
+        weights,
+        pool,
+        state,
+        series,
+        project.threshold_method,
+        project.series[0].chunk_points,
+        state.answers,
+        rule,
+        newest,
+        serving_windows,
+    )
 
 
-def _stored_windows(session: Session, project: Project, version: ModelVersion, state: PoolState
-                    ) -> list[np.ndarray] | None:
+def _stored_windows(
+    session: Session, project: Project, version: ModelVersion, state: PoolState
+) -> list[np.ndarray] | None:
     """A version's stored window scores per series of the pool, or None if any is missing."""
     out = []
     for s in state.series:
         n_win = n_windows(s.n_points, project.window, project.stride)
-        arr = repo.read_scores(session, version.id, s.key, "window", 0, n_win, project.series[0].chunk_points)
+        series_id = cast(int, s.key)  # the product keys the pool's series by their id
+        arr = repo.read_scores(session, version.id, series_id, "window", 0, n_win, project.series[0].chunk_points)
         if len(arr) != n_win:
             return None
         out.append(arr.astype(np.float64))
@@ -142,26 +160,37 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         detector.device = device
         learn(detector, inp.pool, inp.ranges, progress)
     seconds = time.perf_counter() - t0
+    # provides_margins / explains_windows declare the optional methods used below (app/core/detectors/base.py);
+    # a type checker cannot tie a flag to a method
+    capable: Any = detector
     scores = {}
     for s in inp.series:
         points, windows = detector.point_and_window_scores(s.values)
         entry = {"point": points, "window": windows}
         if detector.provides_margins:
-            entry["margin"] = detector.margins(s.values, window_scores=windows)
+            entry["margin"] = capable.margins(s.values, window_scores=windows)
         if detector.explains_windows:
-            entry["driver"] = np.asarray(detector.window_drivers(s.values, window_scores=windows), dtype=np.float32)
+            entry["driver"] = np.asarray(capable.window_drivers(s.values, window_scores=windows), dtype=np.float32)
         scores[s.series_id] = entry
     threshold, metrics = evaluate(inp, scores)
     if detector.explains_windows:
-        metrics["member_names"] = list(detector.member_names_)
+        metrics["member_names"] = list(capable.member_names_)
     pool_points = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     flag_share = float(np.mean(pool_points > threshold))
     metrics["flag_share"] = round(flag_share, 6)
-    verdict = validate_candidate(inp.rule, inp.state, inp.newest, detector, inp.pool,
-                                 [scores[s.series_id]["window"] for s in inp.series],
-                                 inp.serving_windows if inp.weights is not None else None, flag_share)
-    return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds,
-                          verdict.as_dict())
+    verdict = validate_candidate(
+        inp.rule,
+        inp.state,
+        inp.newest,
+        detector,
+        inp.pool,
+        [scores[s.series_id]["window"] for s in inp.series],
+        inp.serving_windows if inp.weights is not None else None,
+        flag_share,
+    )
+    return TrainingOutput(
+        detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds, verdict.as_dict()
+    )
 
 
 def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:
@@ -181,9 +210,10 @@ def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tu
         evs = [
             (
                 scores[s.series_id]["point"][s.pool_points :] if held_back else scores[s.series_id]["point"],
-                s.truth[s.pool_points :] if held_back else s.truth,
+                truth[s.pool_points :] if held_back else truth,
             )
             for s in inp.series
+            if (truth := s.truth) is not None  # all of them (checked above)
         ]
         ev_scores = np.concatenate([e[0] for e in evs]).astype(np.float64)
         ev_truth = np.concatenate([e[1] for e in evs]).astype(np.int64)
@@ -308,8 +338,15 @@ def follow_new_versions(session: Session, actor: User | None, project_id: int, f
         newest = repo.newest_served_version(session, project.id)
         if newest is not None:
             project.serving_version_id = newest.id
-    audit(session, actor, "project.follow_versions", "project", project.id, follow=follow,
-          serving=project.serving_version_id)
+    audit(
+        session,
+        actor,
+        "project.follow_versions",
+        "project",
+        project.id,
+        follow=follow,
+        serving=project.serving_version_id,
+    )
     return project
 
 
@@ -342,16 +379,29 @@ def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
     return repo.list_for_project(session, project_id)
 
 
-def score_view(session: Session, project: Project, version: ModelVersion, series_id: int, start: int, end: int | None,
-               width_px: int) -> dict:
+def score_view(
+    session: Session,
+    project: Project,
+    version: ModelVersion,
+    series_id: int,
+    start: int,
+    end: int | None,
+    width_px: int,
+) -> dict:
     """A version's point scores on ``[start, end)`` downsampled for a chart (MinMaxLTTB, ~2 points per pixel)."""
     if series_id not in {s.id for s in project.series}:
         raise NotFound(f"series {series_id} is not part of project {project.name!r}")
     scores = read_scores(session, version, series_id, start, end).astype(np.float64)
     idx = datasets.downsample_indices(scores, max(16, min(width_px, 4000) * 2))
-    return {"version_id": version.id, "round_number": version.round_number, "threshold": version.threshold,
-            "start": start, "end": start + len(scores), "i": (idx + start).tolist(),
-            "y": [round(float(v), 6) for v in scores[idx]]}
+    return {
+        "version_id": version.id,
+        "round_number": version.round_number,
+        "threshold": version.threshold,
+        "start": start,
+        "end": start + len(scores),
+        "i": (idx + start).tolist(),
+        "y": [round(float(v), 6) for v in scores[idx]],
+    }
 
 
 def projects_with_series(session: Session, series_id: int) -> list[dict]:
@@ -359,7 +409,15 @@ def projects_with_series(session: Session, series_id: int) -> list[dict]:
     out = []
     for p in projects_repo.list_projects(session):
         if any(s.id == series_id for s in p.series):
-            out.append({"id": p.id, "name": p.name, "serving_version_id": p.serving_version_id,
-                        "versions": [{"id": v.id, "round_number": v.round_number, "method": v.method}
-                                     for v in reversed(repo.list_for_project(session, p.id))]})
+            out.append(
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "serving_version_id": p.serving_version_id,
+                    "versions": [
+                        {"id": v.id, "round_number": v.round_number, "method": v.method}
+                        for v in reversed(repo.list_for_project(session, p.id))
+                    ],
+                }
+            )
     return out

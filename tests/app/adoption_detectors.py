@@ -20,8 +20,9 @@ class FlipDetector(Detector):
     name: ClassVar[str] = "test_flip"
     can_hold_out_labels: ClassVar[bool] = True
 
-    def __init__(self, *, window: int = 25, stride: int = 1, seed: int = 0, device: str = "auto",
-                 mode: str = "better") -> None:
+    def __init__(
+        self, *, window: int = 25, stride: int = 1, seed: int = 0, device: str = "auto", mode: str = "better"
+    ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.mode = mode
 
@@ -44,6 +45,7 @@ class FlipDetector(Detector):
         self.learned_ = True
         return self
 
-    def validation_window_scores(self, X: np.ndarray, train_ranges: Sequence[LabeledRange],
-                                 heldout_ranges: Sequence[LabeledRange]) -> np.ndarray:
+    def validation_window_scores(
+        self, X: np.ndarray, train_ranges: Sequence[LabeledRange], heldout_ranges: Sequence[LabeledRange]
+    ) -> np.ndarray:
         return self._learned_scores(X)

@@ -49,14 +49,33 @@ def running_server(database: Database, data_dir: Path, **env: str) -> Iterator[S
     tmp = data_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALOOP_")}
-    environ.update(ANOMALOOP_DATABASE_URL=database.url, ANOMALOOP_DATA_DIR=str(data_dir), TMPDIR=str(tmp),
-                   ANOMALOOP_DEVICE="cpu", **env)
+    environ.update(
+        ANOMALOOP_DATABASE_URL=database.url,
+        ANOMALOOP_DATA_DIR=str(data_dir),
+        TMPDIR=str(tmp),
+        ANOMALOOP_DEVICE="cpu",
+        **env,
+    )
     log = data_dir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory", "--host", "127.0.0.1", "--port",
-             str(port), "--log-level", "warning"],
-            cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.web:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log, tmp)
     try:
@@ -109,20 +128,37 @@ def open_round(database: Database, n_queries: int = 3, n_points: int = 1000, win
         dataset = Dataset(name="hardening", n_channels=1)
         session.add(dataset)
         session.flush()
-        series = Series(dataset_id=dataset.id, name="s", n_points=n_points, n_channels=1, channel_names=["v"],
-                        timestamp_kind="index", chunk_points=65_536)
+        series = Series(
+            dataset_id=dataset.id,
+            name="s",
+            n_points=n_points,
+            n_channels=1,
+            channel_names=["v"],
+            timestamp_kind="index",
+            chunk_points=65_536,
+        )
         session.add(series)
         session.flush()
-        project = Project(name="hardening", dataset_id=dataset.id, detector="iforest", window=window, stride=1,
-                          strategy="top_k", round_size=n_queries, budget=100)
+        project = Project(
+            name="hardening",
+            dataset_id=dataset.id,
+            detector="iforest",
+            window=window,
+            stride=1,
+            strategy="top_k",
+            round_size=n_queries,
+            budget=100,
+        )
         project.series = [series]
         session.add(project)
         session.flush()
         rnd = Round(project_id=project.id, number=1, strategy="top_k", k=n_queries, status="open")
         session.add(rnd)
         session.flush()
-        queries = [Query(round_id=rnd.id, series_id=series.id, start=i * 100, end=i * 100 + window, rank=i)
-                   for i in range(n_queries)]
+        queries = [
+            Query(round_id=rnd.id, series_id=series.id, start=i * 100, end=i * 100 + window, rank=i)
+            for i in range(n_queries)
+        ]
         session.add_all(queries)
         session.flush()
         return project.id, [q.id for q in queries]

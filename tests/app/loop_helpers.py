@@ -56,9 +56,14 @@ def wait_version(db: Database, project_id: int, round_number: int, timeout: floa
                 from app.projects.models import Project
 
                 serving = versions_repo.serving_or_latest(session, session.get(Project, project_id))
-                return dict(version.metrics, id=version.id, labels_used=version.labels_used,
-                            adoption=dict(version.adoption), served_id=serving.id,
-                            served_pr_auc=serving.metrics.get("pr_auc"))
+                return dict(
+                    version.metrics,
+                    id=version.id,
+                    labels_used=version.labels_used,
+                    adoption=dict(version.adoption),
+                    served_id=serving.id,
+                    served_pr_auc=serving.metrics.get("pr_auc"),
+                )
             failed = [j for j in jobs.list_jobs(session, 100, project_id) if j.status == "failed"]
             if failed:
                 raise AssertionError(f"job {failed[0].id} failed: {failed[0].error}")

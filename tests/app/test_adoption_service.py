@@ -31,8 +31,17 @@ def _project(database, tmp_path, mode: str, **spec):  # type: ignore[no-untyped-
     csv = tmp_path / f"flip-{mode}.csv"
     pd.DataFrame({"value": x, "label": y}).to_csv(csv, index=False)
     dataset_id = import_series(database, csv, f"flip-{mode}")
-    params = dict(detector="test_flip", detector_params={"mode": mode}, window=20, strategy="top_k", round_size=8,
-                  budget=40, oracle="ground_truth", holdout_fraction=0.3, max_flag_share=1.0)
+    params = dict(
+        detector="test_flip",
+        detector_params={"mode": mode},
+        window=20,
+        strategy="top_k",
+        round_size=8,
+        budget=40,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        max_flag_share=1.0,
+    )
     params.update(spec)
     return create(database, dataset_id, name=f"flip-{mode}", **params)
 

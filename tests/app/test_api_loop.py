@@ -21,8 +21,18 @@ def _wait(client, path: str, ok, timeout: float = 120):  # type: ignore[no-untyp
 
 def test_rest_loop(admin_client, analyst_client, database, shared_data):
     dataset_id = import_series(database, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", "taxi")
-    r = admin_client.post("/api/v1/projects", json={"name": "api", "dataset_id": dataset_id, "detector": "iforest",
-                                                   "window": 25, "strategy": "top_k", "round_size": 3, "budget": 6})
+    r = admin_client.post(
+        "/api/v1/projects",
+        json={
+            "name": "api",
+            "dataset_id": dataset_id,
+            "detector": "iforest",
+            "window": 25,
+            "strategy": "top_k",
+            "round_size": 3,
+            "budget": 6,
+        },
+    )
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
     bad = admin_client.post("/api/v1/projects", json={"name": "x", "dataset_id": dataset_id, "detector": "nope"})
@@ -36,13 +46,17 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
     queries = analyst_client.get(f"/api/v1/rounds/{rnd['id']}/queries").json()
     assert len(queries) == 3 and all(q["reason"].startswith("top-k") for q in queries)
     key = uuid.uuid4().hex
-    first = analyst_client.post(f"/api/v1/queries/{queries[0]['id']}/answer", json={"value": "anomaly",
-                                                                                   "idempotency_key": key}).json()
-    retry = analyst_client.post(f"/api/v1/queries/{queries[0]['id']}/answer", json={"value": "anomaly",
-                                                                                   "idempotency_key": key}).json()
+    first = analyst_client.post(
+        f"/api/v1/queries/{queries[0]['id']}/answer", json={"value": "anomaly", "idempotency_key": key}
+    ).json()
+    retry = analyst_client.post(
+        f"/api/v1/queries/{queries[0]['id']}/answer", json={"value": "anomaly", "idempotency_key": key}
+    ).json()
     assert not first["duplicate"] and retry["duplicate"] and retry["labels"] == first["labels"]
-    past_end = analyst_client.post(f"/api/v1/queries/{queries[1]['id']}/answer",
-                                   json={"value": "anomaly", "anomaly_start": 0, "anomaly_end": 10**9})
+    past_end = analyst_client.post(
+        f"/api/v1/queries/{queries[1]['id']}/answer",
+        json={"value": "anomaly", "anomaly_start": 0, "anomaly_end": 10**9},
+    )
     assert past_end.status_code == 400 and "inside the window" in past_end.json()["detail"]
     for q in queries[1:]:
         last = analyst_client.post(f"/api/v1/queries/{q['id']}/answer", json={"value": "normal"}).json()
@@ -51,8 +65,9 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
     newest = max(versions, key=lambda v: v["round_number"])
     assert newest["serving"] and newest["labels_used"] == 3, versions
     series_id = queries[0]["series_id"]
-    scores = analyst_client.get(f"/api/v1/projects/{pid}/scores", params={"series_id": series_id, "start": 100,
-                                                                          "end": 200}).json()
+    scores = analyst_client.get(
+        f"/api/v1/projects/{pid}/scores", params={"series_id": series_id, "start": 100, "end": 200}
+    ).json()
     assert scores["version_id"] == newest["id"] and len(scores["scores"]) == 100
     assert scores["predictions"] == [int(s >= scores["threshold"]) for s in scores["scores"]]
     oldest = min(versions, key=lambda v: v["round_number"])
@@ -64,7 +79,8 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
     assert {(e["value"], e["author"]) for e in exported} == {("anomaly", "analyst"), ("normal", "analyst")}
     csv = analyst_client.get(f"/api/v1/projects/{pid}/labels", params={"format": "csv"}).text.splitlines()
     assert csv[0].startswith("series_id,series,start,end,value") and len(csv) == 4
-    points = analyst_client.get(f"/api/v1/projects/{pid}/labels", params={"format": "points_csv",
-                                                                          "series_id": series_id}).text.splitlines()
+    points = analyst_client.get(
+        f"/api/v1/projects/{pid}/labels", params={"format": "points_csv", "series_id": series_id}
+    ).text.splitlines()
     assert points[0] == "index,timestamp,label" and len(points) == 10_321
     assert sum(line.endswith(",1") for line in points[1:]) == 25  # one anomalous window of 25 points

@@ -10,15 +10,21 @@ from app.projects.models import Label
 from tests.app.loop_helpers import create, import_series
 
 
-def in_force(rows: list[Label], project_id: int, series_id: int | None = None, start: int | None = None,
-             end: int | None = None) -> list[int]:
+def in_force(
+    rows: list[Label], project_id: int, series_id: int | None = None, start: int | None = None, end: int | None = None
+) -> list[int]:
     """The definition, in Python: rows no later row supersedes, less retracted ones, oldest first."""
     mine = [r for r in rows if r.project_id == project_id]
     superseded = {r.supersedes_id for r in mine if r.supersedes_id is not None}
-    return [r.id for r in sorted(mine, key=lambda r: r.id)
-            if r.id not in superseded and r.value != "retracted"
-            and (series_id is None or r.series_id == series_id)
-            and (end is None or r.start < end) and (start is None or r.end > start)]
+    return [
+        r.id
+        for r in sorted(mine, key=lambda r: r.id)
+        if r.id not in superseded
+        and r.value != "retracted"
+        and (series_id is None or r.series_id == series_id)
+        and (end is None or r.start < end)
+        and (start is None or r.end > start)
+    ]
 
 
 def test_effective_labels_match_the_definition(database, shared_data):
@@ -37,9 +43,15 @@ def test_effective_labels_match_the_definition(database, shared_data):
             project_id = older.project_id if older else rng.choice((first, second))
             series_id = older.series_id if older else rng.choice(series_ids)
             start = rng.randrange(0, 280)
-            label = Label(project_id=project_id, series_id=series_id, start=start, end=start + rng.randrange(1, 20),
-                          value=rng.choice(("anomaly", "normal", "unsure", "retracted")), source="analyst",
-                          supersedes_id=older.id if older else None)
+            label = Label(
+                project_id=project_id,
+                series_id=series_id,
+                start=start,
+                end=start + rng.randrange(1, 20),
+                value=rng.choice(("anomaly", "normal", "unsure", "retracted")),
+                source="analyst",
+                supersedes_id=older.id if older else None,
+            )
             session.add(label)
             session.flush()
             rows.append(label)

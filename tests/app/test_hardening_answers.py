@@ -21,8 +21,9 @@ async def _all_at_once(url: str, calls: list[tuple[str, str, dict]]) -> list[htt
     """``(token, path, json)`` posted concurrently, one connection each."""
     limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        return await asyncio.gather(*(client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
-                                      for token, path, body in calls))
+        return await asyncio.gather(
+            *(client.post(path, json=body, headers={"Authorization": f"Bearer {token}"}) for token, path, body in calls)
+        )
 
 
 def _in_force(database, project_id: int, query_id: int) -> list[Label]:
@@ -35,9 +36,14 @@ def test_sixteen_analysts_answering_one_query_leave_one_answer_in_force(database
     tokens = [make_user(database, f"analyst{i}", "analyst", ["read", "write"]) for i in range(N_ANALYSTS)]
     target = queries[0]
     with running_server(database, tmp_path) as server:
-        calls = [(tok, f"/api/v1/queries/{target}/answer",
-                  {"value": "anomaly" if i % 2 else "normal", "idempotency_key": uuid.uuid4().hex})
-                 for i, tok in enumerate(tokens)]
+        calls = [
+            (
+                tok,
+                f"/api/v1/queries/{target}/answer",
+                {"value": "anomaly" if i % 2 else "normal", "idempotency_key": uuid.uuid4().hex},
+            )
+            for i, tok in enumerate(tokens)
+        ]
         responses = asyncio.run(_all_at_once(server.url, calls))
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {200, 409}, [(r.status_code, r.text[:200]) for r in responses]
@@ -53,8 +59,11 @@ def test_sixteen_analysts_answering_one_query_leave_one_answer_in_force(database
 
         # now the last query of the round, answered by all at once: the first completes the round, the rest 409
         for q in queries[1:2]:
-            r = httpx.post(f"{server.url}/api/v1/queries/{q}/answer", json={"value": "normal"},
-                           headers={"Authorization": f"Bearer {tokens[0]}"})
+            r = httpx.post(
+                f"{server.url}/api/v1/queries/{q}/answer",
+                json={"value": "normal"},
+                headers={"Authorization": f"Bearer {tokens[0]}"},
+            )
             assert r.status_code == 200
         last = queries[2]
         calls = [(tok, f"/api/v1/queries/{last}/answer", {"value": "anomaly"}) for tok in tokens]
@@ -114,12 +123,23 @@ def test_idempotency_keys_are_per_caller_and_endpoint_and_bound_to_the_body(data
         moved = post(alice, f"/api/v1/projects/{project_id}/labels", {**label, "end": 511})
         assert moved.status_code == 422 and "different label" in moved.json()["detail"]
     with database.session_scope() as session:
-        assert {lab.query_id for lab in projects.effective_labels(session, project_id)} == {queries[0], queries[1],
-                                                                                           None}
+        assert {lab.query_id for lab in projects.effective_labels(session, project_id)} == {
+            queries[0],
+            queries[1],
+            None,
+        }
 
 
-@pytest.mark.parametrize("params", [{"n_estimators": 1e12}, {"n_estimators": float("nan")}, {"x" * 100: 1},
-                                    {f"k{i}": 1 for i in range(40)}, {"members": ["a"] * 100}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_estimators": 1e12},
+        {"n_estimators": float("nan")},
+        {"x" * 100: 1},
+        {f"k{i}": 1 for i in range(40)},
+        {"members": ["a"] * 100},
+    ],
+)
 def test_unbounded_detector_parameters_are_refused_with_a_reason(params):
     from pydantic import ValidationError
 

@@ -34,13 +34,18 @@ def test_a_token_never_mints_a_broader_one_and_scopes_compose(admin_client, anon
     read_write = _token(admin_client, ["read", "write"])
     r = anonymous_client.post("/api/v1/tokens", json={"name": "up", "scopes": ["admin"]}, headers=_bearer(read_write))
     assert r.status_code == 403 and "broader scopes" in r.json()["detail"]
-    r = anonymous_client.post("/api/v1/tokens", json={"name": "up", "scopes": ["read", "write", "admin"]},
-                              headers=_bearer(read_write))
+    r = anonymous_client.post(
+        "/api/v1/tokens", json={"name": "up", "scopes": ["read", "write", "admin"]}, headers=_bearer(read_write)
+    )
     assert r.status_code == 403
     assert anonymous_client.get("/admin/audit", headers=_bearer(read_write)).status_code == 403
     # narrower or equal is fine
-    assert anonymous_client.post("/api/v1/tokens", json={"name": "r", "scopes": ["read"]},
-                                 headers=_bearer(read_write)).status_code == 201
+    assert (
+        anonymous_client.post(
+            "/api/v1/tokens", json={"name": "r", "scopes": ["read"]}, headers=_bearer(read_write)
+        ).status_code
+        == 201
+    )
     # a read token writes nothing, not even a token
     read_only = _token(admin_client, ["read"])
     r = anonymous_client.post("/api/v1/tokens", json={"name": "r", "scopes": ["read"]}, headers=_bearer(read_only))
@@ -48,8 +53,12 @@ def test_a_token_never_mints_a_broader_one_and_scopes_compose(admin_client, anon
     # admin alone includes write and read: it may do what a write token may (and mint a write token)
     admin_only = _token(admin_client, ["admin"])
     assert anonymous_client.get("/admin/audit", headers=_bearer(admin_only)).status_code == 200
-    assert anonymous_client.post("/api/v1/tokens", json={"name": "w", "scopes": ["write"]},
-                                 headers=_bearer(admin_only)).status_code == 201
+    assert (
+        anonymous_client.post(
+            "/api/v1/tokens", json={"name": "w", "scopes": ["write"]}, headers=_bearer(admin_only)
+        ).status_code
+        == 201
+    )
     assert anonymous_client.get("/api/v1/me", headers=_bearer(admin_only)).status_code == 200
 
 
@@ -95,11 +104,18 @@ def test_a_browser_sign_in_needs_the_form_token(app):
         assert r.status_code == 403 and "anomaloop_session" not in client.cookies
         page = client.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        r = client.post("/login", data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": "0" * 64},
-                        headers=browser)
+        r = client.post(
+            "/login",
+            data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": "0" * 64},
+            headers=browser,
+        )
         assert r.status_code == 403
-        r = client.post("/login", data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": token},
-                        headers=browser, follow_redirects=False)
+        r = client.post(
+            "/login",
+            data={"username": "admin", "password": PASSWORDS["admin"], "csrf_token": token},
+            headers=browser,
+            follow_redirects=False,
+        )
         assert r.status_code == 303 and "anomaloop_session" in client.cookies
 
 
@@ -107,17 +123,21 @@ def test_a_browser_sign_in_needs_the_form_token(app):
 
 
 def test_security_headers_on_every_response(admin_client, anonymous_client, database, tmp_path):
-    for client, path in [(anonymous_client, "/login"), (anonymous_client, "/healthz"), (admin_client, "/"),
-                         (anonymous_client, "/api/v1/me"), (anonymous_client, "/static/app.css"),
-                         (admin_client, "/api/v1/series/999")]:
+    for client, path in [
+        (anonymous_client, "/login"),
+        (anonymous_client, "/healthz"),
+        (admin_client, "/"),
+        (anonymous_client, "/api/v1/me"),
+        (anonymous_client, "/static/app.css"),
+        (admin_client, "/api/v1/series/999"),
+    ]:
         r = client.get(path)
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert r.headers["referrer-policy"] == "same-origin"
         csp = r.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self';" in csp, path
         assert "strict-transport-security" not in r.headers  # development: plain HTTP
-    production = Settings(database_url=database.url, data_dir=tmp_path, environment="production",
-                          secret_key="k" * 40)
+    production = Settings(database_url=database.url, data_dir=tmp_path, environment="production", secret_key="k" * 40)
     with TestClient(create_app(production, database)) as client:
         assert "max-age" in client.get("/login").headers["strict-transport-security"]
 
@@ -134,8 +154,11 @@ def test_bodies_over_the_limit_are_refused_before_reading(database, tmp_path, ad
     settings = Settings(database_url=database.url, data_dir=tmp_path, max_json_kb=4, max_upload_mb=1)
     with TestClient(create_app(settings, database)) as client:
         client.cookies, client.headers = admin_client.cookies, admin_client.headers
-        r = client.post("/api/v1/tokens", content=b'{"name": "' + b"x" * 10_000 + b'"}',
-                        headers={"Content-Type": "application/json"})
+        r = client.post(
+            "/api/v1/tokens",
+            content=b'{"name": "' + b"x" * 10_000 + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 413 and "KB limit" in r.json()["detail"]
 
         def chunks():  # no Content-Length: counted as it arrives
@@ -152,8 +175,9 @@ def test_bodies_over_the_limit_are_refused_before_reading(database, tmp_path, ad
         # a gzip that expands past the upload limit is refused, not stored
         bomb = gzip.compress(b"value\n" + b"1\n" * 1_000_000)
         assert len(bomb) < 100_000
-        r = client.post("/api/v1/datasets/import", files={"file": ("bomb.csv.gz", io.BytesIO(bomb))},
-                        data={"dataset": "x"})
+        r = client.post(
+            "/api/v1/datasets/import", files={"file": ("bomb.csv.gz", io.BytesIO(bomb))}, data={"dataset": "x"}
+        )
         assert r.status_code == 413 and "expands to more than" in r.json()["detail"]
         assert client.get("/api/v1/datasets").json() == []
         assert not any((tmp_path / "uploads").glob("upload-*/*"))
@@ -162,13 +186,20 @@ def test_bodies_over_the_limit_are_refused_before_reading(database, tmp_path, ad
 def test_odd_inputs_get_4xx_never_500(admin_client, database):
     project_id, queries = open_round(database, n_queries=1)
     huge = 2**64
-    for path in [f"/api/v1/series/{huge}", f"/api/v1/projects/{huge}", f"/api/v1/queries/{huge}/undo",
-                 f"/api/v1/series/{2**40}/view", f"/api/v1/jobs/{huge}", f"/api/v1/projects/{huge}/next-query"]:
+    for path in [
+        f"/api/v1/series/{huge}",
+        f"/api/v1/projects/{huge}",
+        f"/api/v1/queries/{huge}/undo",
+        f"/api/v1/series/{2**40}/view",
+        f"/api/v1/jobs/{huge}",
+        f"/api/v1/projects/{huge}/next-query",
+    ]:
         method = admin_client.post if path.endswith("/undo") else admin_client.get
         r = method(path)
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
-    r = admin_client.post(f"/api/v1/queries/{queries[0]}/answer",
-                          json={"value": "anomaly", "anomaly_start": 0, "anomaly_end": huge})
+    r = admin_client.post(
+        f"/api/v1/queries/{queries[0]}/answer", json={"value": "anomaly", "anomaly_start": 0, "anomaly_end": huge}
+    )
     assert 400 <= r.status_code < 500
     with database.session_scope() as session:
         from app.projects.service import get_project
@@ -189,6 +220,7 @@ def test_odd_inputs_get_4xx_never_500(admin_client, database):
     assert r.status_code == 400 and "more than once" in r.json()["detail"]
     r = admin_client.post("/api/v1/datasets/import", files={"file": ("f.csv", io.BytesIO(b"v\n1\n1e39\n"))})
     assert r.status_code == 400 and "out-of-range" in r.json()["detail"]
-    r = admin_client.post("/api/v1/datasets/import", files={"file": ("f.csv", io.BytesIO(b"v\n1\n-1e39\n"))},
-                          data={"fill": "zero"})
+    r = admin_client.post(
+        "/api/v1/datasets/import", files={"file": ("f.csv", io.BytesIO(b"v\n1\n-1e39\n"))}, data={"fill": "zero"}
+    )
     assert r.status_code == 201  # a fill policy applies to them like to inf

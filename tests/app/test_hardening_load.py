@@ -27,16 +27,19 @@ async def _burst(url: str, token: str, cookies: httpx.Cookies, n: int = 100) -> 
     """``n`` concurrent requests: anonymous with a made-up token, with a real token, with a session (pages and
     API), all at once on their own connections. Returns ``(kind, status)``; raises if any takes over the bound."""
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=HANG_BOUND_S) as anon, \
-            httpx.AsyncClient(base_url=url, limits=limits, timeout=HANG_BOUND_S, cookies=cookies) as browser:
+    async with (
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=HANG_BOUND_S) as anon,
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=HANG_BOUND_S, cookies=cookies) as browser,
+    ):
 
         async def one(i: int) -> tuple[str, int]:
             kind = ("forged", "token", "session", "page")[i % 4]
             if kind == "forged":
                 r = await anon.get("/api/v1/me", headers={"Authorization": f"Bearer alp_made-up-{i}"})
             elif kind == "token":
-                r = await anon.get("/api/v1/datasets" if i % 8 == 1 else "/api/v1/me",
-                                   headers={"Authorization": f"Bearer {token}"})
+                r = await anon.get(
+                    "/api/v1/datasets" if i % 8 == 1 else "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+                )
             elif kind == "session":
                 r = await browser.get("/api/v1/me")
             else:
@@ -107,8 +110,11 @@ def _send_partial(url: str, path: str, headers: dict[str, str], body_bytes: int)
 
     where = urlparse(url)
     with socket.create_connection((where.hostname, where.port), timeout=HANG_BOUND_S) as sock:
-        head = f"POST {path} HTTP/1.1\r\nHost: {where.hostname}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
-                                                                               headers.items()) + "\r\n"
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {where.hostname}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        )
         sock.sendall(head.encode())
         block = b"x" * 65_536
         if headers.get("Transfer-Encoding") == "chunked":
@@ -140,12 +146,21 @@ def test_a_300_mb_anonymous_upload_is_refused_without_being_read(database, tmp_p
         cases = [
             ({**multipart, "Content-Length": str(300 * 1024 * 1024)}, "/api/v1/datasets/import", b" 401 "),
             ({**multipart, "Transfer-Encoding": "chunked"}, "/api/v1/datasets/import", b" 401 "),
-            ({**multipart, "Content-Length": str(300 * 1024 * 1024), "Authorization": "Bearer alp_forged"},
-             "/api/v1/datasets/import", b" 401 "),
-            ({"Content-Type": "application/json", "Content-Length": str(100 * 1024 * 1024)}, "/api/v1/tokens",
-             b" 401 "),
-            ({"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(100 * 1024 * 1024)},
-             "/login", b" 413 "),
+            (
+                {**multipart, "Content-Length": str(300 * 1024 * 1024), "Authorization": "Bearer alp_forged"},
+                "/api/v1/datasets/import",
+                b" 401 ",
+            ),
+            (
+                {"Content-Type": "application/json", "Content-Length": str(100 * 1024 * 1024)},
+                "/api/v1/tokens",
+                b" 401 ",
+            ),
+            (
+                {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(100 * 1024 * 1024)},
+                "/login",
+                b" 413 ",
+            ),
         ]
         for headers, path, status in cases:
             started = time.monotonic()

@@ -22,11 +22,16 @@ BAD_FILES = {
     "bad_label.csv": (b"timestamp,value,label\n2024-01-01T00:00:00,1,0\n2024-01-01T00:01:00,2,2\n", "must be 0 or 1"),
     "backwards.csv": (b"timestamp,value\n2024-01-01T00:02:00,1\n2024-01-01T00:01:00,2\n", "non-increasing"),
     "duplicate_ts.csv": (b"timestamp,value\n2024-01-01T00:01:00,1\n2024-01-01T00:01:00,2\n", "duplicate"),
-    "nan.csv": (b"timestamp,value\n2024-01-01T00:00:00,1\n2024-01-01T00:01:00,\n2024-01-01T00:02:00,inf\n",
-                "line(s) 3, 4;"),
+    "nan.csv": (
+        b"timestamp,value\n2024-01-01T00:00:00,1\n2024-01-01T00:01:00,\n2024-01-01T00:02:00,inf\n",
+        "line(s) 3, 4;",
+    ),
     "bad_time.csv": (b"timestamp,value\nyesterday,1\ntoday,2\n", "not ISO-8601"),
-    "text_in_values.csv": (b"timestamp,value\n2024-01-01T00:00:00,1\n2024-01-01T00:01:00,1\n2024-01-01T00:02:00,x\n"
-                           + b"2024-01-01T00:03:00,4\n", "non-numeric values at line(s) 4"),
+    "text_in_values.csv": (
+        b"timestamp,value\n2024-01-01T00:00:00,1\n2024-01-01T00:01:00,1\n2024-01-01T00:02:00,x\n"
+        + b"2024-01-01T00:03:00,4\n",
+        "non-numeric values at line(s) 4",
+    ),
 }
 
 
@@ -98,13 +103,15 @@ def test_channel_count_must_match_the_data_set_and_names_are_unique(cli_env, tmp
 def test_formats_timestamps_and_label_column(cli_env, tmp_path):
     import pandas as pd
 
-    frame = pd.DataFrame({"t": [1700000000, 1700000060, 1700000120], "x": [1.0, 2.0, 3.0], "y": [0.5, 0.1, 0.2],
-                          "flag": [0, 1, 1]})
+    frame = pd.DataFrame(
+        {"t": [1700000000, 1700000060, 1700000120], "x": [1.0, 2.0, 3.0], "y": [0.5, 0.1, 0.2], "flag": [0, 1, 1]}
+    )
     frame.to_parquet(tmp_path / "p.parquet")
     with gzip.open(tmp_path / "g.csv.gz", "wt") as fh:
         fh.write("x,y\n1,2\n3,4\n")
-    result = _run("import", str(tmp_path / "p.parquet"), "--dataset", "m", "--timestamp-column", "t",
-                  "--label-column", "flag")
+    result = _run(
+        "import", str(tmp_path / "p.parquet"), "--dataset", "m", "--timestamp-column", "t", "--label-column", "flag"
+    )
     assert result.exit_code == 0, result.output
     assert "2 anomalous points" in result.output
     result = _run("import", str(tmp_path / "g.csv.gz"), "--dataset", "m")  # no timestamp, no label column

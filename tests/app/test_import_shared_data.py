@@ -13,10 +13,14 @@ from app.datasets.reader import ImportError_, ImportOptions
 
 # NAB files whose clock goes back (DST / upstream quirks): strict import must refuse them, --timestamps index works.
 NON_MONOTONIC_NAB = {
-    "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de", "realAWSCloudwatch__ec2_network_in_5abac7",
-    "realAdExchange__exchange-2_cpc_results", "realAdExchange__exchange-2_cpm_results",
-    "realKnownCause__ec2_request_latency_system_failure", "realKnownCause__machine_temperature_system_failure",
-    "realTraffic__occupancy_t4013", "realTraffic__speed_t4013",
+    "realAWSCloudwatch__ec2_disk_write_bytes_1ef3de",
+    "realAWSCloudwatch__ec2_network_in_5abac7",
+    "realAdExchange__exchange-2_cpc_results",
+    "realAdExchange__exchange-2_cpm_results",
+    "realKnownCause__ec2_request_latency_system_failure",
+    "realKnownCause__machine_temperature_system_failure",
+    "realTraffic__occupancy_t4013",
+    "realTraffic__speed_t4013",
 }
 
 
@@ -36,7 +40,9 @@ def test_every_manifest_file_round_trips(database, shared_data):
             with database.session_scope() as session:
                 [item] = service.import_files(session, [path], entry["dataset"], ImportOptions(timestamps="index"))
         assert (item.n_points, item.n_channels, item.n_anomalous_points) == (
-            entry["n_points"], entry["n_channels"], entry["n_anomalous_points"]
+            entry["n_points"],
+            entry["n_channels"],
+            entry["n_anomalous_points"],
         ), entry["path"]
         with database.session_scope() as session:
             series = service.get_series(session, item.series_id)

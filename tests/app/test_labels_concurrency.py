@@ -20,8 +20,9 @@ from tests.app.loop_helpers import create, executor, import_series
 def open_round(database, shared_data, tmp_path):
     """A fitted iforest project on a real NAB series with one open round of 6 queries (human oracle)."""
     dataset_id = import_series(database, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", "taxi")
-    project_id, job_id = create(database, dataset_id, name="p", detector="iforest", window=25, strategy="top_k",
-                                round_size=6, budget=60)
+    project_id, job_id = create(
+        database, dataset_id, name="p", detector="iforest", window=25, strategy="top_k", round_size=6, budget=60
+    )
     ex = executor(database, tmp_path)
     ex.enqueue(job_id)
     assert ex.wait_idle(120)
@@ -45,7 +46,10 @@ def test_answers_are_idempotent_append_only_and_undoable(database, open_round):
         q = repo.get_query(s, queries[1])
         dragged = projects.answer_query(s, None, q.id, "anomaly", (q.start + 5, q.start + 9), uuid.uuid4().hex)
         assert [(lab.start - q.start, lab.end - q.start, lab.value) for lab in dragged.labels] == [
-            (0, 5, "normal"), (5, 9, "anomaly"), (9, q.end - q.start, "normal")]
+            (0, 5, "normal"),
+            (5, 9, "anomaly"),
+            (9, q.end - q.start, "normal"),
+        ]
     with database.session_scope() as s, pytest.raises(AppError, match="must lie inside the window"):
         projects.answer_query(s, None, queries[2], "anomaly", (0, 10**9), None)
     with database.session_scope() as s:
@@ -102,8 +106,9 @@ def test_eight_threads_one_round_completes_once(database, open_round):
         stored = s.scalars(select(Label.idempotency_key).where(Label.idempotency_key.is_not(None))).all()
         assert len(stored) == len(set(stored))  # no key stored twice
         # every accepted answer is stored (keys are stored scoped to caller and endpoint)
-        assert {k.split(":")[0].rstrip("!") for k in stored} == {projects._scoped_key(None, "answer", k)
-                                                                 for k, _ in accepted}
+        assert {k.split(":")[0].rstrip("!") for k in stored} == {
+            projects._scoped_key(None, "answer", k) for k, _ in accepted
+        }
         assert sum(not dup for _, dup in accepted) == len(stored)
         assert s.get(Round, round_id).status == "complete"
         assert all(q.status == "answered" for q in repo.list_queries(s, round_id))

@@ -52,9 +52,18 @@ def test_bench_and_product_run_the_same_loop(detector, sqlite_url, tmp_path):
     cls = detector_class(detector)
     try:
         dataset_id = import_series(db, csv, f"equivalence-{detector}")
-        project_id, job_id = create(db, dataset_id, name=f"equivalence-{detector}", detector=detector,
-                                    detector_params=CASES[detector], round_size=K, budget=K * ROUNDS,
-                                    oracle="ground_truth", holdout_fraction=HOLDOUT, seed=SEED)
+        project_id, job_id = create(
+            db,
+            dataset_id,
+            name=f"equivalence-{detector}",
+            detector=detector,
+            detector_params=CASES[detector],
+            round_size=K,
+            budget=K * ROUNDS,
+            oracle="ground_truth",
+            holdout_fraction=HOLDOUT,
+            seed=SEED,
+        )
         ex = executor(db, tmp_path)
         ex.enqueue(job_id)
         run_rounds(db, ex.enqueue, project_id, rounds=ROUNDS, timeout=600)
@@ -65,11 +74,14 @@ def test_bench_and_product_run_the_same_loop(detector, sqlite_url, tmp_path):
             series = s.get(Series, series.id)
             X = datasets.read_values(s, series).astype(np.float32)
             y = datasets.read_truth(s, series)
-            product_queries = [[(q.start, q.end) for q in projects_repo.list_queries(s, r.id)]
-                               for r in projects_repo.list_rounds(s, project_id)]
+            product_queries = [
+                [(q.start, q.end) for q in projects_repo.list_queries(s, r.id)]
+                for r in projects_repo.list_rounds(s, project_id)
+            ]
             served = versions_repo.serving_or_latest(s, project)
-            product_scores = versions_repo.read_scores(s, served.id, series.id, "point", 0, N_POINTS,
-                                                       series.chunk_points)
+            product_scores = versions_repo.read_scores(
+                s, served.id, series.id, "point", 0, N_POINTS, series.chunk_points
+            )
             verdicts = [v.adoption.get("serve") for v in versions_repo.list_for_project(s, project_id)]
             window, strategy, pool_end = project.window, project.strategy, int(round(N_POINTS * (1 - HOLDOUT)))
 

@@ -44,10 +44,23 @@ def csrf_of(client) -> str:
 
 
 def create_project_by_form(client, dataset_id: int, **overrides) -> int:
-    form = {"csrf_token": csrf_of(client), "name": "servers", "dataset_id": str(dataset_id), "detector": "iforest",
-            "detector_params": '{"n_estimators": 30}', "window": "25", "stride": "5", "strategy": "hybrid",
-            "round_size": "5", "budget": "20", "oracle": "human", "threshold_method": "best_f1",
-            "holdout_fraction": "0.2", "seed": "0", **overrides}
+    form = {
+        "csrf_token": csrf_of(client),
+        "name": "servers",
+        "dataset_id": str(dataset_id),
+        "detector": "iforest",
+        "detector_params": '{"n_estimators": 30}',
+        "window": "25",
+        "stride": "5",
+        "strategy": "hybrid",
+        "round_size": "5",
+        "budget": "20",
+        "oracle": "human",
+        "threshold_method": "best_f1",
+        "holdout_fraction": "0.2",
+        "seed": "0",
+        **overrides,
+    }
     r = client.post("/projects/new", data=form, follow_redirects=False)
     assert r.status_code == 303, r.text[:2000]
     return int(r.headers["location"].rsplit("/", 1)[1])
@@ -90,17 +103,31 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
 
 
 def create_form_error(client, dataset_id: int, **overrides):
-    form = {"csrf_token": csrf_of(client), "name": "servers", "dataset_id": str(dataset_id), "detector": "iforest",
-            "detector_params": "{}", "window": "25", "stride": "5", **overrides}
+    form = {
+        "csrf_token": csrf_of(client),
+        "name": "servers",
+        "dataset_id": str(dataset_id),
+        "detector": "iforest",
+        "detector_params": "{}",
+        "window": "25",
+        "stride": "5",
+        **overrides,
+    }
     return client.post("/projects/new", data=form, follow_redirects=False)
 
 
 def test_project_page_shows_rounds_answers_versions_jobs_and_exports(app, admin_client, project):
     pid = project["id"]
     q0, q1 = project["queries"][:2]
-    r = admin_client.post(f"/api/v1/queries/{q0['id']}/answer",
-                          json={"value": "anomaly", "anomaly_start": q0["start"] + 5, "anomaly_end": q0["start"] + 15,
-                                "idempotency_key": "page-test-0001"})
+    r = admin_client.post(
+        f"/api/v1/queries/{q0['id']}/answer",
+        json={
+            "value": "anomaly",
+            "anomaly_start": q0["start"] + 5,
+            "anomaly_end": q0["start"] + 15,
+            "idempotency_key": "page-test-0001",
+        },
+    )
     assert r.status_code == 200
     assert admin_client.post(f"/api/v1/queries/{q1['id']}/answer", json={"value": "unsure"}).status_code == 200
 
@@ -142,18 +169,28 @@ def test_labeling_queue_state_labels_by_range_and_progress(admin_client, analyst
     assert q["reason"] and q["score"] is not None and str(q["series_id"]) in state["series"]
     assert state["series"][str(q["series_id"])]["channel_names"] == ["cpu", "mem"]
 
-    body = {"value": "anomaly", "anomaly_start": q["start"] + 2, "anomaly_end": q["start"] + 9,
-            "idempotency_key": "0d5c8a9e-1f2b-4c3d-9e8f-aabbccddeeff"}
+    body = {
+        "value": "anomaly",
+        "anomaly_start": q["start"] + 2,
+        "anomaly_end": q["start"] + 9,
+        "idempotency_key": "0d5c8a9e-1f2b-4c3d-9e8f-aabbccddeeff",
+    }
     first = analyst_client.post(f"/api/v1/queries/{q['id']}/answer", json=body).json()
     again = analyst_client.post(f"/api/v1/queries/{q['id']}/answer", json=body).json()
     assert again["duplicate"] is True and first["round_answered"] == again["round_answered"] == 1
 
-    labels = analyst_client.get(f"/api/v1/projects/{pid}/series/{q['series_id']}/labels",
-                                params={"start": q["start"] - 50, "end": q["end"] + 50}).json()
+    labels = analyst_client.get(
+        f"/api/v1/projects/{pid}/series/{q['series_id']}/labels",
+        params={"start": q["start"] - 50, "end": q["end"] + 50},
+    ).json()
     assert [(x["start"] - q["start"], x["end"] - q["start"], x["value"]) for x in labels] == [
-        (0, 2, "normal"), (2, 9, "anomaly"), (9, 25, "normal")]
-    outside = analyst_client.get(f"/api/v1/projects/{pid}/series/{q['series_id']}/labels",
-                                 params={"start": q["end"], "end": q["end"] + 1}).json()
+        (0, 2, "normal"),
+        (2, 9, "anomaly"),
+        (9, 25, "normal"),
+    ]
+    outside = analyst_client.get(
+        f"/api/v1/projects/{pid}/series/{q['series_id']}/labels", params={"start": q["end"], "end": q["end"] + 1}
+    ).json()
     assert outside == [] or all(x["query_id"] != q["id"] for x in outside)
     state = analyst_client.get(f"/api/v1/projects/{pid}/labeling").json()
     assert state["round"]["answered"] == 1
@@ -161,8 +198,9 @@ def test_labeling_queue_state_labels_by_range_and_progress(admin_client, analyst
     assert state["queries"][0]["answer"][1]["author"] == "analyst"
 
     assert analyst_client.post(f"/api/v1/queries/{q['id']}/undo").status_code == 200
-    after = analyst_client.get(f"/api/v1/projects/{pid}/series/{q['series_id']}/labels",
-                               params={"start": q["start"], "end": q["end"]}).json()
+    after = analyst_client.get(
+        f"/api/v1/projects/{pid}/series/{q['series_id']}/labels", params={"start": q["start"], "end": q["end"]}
+    ).json()
     assert all(x["query_id"] != q["id"] for x in after)  # undone labels are no longer shaded
 
 
@@ -193,8 +231,14 @@ def test_analyst_is_refused_admin_pages_and_actions(admin_client, analyst_client
 def test_form_posts_need_the_csrf_token(admin_client, database, tmp_path):
     dataset_id = import_series(database, tmp_path)
     token = admin_client.headers.pop("X-CSRF-Token")
-    form = {"name": "servers", "dataset_id": str(dataset_id), "detector": "iforest", "detector_params": "{}",
-            "window": "25", "stride": "5"}
+    form = {
+        "name": "servers",
+        "dataset_id": str(dataset_id),
+        "detector": "iforest",
+        "detector_params": "{}",
+        "window": "25",
+        "stride": "5",
+    }
     r = admin_client.post("/projects/new", data=form, follow_redirects=False)
     assert r.status_code == 403 and "CSRF" in r.text
     r = admin_client.post("/projects/new", data={**form, "csrf_token": "wrong-token"}, follow_redirects=False)
@@ -215,5 +259,10 @@ def test_audit_trail_shows_label_undo_round_start_and_promotion(app, admin_clien
     page = admin_client.get("/admin/audit").text
     rows = re.findall(r"<tr><td>[^<]+</td><td>([^<]+)</td>\s*<td>([^<]+)</td>", page)
     seen = {(who, what) for who, what in rows}
-    assert {("analyst", "label.anomaly"), ("analyst", "label.undo"), ("admin", "round.start"),
-            ("admin", "version.promote"), ("admin", "project.create")} <= seen
+    assert {
+        ("analyst", "label.anomaly"),
+        ("analyst", "label.undo"),
+        ("admin", "round.start"),
+        ("admin", "version.promote"),
+        ("admin", "project.create"),
+    } <= seen

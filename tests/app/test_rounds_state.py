@@ -29,14 +29,17 @@ def test_the_database_refuses_a_status_outside_the_machine(database):
         ds = Dataset(name="ck")
         session.add(ds)
         session.flush()
-        project = Project(name="ck", dataset_id=ds.id, detector="iforest", window=25, strategy="top_k", round_size=5,
-                          budget=10)
+        project = Project(
+            name="ck", dataset_id=ds.id, detector="iforest", window=25, strategy="top_k", round_size=5, budget=10
+        )
         session.add(project)
         session.flush()
         project_id = project.id
     with database.engine.connect() as conn:
-        insert = text("INSERT INTO round (project_id, number, strategy, k, status, created_at) "
-                      "VALUES (:p, :n, 'top_k', 5, :s, CURRENT_TIMESTAMP)")
+        insert = text(
+            "INSERT INTO round (project_id, number, strategy, k, status, created_at) "
+            "VALUES (:p, :n, 'top_k', 5, :s, CURRENT_TIMESTAMP)"
+        )
         conn.execute(insert, {"p": project_id, "n": 1, "s": "training"})
         with pytest.raises(IntegrityError):
             conn.execute(insert, {"p": project_id, "n": 2, "s": "paused"})

@@ -61,8 +61,9 @@ def test_a_job_trains_with_the_configured_threads(database, shared_data, tmp_pat
     monkeypatch.setattr(versions, "train", recording_train)
     before = torch.get_num_threads()
     wanted = 2 if before == 1 else 1
-    dataset_id = import_series(database, shared_data / "kpi/a8c06b47-cc41-3738-9110-12df0ee4c721.csv.gz",
-                               "threads", limit_points=600)
+    dataset_id = import_series(
+        database, shared_data / "kpi/a8c06b47-cc41-3738-9110-12df0ee4c721.csv.gz", "threads", limit_points=600
+    )
     project_id, job_id = create(database, dataset_id, name="threads", detector="iforest", window=25)
     settings = Settings(database_url=database.url, data_dir=tmp_path, device="cpu", train_threads=wanted)
     assert run_job(database, settings, job_id, lambda _: None) == "done"

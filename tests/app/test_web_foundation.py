@@ -20,8 +20,10 @@ def test_pages_need_sign_in_and_wrong_password_is_refused(anonymous_client):
 def test_demo_data_listed_and_series_chart_page(admin_client, database):
     with database.session_scope() as session:
         imported = load_demo(session)
-    assert {i.name for i in imported} == {"realKnownCause__nyc_taxi",
-                                          "realKnownCause__ambient_temperature_system_failure"}
+    assert {i.name for i in imported} == {
+        "realKnownCause__nyc_taxi",
+        "realKnownCause__ambient_temperature_system_failure",
+    }
     home = admin_client.get("/")
     assert DEMO_DATASET in home.text and "realKnownCause__nyc_taxi" in home.text and "10,320" in home.text
     taxi = next(i for i in imported if i.name == "realKnownCause__nyc_taxi")

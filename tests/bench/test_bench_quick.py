@@ -18,10 +18,31 @@ from tests.conftest import _find_shared_data, service_unavailable
 SHARED_DATA = _find_shared_data()
 
 RECORD_KEYS = {
-    "series", "dataset", "seed", "n_points", "n_fit", "n_channels", "pool", "evaluation", "eval_anomaly_rate",
-    "metrics", "labels_used", "oracle_labels", "detector_labels_seen", "points_revealed", "warmup_labels",
-    "budget_labels", "rounds", "curve", "fit_seconds", "feedback_seconds", "score_seconds", "wall_seconds",
-    "peak_rss_mb", "params", "files",
+    "series",
+    "dataset",
+    "seed",
+    "n_points",
+    "n_fit",
+    "n_channels",
+    "pool",
+    "evaluation",
+    "eval_anomaly_rate",
+    "metrics",
+    "labels_used",
+    "oracle_labels",
+    "detector_labels_seen",
+    "points_revealed",
+    "warmup_labels",
+    "budget_labels",
+    "rounds",
+    "curve",
+    "fit_seconds",
+    "feedback_seconds",
+    "score_seconds",
+    "wall_seconds",
+    "peak_rss_mb",
+    "params",
+    "files",
 }
 
 runner = CliRunner()
@@ -64,8 +85,19 @@ def _check_doc(doc: dict, detector: str, budget: float) -> None:
 
 def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path: Path):
     out0 = tmp_path / "rollingz.json"
-    _run(["--data", str(data_dir / "nab"), "--data", str(data_dir / "asd"), "--detector", "rollingz",
-          "--quick", "--out", str(out0)])
+    _run(
+        [
+            "--data",
+            str(data_dir / "nab"),
+            "--data",
+            str(data_dir / "asd"),
+            "--detector",
+            "rollingz",
+            "--quick",
+            "--out",
+            str(out0),
+        ]
+    )
     doc0 = json.loads(out0.read_text())
     _check_doc(doc0, "rollingz", 0.0)
     assert {r["dataset"] for r in doc0["series"]} == {"nab", "asd"}
@@ -73,8 +105,25 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
     assert all(r["n_fit"] > 0 for r in doc0["series"])
 
     out1 = tmp_path / "iforest.json"
-    _run(["--data", str(data_dir / "nab"), "--detector", "iforest", "--budget", "12", "--round-size", "5",
-          "--seed", "0", "--seed", "1", "--quick", "--out", str(out1)])
+    _run(
+        [
+            "--data",
+            str(data_dir / "nab"),
+            "--detector",
+            "iforest",
+            "--budget",
+            "12",
+            "--round-size",
+            "5",
+            "--seed",
+            "0",
+            "--seed",
+            "1",
+            "--quick",
+            "--out",
+            str(out1),
+        ]
+    )
     doc1 = json.loads(out1.read_text())
     _check_doc(doc1, "iforest", 12.0)
     for rec in doc1["series"]:
@@ -147,14 +196,14 @@ def test_fit_with_pool_appends_the_pool_to_a_train_test_pair(tmp_path: Path):
     one = tmp_path / "one"
     one.mkdir()
     pd.DataFrame({"a": rng.standard_normal(200), "label": np.r_[np.zeros(150, int), 1, np.zeros(49, int)]}).to_csv(
-        one / "u.csv", index=False)
+        one / "u.csv", index=False
+    )
     (f1,) = discover(one)
     s1 = load(f1)
     np.testing.assert_array_equal(make_split(s1, ProtocolConfig(fit_with_pool=True)).X_fit, make_split(s1).X_fit)
 
     out = tmp_path / "wu.json"
-    _run(["--data", str(pair), "--detector", "rollingz", "--fit-with-pool", "--tag", "w/ unl",
-          "--out", str(out)])
+    _run(["--data", str(pair), "--detector", "rollingz", "--fit-with-pool", "--tag", "w/ unl", "--out", str(out)])
     doc = json.loads(out.read_text())
     assert doc["config"]["protocol"]["fit_with_pool"] is True and doc["config"]["tag"] == "w/ unl"
     assert doc["series"][0]["n_fit"] == 360

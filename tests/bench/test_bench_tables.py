@@ -32,16 +32,38 @@ def data_dir() -> Path:
 def _record(series: str, seed: int, pr_auc: float, labels: int) -> dict:
     metrics = {k: 0.5 for k in METRIC_KEYS}
     metrics["pr_auc"] = pr_auc
-    return {"series": series, "dataset": "toy", "seed": seed, "n_points": 100, "metrics": metrics,
-            "labels_used": labels, "fit_seconds": 1.0, "feedback_seconds": 0.0, "score_seconds": 0.1}
+    return {
+        "series": series,
+        "dataset": "toy",
+        "seed": seed,
+        "n_points": 100,
+        "metrics": metrics,
+        "labels_used": labels,
+        "fit_seconds": 1.0,
+        "feedback_seconds": 0.0,
+        "score_seconds": 0.1,
+    }
 
 
 def _doc(path: Path, detector: str, budget: float, records: list[dict], strategy: str = "hybrid") -> Path:
     seeds = sorted({r["seed"] for r in records})
-    doc = {"schema": SCHEMA, "config": {"detector": detector, "strategy": strategy, "budget": budget,
-                                        "seeds": seeds, "tag": None, "params": {}},
-           "series": records, "pooled": pooled(records), "device": "cpu", "peak_rss_mb": 100.0,
-           "wall_seconds": 2.0, "git_revision": "abc"}
+    doc = {
+        "schema": SCHEMA,
+        "config": {
+            "detector": detector,
+            "strategy": strategy,
+            "budget": budget,
+            "seeds": seeds,
+            "tag": None,
+            "params": {},
+        },
+        "series": records,
+        "pooled": pooled(records),
+        "device": "cpu",
+        "peak_rss_mb": 100.0,
+        "wall_seconds": 2.0,
+        "git_revision": "abc",
+    }
     path.write_text(json.dumps(doc))
     return path
 
@@ -99,8 +121,22 @@ def test_efficiency_table_divides_by_the_best_unsupervised_run(tmp_path: Path):
 
 
 def test_plan_lists_every_run_behind_the_tables():
-    result = runner.invoke(bench_app, ["plan", "--sets", "asd", "--seeds", "0,1", "--detectors", "usad,rlad",
-                                       "--budgets", "0,0.01", "--ablation-backbone", "usad"])
+    result = runner.invoke(
+        bench_app,
+        [
+            "plan",
+            "--sets",
+            "asd",
+            "--seeds",
+            "0,1",
+            "--detectors",
+            "usad,rlad",
+            "--budgets",
+            "0,0.01",
+            "--ablation-backbone",
+            "usad",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     outs = [line.split("--out ")[1].split(".json")[0].rsplit("/", 1)[1] for line in lines]
@@ -119,12 +155,36 @@ def test_plan_lists_every_run_behind_the_tables():
 
 
 def test_make_bench_script_runs_a_quick_plan_and_renders_the_tables(data_dir: Path, tmp_path: Path):
-    env = {**os.environ, "BENCH_OUT": str(tmp_path), "ANOMALOOP": str(Path(sys.executable).parent / "anomaloop"),
-           "BENCH_JOBS": "2"}
+    env = {
+        **os.environ,
+        "BENCH_OUT": str(tmp_path),
+        "ANOMALOOP": str(Path(sys.executable).parent / "anomaloop"),
+        "BENCH_JOBS": "2",
+    }
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench.sh"
-    proc = subprocess.run(["bash", str(script), "--data-root", str(data_dir), "--sets", "skab", "--seeds", "0",  # noqa: S603, S607
-                           "--detectors", "usad", "--budgets", "0,0.01", "--parts", "efficiency", "--quick"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(script),
+            "--data-root",
+            str(data_dir),
+            "--sets",
+            "skab",
+            "--seeds",
+            "0",  # noqa: S603, S607
+            "--detectors",
+            "usad",
+            "--budgets",
+            "0,0.01",
+            "--parts",
+            "efficiency",
+            "--quick",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len((tmp_path / "plan.txt").read_text().splitlines()) == 5
     assert not (tmp_path / "failed.txt").exists()

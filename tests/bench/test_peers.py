@@ -51,8 +51,10 @@ def _rank(scores: np.ndarray, i: int) -> int:
 
 # Labels an analyst gives: the subtle anomaly's window, answered as sub-ranges, and two normal windows.
 RANGES = [
-    LabeledRange(SUBTLE[1] - WINDOW, SUBTLE[0], 0), LabeledRange(SUBTLE[0], SUBTLE[1], 1),
-    LabeledRange(300, 325, 0), LabeledRange(500, 525, 0),
+    LabeledRange(SUBTLE[1] - WINDOW, SUBTLE[0], 0),
+    LabeledRange(SUBTLE[0], SUBTLE[1], 1),
+    LabeledRange(300, 325, 0),
+    LabeledRange(500, 525, 0),
 ]
 SUBTLE_WINDOW = SUBTLE[1] - WINDOW  # the window ending on the subtle anomaly's last point
 

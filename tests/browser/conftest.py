@@ -37,6 +37,16 @@ VIEWPORT = {"width": 1440, "height": 900}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test here that drives chromium (the ``browser`` fixture, or ``page`` on top of it) is a ``browser`` test,
+    marked or not, so ``make test-fast`` (``-m "not browser"``) never starts one. Those that only read files or talk
+    HTTP to the live server stay in the fast set."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -51,8 +61,8 @@ def _write_big(path: Path) -> None:
     values = np.cumsum(rng.normal(size=BIG_POINTS)).astype(np.float32)
     label = np.zeros(BIG_POINTS, dtype=np.int8)
     for start in np.linspace(100_000, BIG_POINTS - 100_000, 12).astype(int):
-        label[start:start + 5_000] = 1
-        values[start:start + 5_000] += 150  # a visible level shift under each shaded segment
+        label[start : start + 5_000] = 1
+        values[start : start + 5_000] += 150  # a visible level shift under each shaded segment
     pd.DataFrame({"value": values, "label": label}).to_parquet(path, index=False)
 
 
@@ -60,13 +70,15 @@ def _write_gappy(path: Path) -> None:
     """5,000 points, three channels, timestamps every minute; channel ``b`` misses points 2,000-2,499."""
     t = pd.date_range("2024-03-01", periods=5_000, freq="min")
     x = np.arange(5_000)
-    frame = pd.DataFrame({
-        "timestamp": t.strftime("%Y-%m-%d %H:%M:%S"),
-        "a": np.sin(x / 80.0),
-        "b": np.cos(x / 50.0) * 3 + 10,
-        "c": (x % 700) / 700.0,
-        "label": ((x >= 3_600) & (x < 3_700)).astype(int),
-    })
+    frame = pd.DataFrame(
+        {
+            "timestamp": t.strftime("%Y-%m-%d %H:%M:%S"),
+            "a": np.sin(x / 80.0),
+            "b": np.cos(x / 50.0) * 3 + 10,
+            "c": (x % 700) / 700.0,
+            "label": ((x >= 3_600) & (x < 3_700)).astype(int),
+        }
+    )
     frame.loc[2_000:2_499, "b"] = np.nan
     frame.to_csv(path, index=False, na_rep="")
 

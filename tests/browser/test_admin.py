@@ -50,8 +50,7 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
 
     # the fit job appears, finishes, and its version shows up without a reload
     page.wait_for_selector("#jobs tbody tr[data-status]")
-    page.wait_for_function("() => document.querySelectorAll('#versions tr[data-version]').length === 1",
-                           timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#versions tr[data-version]').length === 1", timeout=60_000)
     assert page.locator("#jobs tbody tr", has_text="fit").get_attribute("data-status") == "done"
     assert page.is_enabled("#start-round button")
     shot(page, "project-first-version")
@@ -61,7 +60,9 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     page.click("#start-round button")
     page.wait_for_function(
         "() => { const rows = document.querySelectorAll('#versions tr[data-version]');"
-        " return rows.length === 2 && rows[0].innerText.includes('serving'); }", timeout=60_000)
+        " return rows.length === 2 && rows[0].innerText.includes('serving'); }",
+        timeout=60_000,
+    )
     page.wait_for_selector("#rounds details.round >> text=Round 1")
     assert "4 / 4 answered" in page.inner_text("#rounds")
     rows = version_rows(page)
@@ -72,7 +73,8 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     first_id = page.locator("#versions tr[data-version]").nth(1).get_attribute("data-version")
     page.click(f"button.promote[data-version='{first_id}']")
     page.wait_for_function(
-        f"() => document.querySelector(\"#versions tr[data-version='{first_id}']\").innerText.includes('serving')")
+        f"() => document.querySelector(\"#versions tr[data-version='{first_id}']\").innerText.includes('serving')"
+    )
     served = page.evaluate(f"fetch('/api/v1/projects/{pid}/versions').then(r => r.json())")
     assert [v["id"] for v in served if v["serving"]] == [int(first_id)]
     assert page.locator("#curve .scatterlayer").count() == 1 and page.locator("#per-round .barlayer").count() == 1
@@ -94,8 +96,11 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     row.locator("button.job-cancel").click()
     page.wait_for_selector(f"#jobs tbody tr[data-job='{running_id}'] >> text=cancelling")
     page.locator(f"#jobs tbody tr[data-job='{failed_id}'] button.job-retry").click()
-    page.wait_for_function(f"""() => {{ const r = document.querySelector("#jobs tbody tr[data-job='{failed_id}']");
-        return r && r.dataset.status === 'failed' && r.innerText.includes('missing round'); }}""", timeout=30_000)
+    page.wait_for_function(
+        f"""() => {{ const r = document.querySelector("#jobs tbody tr[data-job='{failed_id}']");
+        return r && r.dataset.status === 'failed' && r.innerText.includes('missing round'); }}""",
+        timeout=30_000,
+    )
     assert "admin-browser" in page.inner_text("#jobs")
     shot(page, "jobs-with-failure")
     with live_server.database.session_scope() as session:

@@ -37,8 +37,11 @@ class Views:
 def wait_view(page, condition: str = "true") -> None:  # type: ignore[no-untyped-def]
     """Wait until the explorer has drawn a view ``v`` (its own record, set after Plotly drew) with ``condition``:
     a JS expression over ``v = {start, end, width, channels, bytes, ...}``."""
-    page.wait_for_function(f"() => {{ const v = window.explorerStats && window.explorerStats.views.at(-1); "
-                           f"return !!v && ({condition}); }}", timeout=20_000)
+    page.wait_for_function(
+        f"() => {{ const v = window.explorerStats && window.explorerStats.views.at(-1); "
+        f"return !!v && ({condition}); }}",
+        timeout=20_000,
+    )
 
 
 def drawn_range(page) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -226,8 +229,10 @@ def test_wide_views_use_the_summary_and_keep_the_shape(live_server) -> None:
         service.series_view(session, series, 0, None, 1200, None)  # builds the summary if no test did
         event.listen(database.engine, "before_cursor_execute", count)
         try:
-            views = {(a, b): service.series_view(session, series, a, b, 1200, None)
-                     for a, b in [(0, BIG_POINTS), (123_456, 2_345_678), (1_000_000, 1_400_000)]}
+            views = {
+                (a, b): service.series_view(session, series, a, b, 1200, None)
+                for a, b in [(0, BIG_POINTS), (123_456, 2_345_678), (1_000_000, 1_400_000)]
+            }
         finally:
             event.remove(database.engine, "before_cursor_execute", count)
     assert chunk_reads == [], "wide views come from the cached summary"
@@ -240,8 +245,9 @@ def test_wide_views_use_the_summary_and_keep_the_shape(live_server) -> None:
         edges = np.linspace(a, b, 1201).astype(np.int64)
         span = np.ptp(raw[a:b])
 
-        def envelope_error(idx: np.ndarray, edges: np.ndarray = edges, a: int = a, b: int = b,
-                           span: float = span) -> float:
+        def envelope_error(
+            idx: np.ndarray, edges: np.ndarray = edges, a: int = a, b: int = b, span: float = span
+        ) -> float:
             pixel = np.searchsorted(edges, idx, side="right") - 1
             top, bottom = np.full(1200, -np.inf), np.full(1200, np.inf)
             np.maximum.at(top, pixel, raw[idx])

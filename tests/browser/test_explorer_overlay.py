@@ -25,9 +25,20 @@ def test_score_threshold_and_labels_overlaid_and_a_range_labeled(page, live_serv
     dataset_id = import_small_series(db, tmp_path, "servers-overlay")
     with db.session_scope() as s:
         admin = accounts_repo.get_user_by_name(s, "admin")
-        project, job_id = projects.create_project(s, admin, ProjectCreate(
-            name="overlay", dataset_id=dataset_id, detector="iforest", window=25, strategy="top_k", round_size=3,
-            budget=9, oracle="ground_truth"))
+        project, job_id = projects.create_project(
+            s,
+            admin,
+            ProjectCreate(
+                name="overlay",
+                dataset_id=dataset_id,
+                detector="iforest",
+                window=25,
+                strategy="top_k",
+                round_size=3,
+                budget=9,
+                oracle="ground_truth",
+            ),
+        )
         project_id = project.id
         series_id = datasets_repo.list_series(s, dataset_id)[0].id
     executor = InProcessExecutor(Settings(database_url=db.url, data_dir=tmp_path, device="cpu"), db, sweep=False)
@@ -45,7 +56,8 @@ def test_score_threshold_and_labels_overlaid_and_a_range_labeled(page, live_serv
     assert page.locator("#ov-version option").count() == 2  # v0 and v1 of the project
     # the score trace and the threshold line are drawn, and the oracle's labels shaded
     page.wait_for_function(
-        "() => document.querySelector('#chart').data.some(t => (t.name || '').startsWith('score v'))")
+        "() => document.querySelector('#chart').data.some(t => (t.name || '').startsWith('score v'))"
+    )
     shapes = page.evaluate("document.querySelector('#chart').layout.shapes.length")
     assert shapes >= 4  # threshold + 3 labeled windows (at least)
     shot(page, "explorer-overlay-score-labels")

@@ -40,8 +40,14 @@ def import_small_series(database, folder: Path, dataset: str) -> int:
     mem[1_100:1_110] -= 3.0
     label[600:615] = label[1_100:1_110] = 1
     path = folder / f"{dataset}.csv"
-    pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=t.size, freq="min").strftime("%Y-%m-%dT%H:%M:%S"),
-                  "cpu": cpu, "mem": mem, "label": label}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=t.size, freq="min").strftime("%Y-%m-%dT%H:%M:%S"),
+            "cpu": cpu,
+            "mem": mem,
+            "label": label,
+        }
+    ).to_csv(path, index=False)
     with database.session_scope() as session:
         [item] = import_files(session, [path], dataset, ImportOptions())
         return get_series(session, item.series_id).dataset_id
@@ -57,9 +63,21 @@ def rlad_project(live_server, tmp_path_factory) -> dict:
     dataset_id = import_small_series(database, tmp_path_factory.mktemp("labeling"), "servers-labeling")
     with database.session_scope() as session:
         admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(session, admin, ProjectCreate(
-            name="labeling-queue", dataset_id=dataset_id, detector="rlad", window=25, stride=5, round_size=8, budget=8,
-            holdout_fraction=0.2, detector_params={"episodes": 40, "steps_per_episode": 250}))
+        project, job_id = projects.create_project(
+            session,
+            admin,
+            ProjectCreate(
+                name="labeling-queue",
+                dataset_id=dataset_id,
+                detector="rlad",
+                window=25,
+                stride=5,
+                round_size=8,
+                budget=8,
+                holdout_fraction=0.2,
+                detector_params={"episodes": 40, "steps_per_episode": 250},
+            ),
+        )
         project_id = project.id
     assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
     with database.session_scope() as session:
@@ -95,14 +113,17 @@ def answers(page, project_id: int) -> dict[int, list[tuple[int, int, str]]]:  # 
 
 def drag_inside_window(page, offset_a: int, offset_b: int) -> None:  # type: ignore[no-untyped-def]
     """Drag across points ``start + offset_a .. start + offset_b`` of the queried window on the first channel."""
-    box = page.evaluate("""([a, b]) => {
+    box = page.evaluate(
+        """([a, b]) => {
         const el = document.getElementById('lq-chart'), L = el._fullLayout, r = el.getBoundingClientRect();
         const q = JSON.parse(document.getElementById('lq-state').textContent).queries
                     .find((q) => String(q.id) === document.getElementById('lq').dataset.query);
         const px = (i) => r.left + L.xaxis._offset + L.xaxis.l2p(i);
         return {x0: px(q.start + a), x1: px(q.start + b),
                 y: r.top + L.yaxis._offset + L.yaxis._length / 2};
-    }""", [offset_a, offset_b])
+    }""",
+        [offset_a, offset_b],
+    )
     page.mouse.move(box["x0"], box["y"])
     page.mouse.down()
     page.mouse.move((box["x0"] + box["x1"]) / 2, box["y"], steps=6)
@@ -171,10 +192,13 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
         rows = session.scalars(select(Label).where(Label.query_id == q3, Label.value == "unsure")).all()
         assert [(r.query_id, r.value) for r in rows] == [(q3, "unsure")]
     # the same request again (a retry that lost its response) writes nothing
-    again = page.evaluate("""([q, key]) => fetch(`/api/v1/queries/${q}/answer`, {method: 'POST',
+    again = page.evaluate(
+        """([q, key]) => fetch(`/api/v1/queries/${q}/answer`, {method: 'POST',
         headers: {'Content-Type': 'application/json',
                   'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
-        body: JSON.stringify({value: 'unsure', idempotency_key: key})}).then(r => r.json())""", [q3, key])
+        body: JSON.stringify({value: 'unsure', idempotency_key: key})}).then(r => r.json())""",
+        [q3, key],
+    )
     assert again["duplicate"] is True
     with live_server.database.session_scope() as session:
         assert len(session.scalars(select(Label).where(Label.query_id == q3, Label.value == "unsure")).all()) == 1
@@ -212,8 +236,9 @@ def test_analyst_labels_with_keys_and_a_dragged_range_undoes_and_keeps_labels_ov
         assert seen and seen[-1][0] == "done", seen
         # seen running with its phase (RLAD: warm-up, episodes with reward, label propagation), then done
         assert any(s == "running" and msg for s, msg in seen), f"never saw the job running: {seen}"
-        admin.wait_for_function("() => document.querySelectorAll('#versions tr[data-version]').length === 2",
-                                timeout=15_000)
+        admin.wait_for_function(
+            "() => document.querySelectorAll('#versions tr[data-version]').length === 2", timeout=15_000
+        )
         newest = admin.locator("#versions tr[data-version]").first
         assert "serving" in newest.inner_text() and newest.locator("td").nth(3).inner_text() == "8"
         assert admin.locator("#jobs tbody tr", has_text="retrain").locator(".job-pct").inner_text() == "100%"

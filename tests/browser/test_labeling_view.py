@@ -42,10 +42,15 @@ def import_series(database, folder: Path, name: str) -> tuple[int, int]:
     cpu = np.sin(t / 25) + 0.1 * rng.standard_normal(t.size)
     mem = np.cos(t / 40) + 0.1 * rng.standard_normal(t.size)
     for at in (20, 1_500, N_POINTS - 40):
-        cpu[at:at + 12] += 4.0
+        cpu[at : at + 12] += 4.0
     path = folder / f"{name}.csv"
-    pd.DataFrame({"timestamp": pd.date_range("2024-05-01", periods=t.size, freq="min").strftime("%Y-%m-%dT%H:%M:%S"),
-                  "cpu": cpu, "mem": mem}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-05-01", periods=t.size, freq="min").strftime("%Y-%m-%dT%H:%M:%S"),
+            "cpu": cpu,
+            "mem": mem,
+        }
+    ).to_csv(path, index=False)
     with database.session_scope() as session:
         [item] = import_files(session, [path], name, ImportOptions())
         return get_series(session, item.series_id).dataset_id, item.series_id
@@ -56,9 +61,22 @@ def open_project(database, folder: Path, name: str, round_size: int) -> dict:
     dataset_id, series_id = import_series(database, folder, name)
     with database.session_scope() as session:
         admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(session, admin, ProjectCreate(
-            name=name, dataset_id=dataset_id, detector="iforest", window=WINDOW, stride=10, strategy="top_k",
-            round_size=round_size, budget=round_size * 3, auto_next=False, detector_params={"n_estimators": 30}))
+        project, job_id = projects.create_project(
+            session,
+            admin,
+            ProjectCreate(
+                name=name,
+                dataset_id=dataset_id,
+                detector="iforest",
+                window=WINDOW,
+                stride=10,
+                strategy="top_k",
+                round_size=round_size,
+                budget=round_size * 3,
+                auto_next=False,
+                detector_params={"n_estimators": 30},
+            ),
+        )
         project_id = project.id
     assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
     with database.session_scope() as session:
@@ -91,8 +109,9 @@ def press_and_wait_draw(page, key: str, seen: dict[str, list[str]] | None = None
 
 def wait_query_other_than(page, query: str) -> None:  # type: ignore[no-untyped-def]
     """Wait until another query's chart is drawn."""
-    page.wait_for_function("(q) => { const now = document.getElementById('lq').dataset.query;"
-                           " return now !== '' && now !== q; }", arg=query)
+    page.wait_for_function(
+        "(q) => { const now = document.getElementById('lq').dataset.query; return now !== '' && now !== q; }", arg=query
+    )
 
 
 def watch(page) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -208,8 +227,9 @@ def test_answer_keys_work_after_using_the_context_select_but_not_in_a_text_field
     page.wait_for_function("(q) => document.getElementById('lq').dataset.query === q", arg=str(first))
 
 
-def test_the_round_complete_message_follows_the_retraining_to_the_new_version(page, live_server,
-                                                                              tmp_path_factory) -> None:
+def test_the_round_complete_message_follows_the_retraining_to_the_new_version(
+    page, live_server, tmp_path_factory
+) -> None:
     project = open_project(live_server.database, tmp_path_factory.mktemp("labeling-retrain"), "view-retrain", 2)
     login(page, "analyst")
     page.goto(f"/projects/{project['id']}/label")
@@ -221,8 +241,9 @@ def test_the_round_complete_message_follows_the_retraining_to_the_new_version(pa
     first_title = page.inner_text("#lq-complete")
     assert first_title.startswith("Round 1 complete")
     # the page polls the retrain job and the serving version; the iforest retrain takes about a second
-    page.wait_for_function("() => document.getElementById('lq-complete').textContent.includes('now serves')",
-                           timeout=45_000)
+    page.wait_for_function(
+        "() => document.getElementById('lq-complete').textContent.includes('now serves')", timeout=45_000
+    )
     title = page.inner_text("#lq-complete")
     with live_server.database.session_scope() as session:
         serving = projects.get_project(session, project["id"]).serving_version_id

@@ -56,8 +56,12 @@ def test_admin_signs_in_imports_through_the_form_and_lands_on_the_explorer(page,
     assert page.get_by_role("row", name="walk3m").inner_text().find("3,000,000") >= 0
     visit(page, "/admin/import", "admin-import")
     csv = tmp_path / "upload_small.csv"
-    csv.write_text("timestamp,value,label\n" + "".join(
-        f"2024-01-01 00:{i // 60:02d}:{i % 60:02d},{(i % 17) * 0.5},{int(40 <= i < 45)}\n" for i in range(300)))
+    csv.write_text(
+        "timestamp,value,label\n"
+        + "".join(
+            f"2024-01-01 00:{i // 60:02d}:{i % 60:02d},{(i % 17) * 0.5},{int(40 <= i < 45)}\n" for i in range(300)
+        )
+    )
     page.set_input_files("input[type=file]", str(csv))
     page.fill("input[name=dataset]", "uploads")
     with page.expect_navigation():

@@ -51,8 +51,13 @@ def test_scripts_use_no_eval_and_only_trace_types_of_the_basic_bundle() -> None:
         code = script.read_text()
         assert not re.search(r"\beval\(|new Function\(|setTimeout\(\s*[\"'`]|setInterval\(\s*[\"'`]", code), script.name
         assert not re.search(r"\son[a-z]+=\\?[\"']", code), f"{script.name}: an inline handler written into HTML"
-        used = set(re.findall(r'\btype:\s*"(scatter\w*|bar\w*|pie|heatmap\w*|histogram\w*|box|violin|candlestick|'
-                              r'ohlc|contour\w*|surface|mesh3d|splom|parcoords|sankey)"', code))
+        used = set(
+            re.findall(
+                r'\btype:\s*"(scatter\w*|bar\w*|pie|heatmap\w*|histogram\w*|box|violin|candlestick|'
+                r'ohlc|contour\w*|surface|mesh3d|splom|parcoords|sankey)"',
+                code,
+            )
+        )
         assert used <= BASIC_TRACES, f"{script.name} draws {used - BASIC_TRACES}, not in the basic bundle"
 
 
@@ -149,14 +154,25 @@ def test_every_page_passes_a_strict_script_policy_and_draws_its_charts(page, liv
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     scripts: list[str] = []
-    page.on("response",
-            lambda r: scripts.append(f"{r.status} {r.url}") if r.request.resource_type == "script" else None)
+    page.on(
+        "response", lambda r: scripts.append(f"{r.status} {r.url}") if r.request.resource_type == "script" else None
+    )
     login(page, "admin")
     pid, sid = project["id"], project["series_id"]
-    pages = {"/": None, "/projects": None, f"/projects/{pid}": "#curve .main-svg", "/projects/new": None,
-             "/label": None, f"/projects/{pid}/label": "#lq[data-query]:not([data-query=''])",
-             f"/series/{sid}": "#chart .main-svg", f"/series/{live_server.series['gappy']}": "#chart .main-svg",
-             "/admin/jobs": "#jobs tbody tr", "/admin/import": None, "/admin/audit": None, "/series/999999": None}
+    pages = {
+        "/": None,
+        "/projects": None,
+        f"/projects/{pid}": "#curve .main-svg",
+        "/projects/new": None,
+        "/label": None,
+        f"/projects/{pid}/label": "#lq[data-query]:not([data-query=''])",
+        f"/series/{sid}": "#chart .main-svg",
+        f"/series/{live_server.series['gappy']}": "#chart .main-svg",
+        "/admin/jobs": "#jobs tbody tr",
+        "/admin/import": None,
+        "/admin/audit": None,
+        "/series/999999": None,
+    }
     for path, drawn in pages.items():
         page.goto(path, wait_until="networkidle")
         if drawn:
@@ -171,7 +187,8 @@ def test_every_page_passes_a_strict_script_policy_and_draws_its_charts(page, liv
     assert page.evaluate("() => Plotly.version") == (VENDOR / "plotly-basic.VERSION").read_text().strip()
     # the explorer's score overlay is drawn with plain scatter (the basic bundle has no scattergl)
     page.wait_for_function(
-        "() => document.getElementById('chart').data.some((t) => (t.name || '').startsWith('score'))")
+        "() => document.getElementById('chart').data.some((t) => (t.name || '').startsWith('score'))"
+    )
     shot(page, "csp-explorer-with-score-overlay")
     assert not [c for c in console if "Content Security Policy" in c or "Refused to" in c], console
     assert not [s for s in scripts if "plotly.min.js" in s], "the full Plotly bundle was loaded"

@@ -23,9 +23,15 @@ def test_agreement_balances_classes():
 
 def _judge(cand, serv, labels, **kw):
     rule = kw.pop("rule", AdoptionRule())
-    return judge(rule, np.array(labels), np.array(cand), None if serv is None else np.array(serv),
-                 held_out=kw.pop("held_out", True), flag_share=kw.pop("flag_share", 0.01),
-                 labeled_anomaly_rate=kw.pop("rate", 0.0))
+    return judge(
+        rule,
+        np.array(labels),
+        np.array(cand),
+        None if serv is None else np.array(serv),
+        held_out=kw.pop("held_out", True),
+        flag_share=kw.pop("flag_share", 0.01),
+        labeled_anomaly_rate=kw.pop("rate", 0.0),
+    )
 
 
 def test_a_candidate_that_ranks_the_new_answers_worse_is_refused():

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_core_imports_no_framework():
     modules = sorted(
         "app.core." + ".".join(p.relative_to(ROOT / "app" / "core").with_suffix("").parts)
-        for p in (ROOT / "app" / "core").rglob("*.py") if p.name != "__init__.py"
+        for p in (ROOT / "app" / "core").rglob("*.py")
+        if p.name != "__init__.py"
     )
     assert "app.core.rlad.detector" in modules and "app.core.feedback" in modules
     code = (

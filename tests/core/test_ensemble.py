@@ -167,8 +167,13 @@ def test_one_contradicting_label_does_not_invert_the_ranking(fitted, combine: st
     top, low = int(np.argmax(prior)), int(np.argmin(prior))
     # One answer against the prior: its top window is normal, its lowest one anomalous (both labels of one
     # window each, the most a single answer can contradict).
-    det.feedback(x, [LabeledRange(int(ends[top]) - det.window + 1, int(ends[top]) + 1, 0),
-                     LabeledRange(int(ends[low]) - det.window + 1, int(ends[low]) + 1, 1)])
+    det.feedback(
+        x,
+        [
+            LabeledRange(int(ends[top]) - det.window + 1, int(ends[top]) + 1, 0),
+            LabeledRange(int(ends[low]) - det.window + 1, int(ends[low]) + 1, 1),
+        ],
+    )
     assert spearmanr(prior, det.window_scores(x)).statistic > 0.9
     if combine == "logistic":  # the default; AAD's hinge reacts more (iforest's weight 0.25 -> 0.55 here)
         assert np.abs(det.weights_ - 1 / 4).max() < 0.15
@@ -186,8 +191,9 @@ def test_learn_weights_known_answer_and_prior_without_both_classes() -> None:
     # only normal labels: the logistic model has nothing to separate and keeps the prior; AAD still learns
     w_neg, _ = learn_weights(Z[~y], np.zeros((~y).sum()), np.ones((~y).sum()))
     np.testing.assert_array_equal(w_neg, np.full(3, 1 / 3))
-    w_aad, _ = learn_weights(Z[:50][~y[:50]], np.zeros((~y[:50]).sum()), np.ones((~y[:50]).sum()), combine="aad",
-                             Z_all=Z)
+    w_aad, _ = learn_weights(
+        Z[:50][~y[:50]], np.zeros((~y[:50]).sum()), np.ones((~y[:50]).sum()), combine="aad", Z_all=Z
+    )
     assert not np.allclose(w_aad, 1 / 3)
 
 
@@ -213,9 +219,14 @@ def test_roundtrip_seed_and_drivers(fitted) -> None:
 
 def test_deep_member_feedback_roundtrip_and_validation() -> None:
     x = series()[:1200]
-    det = EnsembleDetector(seed=0, device="cpu", members=("diff", "iforest", "lstm_ae"),
-                           member_params={"lstm_ae": {"epochs": 1, "max_train_windows": 64, "feedback_epochs": 1,
-                                                      "feedback_max_windows": 32}}).fit(x[:600])
+    det = EnsembleDetector(
+        seed=0,
+        device="cpu",
+        members=("diff", "iforest", "lstm_ae"),
+        member_params={
+            "lstm_ae": {"epochs": 1, "max_train_windows": 64, "feedback_epochs": 1, "feedback_max_windows": 32}
+        },
+    ).fit(x[:600])
     deep = det.members_[2]
     assert deep.window == det.window and deep.device == "cpu" and deep.seed == 0
     before = det.member_window_scores(x)[:, 2].copy()

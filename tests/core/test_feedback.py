@@ -129,8 +129,17 @@ def test_a_masked_step_error_hook_gets_the_raw_window_and_the_mask() -> None:
     series = torch.full((window, 1), 0.5)
     labels = ranges_to_point_labels([LabeledRange(0, 5, 0), LabeledRange(5, 10, 1)], window)
     module = PerStep(window)
-    run_feedback(module, per_step_error, series, labels, window, 1, config, torch.Generator().manual_seed(0),
-                 masked_step_error=hook)
+    run_feedback(
+        module,
+        per_step_error,
+        series,
+        labels,
+        window,
+        1,
+        config,
+        torch.Generator().manual_seed(0),
+        masked_step_error=hook,
+    )
     assert 1 <= len(seen) <= 2  # one call per phase that has masked steps of its label
     for x, mask in seen:
         assert torch.equal(x, series[None]) and mask.shape == (1, window) and int(mask.sum()) == 3
@@ -144,8 +153,9 @@ def test_bounded_maximize_plateaus_past_the_margin() -> None:
     carries it a little past 0.5); the raw ``-err`` form keeps growing without limit."""
 
     def run(epochs: int, maximize: str) -> float:
-        config = FeedbackConfig(epochs=epochs, lr=0.05, masking=False, margin=0.5, maximize=maximize,
-                                unlabeled_weight=0.0, grad_clip=None)
+        config = FeedbackConfig(
+            epochs=epochs, lr=0.05, masking=False, margin=0.5, maximize=maximize, unlabeled_weight=0.0, grad_clip=None
+        )
         return float(_per_step_run(config)[1][5:].max())
 
     b60, b120 = run(60, "bounded"), run(120, "bounded")

@@ -88,8 +88,11 @@ def test_ask_accepts_a_bare_label():
 
 def test_truth_answer_modes_known_answers():
     truth = np.array([0, 0, 1, 1, 0], dtype=np.int8)
-    assert truth_answer(truth, 10, 15, "window") == [LabeledRange(10, 12, 0), LabeledRange(12, 14, 1),
-                                                     LabeledRange(14, 15, 0)]
+    assert truth_answer(truth, 10, 15, "window") == [
+        LabeledRange(10, 12, 0),
+        LabeledRange(12, 14, 1),
+        LabeledRange(14, 15, 0),
+    ]
     assert truth_answer(truth, 10, 15, "end_point") == [LabeledRange(14, 15, 0)]
     with pytest.raises(ValueError):
         truth_answer(truth, 10, 15, "whole")
@@ -100,8 +103,13 @@ def test_truth_answer_modes_known_answers():
 
 @pytest.mark.parametrize(
     ("pool", "window", "stride", "expected"),
-    [((0, 100), 25, 1, (0, 76)), ((10, 60), 25, 1, (10, 36)), ((0, 100), 25, 5, (0, 16)), ((3, 100), 25, 5, (1, 16)),
-     ((0, 20), 25, 1, (0, 0))],
+    [
+        ((0, 100), 25, 1, (0, 76)),
+        ((10, 60), 25, 1, (10, 36)),
+        ((0, 100), 25, 5, (0, 16)),
+        ((3, 100), 25, 5, (1, 16)),
+        ((0, 20), 25, 1, (0, 0)),
+    ],
 )
 def test_pool_window_range(pool, window, stride, expected):
     i0, i1 = pool_window_range(pool, window, stride)
@@ -148,8 +156,9 @@ def test_plan_round_over_several_series_maps_back_and_is_reproducible():
         assert p.end <= state.series[p.series].pool_end
     again = plan_round(state, scores, "hybrid", 6, 1)
     assert [(p.series, p.index) for p in again] == [(p.series, p.index) for p in picks]
-    assert [(p.series, p.index) for p in plan_round(state, scores, "hybrid", 6, 2)] != [(p.series, p.index)
-                                                                                       for p in picks]
+    assert [(p.series, p.index) for p in plan_round(state, scores, "hybrid", 6, 2)] != [
+        (p.series, p.index) for p in picks
+    ]
 
 
 def test_warm_up_respects_the_round_size_and_the_gap():
@@ -226,11 +235,13 @@ def test_split_rejects_overlap():
 def test_rlad_label_accounting_matches_oracle():
     """Every ground-truth label RLAD's agent sees (warm-up included) went through the counting oracle."""
     split = _split(600)
-    det = make_detector("rlad", seed=0, device="cpu", episodes=1, steps_per_episode=10, batch_size=8, n_pseudo=20,
-                        propagation_nodes=300)
+    det = make_detector(
+        "rlad", seed=0, device="cpu", episodes=1, steps_per_episode=10, batch_size=8, n_pseudo=20, propagation_nodes=300
+    )
     oracle = GroundTruthOracle(split.y, split.pool, answer="end_point")
-    res = run_experiment(det, split, "margin", oracle, round_size=3, budget=21, seed=0,
-                         adoption=AdoptionRule(policy="always"))
+    res = run_experiment(
+        det, split, "margin", oracle, round_size=3, budget=21, seed=0, adoption=AdoptionRule(policy="always")
+    )
     assert res.warmup_labels == 3  # the warm-up asks the round's size, not all 3 N_w windows
     assert oracle.labels_used == res.labels_used == 21
     assert res.detector.labels_seen_ == oracle.labels_used

@@ -119,8 +119,12 @@ def test_warmup_score_is_a_standardized_side_feature_of_every_state() -> None:
     truth = np.zeros(len(x), dtype=int)
     truth[100::150] = 1
     ranges = end_ranges(det, det.initial_queries(x).tolist(), truth)
-    memory, _ = det.agent_.train(det.training_env(x, ranges_to_labels(ranges, len(x))), episodes=1,
-                                 steps_per_episode=50, rng=np.random.default_rng(0))
+    memory, _ = det.agent_.train(
+        det.training_env(x, ranges_to_labels(ranges, len(x))),
+        episodes=1,
+        steps_per_episode=50,
+        rng=np.random.default_rng(0),
+    )
     for k in range(len(memory)):  # each transition carries its own window's feature and the next window's
         i = int(memory.indices[k])
         np.testing.assert_allclose(memory.features[k], feats[i])

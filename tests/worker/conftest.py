@@ -44,12 +44,18 @@ def pg(postgres_url) -> Iterator[Database]:
 
 def worker_env(db_url: str, broker: str, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "ANOMALOOP_DATABASE_URL": db_url, "ANOMALOOP_BROKER_URL": broker, "ANOMALOOP_DEVICE": "cpu",
-        "ANOMALOOP_DATA_DIR": str(tmp), "ANOMALOOP_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "ANOMALOOP_JOB_SWEEP_SECONDS": "2", "ANOMALOOP_VISIBILITY_TIMEOUT": "3600",
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "ANOMALOOP_DATABASE_URL": db_url,
+            "ANOMALOOP_BROKER_URL": broker,
+            "ANOMALOOP_DEVICE": "cpu",
+            "ANOMALOOP_DATA_DIR": str(tmp),
+            "ANOMALOOP_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            "ANOMALOOP_JOB_SWEEP_SECONDS": "2",
+            "ANOMALOOP_VISIBILITY_TIMEOUT": "3600",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env
 
 
@@ -59,8 +65,12 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
         self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"], cwd=ROOT, env=env,
-            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -105,8 +115,7 @@ def start_worker(pg, redis_url, tmp_path) -> Iterator:
 
 
 def celery_settings(db: Database, broker: str, tmp: Path) -> Settings:
-    return Settings(database_url=db.url, broker_url=broker, data_dir=tmp, device="cpu",
-                    job_lease_seconds=LEASE_SECONDS)
+    return Settings(database_url=db.url, broker_url=broker, data_dir=tmp, device="cpu", job_lease_seconds=LEASE_SECONDS)
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.5):  # type: ignore[no-untyped-def]

@@ -11,15 +11,30 @@ LOOP_SERIES = ("kpi/a8c06b47-cc41-3738-9110-12df0ee4c721.csv.gz", 8000)
 
 LOOP_CASES = {
     "ensemble": dict(
-        detector="ensemble", round_size=10, budget=60, oracle="ground_truth", holdout_fraction=0.3,
+        detector="ensemble",
+        round_size=10,
+        budget=60,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
     ),
     "rlad": dict(
-        detector="rlad", window=25, strategy="margin", round_size=10, budget=60, oracle="ground_truth",
-        holdout_fraction=0.3, detector_params={"episodes": 5, "steps_per_episode": 200},
+        detector="rlad",
+        window=25,
+        strategy="margin",
+        round_size=10,
+        budget=60,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        detector_params={"episodes": 5, "steps_per_episode": 200},
     ),
     "lstm_ae": dict(
-        detector="lstm_ae", window=50, strategy="hybrid", round_size=10, budget=60, oracle="ground_truth",
-        holdout_fraction=0.3, detector_params={"epochs": 3, "max_train_windows": 1024, "feedback_epochs": 5},
+        detector="lstm_ae",
+        window=50,
+        strategy="hybrid",
+        round_size=10,
+        budget=60,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        detector_params={"epochs": 3, "max_train_windows": 1024, "feedback_epochs": 5},
     ),
 }
-

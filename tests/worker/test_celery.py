@@ -50,9 +50,19 @@ def test_three_rounds_on_celery_improve_the_held_back_part(case, pg, celery, sta
 def _slow_project(pg, shared_data, name: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """An lstm_ae project whose retraining takes long enough to be interrupted."""
     dataset_id = import_series(pg, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", name)
-    return create(pg, dataset_id, name=name, detector="lstm_ae", window=50, strategy="top_k", round_size=5,
-                  budget=50, oracle="ground_truth", holdout_fraction=0.3,
-                  detector_params={"epochs": 1, "max_train_windows": 256, "feedback_epochs": 150})
+    return create(
+        pg,
+        dataset_id,
+        name=name,
+        detector="lstm_ae",
+        window=50,
+        strategy="top_k",
+        round_size=5,
+        budget=50,
+        oracle="ground_truth",
+        holdout_fraction=0.3,
+        detector_params={"epochs": 1, "max_train_windows": 256, "feedback_epochs": 150},
+    )
 
 
 def _start_round(pg) -> int:  # type: ignore[no-untyped-def]
@@ -75,8 +85,11 @@ def _job(pg, job_id: int) -> Job:  # type: ignore[no-untyped-def]
 
 def _versions_for(pg, project_id: int, number: int) -> int:  # type: ignore[no-untyped-def]
     with pg.session_scope() as s:
-        return s.scalar(select(func.count()).select_from(ModelVersion).where(
-            ModelVersion.project_id == project_id, ModelVersion.round_number == number))
+        return s.scalar(
+            select(func.count())
+            .select_from(ModelVersion)
+            .where(ModelVersion.project_id == project_id, ModelVersion.round_number == number)
+        )
 
 
 def test_worker_killed_mid_training_job_completes_once(pg, celery, start_worker, shared_data):
@@ -87,8 +100,11 @@ def test_worker_killed_mid_training_job_completes_once(pg, celery, start_worker,
     job_id = _start_round(pg)
     labels_before = _labels(pg)
     celery.enqueue(job_id)
-    wait_for(lambda: (j := _job(pg, job_id)).status == "running" and j.phase == "feedback" and j.progress > 5,
-             300, "the retraining to be well under way")
+    wait_for(
+        lambda: (j := _job(pg, job_id)).status == "running" and j.phase == "feedback" and j.progress > 5,
+        300,
+        "the retraining to be well under way",
+    )
     first.kill()
     assert _job(pg, job_id).status == "running"  # the row still says running: its lease will run out
     start_worker()
@@ -121,8 +137,18 @@ def test_two_workers_two_projects_both_finish(pg, celery, start_worker, shared_d
     ids = []
     for name in ("left", "right"):
         dataset_id = import_series(pg, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", name)
-        project_id, job_id = create(pg, dataset_id, name=name, detector="iforest", window=25, strategy="top_k",
-                                    round_size=5, budget=20, oracle="ground_truth", auto_next=True)
+        project_id, job_id = create(
+            pg,
+            dataset_id,
+            name=name,
+            detector="iforest",
+            window=25,
+            strategy="top_k",
+            round_size=5,
+            budget=20,
+            oracle="ground_truth",
+            auto_next=True,
+        )
         ids.append(project_id)
         celery.enqueue(job_id)
     for project_id in ids:  # auto_next chains the rounds until the budget is spent: 4 rounds of 5

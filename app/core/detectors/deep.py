@@ -241,8 +241,10 @@ class TorchWindowDetector(Detector):
                 batch = series[starts_t[order[b : b + cfg.batch_size]].to(device)[:, None] + offsets]  # (B, L, C)
                 losses.append(self._train_step(module, optimizers, batch, epoch))
             loss = float(np.mean(losses))
-            report(progress, Progress(phase="fit", fraction=epoch / cfg.epochs, step=epoch, total_steps=cfg.epochs,
-                                      loss=loss))
+            report(
+                progress,
+                Progress(phase="fit", fraction=epoch / cfg.epochs, step=epoch, total_steps=cfg.epochs, loss=loss),
+            )
         module.eval()
         # Learned state is set only now, so a cancelled fit leaves the detector unfitted.
         self.scaler_ = scaler
@@ -356,6 +358,7 @@ class TorchWindowDetector(Detector):
         )
         required = [k for k in missing if k not in getattr(module, "optional_state", ())]
         if required or unexpected:
-            raise RuntimeError(f"stored {self.name} state does not fit the module: missing {required}, "
-                               f"unexpected {list(unexpected)}")
+            raise RuntimeError(
+                f"stored {self.name} state does not fit the module: missing {required}, unexpected {list(unexpected)}"
+            )
         self.module_ = module.to(self.device_).eval()

@@ -126,8 +126,9 @@ def fit_normalizer(scores: np.ndarray) -> dict[str, np.ndarray | float]:
     n = len(s)
     if n == 0:
         raise ValueError("no fit window scores to normalise")
-    probs = np.unique(np.concatenate([np.linspace(0.0, _TAIL_FROM, 91), 1.0 - np.geomspace(1 - _TAIL_FROM, 1.0 / n,
-                                                                                             120)]))
+    probs = np.unique(
+        np.concatenate([np.linspace(0.0, _TAIL_FROM, 91), 1.0 - np.geomspace(1 - _TAIL_FROM, 1.0 / n, 120)])
+    )
     q = np.quantile(s, probs)
     q = np.append(q, s[-1])
     p = np.append(probs, 1.0 - 0.5 / n)  # the largest fit score: F capped so that −log(1 − F) stays finite
@@ -302,8 +303,17 @@ def _scaled_progress(callback: ProgressCallback | None, phase: str, i: int, n: i
         return None
 
     def relay(p: Progress) -> None:
-        callback(Progress(phase=f"{phase} {p.phase}", fraction=(i + p.fraction) / n, step=p.step,
-                          total_steps=p.total_steps, loss=p.loss, reward=p.reward, extra=p.extra))
+        callback(
+            Progress(
+                phase=f"{phase} {p.phase}",
+                fraction=(i + p.fraction) / n,
+                step=p.step,
+                total_steps=p.total_steps,
+                loss=p.loss,
+                reward=p.reward,
+                extra=p.extra,
+            )
+        )
 
     return relay
 
@@ -384,8 +394,9 @@ class EnsembleDetector(Detector):
 
         extra = self.member_params or {}
         return [
-            make_detector(name, window=self.window, stride=self.stride, seed=self.seed, device=self.device,
-                          **extra.get(name, {}))
+            make_detector(
+                name, window=self.window, stride=self.stride, seed=self.seed, device=self.device, **extra.get(name, {})
+            )
             for name in self.members
         ]
 
@@ -441,8 +452,9 @@ class EnsembleDetector(Detector):
         # Each labeled window stands for stride / window of an answer (a window answer labels ~window / stride
         # windows by their end points).
         sw = np.full(len(idx), self.stride / self.window)
-        return learn_weights(Z[idx], labels, sw, combine=self.combine, pool=self.pool, strength=self.strength,
-                             Z_all=Z, tau=self.tau)
+        return learn_weights(
+            Z[idx], labels, sw, combine=self.combine, pool=self.pool, strength=self.strength, Z_all=Z, tau=self.tau
+        )
 
     # -- the contract ----------------------------------------------------------------------------
     def fit(
@@ -473,8 +485,9 @@ class EnsembleDetector(Detector):
             ends = window_ends(len(X), self.window, self.stride)
             idx = np.flatnonzero(labels[ends] >= 0)
             if len(idx):
-                self.weights_, self.last_fit_info_ = self._learn(self.member_window_scores(X), idx,
-                                                                 labels[ends][idx].astype(np.int8))
+                self.weights_, self.last_fit_info_ = self._learn(
+                    self.member_window_scores(X), idx, labels[ends][idx].astype(np.int8)
+                )
         return self
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
@@ -498,8 +511,11 @@ class EnsembleDetector(Detector):
             if isinstance(m, PointScorer):
                 c = np.abs(m.channel_scores(X)[ends])  # (n_windows, C)
                 # channel-agnostic summaries: per-channel columns let 38-channel SMD machines overfit the pool
-                cols += [c.max(axis=1, keepdims=True), c.mean(axis=1, keepdims=True),
-                         (c > 3.0).mean(axis=1, keepdims=True)]
+                cols += [
+                    c.max(axis=1, keepdims=True),
+                    c.mean(axis=1, keepdims=True),
+                    (c > 3.0).mean(axis=1, keepdims=True),
+                ]
         F = np.column_stack(cols)
         return cast(np.ndarray, np.sign(F) * np.log1p(np.abs(F)))
 
@@ -509,8 +525,7 @@ class EnsembleDetector(Detector):
         F = (self.window_features(X) - residual["mu"]) / residual["sd"]
         return cast(np.ndarray, float(residual["alpha"]) * (F @ residual["coef"]))
 
-    def _learn_residual(self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray
-                        ) -> dict[str, Any]:
+    def _learn_residual(self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         """A regularised logistic model of the labeled windows' features, added to the pooled score with the
         scale ``alpha`` — both chosen by cross-validation grouped by answer, and only when that beats the
         pooled score alone by ``RESIDUAL_MIN_GAIN`` average precision on the held-out labels. Otherwise
@@ -547,8 +562,7 @@ class EnsembleDetector(Detector):
         if alpha == 0.0:
             return {}
         model = LogisticRegression(C=C, class_weight="balanced", max_iter=300).fit(F, y)
-        return {"mu": mu, "sd": sd, "coef": model.coef_[0].astype(np.float64), "alpha": float(alpha),
-                "C": float(C)}
+        return {"mu": mu, "sd": sd, "coef": model.coef_[0].astype(np.float64), "alpha": float(alpha), "C": float(C)}
 
     def feedback(
         self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
@@ -562,8 +576,9 @@ class EnsembleDetector(Detector):
         ranges = list(ranges)
         learners = [j for j, m in enumerate(self.members_) if self._changes_with_labels(m)]
         for step, j in enumerate(learners):
-            self.members_[j].feedback(X, ranges, progress=_scaled_progress(progress, "feedback", step,
-                                                                           len(learners) + 1))
+            self.members_[j].feedback(
+                X, ranges, progress=_scaled_progress(progress, "feedback", step, len(learners) + 1)
+            )
         if learners:  # their scores changed: forget every cached series, re-normalise them on X
             self._cache = None
             raw = self._raw_member_scores(X)
@@ -620,5 +635,15 @@ class EnsembleDetector(Detector):
         self._cache = None
 
 
-__all__ = ["COMBINERS", "DEFAULT_MEMBERS", "NORMALIZERS", "POOLS", "EnsembleDetector", "contributions",
-           "fit_normalizer", "learn_weights", "normalize", "pooled"]
+__all__ = [
+    "COMBINERS",
+    "DEFAULT_MEMBERS",
+    "NORMALIZERS",
+    "POOLS",
+    "EnsembleDetector",
+    "contributions",
+    "fit_normalizer",
+    "learn_weights",
+    "normalize",
+    "pooled",
+]

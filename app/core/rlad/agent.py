@@ -142,8 +142,15 @@ class ReplayMemory:
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """``(s, a, r, s', done, f, f')`` of ``batch_size`` transitions drawn uniformly (with replacement)."""
         idx = rng.integers(0, self.size, size=batch_size)
-        return (self.states[idx], self.actions[idx], self.rewards[idx], self.next_states[idx], self.dones[idx],
-                self.features[idx], self.next_features[idx])
+        return (
+            self.states[idx],
+            self.actions[idx],
+            self.rewards[idx],
+            self.next_states[idx],
+            self.dones[idx],
+            self.features[idx],
+            self.next_features[idx],
+        )
 
 
 @dataclass(frozen=True)
@@ -195,8 +202,9 @@ class DQNAgent:
                 extra = None
                 if self.n_features:
                     assert features is not None  # checked above
-                    extra = torch.as_tensor(np.ascontiguousarray(features[lo : lo + batch_size], np.float32),
-                                            device=self.device)
+                    extra = torch.as_tensor(
+                        np.ascontiguousarray(features[lo : lo + batch_size], np.float32), device=self.device
+                    )
                 out[lo : lo + len(batch)] = self.q_network(batch, extra).cpu().numpy()  # (B, window, C) -> (B, 2)
         return out
 
@@ -262,10 +270,18 @@ class DQNAgent:
         with _cpu_threads(self.device, self.config.cpu_threads):
             for episode in range(episodes):
                 stats.append(self._episode(env, memory, steps_per_episode, rng))
-                report(progress, Progress(
-                    phase="rlad", fraction=(episode + 1) / episodes, step=episode + 1, total_steps=episodes,
-                    loss=stats[-1].loss, reward=stats[-1].reward, extra={"epsilon": stats[-1].epsilon},
-                ))
+                report(
+                    progress,
+                    Progress(
+                        phase="rlad",
+                        fraction=(episode + 1) / episodes,
+                        step=episode + 1,
+                        total_steps=episodes,
+                        loss=stats[-1].loss,
+                        reward=stats[-1].reward,
+                        extra={"epsilon": stats[-1].epsilon},
+                    ),
+                )
         return memory, stats
 
     def _episode(
@@ -290,8 +306,16 @@ class DQNAgent:
     def _remember(env: WindowEnv, memory: ReplayMemory, index: int, action: int) -> float:
         """Step ``env`` from window ``index`` and store the transition; returns its reward."""
         step = env.step(index, action)
-        memory.push(env.state(index), action, step.reward, env.state(step.next_index), step.terminated, index,
-                    env.feature(index), env.feature(step.next_index))
+        memory.push(
+            env.state(index),
+            action,
+            step.reward,
+            env.state(step.next_index),
+            step.terminated,
+            index,
+            env.feature(index),
+            env.feature(step.next_index),
+        )
         return step.reward
 
     # -- serialization -----------------------------------------------------------------------
@@ -301,8 +325,16 @@ class DQNAgent:
         cpu = {k: v.cpu() for k, v in self.q_network.state_dict().items()}
         target = {k: v.cpu() for k, v in self.target_network.state_dict().items()}
         optimizer = _to_cpu(self.optimizer.state_dict())
-        torch.save({"q": cpu, "target": target, "optimizer": optimizer,
-                    "steps_done": self.steps_done, "updates_done": self.updates_done}, buf)
+        torch.save(
+            {
+                "q": cpu,
+                "target": target,
+                "optimizer": optimizer,
+                "steps_done": self.steps_done,
+                "updates_done": self.updates_done,
+            },
+            buf,
+        )
         return buf.getvalue()
 
     def load_bytes(self, data: bytes) -> None:

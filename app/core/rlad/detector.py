@@ -120,9 +120,14 @@ class RLADDetector(Detector):
     def config(self) -> DQNConfig:
         """The agent's hyperparameters, from this detector's parameters."""
         return DQNConfig(
-            hidden_size=self.hidden_size, gamma=self.gamma, learning_rate=self.learning_rate,
-            batch_size=self.batch_size, replay_size=self.replay_size, target_update_every=self.target_update_every,
-            epsilon_start=self.epsilon_start, epsilon_end=self.epsilon_end,
+            hidden_size=self.hidden_size,
+            gamma=self.gamma,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            replay_size=self.replay_size,
+            target_update_every=self.target_update_every,
+            epsilon_start=self.epsilon_start,
+            epsilon_end=self.epsilon_end,
             epsilon_decay_steps=self.epsilon_decay_steps,
         )
 
@@ -246,8 +251,12 @@ class RLADDetector(Detector):
         true = window_labels(np.asarray(point_labels), self.window, self.stride).astype(np.int8)
         if self.use_propagation:
             pseudo = propagate_labels(
-                windows, true, n_pseudo=self.n_pseudo, rng=self._rng(0),
-                max_nodes=self.propagation_nodes, method=self.propagation_method,
+                windows,
+                true,
+                n_pseudo=self.n_pseudo,
+                rng=self._rng(0),
+                max_nodes=self.propagation_nodes,
+                method=self.propagation_method,
             )
         else:
             pseudo = np.full(len(true), UNLABELED, dtype=np.int8)
@@ -277,8 +286,12 @@ class RLADDetector(Detector):
         snapshot = agent.to_bytes() if self.warm_start else None
         try:
             _, stats = agent.train(
-                env, episodes=self.episodes, steps_per_episode=self.steps_per_episode,
-                rng=self._rng(1), prefill=prefill if self.use_warmup else (), progress=progress,
+                env,
+                episodes=self.episodes,
+                steps_per_episode=self.steps_per_episode,
+                rng=self._rng(1),
+                prefill=prefill if self.use_warmup else (),
+                progress=progress,
             )
         except Cancelled:
             if snapshot is not None:
