@@ -42,6 +42,7 @@ from app.versions import repository as versions_repo  # noqa: E402
 from app.versions import service as versions  # noqa: E402
 
 PARAMS = {
+    "ensemble": {},
     "lstm_ae": {"epochs": 5},
     "rlad": {},
 }
@@ -68,8 +69,8 @@ def setup(db: Database, csv: Path, detector: str, name: str) -> tuple[int, int]:
             name=name,
             dataset_id=repository.get_dataset_by_name(s, ds).id,
             detector=detector,
-            window=50 if detector != "rlad" else 25,
-            strategy="margin" if detector == "rlad" else "hybrid",
+            window=None,  # the detector's default window and strategy
+            strategy=None,
             round_size=10,
             budget=1000,
             oracle="human",
