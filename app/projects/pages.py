@@ -26,44 +26,6 @@ from app.rendering import render
 
 router = APIRouter(include_in_schema=False)
 
-# One line of help and sensible starting parameters per detector, shown on the "New project" form. The defaults are
-# small on purpose: a first model in seconds on a CPU; raise epochs/episodes for GPU workers.
-DETECTORS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ensemble": (
-        "Label-aware ensemble (default): |Δx|, rolling z-score and iForest combined; each answer re-weighs "
-        "the members, and a new version serves only if the answers say it is not worse.",
-        {},
-    ),
-    "lstm_ae": (
-        "LSTM autoencoder; labels refine it with masked minimax feedback. Good default for most series.",
-        {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10},
-    ),
-    "rlad": (
-        "RLAD: LSTM-DQN agent with iForest warm-up and label propagation; learns most per label.",
-        {"episodes": 10, "steps_per_episode": 300, "n_warmup": 5, "hidden_size": 32},
-    ),
-    "iforest": (
-        "Isolation Forest on windows: seconds to fit, no training epochs; labels only set the threshold.",
-        {"n_estimators": 100},
-    ),
-    "ae": (
-        "Dense autoencoder over the flattened window; fast, for short windows.",
-        {"epochs": 10, "hidden": 64, "latent": 16},
-    ),
-    "vae": ("Dense variational autoencoder; score adds the KL term.", {"epochs": 10, "hidden": 64, "latent": 16}),
-    "lstm_vae": (
-        "LSTM variational autoencoder; smoother scores on noisy series.",
-        {"epochs": 10, "hidden": 64, "latent": 16},
-    ),
-    "usad": (
-        "USAD: two decoders trained adversarially; robust on multichannel server metrics.",
-        {"epochs": 10, "hidden": 64, "latent": 16},
-    ),
-    "transformer": (
-        "Transformer encoder reconstructing every step; strongest, slowest on CPU.",
-        {"epochs": 10, "d_model": 32},
-    ),
-}
 STRATEGIES: dict[str, str] = {
     "hybrid": "top-k plus random picks across score bins: finds anomalies and checks the model's blind spots",
     "top_k": "the highest-scored unlabeled windows",
@@ -111,11 +73,10 @@ def _new_form(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    detectors = service.detector_choices()
     form.setdefault(
         "detector_params",
-        json.dumps(
-            DETECTORS[form.get("detector", "ensemble")][1] if form.get("detector") in DETECTORS else {}, indent=1
-        ),
+        json.dumps(detectors[form["detector"]][1] if form.get("detector") in detectors else {}, indent=1),
     )
     return render(
         request,
@@ -125,7 +86,7 @@ def _new_form(
         form=form,
         error=error,
         datasets=datasets.list_datasets(session),
-        detectors=DETECTORS,
+        detectors=detectors,
         strategies=STRATEGIES,
     )
 
@@ -194,7 +155,7 @@ def project_page(request: Request, project_id: int, session: SessionDep, princip
         principal,
         **page,
         strategies=STRATEGIES,
-        detector_help=DETECTORS.get(page["project"].detector, ("", {}))[0],
+        detector_help=service.detector_choices().get(page["project"].detector, ("", {}))[0],
     )
 
 

@@ -11,7 +11,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -100,6 +100,14 @@ def get_project(session: Session, project_id: int) -> Project:
     if project is None:
         raise NotFound(f"no project with id {project_id}")
     return project
+
+
+def detector_choices() -> dict[str, tuple[str, dict[str, Any]]]:
+    """What the "New project" form offers: name -> (one line of help, starting parameters), read from each
+    detector's ``summary`` and ``starter_params``; the ensemble first (the default), then by name."""
+    classes = {name: detector_class(name) for name in available_detectors()}
+    offered = {n: (c.summary, dict(c.starter_params)) for n, c in classes.items() if c.summary}
+    return dict(sorted(offered.items(), key=lambda item: (item[0] != "ensemble", item[0])))
 
 
 def create_project(session: Session, actor: User | None, spec: ProjectCreate) -> tuple[Project, int]:

@@ -45,6 +45,7 @@ class Detector(ABC):
     - ``can_hold_out_labels``: ``validation_window_scores(X, train_ranges, heldout_ranges)`` scores windows as if
       ``heldout_ranges`` had never been learned from (how a new version is validated on labels it did not see).
     - ``explains_windows``: ``window_drivers(X, window_scores)`` and ``member_names_`` name what drove each score.
+    - ``summary`` / ``starter_params``: the "New project" form's one line of help and starting parameters.
     """
 
     name: ClassVar[str]
@@ -56,6 +57,10 @@ class Detector(ABC):
     asks_warmup: ClassVar[bool] = False
     can_hold_out_labels: ClassVar[bool] = False
     explains_windows: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+    """One line for the "New project" form; detectors without one (the ensemble's point scorers) are not offered."""
+    starter_params: ClassVar[dict[str, Any]] = {}
+    """Parameters the form starts from: small on purpose (a first model in seconds on a CPU)."""
 
     @classmethod
     def method(cls) -> str:

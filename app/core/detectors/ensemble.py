@@ -330,6 +330,11 @@ class EnsembleDetector(Detector):
     """
 
     name: ClassVar[str] = "ensemble"
+    summary: ClassVar[str] = (
+        "Label-aware ensemble (default): |Δx|, rolling z-score, level and iForest combined; each answer re-weighs "
+        "the members, and a new version serves only if the answers say it is not worse."
+    )
+    starter_params: ClassVar[dict[str, Any]] = {}
     default_strategy: ClassVar[str] = "hybrid"
     """Top-k finds the anomalies; the interval picks show the combination where the members disagree (measured
     with hybrid queries: see the module docstring)."""

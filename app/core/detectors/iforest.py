@@ -11,6 +11,8 @@ windows at a time, so memory stays bounded whatever the series length. No torch 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
@@ -29,6 +31,10 @@ class IForestDetector(Detector):
     """
 
     name = "iforest"
+    summary: ClassVar[str] = (
+        "Isolation Forest on windows: seconds to fit, no training epochs; labels only set the threshold."
+    )
+    starter_params: ClassVar[dict[str, Any]] = {"n_estimators": 100}
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ Defaults are deliberately small (hidden 64, latent 16, one or two layers, 10 epo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -243,6 +243,8 @@ class DenseAE(TorchWindowDetector):
     """Dense autoencoder over the flattened window (001 §4.1)."""
 
     name = "ae"
+    summary: ClassVar[str] = "Dense autoencoder over the flattened window; fast, for short windows."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "latent": 16}
     config_cls = DenseConfig
     hidden: int  # the config's fields, set by TorchWindowDetector.__init__
     latent: int
@@ -255,6 +257,8 @@ class DenseVAE(TorchWindowDetector):
     """Dense VAE; step score = ``|X - X_hat|`` + ``beta`` * KL per step (001 §4.2.3)."""
 
     name = "vae"
+    summary: ClassVar[str] = "Dense variational autoencoder; score adds the KL term."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "latent": 16}
     config_cls = VAEConfig
     hidden: int  # the config's fields, set by TorchWindowDetector.__init__
     latent: int
@@ -272,6 +276,8 @@ class LSTMAE(TorchWindowDetector):
     """LSTM autoencoder (001 §4.4)."""
 
     name = "lstm_ae"
+    summary: ClassVar[str] = "LSTM autoencoder; labels refine it with masked minimax feedback."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "latent": 16, "feedback_epochs": 10}
     config_cls = LSTMConfig
     hidden: int  # the config's fields, set by TorchWindowDetector.__init__
     latent: int
@@ -288,6 +294,8 @@ class LSTMVAE(TorchWindowDetector):
     """LSTM-VAE; step score = ``|X - X_hat|`` + ``beta`` * KL per step."""
 
     name = "lstm_vae"
+    summary: ClassVar[str] = "LSTM variational autoencoder; smoother scores on noisy series."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "latent": 16}
     config_cls = LSTMVAEConfig
     hidden: int  # the config's fields, set by TorchWindowDetector.__init__
     latent: int
@@ -312,6 +320,8 @@ class USAD(TorchWindowDetector):
     """
 
     name = "usad"
+    summary: ClassVar[str] = "USAD: two decoders trained adversarially; robust on multichannel server metrics."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "hidden": 64, "latent": 16}
     config_cls = USADConfig
     hidden: int  # the config's fields, set by TorchWindowDetector.__init__
     latent: int
@@ -356,6 +366,8 @@ class TransformerAE(TorchWindowDetector):
     """Transformer encoder + MLP head reconstructing every step of the window (002 §4.2)."""
 
     name = "transformer"
+    summary: ClassVar[str] = "Transformer encoder reconstructing every step; strongest, slowest on CPU."
+    starter_params: ClassVar[dict[str, Any]] = {"epochs": 10, "d_model": 32}
     config_cls = TransformerConfig
     d_model: int  # the config's fields, set by TorchWindowDetector.__init__
     heads: int

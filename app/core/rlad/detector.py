@@ -61,6 +61,15 @@ class RLADDetector(Detector):
     """
 
     name: ClassVar[str] = "rlad"
+    summary: ClassVar[str] = (
+        "RLAD: LSTM-DQN agent with iForest warm-up and label propagation; answers label one point each."
+    )
+    starter_params: ClassVar[dict[str, Any]] = {
+        "episodes": 10,
+        "steps_per_episode": 300,
+        "n_warmup": 5,
+        "hidden_size": 32,
+    }
     default_strategy: ClassVar[str] = "margin"  # the paper's active learning: smallest |q0 - q1|
     answer_mode: ClassVar[str] = "end_point"  # a window's label is its end point's: one point per answer
     provides_margins: ClassVar[bool] = True
