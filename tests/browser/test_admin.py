@@ -78,7 +78,14 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     served = page.evaluate(f"fetch('/api/v1/projects/{pid}/versions').then(r => r.json())")
     assert [v["id"] for v in served if v["serving"]] == [int(first_id)]
     assert page.locator("#curve .scatterlayer").count() == 1 and page.locator("#per-round .barlayer").count() == 1
+    assert "passed" in rows[0] or "held back" in rows[0]  # every retrained version shows its adoption check
+    page.wait_for_selector("#follow-versions >> text=Pinned")  # the roll-back pins: new versions will not serve
     shot(page, "project-rolled-back")
+    page.click("#follow-versions button.follow-toggle")  # follow again: the newest version that passed serves
+    page.wait_for_selector("#follow-versions >> text=Following new versions")
+    served = page.evaluate(f"fetch('/api/v1/projects/{pid}/versions').then(r => r.json())")
+    passed = [v["id"] for v in served if v["adoption"].get("serve", True)]
+    assert [v["id"] for v in served if v["serving"]] == [max(passed)]
 
     # cancel a running job (held by a worker elsewhere, so the sweeper leaves it alone); retry a failed one and
     # see it fail again with its message
