@@ -1,31 +1,17 @@
 // Admin pages: the new-project form's helpers, live job progress (cancel / retry), promote / roll back,
 // start a round, and the project page's charts. Every write goes to /api/v1 with the session's CSRF header;
-// the server checks the admin role whatever this page shows.
+// the server checks the admin role whatever this page shows. An ES module: the API client and the toast are
+// static/js/'s.
+import { getJSON, postJSON } from "./js/api.js";
+import { toast as showToast } from "./js/toast.js";
+import { LABEL_BARS } from "./js/palette.js";
+
 (function () {
-  "use strict";
-  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
-  function toast(text, ms) {
-    let el = $(".toast");
-    if (!el) { el = document.createElement("div"); el.className = "toast"; el.setAttribute("role", "status"); document.body.appendChild(el); }
-    el.textContent = text;
-    el.classList.add("show");
-    clearTimeout(el._t);
-    el._t = setTimeout(() => el.classList.remove("show"), ms || 3500);
-  }
-
-  async function post(url, body) {
-    const r = await fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
-      body: JSON.stringify(body || {}),
-    });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.detail || `HTTP ${r.status}`);
-    return data;
-  }
+  const toast = (text, ms) => showToast(text, ms || 3500);
+  const post = postJSON; // throws an ApiError whose message is the server's detail
 
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -120,15 +106,12 @@
     clearTimeout(timer);
     try {
       const url = projectId ? `/api/v1/jobs?project_id=${projectId}&limit=50` : "/api/v1/jobs?limit=200";
-      const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (r.ok) {
-        const fresh = await r.json();
-        const changed = sig(fresh) !== signature;
-        jobs = fresh;
-        signature = sig(fresh);
-        draw();
-        if (changed && projectId) await refreshSections();
-      }
+      const fresh = await getJSON(url); // a refusal throws: the next poll tries again
+      const changed = sig(fresh) !== signature;
+      jobs = fresh;
+      signature = sig(fresh);
+      draw();
+      if (changed && projectId) await refreshSections();
     } catch (e) { /* offline for a moment: the next poll catches up */ }
     // every second while something runs; slower otherwise, still catching jobs started elsewhere (a completed round)
     timer = setTimeout(poll, jobs.some(active) ? 1000 : 2000);
@@ -193,9 +176,9 @@
     if ($("#per-round")) {
       if (!c.per_round.length) $("#per-round").innerHTML = '<div class="empty-state">No round yet.</div>';
       else Plotly.react("per-round", [
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.anomaly), name: "anomaly", type: "bar", marker: { color: "#d9363e" } },
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.normal), name: "normal", type: "bar", marker: { color: "#1f9d55" } },
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.unsure), name: "unsure", type: "bar", marker: { color: "#e0b25c" } },
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.anomaly), name: "anomaly", type: "bar", marker: { color: LABEL_BARS.anomaly } },
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.normal), name: "normal", type: "bar", marker: { color: LABEL_BARS.normal } },
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.unsure), name: "unsure", type: "bar", marker: { color: LABEL_BARS.unsure } },
       ], { ...base, barmode: "stack", yaxis: { title: { text: "labeled ranges" }, rangemode: "tozero" } }, cfg);
     }
   }

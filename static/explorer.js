@@ -17,8 +17,15 @@
 //     in the overlay panel; `yref: "paper"` spans every channel (a label range).
 // ctx = {seriesId, nPoints, channels (indices shown), signal (AbortSignal of this view), redraw()}. Call
 // ctx.redraw() (or window.explorer.redraw()) after a label changes to refetch the overlays of the current view.
+//
+// An ES module: the view arithmetic, the stacked rows, the palette and the API's errors come from static/js/.
+import { errorFromResponse } from "./js/api.js";
+import { channelColor as color, GRID, TRUTH_FILL } from "./js/palette.js";
+import { clampRange as clampToSeries, panRange, zoomRange } from "./js/view.js";
+import { axisId, plotlyReady as whenPlotly, stackDomains, stackRows } from "./js/chart.js";
+import { exposeForTests } from "./js/hooks.js";
+
 (function () {
-  "use strict";
   const el = document.getElementById("chart");
   if (!el) return;
   const strip = document.getElementById("strip");
@@ -32,26 +39,18 @@
   const names = JSON.parse(el.dataset.channelNames || "[]");
   const MIN_SPAN = Math.min(n, 20); // points: zooming further shows nothing new
   const MARGIN = { l: 64, r: 18 };
-  const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-    "#d62728"];
-  const TRUTH_FILL = "rgba(217,54,62,0.16)";
   const STRIP_HEIGHT = isIndex ? 74 : 86;
-  const color = (c) => COLORS[c % COLORS.length];
 
-  // Performance record, read by the browser tests and scripts/measure_explorer.py.
-  const stats = (window.explorerStats = { firstChartMs: null, views: [] });
+  // Performance record, read by the browser tests and scripts/measure_explorer.py (window.explorerStats only where
+  // the page allows test hooks: js/hooks.js).
+  const stats = exposeForTests("explorerStats", { firstChartMs: null, views: [] });
 
   const state = { start: 0, end: n, view: null, overview: null, visible: initialChannels() };
   let seq = 0; // the newest show() wins; older answers are dropped
   let controller = null;
-  // This file runs before Plotly's script tag (so the first request overlaps Plotly's download and compile);
-  // the parser has run every script by DOMContentLoaded.
-  const plotlyReady = new Promise((resolve) => {
-    const check = () => window.Plotly && resolve();
-    if (window.Plotly) return resolve();
-    document.addEventListener("DOMContentLoaded", check);
-    window.addEventListener("load", check);
-  });
+  // This module runs before Plotly's deferred script (so the first request overlaps Plotly's download and compile);
+  // every deferred script has run by DOMContentLoaded.
+  const plotlyReady = whenPlotly();
 
   // ---------- channels ----------
   function initialChannels() {
@@ -100,9 +99,9 @@
     const res = await fetch(url, { signal, headers: { Accept: "application/json" }, credentials: "same-origin" });
     const text = await res.text();
     if (!res.ok) {
-      let detail = `HTTP ${res.status}`;
-      try { detail = JSON.parse(text).detail || detail; } catch (_) { /* not JSON */ }
-      throw new Error(detail);
+      let body = null;
+      try { body = JSON.parse(text); } catch (_) { /* not JSON */ }
+      throw errorFromResponse(res.status, body, url);
     }
     const view = JSON.parse(text);
     cache.set(url, view);
@@ -168,16 +167,8 @@
   }
 
   // ---------- showing a range ----------
-  // Whole points inside the series (the view request takes integers in [0, n] only).
-  function clampRange(start, end) {
-    if (!Number.isFinite(start) || !Number.isFinite(end)) { start = state.start; end = state.end; } // never a NaN request
-    let s = Math.round(start), e = Math.round(end);
-    if (e - s < MIN_SPAN) { const c = (s + e) / 2; s = Math.round(c - MIN_SPAN / 2); e = s + MIN_SPAN; }
-    if (e - s > n) { s = 0; e = n; }
-    if (s < 0) { e -= s; s = 0; }
-    if (e > n) { s -= e - n; e = n; }
-    return [Math.max(0, s), Math.min(n, e)];
-  }
+  // Whole points inside the series (the view request takes integers in [0, n] only); a NaN keeps the current range.
+  const clampRange = (start, end) => clampToSeries(start, end, n, MIN_SPAN, [state.start, state.end]);
   async function show(start, end) {
     [start, end] = clampRange(start, end);
     state.start = start; state.end = end;
@@ -261,8 +252,6 @@
     const gap = 14, top = 26, bottom = 34;
     const inner = rows.reduce((a, b) => a + b, 0) + gap * (rows.length - 1);
     const height = inner + top + bottom;
-    const axisId = (j) => (j === 0 ? "y" : "y" + (j + 1));
-    const layoutKey = (j) => (j === 0 ? "yaxis" : "yaxis" + (j + 1));
     const layout = {
       height, margin: { l: MARGIN.l, r: MARGIN.r, t: top, b: bottom }, showlegend: true,
       // Legend top left: the mode bar owns the top right corner.
@@ -271,19 +260,16 @@
       font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 11.5, color: "#1d2330" },
       xaxis: {
         type: xKind === "datetime" ? "date" : "linear", range: spanX(view.start, view.end).map(xPlot),
-        anchor: axisId(rows.length - 1), showgrid: true, zeroline: false, gridcolor: "#eef0f3", tickformat: isIndex ? "," : undefined,
+        showgrid: true, zeroline: false, gridcolor: GRID, tickformat: isIndex ? "," : undefined,
         showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: "#98a2b3", spikedash: "dot",
       },
       shapes: [],
     };
-    let y = inner;
-    rows.forEach((h, j) => {
-      const top = y / inner, bot = (y - h) / inner;
-      y -= h + gap;
+    // one row per channel (pixel heights, 14 px apart) and the overlay panel under them; the x axis under the last
+    stackRows(layout, stackDomains(rows, gap), (j) => {
       const ch = view.channels[j];
-      layout[layoutKey(j)] = {
-        domain: [Math.max(0, bot), Math.min(1, top)], fixedrange: true, zeroline: false, gridcolor: "#eef0f3",
-        automargin: false, tickfont: { size: 10.5 },
+      return {
+        fixedrange: true, zeroline: false, gridcolor: GRID, automargin: false, tickfont: { size: 10.5 },
         title: { text: ch ? shorten(ch.name) : (extra.panelTitle || "overlay"), font: { size: 11.5, color: ch ? color(ch.index) : "#475467" }, standoff: 4 },
       };
     });
@@ -431,14 +417,8 @@
   }
 
   // ---------- keys and buttons ----------
-  function pan(fraction) {
-    const shift = Math.round((state.end - state.start) * fraction) || Math.sign(fraction);
-    show(state.start + shift, state.end + shift);
-  }
-  function zoom(factor) {
-    const c = (state.start + state.end) / 2, half = ((state.end - state.start) * factor) / 2;
-    show(c - half, c + half);
-  }
+  const pan = (fraction) => show(...panRange(state.start, state.end, fraction));
+  const zoom = (factor) => show(...zoomRange(state.start, state.end, factor));
   // Keys work whatever control last had focus, except where one types (text and number fields); on a focused select
   // ↑ ↓ stay the select's own.
   const TYPING = /^(text|search|email|number|password|tel|url|date|datetime-local|month|time|week)$/;

@@ -1,8 +1,12 @@
 // Explorer overlays: a project's model score and threshold, and analysts' labels, on any range of the series;
 // plus labeling a range from the explorer. Uses the hook documented at the top of explorer.js. The score arrives
 // downsampled to the chart width, so plain "scatter" (in the partial Plotly bundle; "scattergl" is not) draws it.
+// An ES module; the API client (CSRF header, errors) and the colours come from static/js/.
+import { getJSON, postJSON } from "./js/api.js";
+import { OVERLAY_LABEL_FILL as FILL, OVERLAY_SCORE, THRESHOLD } from "./js/palette.js";
+import { newKey } from "./js/outbox.js";
+
 (function () {
-  "use strict";
   const card = document.getElementById("overlay-card");
   if (!card) return;
   const seriesId = +card.dataset.seriesId;
@@ -10,8 +14,8 @@
   const pSel = document.getElementById("ov-project");
   const vSel = document.getElementById("ov-version");
   const statusEl = document.getElementById("ov-status");
-  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
-  const FILL = { anomaly: "rgba(230,126,34,0.22)", normal: "rgba(31,157,85,0.14)", unsure: "rgba(120,120,120,0.12)" };
+  // a refused overlay request draws nothing of it (an abort still cancels the whole view)
+  const or = (promise, fallback) => promise.catch((err) => { if (err && err.name === "AbortError") throw err; return fallback; });
 
   function fillVersions() {
     const p = projects.find((x) => x.id === +pSel.value);
@@ -34,16 +38,15 @@
     const traces = [], shapes = [];
     const q = `series_id=${seriesId}&start=${start}&end=${end}&width=${width}` + (vSel.value ? `&version_id=${vSel.value}` : "");
     const [scores, labels] = await Promise.all([
-      fetch(`/api/v1/projects/${pid}/scores/view?${q}`, { signal: ctx.signal }).then((r) => (r.ok ? r.json() : null)),
-      fetch(`/api/v1/projects/${pid}/series/${seriesId}/labels?start=${start}&end=${end}`, { signal: ctx.signal })
-        .then((r) => (r.ok ? r.json() : [])),
+      or(getJSON(`/api/v1/projects/${pid}/scores/view?${q}`, { signal: ctx.signal }), null),
+      or(getJSON(`/api/v1/projects/${pid}/series/${seriesId}/labels?start=${start}&end=${end}`, { signal: ctx.signal }), []),
     ]);
     if (scores) {
       traces.push({ x: scores.i, y: scores.y, yaxis: "overlay", type: "scatter", mode: "lines",
-        name: `score v${scores.version_id}`, line: { width: 1, color: "#7b3fd1" } });
+        name: `score v${scores.version_id}`, line: { width: 1, color: OVERLAY_SCORE } });
       if (scores.threshold !== null) {
         shapes.push({ type: "line", xref: "x", yref: "overlay", x0: start, x1: end, y0: scores.threshold,
-          y1: scores.threshold, line: { color: "#d9363e", dash: "dash", width: 1 } });
+          y1: scores.threshold, line: { color: THRESHOLD, dash: "dash", width: 1 } });
       }
     }
     for (const lab of labels) {
@@ -64,14 +67,12 @@
       const start = +document.getElementById("ov-start").value, end = +document.getElementById("ov-end").value;
       if (!(end > start)) { statusEl.textContent = "give a range: from < to"; return; }
       statusEl.textContent = "saving…";
-      const res = await fetch(`/api/v1/projects/${pSel.value}/labels`, {
-        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ series_id: seriesId, start, end, value: btn.dataset.value,
-          idempotency_key: (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9_-]/g, "") }),
-      });
-      const body = await res.json().catch(() => ({}));
-      statusEl.textContent = res.ok ? `saved: points ${start}–${end} ${btn.dataset.value}` : (body.detail || "not saved");
-      if (res.ok) redraw();
+      try {
+        await postJSON(`/api/v1/projects/${pSel.value}/labels`, { series_id: seriesId, start, end, value: btn.dataset.value,
+          idempotency_key: newKey().replace(/[^A-Za-z0-9_-]/g, "") });
+      } catch (err) { statusEl.textContent = err.detail || "not saved"; return; }
+      statusEl.textContent = `saved: points ${start}–${end} ${btn.dataset.value}`;
+      redraw();
     });
   }
 })();

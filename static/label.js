@@ -2,19 +2,23 @@
 // model's score and threshold below, existing labels shaded. Keys answer; each answer goes into a small outbox
 // (localStorage) with its own idempotency key and is sent at once, so a lost connection or a reload never loses or
 // duplicates it. The next window is shown straight away (its data was prefetched) while the answer is delivered.
+// An ES module (static/js/ holds what it shares with the explorer and the admin pages).
+import { getJSON, request } from "./js/api.js";
+import { toast } from "./js/toast.js";
+import { CHANNEL_COLORS as COLORS, LABEL_SHADE as SHADE, GRID, SCORE, SCORE_FILL, THRESHOLD } from "./js/palette.js";
+import { LABEL_MAX_SPAN as MAX_SPAN, contextView, dragToRange, panView, zoomView } from "./js/view.js";
+import { OUTBOX_KEY as OUTBOX, Outbox, answerBody, deliveryOutcome, jsonStore, makeEntry, newKey,
+         RETRY_OFFLINE_MS, RETRY_SERVER_MS } from "./js/outbox.js";
+import { axisKey, plotlyReady as whenPlotly, stackDomainsByFraction, stackRows } from "./js/chart.js";
+import { exposeForTests } from "./js/hooks.js";
+
 (function () {
-  "use strict";
   const root = document.getElementById("lq");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
-  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const projectId = Number(root.dataset.project);
   const isAdmin = root.dataset.admin === "1";
-  const OUTBOX = "anomaloop.outbox.v1";
   const UNDO = `anomaloop.undo.${projectId}`;
-  const MAX_SPAN = 20000; // points on screen at most; the explorer is for the long view
-  const COLORS = ["#2f6fde", "#0f8a7e", "#8a4fd8", "#c2410c", "#0369a1", "#be185d", "#4d7c0f", "#6b7280"];
-  const SHADE = { anomaly: "rgba(217,54,62,0.16)", normal: "rgba(31,157,85,0.12)", unsure: "rgba(199,119,0,0.14)" };
 
   let S = JSON.parse($("lq-state").textContent);
   let current = null; // the query on screen
@@ -23,44 +27,26 @@
   const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
   const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
   // key press -> next window drawn (ms), Plotly.react times, charts drawn; read by tests and scripts/measure_labeling.py
-  const timings = (window.__lq = { timings: [], plot: [], shown: 0, prefetched: 0, draws: 0, firstChartMs: null,
-                                   viewErrors: 0 });
+  // (window.__lq only where the page allows test hooks: js/hooks.js)
+  const timings = exposeForTests("__lq", { timings: [], plot: [], shown: 0, prefetched: 0, draws: 0, firstChartMs: null,
+                                           viewErrors: 0 });
   let flushing = false, retryTimer = null, pollTimer = null;
   let chartFailed = false; // the chart on screen is the "could not load" message
-  // This file runs before Plotly's script tag (the first window's data is fetched while Plotly's bundle loads and
-  // compiles); the parser has run every script by DOMContentLoaded.
-  const plotlyReady = new Promise((resolve) => {
-    const check = () => window.Plotly && resolve();
-    if (window.Plotly) return resolve();
-    document.addEventListener("DOMContentLoaded", check);
-    window.addEventListener("load", check);
-  });
+  // This module runs before Plotly's deferred script (the first window's data is fetched while Plotly's bundle loads
+  // and compiles); every deferred script has run by DOMContentLoaded.
+  const plotlyReady = whenPlotly();
 
   // -- storage ------------------------------------------------------------------------------------------------
-  const load = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
-  const save = (k, v) => { try { localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* private mode: memory only */ } };
-  const outbox = () => load(OUTBOX, []);
+  const store = jsonStore(localStorage);
+  const load = store.load, save = store.save;
+  const box = new Outbox(store, OUTBOX);
+  const outbox = () => box.all();
   const undoStack = () => load(UNDO, []).filter((u) => S.round && u.round === S.round.id);
 
-  function newKey() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = new Uint8Array(16);
-    crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  }
-
   // answers still in the outbox survive a reload: show them as given (pending)
-  for (const e of outbox()) if (e.projectId === projectId) local.set(e.queryId, { ...e, state: "pending" });
+  for (const e of box.forProject(projectId)) local.set(e.queryId, { ...e, state: "pending" });
 
   // -- helpers --------------------------------------------------------------------------------------------------
-  function toast(text, ms) {
-    let el = document.querySelector(".toast");
-    if (!el) { el = document.createElement("div"); el.className = "toast"; el.setAttribute("role", "status"); document.body.appendChild(el); }
-    el.textContent = text;
-    el.classList.add("show");
-    clearTimeout(el._t);
-    el._t = setTimeout(() => el.classList.remove("show"), ms || 2500);
-  }
   const fmt = (v, d) => (v == null ? "—" : Number(v).toPrecision(d || 4));
   const queries = () => S.queries;
   const byId = (id) => S.queries.find((q) => q.id === id);
@@ -72,24 +58,9 @@
   const roundOpen = () => S.round && S.round.status === "open";
   const pendingQueries = () => queries().filter((q) => status(q) === "pending");
 
-  async function getJSON(url) {
-    const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!r.ok) { const d = await r.json().catch(() => ({})); throw new Error(d.detail || `HTTP ${r.status}`); }
-    return r.json();
-  }
-
+  // Whole points inside the series (js/view.js: the view request takes integers in [0, n] only).
   function defaultView(q) {
-    const w = q.end - q.start, n = S.series[q.series_id].n_points;
-    const ctx = Math.round(w * Number($("lq-context").value));
-    return clampView(q.start - ctx, q.end + ctx, n);
-  }
-
-  // Whole points inside the series: the view request takes integers in [0, n] only. Zoom and context multiply the
-  // span by fractions (1.5, ½ window), so the span is rounded too, not only the start (a fractional end was a 422).
-  function clampView(a, b, n) {
-    const span = Math.max(1, Math.min(Math.round(Math.max(b - a, 8)), MAX_SPAN, n));
-    const start = Math.max(0, Math.min(Math.round(a), n - span));
-    return { start, end: start + span };
+    return contextView(q, S.series[q.series_id].n_points, Number($("lq-context").value), MAX_SPAN);
   }
 
   function chartWidth() { return Math.max(300, Math.min(4000, $("lq-chart").clientWidth || 900)); }
@@ -210,35 +181,26 @@
     const s = S.series[q.series_id], hidden = hiddenChannels(q.series_id);
     const chans = data.view.channels.filter((c) => !hidden.has(c.index));
     const withScore = $("lq-score").checked && data.scores && data.scores.scores.length;
-    const rows = chans.length + (withScore ? 1 : 0);
     const weights = chans.map(() => 1).concat(withScore ? [1.15] : []);
-    const gap = 0.035, total = weights.reduce((a, b) => a + b, 0);
-    const usable = 1 - gap * (rows - 1);
     const layout = {
       height: Math.max(340, 96 * chans.length + (withScore ? 130 : 0) + 70),
       margin: { l: 64, r: 18, t: 26, b: 36 }, showlegend: false, dragmode: "select", selectdirection: "h",
       hovermode: "x unified", font: { family: "system-ui, sans-serif", size: 11.5 },
       paper_bgcolor: "#fff", plot_bgcolor: "#fff", selections: [],
-      xaxis: { range: [view.start - 0.5, view.end - 0.5], showgrid: true, gridcolor: "#eef0f3", zeroline: false,
+      xaxis: { range: [view.start - 0.5, view.end - 0.5], showgrid: true, gridcolor: GRID, zeroline: false,
                title: { text: "point", standoff: 4 }, fixedrange: true },
       shapes: [], annotations: [],
     };
     const traces = [];
-    let top = 1, shared = null;
+    let shared = null;
     if ($("lq-shared").checked && chans.length > 1) {
       const all = chans.flatMap((c) => c.y.filter((y) => y != null));
       if (all.length) { const lo = Math.min(...all), hi = Math.max(...all), pad = (hi - lo) * 0.06 || 1; shared = [lo - pad, hi + pad]; }
     }
     const stamp = (x) => (s.x_kind === "datetime" ? new Date(x).toISOString().replace("T", " ").replace(".000Z", "") : x);
-    const axes = [];
-    weights.forEach((w, r) => {
-      const h = (usable * w) / total, name = r === 0 ? "yaxis" : `yaxis${r + 1}`;
-      layout[name] = { domain: [Math.max(0, top - h), top], zeroline: false, gridcolor: "#eef0f3", fixedrange: true,
-                       automargin: true, tickfont: { size: 10.5 } };
-      axes.push(r === 0 ? "y" : `y${r + 1}`);
-      top -= h + gap;
-    });
-    layout.xaxis.anchor = axes[axes.length - 1]; // tick labels under the bottom row
+    // one row per channel (and the score's, a little taller) sharing the x axis; its tick labels under the bottom row
+    const axes = stackRows(layout, stackDomainsByFraction(weights, 0.035), () => (
+      { zeroline: false, gridcolor: GRID, fixedrange: true, automargin: true, tickfont: { size: 10.5 } }));
     chans.forEach((c, r) => {
       const color = COLORS[c.index % COLORS.length];
       const label = c.name.replace(/[<>&]/g, "");
@@ -246,7 +208,7 @@
                     line: { color, width: 1.4 }, connectgaps: false, text: c.x.map(stamp),
                     hovertemplate: r === 0 && s.x_kind === "datetime" ? `${label}: %{y:.4g} · %{text}<extra></extra>`
                                                                       : `${label}: %{y:.4g}<extra></extra>` });
-      if (shared) layout[r === 0 ? "yaxis" : `yaxis${r + 1}`].range = shared;
+      if (shared) layout[axisKey(r)].range = shared;
       layout.annotations.push({ text: label, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
                                 yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,.8)" });
     });
@@ -254,15 +216,15 @@
       const r = chans.length, sc = data.scores;
       const xs = sc.scores.map((_, i) => sc.start + i);
       traces.push({ type: "scatter", mode: "lines", x: xs, y: sc.scores, yaxis: axes[r], name: "score",
-                    line: { color: "#6d28d9", width: 1.3 }, fill: "tozeroy", fillcolor: "rgba(109,40,217,.07)",
+                    line: { color: SCORE, width: 1.3 }, fill: "tozeroy", fillcolor: SCORE_FILL,
                     hovertemplate: "score %{y:.4g}<extra></extra>" });
       layout.annotations.push({ text: `model score (v${S.round.version.id})`, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1,
-                                xanchor: "left", yanchor: "bottom", showarrow: false, font: { size: 11, color: "#6d28d9" } });
+                                xanchor: "left", yanchor: "bottom", showarrow: false, font: { size: 11, color: SCORE } });
       if (sc.threshold != null) {
         layout.shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: axes[r], y0: sc.threshold, y1: sc.threshold,
-                             line: { color: "#d9363e", width: 1.2, dash: "dash" } });
+                             line: { color: THRESHOLD, width: 1.2, dash: "dash" } });
         layout.annotations.push({ text: `threshold ${fmt(sc.threshold, 3)}`, xref: "paper", x: 1, xanchor: "right", yref: axes[r],
-                                  y: sc.threshold, yanchor: "bottom", showarrow: false, font: { size: 10.5, color: "#d9363e" } });
+                                  y: sc.threshold, yanchor: "bottom", showarrow: false, font: { size: 10.5, color: THRESHOLD } });
       }
     }
     // labels in force (server), overridden by this page's own answers (newer)
@@ -476,11 +438,8 @@
     const t0 = performance.now();
     const q = current;
     const range = value === "anomaly" && selection ? selection : null;
-    const entry = { key: newKey(), queryId: q.id, projectId, roundId: S.round.id, value,
-                    a: range ? range.a : null, b: range ? range.b : null, at: Date.now() };
-    const box = outbox();
+    const entry = makeEntry({ key: newKey(), queryId: q.id, projectId, roundId: S.round.id, value, range, at: Date.now() });
     box.push(entry);
-    save(OUTBOX, box);
     local.set(q.id, { ...entry, state: "pending" });
     const stack = load(UNDO, []).filter((u) => u.round === S.round.id);
     stack.push({ queryId: q.id, key: entry.key, round: S.round.id });
@@ -496,21 +455,18 @@
     clearTimeout(retryTimer);
     let wait = 0;
     try {
-      while (outbox().length) {
-        const e = outbox()[0];
+      while (box.length) {
+        const e = box.first();
         let r;
         try {
-          r = await fetch(`/api/v1/queries/${e.queryId}/answer`, {
-            method: "POST", credentials: "same-origin",
-            headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, Accept: "application/json" },
-            body: JSON.stringify({ value: e.value, anomaly_start: e.a, anomaly_end: e.b, idempotency_key: e.key }),
-          });
-        } catch (err) { wait = 3000; break; } // offline: keep it, try again
-        if (r.status >= 500 || r.status === 408 || r.status === 429 || r.status === 409 && (await isRace(r.clone()))) { wait = 2000; break; }
-        const data = await r.json().catch(() => ({}));
-        const rest = outbox().filter((x) => x.key !== e.key);
-        save(OUTBOX, rest);
-        if (r.ok) {
+          r = await request(`/api/v1/queries/${e.queryId}/answer`, { method: "POST", body: answerBody(e) });
+        } catch (err) { wait = RETRY_OFFLINE_MS; break; } // offline: keep it, try again
+        const data = (await r.json().catch(() => null)) || {};
+        // busy, failing, or another request saving the same answer (409): keep it and try again; a closed round: not
+        const outcome = deliveryOutcome(r.status, data.detail);
+        if (outcome === "retry") { wait = RETRY_SERVER_MS; break; }
+        box.remove(e.key);
+        if (outcome === "done") {
           const l = local.get(e.queryId);
           if (l && l.key === e.key) l.state = "sent";
           const q = byId(e.queryId);
@@ -536,25 +492,17 @@
     else if (!current) showDone();
   }
 
-  async function isRace(r) {
-    // 409 "being saved by another request" is worth a retry; a closed round is not
-    const d = await r.json().catch(() => ({}));
-    return /another request/.test(d.detail || "");
-  }
-
   async function undo() {
     const stack = load(UNDO, []);
     const mine = stack.filter((u) => S.round && u.round === S.round.id);
     const last = mine[mine.length - 1];
     if (!last) { toast("Nothing to undo"); return; }
-    const box = outbox();
     const q = byId(last.queryId);
-    if (box.some((e) => e.key === last.key)) {
-      save(OUTBOX, box.filter((e) => e.key !== last.key)); // never sent: just drop it
+    if (box.has(last.key)) {
+      box.remove(last.key); // never sent: just drop it
     } else {
       try {
-        const r = await fetch(`/api/v1/queries/${last.queryId}/undo`, {
-          method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf, Accept: "application/json" } });
+        const r = await request(`/api/v1/queries/${last.queryId}/undo`, { method: "POST" });
         if (!r.ok) { const d = await r.json().catch(() => ({})); toast(`Cannot undo: ${d.detail || r.status}`, 5000); return; }
       } catch (e) { toast("Cannot undo while offline", 4000); return; }
       if (q) { q.status = "pending"; q.answer = []; }
@@ -610,21 +558,14 @@
   // -- keys and buttons ------------------------------------------------------------------------------------------
   function pan(direction) {
     if (!current) return;
-    const span = view.end - view.start, n = S.series[current.series_id].n_points;
-    view = clampView(view.start + direction * Math.max(1, Math.round(span / 4)), view.end + direction * Math.max(1, Math.round(span / 4)), n);
+    view = panView(view, direction, S.series[current.series_id].n_points, MAX_SPAN);
     redraw();
   }
 
   function zoom(factor) {
     if (!current) return;
-    const n = S.series[current.series_id].n_points;
-    const span = Math.max(current.end - current.start + 4, (view.end - view.start) * factor);
-    // zoom about the view's centre, moved just enough to keep the queried window on screen (the centre of a view
-    // clamped at an end of the series is far from the window: zooming in there lost the window)
-    let mid = (view.start + view.end) / 2;
-    const lo = current.end + 2 - span / 2, hi = current.start - 2 + span / 2;
-    if (lo <= hi) mid = Math.min(Math.max(mid, lo), hi);
-    view = clampView(mid - span / 2, mid + span / 2, n);
+    // about the view's centre, moved just enough to keep the queried window on screen (js/view.js)
+    view = zoomView(view, current, factor, S.series[current.series_id].n_points, MAX_SPAN);
     redraw();
   }
 
@@ -667,11 +608,9 @@
       const key = Object.keys(ev.range).find((k) => k.startsWith("x"));
       if (!key) return;
       const [x0, x1] = ev.range[key];
-      // point i is drawn at x = i and owns [i - ½, i + ½): both ends take the point under the pointer (ceil/floor
-      // dropped the last point whenever the pointer stopped a hair left of its centre)
-      const a = Math.max(current.start, Math.round(x0)), b = Math.min(current.end, Math.round(x1) + 1);
-      if (b - a < 1) { toast("Drag inside the queried window"); selection = null; }
-      else selection = { a, b };
+      // point i is drawn at x = i and owns [i - ½, i + ½): both ends take the point under the pointer (js/view.js)
+      selection = dragToRange(x0, x1, current);
+      if (!selection) toast("Drag inside the queried window");
       drawSelection();
       redraw();
     });

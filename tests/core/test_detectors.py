@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score
 
 from app.core.detectors.base import NotFittedError
 from app.core.detectors.iforest import IForestDetector
-from app.core.detectors.registry import available_detectors, load_detector, make_detector
+from app.core.detectors.registry import available_detectors, detector_class, load_detector, make_detector
 from app.core.runtime import Cancelled, Progress
 from app.core.windows import LabeledRange
 
@@ -219,25 +219,28 @@ def random_pr_auc(labels: np.ndarray) -> float:
 
 
 QUALITY = {"epochs": 4, "max_train_windows": 512}
+# The quality floors hold for what a project can pick (a ``summary`` on the form); the ensemble's point scorers are
+# members, weak alone by design (|Δx| on this NAB slice, the rolling z-score on SMD: the sanity baselines' figures).
+OFFERED = [name for name in DETECTORS if detector_class(name).summary]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", OFFERED)
 def test_beats_random_on_nab_machine_temperature(name: str, shared_data) -> None:
     x, y = load_series("nab/realKnownCause__machine_temperature_system_failure.csv.gz", limit=6000)
     assert 0 < y.mean() < 0.3  # two of the four failure windows lie in this slice
-    params = {} if name == "iforest" else dict(QUALITY)
+    params = {} if name in NON_DEEP else dict(QUALITY)
     scores = make_detector(name, seed=0, **params).fit(x).score(x)
     assert pr_auc(scores, y) > 1.2 * random_pr_auc(y)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", OFFERED)
 def test_beats_random_on_smd_machine(name: str, shared_data) -> None:
     train, _ = load_series("smd/machine-1-2.train.csv.gz", limit=3000)
     test, y = load_series("smd/machine-1-2.test.csv.gz", limit=6500)
     test, y = test[3500:], y[3500:]  # three labeled incidents in these 3,000 points
-    params = {} if name == "iforest" else dict(QUALITY)
+    params = {} if name in NON_DEEP else dict(QUALITY)
     scores = make_detector(name, seed=0, **params).fit(train).score(test)
     assert pr_auc(scores, y) > 1.5 * random_pr_auc(y)
 
