@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import plotly
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -35,7 +34,6 @@ from app.static_files import mount_static
 from app.versions.router import router as versions_router
 
 ROOT = Path(__file__).resolve().parent.parent
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 log = logging.getLogger("anomaloop")
 ROUTERS: tuple[APIRouter, ...] = (
     accounts_router,
@@ -79,11 +77,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     # outermost: identity and body limits before anything reads the body; security headers on every response
     app.add_middleware(Guard, settings=settings, db=app.state.db)
-
-    @app.get("/vendor/plotly.min.js", include_in_schema=False)
-    def plotly_js() -> FileResponse:
-        # Plotly's own bundle from the installed package: no CDN, and the version always matches the package.
-        return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
