@@ -111,16 +111,7 @@ def detector_type(name: str) -> type[Detector]:
 
 def build_detector(name: str, seed: int, device: str, params: dict[str, Any], quick: bool = False) -> Any:
     """A fresh unfitted detector: a baseline, a peer or a core registry name, with ``params`` (+ quick shrink)."""
-    from app.bench.peers import PEERS
-
-    if name in BASELINES:
-        cls = BASELINES[name]
-    elif name in PEERS:
-        cls = PEERS[name]
-    else:
-        from app.core.detectors.registry import detector_class
-
-        cls = detector_class(name)
+    cls = detector_type(name)
     accepted = _accepted_params(cls)
     kw: dict[str, Any] = {"seed": seed}
     if "device" in accepted:
