@@ -27,6 +27,14 @@ from app.versions import service as versions
 
 log = logging.getLogger("anomaloop.jobs")
 REPORT_EVERY_S = 1.0  # progress rows are written at most this often
+TRAINING_KINDS = ("fit", "retrain")
+TaskBody = Callable[[Database, Settings, int], str]
+"""A job that is not training: ``(db, settings, job_id) -> message`` for the finished job; raising fails it."""
+
+
+def task_for(kind: str) -> TaskBody:
+    """The body of a job kind other than training. Each kind's module is imported here, when such a job runs."""
+    raise ValueError(f"no job kind {kind!r}")
 
 
 class LeaseHeld(Exception):
@@ -46,6 +54,28 @@ def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[in
             return job.status
         if not jobs.claim(session, job_id, me, settings.job_lease_seconds):
             raise LeaseHeld(f"job {job_id} is running on {job.worker}")
+        kind = job.kind
+    if kind in TRAINING_KINDS:
+        return _run_training(db, settings, job_id, me, enqueue)
+    return _run_task(db, settings, job_id, me, kind)
+
+
+def _run_task(db: Database, settings: Settings, job_id: int, me: str, kind: str) -> str:
+    """A short job that is not training (see :func:`task_for`): run it, then mark the job done or failed."""
+    try:
+        message = task_for(kind)(db, settings, job_id)
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job_id, kind)
+        with db.session_scope() as session:
+            jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
+        return "failed"
+    with db.session_scope() as session:
+        jobs.finish(session, job_id, me, message)
+    return "done"
+
+
+def _run_training(db: Database, settings: Settings, job_id: int, me: str, enqueue: Callable[[int], None]) -> str:
+    """Train a project's model (``fit``) or retrain it after a round (``retrain``) and store the version."""
     stop_heartbeat = threading.Event()
     lease = settings.job_lease_seconds
     heartbeat = threading.Thread(target=_heartbeat, args=(db, job_id, me, lease, stop_heartbeat), daemon=True)
