@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install install-test run test test-fast bench lint clean vendor-plotly
+.PHONY: install install-test run test test-fast bench lint clean vendor-plotly vendor-swagger
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,3 +65,18 @@ vendor-plotly: install
 	echo $$version > static/vendor/plotly-basic.VERSION; \
 	rm -rf $$tmp; \
 	echo "static/vendor/plotly-basic.min.js: plotly.js-basic-dist-min $$version"
+
+# Swagger UI for the offline API docs at /api/docs (docs/API.md): swagger-ui-dist's bundle and stylesheet at a pinned
+# version, from the npm registry, into static/vendor/swagger-ui/ with its licence, notice and the bundled packages'
+# licences (swagger-ui-bundle.js.LICENSE.txt, which the bundle's first line points to); no CDN at run time.
+SWAGGER_UI_VERSION ?= 5.35.0
+vendor-swagger:
+	@set -e; \
+	tmp=$$(mktemp -d); \
+	(cd $$tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz); \
+	mkdir -p static/vendor/swagger-ui; \
+	cp $$tmp/package/swagger-ui-bundle.js $$tmp/package/swagger-ui.css static/vendor/swagger-ui/; \
+	cp $$tmp/package/LICENSE $$tmp/package/NOTICE $$tmp/package/swagger-ui-bundle.js.LICENSE.txt static/vendor/swagger-ui/; \
+	echo $(SWAGGER_UI_VERSION) > static/vendor/swagger-ui/VERSION; \
+	rm -rf $$tmp; \
+	echo "static/vendor/swagger-ui/: swagger-ui-dist $(SWAGGER_UI_VERSION)"

@@ -1,13 +1,13 @@
-"""anomaloop command line: serve | worker | migrate | import | create-user | project | bench."""
+"""anomaloop command line: serve | worker | migrate | import | user | token | project | bench."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import secrets
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
@@ -208,22 +208,189 @@ def _default_dataset_name(path: Path) -> str:
     return path.name if path.is_dir() else series_name(path)
 
 
+# -- users and API tokens ----------------------------------------------------------------------------------------
+
+user_cli = typer.Typer(
+    help="Users: create, list, disable, enable, set a password (passwords are prompted, never echoed).",
+    no_args_is_help=True,
+)
+cli.add_typer(user_cli, name="user")
+token_cli = typer.Typer(help="API tokens: create (the secret is printed once), list, revoke.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input instead of a prompt."
+    ),
+]
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or typed twice at a hidden prompt."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin: standard input gave no password")
+        return password
+    password = typer.prompt("password", hide_input=True)
+    if typer.prompt("again", hide_input=True) != password:
+        _fail("the passwords differ")
+    return password
+
+
+@user_cli.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, - _ .).")],
+    role: Annotated[Literal["admin", "analyst"], typer.Option(help="admin: everything; analyst: label and view.")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Create a user who signs in at /login."""
+    _create_user(name, role, _read_password(password_stdin))
+
+
+def _create_user(name: str, role: str, password: str) -> None:
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            user = accounts.add_user(session, None, name, role, password)
+            typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
+    except AppError as exc:
+        _fail(exc.message)
+
+
 @cli.command("create-user")
 def create_user_cmd(
     name: Annotated[str, typer.Argument(help="User name (letters, digits, - _ .).")],
     role: Annotated[Literal["admin", "analyst"], typer.Option(help="admin: everything; analyst: label and view.")],
-    password: Annotated[str | None, typer.Option(help="At least 8 characters; prompted when omitted.")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="At least 8 characters; prompted when omitted (safer: not in shell history).")
+    ] = None,
+    password_stdin: PasswordStdin = False,
 ) -> None:
-    """Create a user who signs in at /login."""
-    if password is None:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            _fail("the passwords differ")
+    """Create a user who signs in at /login (the same as `anomaloop user create`)."""
+    _create_user(name, role, password if password is not None else _read_password(password_stdin))
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """Every user: id, name, role, active or disabled."""
+    db = _database(_settings())
+    with db.session_scope() as session:
+        for u in accounts.list_users(session):
+            typer.echo(f"{u.id:>4}  {u.username:<24} {u.role:<8} {'active' if u.is_active else 'disabled'}")
+
+
+def _user_action(name: str, action: str) -> None:
     db = _database(_settings())
     try:
         with db.session_scope() as session:
-            user = accounts.create_user(session, name, role, password)
-            typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
+            user = accounts.find_user(session, name)
+            if action == "disable":
+                accounts.disable_user(session, None, user.id)
+                typer.echo(f"disabled {user.username!r}: its sessions ended and its API tokens were revoked")
+            else:
+                accounts.enable_user(session, None, user.id)
+                typer.echo(f"enabled {user.username!r} (its old API tokens stay revoked)")
+    except AppError as exc:
+        _fail(exc.message)
+
+
+@user_cli.command("disable")
+def user_disable(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Disable a user: no sign-in; its browser sessions end and every API token of it is revoked."""
+    _user_action(name, "disable")
+
+
+@user_cli.command("enable")
+def user_enable(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Let a disabled user sign in again (create new tokens for it: the old ones stay revoked)."""
+    _user_action(name, "enable")
+
+
+@user_cli.command("set-password")
+def user_set_password(
+    name: Annotated[str, typer.Argument(help="User name.")], password_stdin: PasswordStdin = False
+) -> None:
+    """Set a user's password; its browser sessions end (its API tokens stay valid)."""
+    password = _read_password(password_stdin)
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            user = accounts.find_user(session, name)
+            accounts.set_password(session, None, user.id, password)
+            typer.echo(f"set the password of {user.username!r}; its browser sessions ended")
+    except AppError as exc:
+        _fail(exc.message)
+
+
+@token_cli.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="User name the token acts as.")],
+    name: Annotated[str, typer.Option(help="What the token is for (shown in lists).")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: read, write, admin (read ⊂ write ⊂ admin; admin for admins only).")
+    ] = "read",
+    expires_days: Annotated[
+        int | None, typer.Option(help="Refused after this many days; default: valid until revoked.")
+    ] = None,
+) -> None:
+    """Create an API token. The secret alone goes to standard output, once (TOKEN=$(anomaloop token create ...));
+    what it is goes to standard error. Only its hash is stored."""
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            owner = accounts.find_user(session, user)
+            token, plain = accounts.issue_token(
+                session,
+                None,
+                name,
+                accounts.parse_scopes(scopes),
+                user_id=owner.id,
+                expires_in_days=expires_days,
+            )
+            expiry = f"expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "no expiry"
+            summary = (
+                f"created token {token.id} {token.name!r} for {owner.username!r}: {', '.join(token.scopes)}, {expiry}"
+            )
+    except AppError as exc:
+        _fail(exc.message)
+    typer.echo(summary + " (the secret is printed once, below)", err=True)
+    typer.echo(plain)
+
+
+@token_cli.command("list")
+def token_list(user: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None) -> None:
+    """Tokens (never their secrets): id, prefix, owner, scopes, created, last used, expiry, status."""
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            user_id = accounts.find_user(session, user).id if user else None
+            tokens = accounts.list_api_tokens(session, user_id)
+    except AppError as exc:
+        _fail(exc.message)
+
+    def when(moment: datetime | None, none: str) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else none
+
+    typer.echo(f"{'id':>4}  {'name':<20} {'prefix':<13} {'owner':<14} {'scopes':<17} {'created':<16}  "
+               f"{'last used':<16}  {'expires':<16}  status")  # fmt: skip
+    for t in tokens:
+        typer.echo(
+            f"{t.id:>4}  {t.name[:20]:<20} {t.prefix:<13} {t.username[:14]:<14} {','.join(t.scopes):<17} "
+            f"{when(t.created_at, ''):<16}  {when(t.last_used_at, 'never'):<16}  {when(t.expires_at, 'never'):<16}  "
+            f"{t.status}"
+        )
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (from `anomaloop token list`).")]) -> None:
+    """Revoke a token at once: its next request gets 401."""
+    db = _database(_settings())
+    try:
+        with db.session_scope() as session:
+            token = accounts.revoke_api_token(session, None, token_id, as_admin=True)
+            typer.echo(f"revoked token {token.id} {token.name!r}")
     except AppError as exc:
         _fail(exc.message)
 

@@ -44,6 +44,7 @@ class Principal:
     ``user`` is the ORM row for services within the request; the plain fields are copied at sign-in time so an error
     page can still show who is signed in after the request's transaction rolled back (expiring ``user``).
     ``scopes`` compose (read < write < admin); a browser session holds them all, limited by the user's role.
+    ``granted_scopes``: a token's scopes as created (``scopes`` drops ``admin`` for a user who is no admin).
     """
 
     user: User
@@ -52,12 +53,21 @@ class Principal:
     csrf_token: str = ""
     username: str = ""
     role: str = ""
+    granted_scopes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.username, self.role = self.user.username, self.user.role
 
     def allows(self, scope: str) -> bool:
         return accounts.scope_allows(self.scopes, scope)
+
+    def require(self, scope: str) -> None:
+        """403 naming what is missing unless this caller may do what ``scope`` (read, write, admin) allows."""
+        refusal = accounts.scope_refusal(
+            self.role, self.scopes, scope, browser=self.browser, granted=self.granted_scopes
+        )
+        if refusal is not None:
+            raise Forbidden(refusal, code=accounts.refusal_code(self.role, scope))
 
     @property
     def is_admin(self) -> bool:
@@ -90,8 +100,8 @@ def optional_principal(
         auth = request.headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         identity = accounts.resolve_identity(session, bearer, request.cookies.get(SESSION_COOKIE))
-    if identity == accounts.INVALID_TOKEN:
-        raise Unauthorized("invalid or revoked API token")
+    if isinstance(identity, accounts.TokenRefusal):
+        raise Unauthorized(identity.message, code=identity.code)
     if identity is None:
         return None
     assert isinstance(identity, accounts.Identity)
@@ -99,11 +109,13 @@ def optional_principal(
     if user is None or not user.is_active:  # deactivated since the guard looked
         if identity.browser:
             return None
-        raise Unauthorized("invalid or revoked API token")
+        raise Unauthorized("the user of this API token is disabled; an admin can enable it", code="user_disabled")
     if identity.browser and request.method not in SAFE_METHODS:
         # Cookie-authenticated writes need the session's CSRF token (header for fetch, field for forms).
         accounts.check_csrf_token(identity.csrf_token, presented)
-    principal = Principal(user, identity.browser, identity.scopes, identity.csrf_token)
+    principal = Principal(
+        user, identity.browser, identity.scopes, identity.csrf_token, granted_scopes=identity.granted_scopes
+    )
     request.state.principal = principal
     return principal
 
@@ -114,8 +126,7 @@ OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 def current_principal(principal: OptionalPrincipal, request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("sign in first")
-    if request.method not in SAFE_METHODS and not principal.browser and not principal.allows("write"):
-        raise Forbidden("this API token is read-only")
+    principal.require("read" if request.method in SAFE_METHODS else "write")
     return principal
 
 
@@ -123,8 +134,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def admin_principal(principal: CurrentPrincipal) -> Principal:
-    if not principal.is_admin:
-        raise Forbidden("admins only")
+    principal.require("admin")
     return principal
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, NonNegativeFloat, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     """Sliding window of the sign-in limiter."""
     session_hours: int = 12
     """How long a browser session lasts."""
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    """Seconds one webhook delivery attempt waits to connect and for the receiver's answer; then it counts as
+    failed and is retried."""
+    webhook_backoff_s: list[NonNegativeFloat] = Field(default_factory=lambda: [10.0, 60.0, 300.0, 1800.0])
+    """Seconds before each retry of a failed webhook delivery (JSON list, e.g. ``[10, 60, 300, 1800]``): one
+    attempt plus one per entry, then the delivery is marked failed."""
+    webhook_workers: int = Field(2, ge=1, le=32)
+    """Threads of the in-process executor that deliver webhooks, apart from the one that trains, so that a slow
+    receiver never delays training (Celery workers run deliveries as ordinary jobs)."""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

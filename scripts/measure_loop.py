@@ -75,6 +75,7 @@ def setup(db: Database, csv: Path, detector: str, name: str) -> tuple[int, int]:
             budget=1000,
             oracle="human",
             detector_params=PARAMS[detector],
+            review_grace_minutes=0,  # timed from the last label: the round closes there, no review period
         )
         project, job = projects.create_project(s, None, spec)
         return project.id, job

@@ -16,14 +16,27 @@
 //     explorer shades it to the end of its last point). `yref: "overlay"` places a shape (a threshold line, say)
 //     in the overlay panel; `yref: "paper"` spans every channel (a label range).
 // ctx = {seriesId, nPoints, channels (indices shown), signal (AbortSignal of this view), redraw()}. Call
-// ctx.redraw() (or window.explorer.redraw()) after a label changes to refetch the overlays of the current view.
+// ctx.redraw() (or window.explorer.redraw()) after a label changes to refetch the overlays of the current view, or
+// window.explorer.refreshOverlays() to redraw them over the data already shown (no new view request).
+//
+// BRUSH HOOK (labeling ranges on the chart): window.explorer.setInteraction({mode, onBrush, onPoint}) with mode
+// "zoom" (a drag zooms, as without it) or "label" (a drag brushes a range: onBrush(start, end) in points, the range
+// shaded while dragging); in either mode a click without a drag calls onPoint(i), the point under the pointer.
+//
+// Colours follow the system's light or dark scheme (js/palette.js: theme()), colour-blind safe in both.
 //
 // An ES module: the view arithmetic, the stacked rows, the palette and the API's errors come from static/js/.
 import { errorFromResponse } from "./js/api.js";
-import { channelColor as color, GRID, TRUTH_FILL } from "./js/palette.js";
+import { channelColor, theme } from "./js/palette.js";
 import { clampRange as clampToSeries, panRange, zoomRange } from "./js/view.js";
 import { axisId, plotlyReady as whenPlotly, stackDomains, stackRows } from "./js/chart.js";
 import { exposeForTests } from "./js/hooks.js";
+import { brushToRange } from "./js/events.js";
+
+const T = theme(); // the colour scheme when the page loaded
+const color = (i) => channelColor(i, T.channels);
+const GRID = T.grid;
+const TRUTH_FILL = T.truthFill;
 
 (function () {
   const el = document.getElementById("chart");
@@ -211,6 +224,7 @@ import { exposeForTests } from "./js/hooks.js";
         `${n.toLocaleString()} <span class="muted">(${fraction(end - start)} shown, ` +
         `${shown.toLocaleString()} drawn per channel)</span>`;
       if (!state.overview && start === 0 && end === n) useAsOverview(got.view);
+      el.dispatchEvent(new CustomEvent("explorer:view", { detail: { start, end } }));
     } catch (err) {
       if (err.name === "AbortError" || my !== seq) return;
       // one message and a Retry button; nothing retries by itself
@@ -235,6 +249,15 @@ import { exposeForTests } from "./js/hooks.js";
     for (const key of [...cache.keys()]) if (key.includes(`start=${state.start}&end=${state.end}&`)) cache.delete(key);
     return show(state.start, state.end);
   }
+  // The overlays again over the view already drawn (a label selected, edited or added): no new view request.
+  async function refreshOverlays() {
+    if (!state.view || !state.visible.length) return;
+    const my = seq, view = state.view;
+    try {
+      const extra = await fetchOverlays(view.start, view.end, state.width, controller ? controller.signal : undefined);
+      if (my === seq && state.view === view) draw(view, extra);
+    } catch (err) { if (err.name !== "AbortError") throw err; }
+  }
 
   // ---------- drawing ----------
   function panelHeights(k, withOverlay) {
@@ -256,12 +279,13 @@ import { exposeForTests } from "./js/hooks.js";
       height, margin: { l: MARGIN.l, r: MARGIN.r, t: top, b: bottom }, showlegend: true,
       // Legend top left: the mode bar owns the top right corner.
       legend: { orientation: "h", x: 0, xanchor: "left", y: 1, yanchor: "bottom", font: { size: 11.5 } },
-      hovermode: "x unified", dragmode: "zoom", plot_bgcolor: "#fff", paper_bgcolor: "#fff",
-      font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 11.5, color: "#1d2330" },
+      hovermode: "x unified", dragmode: "zoom", plot_bgcolor: T.plotBg, paper_bgcolor: T.paperBg,
+      hoverlabel: { bgcolor: T.paperBg, bordercolor: T.spike, font: { color: T.text } },
+      font: { family: "system-ui, -apple-system, Segoe UI, sans-serif", size: 11.5, color: T.text },
       xaxis: {
         type: xKind === "datetime" ? "date" : "linear", range: spanX(view.start, view.end).map(xPlot),
         showgrid: true, zeroline: false, gridcolor: GRID, tickformat: isIndex ? "," : undefined,
-        showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: "#98a2b3", spikedash: "dot",
+        showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: T.spike, spikedash: "dot", linecolor: T.grid,
       },
       shapes: [],
     };
@@ -270,18 +294,18 @@ import { exposeForTests } from "./js/hooks.js";
       const ch = view.channels[j];
       return {
         fixedrange: true, zeroline: false, gridcolor: GRID, automargin: false, tickfont: { size: 10.5 },
-        title: { text: ch ? shorten(ch.name) : (extra.panelTitle || "overlay"), font: { size: 11.5, color: ch ? color(ch.index) : "#475467" }, standoff: 4 },
+        title: { text: ch ? shorten(ch.name) : (extra.panelTitle || "overlay"), font: { size: 11.5, color: ch ? color(ch.index) : T.muted }, standoff: 4 },
       };
     });
     const traces = view.channels.map((c, j) => ({
       type: "scatter", mode: "lines", name: c.name, x: isIndex ? c.i : c.x.map(xPlot), y: c.y, customdata: c.i,
       yaxis: axisId(j), xaxis: "x", connectgaps: false, showlegend: false, line: { width: 1.1, color: color(c.index) },
-      hovertemplate: `%{y:.6~g} <span style="color:#98a2b3">point %{customdata:,}</span><extra>${escapeHtml(c.name)}</extra>`,
+      hovertemplate: `%{y:.6~g} <span style="color:${T.muted}">point %{customdata:,}</span><extra>${escapeHtml(c.name)}</extra>`,
     }));
     // Imported ground truth: shaded over every channel, with its own legend entry so nobody takes it for labels.
     if (view.truth.length) {
       traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], name: "imported ground truth", hoverinfo: "skip",
-        marker: { symbol: "square", size: 11, color: "rgba(217,54,62,0.32)", line: { width: 1, color: "rgba(217,54,62,0.7)" } } });
+        marker: { symbol: "square", size: 11, color: TRUTH_FILL, line: { width: 1, color: T.truthLine } } });
       const [v0, v1] = spanX(view.start, view.end);
       const minWidth = (2 * (v1 - v0)) / state.width; // at least 2 px, so a short anomaly in a long view shows
       for (const [a, b] of view.truth) {
@@ -317,6 +341,7 @@ import { exposeForTests } from "./js/hooks.js";
       showTips: false,
       modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toImage"] });
     bindMain();
+    bindBrush();
   }
   function shorten(name) { return name.length > 18 ? name.slice(0, 17) + "…" : name; }
   function escapeHtml(s) { return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`); }
@@ -339,6 +364,60 @@ import { exposeForTests } from "./js/hooks.js";
     });
     el.addEventListener("wheel", () => (lastWheel = performance.now()), { capture: true, passive: true });
   }
+
+  // ---------- brushing ranges and picking points (the labeling hook) ----------
+  const interaction = { mode: "zoom", onBrush: null, onPoint: null };
+  let brushBound = false, band = null;
+  function setInteraction(opts) {
+    Object.assign(interaction, opts);
+    el.classList.toggle("brushing", interaction.mode === "label");
+  }
+  // Fractional point index under clientX, and whether it is inside the plot area (not a margin, not the mode bar).
+  function pointAt(ev) {
+    const full = el._fullLayout;
+    if (!full || !full.xaxis || !full._size) return null;
+    const box = el.getBoundingClientRect(), xa = full.xaxis, size = full._size;
+    const px = ev.clientX - box.left - size.l, py = ev.clientY - box.top;
+    const inside = px >= 0 && px <= size.w && py >= size.t && py <= size.t + size.h;
+    return { i: toIndex(xa.p2l(px)), px, inside };
+  }
+  function bindBrush() {
+    if (brushBound) return;
+    brushBound = true;
+    // Capture phase: this runs before Plotly's own drag handler, so in label mode the drag never starts a zoom.
+    el.addEventListener("mousedown", (ev) => {
+      if (ev.button !== 0 || (!interaction.onBrush && !interaction.onPoint)) return;
+      if (ev.target.closest && ev.target.closest(".modebar, .legend")) return;
+      const at = pointAt(ev);
+      if (!at || !at.inside) return;
+      const labeling = interaction.mode === "label" && interaction.onBrush;
+      if (labeling) { ev.stopPropagation(); ev.preventDefault(); }
+      const x0 = ev.clientX;
+      let moved = false;
+      const move = (e) => {
+        if (Math.abs(e.clientX - x0) > 3) moved = true;
+        if (labeling && moved) showBand(at.px, pointAt(e).px);
+      };
+      const up = (e) => {
+        window.removeEventListener("mousemove", move, true);
+        window.removeEventListener("mouseup", up, true);
+        hideBand();
+        const end = pointAt(e);
+        if (!moved) { if (interaction.onPoint) interaction.onPoint(Math.round(at.i)); return; }
+        if (labeling && end) interaction.onBrush(...brushToRange(at.i, end.i, n));
+      };
+      window.addEventListener("mousemove", move, true);
+      window.addEventListener("mouseup", up, true);
+    }, true);
+  }
+  function showBand(p0, p1) {
+    const size = el._fullLayout._size;
+    if (!band || !band.isConnected) { band = document.createElement("div"); band.className = "ex-band"; el.appendChild(band); }
+    const lo = Math.max(0, Math.min(p0, p1)), hi = Math.min(size.w, Math.max(p0, p1));
+    Object.assign(band.style, { left: `${size.l + lo}px`, width: `${hi - lo}px`, top: `${size.t}px`, height: `${size.h}px`,
+      display: "block" });
+  }
+  function hideBand() { if (band) band.style.display = "none"; }
 
   // ---------- overview strip ----------
   let stripBound = false, restoring = false;
@@ -367,18 +446,18 @@ import { exposeForTests } from "./js/hooks.js";
     });
     shapes.push(windowShape());
     Plotly.react(strip, [{ type: "scatter", mode: "lines", x: isIndex ? c.i : c.x.map(xPlot), y: c.y, hoverinfo: "skip",
-      connectgaps: false, line: { width: 1, color: "#98a2b3" } }], {
+      connectgaps: false, line: { width: 1, color: T.stripLine } }], {
       height: STRIP_HEIGHT, margin: { l: MARGIN.l, r: MARGIN.r, t: 6, b: isIndex ? 20 : 32 }, showlegend: false, dragmode: "zoom",
-      xaxis: { type: xKind === "datetime" ? "date" : "linear", range: full, tickfont: { size: 9.5, color: "#667085" },
+      xaxis: { type: xKind === "datetime" ? "date" : "linear", range: full, tickfont: { size: 9.5, color: T.muted },
         tickformat: isIndex ? "~s" : undefined, showgrid: false, zeroline: false },
-      yaxis: { fixedrange: true, visible: false }, shapes, plot_bgcolor: "#fafbfc", paper_bgcolor: "#fff",
+      yaxis: { fixedrange: true, visible: false }, shapes, plot_bgcolor: T.stripBg, paper_bgcolor: T.paperBg,
     }, { displayModeBar: false, responsive: true, doubleClick: false });
     bindStrip();
   }
   function windowShape() {
     const [x0, x1] = spanX(state.start, state.end);
     return { type: "rect", xref: "x", yref: "paper", x0: xPlot(x0), x1: xPlot(x1), y0: 0, y1: 1, name: "window",
-      fillcolor: "rgba(47,111,222,0.10)", line: { color: "#2f6fde", width: 1.2 } };
+      fillcolor: "rgba(86,180,233,0.14)", line: { color: T.accent, width: 1.2 } };
   }
   function updateStripWindow() {
     if (!state.overview || !strip.layout) return;
@@ -465,7 +544,7 @@ import { exposeForTests } from "./js/hooks.js";
     history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname + location.search);
   }
 
-  window.explorer = { show, redraw, state, toX, toIndex };
+  window.explorer = { show, redraw, refreshOverlays, setInteraction, state, toX, toIndex, nPoints: n, xKind };
   const initial = parseHash().range || [0, n];
   if (initial[0] !== 0 || initial[1] !== n) loadOverview();
   show(initial[0], initial[1]);

@@ -5,12 +5,18 @@
 // An ES module (static/js/ holds what it shares with the explorer and the admin pages).
 import { getJSON, request } from "./js/api.js";
 import { toast } from "./js/toast.js";
-import { CHANNEL_COLORS as COLORS, LABEL_SHADE as SHADE, GRID, SCORE, SCORE_FILL, THRESHOLD } from "./js/palette.js";
-import { LABEL_MAX_SPAN as MAX_SPAN, contextView, dragToRange, panView, zoomView } from "./js/view.js";
+import { CHANNEL_COLORS as COLORS, LABEL_SHADE as SHADE, LABEL_BARS as RANGE_LINE, GRID, SCORE, SCORE_FILL, THRESHOLD }
+  from "./js/palette.js";
+import { LABEL_MAX_SPAN as MAX_SPAN, contextView, panView, zoomView } from "./js/view.js";
+import { RANGE_VALUES, addRange, answerPieces, brushToRange, describeAnswer, firstOverlap, fromBody, newRange, rangesBody,
+         withValue }
+  from "./js/ranges.js";
+import { breakGaps, formatStamp, makeTimeline, plotlyDateToMs } from "./js/timeline.js";
 import { OUTBOX_KEY as OUTBOX, Outbox, answerBody, deliveryOutcome, jsonStore, makeEntry, newKey,
          RETRY_OFFLINE_MS, RETRY_SERVER_MS } from "./js/outbox.js";
 import { axisKey, plotlyReady as whenPlotly, stackDomainsByFraction, stackRows } from "./js/chart.js";
 import { exposeForTests } from "./js/hooks.js";
+import { drawReview } from "./js/review.js";
 
 (function () {
   const root = document.getElementById("lq");
@@ -23,7 +29,8 @@ import { exposeForTests } from "./js/hooks.js";
   let S = JSON.parse($("lq-state").textContent);
   let current = null; // the query on screen
   let view = null; // {start, end} points on screen
-  let selection = null; // {a, b} dragged anomalous range, points
+  let ranges = []; // ranges brushed on the current window, not yet saved (js/ranges.js): {a, b, value, type, comment}
+  let axis = { toX: (i) => i, toIndex: (x) => x, date: false }; // the chart's x axis: point index <-> x (js/timeline.js)
   const cache = new Map(); // "series:start:end" -> Promise<{view, scores, labels}>
   const local = new Map(); // query id -> {value, a, b, key, state: "pending" | "sent"}
   // key press -> next window drawn (ms), Plotly.react times, charts drawn; read by tests and scripts/measure_labeling.py
@@ -182,13 +189,15 @@ import { exposeForTests } from "./js/hooks.js";
     const chans = data.view.channels.filter((c) => !hidden.has(c.index));
     const withScore = $("lq-score").checked && data.scores && data.scores.scores.length;
     const weights = chans.map(() => 1).concat(withScore ? [1.15] : []);
+    axis = chartAxis(s, data.view);
+    const X = axis.toX;
     const layout = {
       height: Math.max(340, 96 * chans.length + (withScore ? 130 : 0) + 70),
       margin: { l: 64, r: 18, t: 26, b: 36 }, showlegend: false, dragmode: "select", selectdirection: "h",
       hovermode: "x unified", font: { family: "system-ui, sans-serif", size: 11.5 },
       paper_bgcolor: "#fff", plot_bgcolor: "#fff", selections: [],
-      xaxis: { range: [view.start - 0.5, view.end - 0.5], showgrid: true, gridcolor: GRID, zeroline: false,
-               title: { text: "point", standoff: 4 }, fixedrange: true },
+      xaxis: { type: axis.date ? "date" : "linear", range: [X(view.start - 0.5), X(view.end - 0.5)], showgrid: true,
+               gridcolor: GRID, zeroline: false, title: { text: axis.title, standoff: 4 }, fixedrange: true },
       shapes: [], annotations: [],
     };
     const traces = [];
@@ -197,25 +206,27 @@ import { exposeForTests } from "./js/hooks.js";
       const all = chans.flatMap((c) => c.y.filter((y) => y != null));
       if (all.length) { const lo = Math.min(...all), hi = Math.max(...all), pad = (hi - lo) * 0.06 || 1; shared = [lo - pad, hi + pad]; }
     }
-    const stamp = (x) => (s.x_kind === "datetime" ? new Date(x).toISOString().replace("T", " ").replace(".000Z", "") : x);
     // one row per channel (and the score's, a little taller) sharing the x axis; its tick labels under the bottom row
     const axes = stackRows(layout, stackDomainsByFraction(weights, 0.035), () => (
       { zeroline: false, gridcolor: GRID, fixedrange: true, automargin: true, tickfont: { size: 10.5 } }));
     chans.forEach((c, r) => {
       const color = COLORS[c.index % COLORS.length];
       const label = c.name.replace(/[<>&]/g, "");
-      traces.push({ type: "scatter", mode: "lines", x: c.i, y: c.y, yaxis: axes[r], name: c.name,
-                    line: { color, width: 1.4 }, connectgaps: false, text: c.x.map(stamp),
-                    hovertemplate: r === 0 && s.x_kind === "datetime" ? `${label}: %{y:.4g} · %{text}<extra></extra>`
-                                                                      : `${label}: %{y:.4g}<extra></extra>` });
+      // on a time axis a jump in the stamps breaks the line (js/timeline.js); the hover names the point too
+      const line = axis.stamped ? breakGaps(c.i, c.x, c.y) : { x: c.i, y: c.y, i: c.i };
+      traces.push({ type: "scatter", mode: "lines", x: line.x, y: line.y, yaxis: axes[r], name: c.name,
+                    line: { color, width: 1.4 }, connectgaps: false, customdata: line.i,
+                    hovertemplate: r === 0 && axis.stamped ? `${label}: %{y:.4g} · point %{customdata}<extra></extra>`
+                                                           : `${label}: %{y:.4g}<extra></extra>` });
       if (shared) layout[axisKey(r)].range = shared;
       layout.annotations.push({ text: label, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
                                 yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,.8)" });
     });
     if (withScore) {
       const r = chans.length, sc = data.scores;
-      const xs = sc.scores.map((_, i) => sc.start + i);
-      traces.push({ type: "scatter", mode: "lines", x: xs, y: sc.scores, yaxis: axes[r], name: "score",
+      const points = sc.scores.map((_, i) => sc.start + i);
+      const line = axis.stamped ? breakGaps(points, points.map(X), sc.scores, undefined, axis.period) : { x: points, y: sc.scores };
+      traces.push({ type: "scatter", mode: "lines", x: line.x, y: line.y, yaxis: axes[r], name: "score", connectgaps: false,
                     line: { color: SCORE, width: 1.3 }, fill: "tozeroy", fillcolor: SCORE_FILL,
                     hovertemplate: "score %{y:.4g}<extra></extra>" });
       layout.annotations.push({ text: `model score (v${S.round.version.id})`, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1,
@@ -233,30 +244,64 @@ import { exposeForTests } from "./js/hooks.js";
       if (lab.query_id != null && mine.has(lab.query_id)) continue;
       if (!SHADE[lab.value]) continue;
       layout.shapes.push(band(lab.start, lab.end, SHADE[lab.value]));
+      if (lab.label_type || lab.comment) { // its type at the foot of the band; the comment on hover
+        const clean = (t) => String(t).replace(/[<>&]/g, "");
+        layout.annotations.push({ text: clean(lab.label_type || lab.value) + (lab.comment ? " ✎" : ""), xref: "x", yref: "paper",
+                                  x: X(lab.start - 0.5), xanchor: "left", y: 0, yanchor: "bottom", showarrow: false,
+                                  font: { size: 10, color: RANGE_LINE[lab.value] || "#555" },
+                                  hovertext: lab.comment ? clean(lab.comment) : undefined });
+      }
     }
     for (const [qid, l] of local) {
       const lq = byId(qid);
       if (!lq || lq.series_id !== q.series_id || l.value === "skip") continue;
-      if (l.a != null) {
+      if (l.ranges) {
+        for (const p of answerPieces(lq, fromBody(l.ranges), l.value)) {
+          if (SHADE[p.value]) layout.shapes.push(band(p.start, p.end, SHADE[p.value]));
+          if (p.label_type) layout.annotations.push({ text: p.label_type.replace(/[<>&]/g, ""), xref: "x", yref: "paper", x: X(p.start - 0.5),
+                                                      xanchor: "left", y: 0, yanchor: "bottom", showarrow: false,
+                                                      font: { size: 10, color: RANGE_LINE.anomaly } });
+        }
+      } else if (l.a != null) {
         layout.shapes.push(band(lq.start, l.a, SHADE.normal), band(l.a, l.b, SHADE.anomaly), band(l.b, lq.end, SHADE.normal));
       } else layout.shapes.push(band(lq.start, lq.end, SHADE[l.value]));
     }
     // the queried window on top of everything
-    layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: q.start - 0.5, x1: q.end - 0.5, y0: 0, y1: 1,
+    layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: X(q.start - 0.5), x1: X(q.end - 0.5), y0: 0, y1: 1,
                          fillcolor: "rgba(47,111,222,0.07)", line: { color: "#2f6fde", width: 1.6 }, layer: "above" });
-    layout.annotations.push({ text: "queried window", xref: "x", yref: "paper", x: (q.start + q.end) / 2, y: 1, yanchor: "bottom",
+    layout.annotations.push({ text: "queried window", xref: "x", yref: "paper", x: X((q.start + q.end) / 2 - 0.5), y: 1, yanchor: "bottom",
                               showarrow: false, font: { size: 11, color: "#2f6fde" } });
-    if (selection) {
-      layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: selection.a - 0.5, x1: selection.b - 0.5, y0: 0, y1: 1,
-                           fillcolor: "rgba(217,54,62,0.22)", line: { color: "#d9363e", width: 1.5, dash: "dot" }, layer: "above" });
-    }
-    $("lq-range").textContent = `points ${view.start.toLocaleString()}–${view.end.toLocaleString()} of ${s.n_points.toLocaleString()}`;
+    // the ranges brushed on this window, numbered as in the list under the chart
+    ranges.forEach((r, k) => {
+      layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: X(r.a - 0.5), x1: X(r.b - 0.5), y0: 0, y1: 1,
+                           fillcolor: SHADE[r.value], line: { color: RANGE_LINE[r.value], width: 1.6, dash: "dot" }, layer: "above" });
+      const tag = r.value === "anomaly" ? (r.type || "anomaly") : r.value;
+      layout.annotations.push({ text: `${k + 1} · ${tag.replace(/[<>&]/g, "")}`, xref: "x", yref: "paper", x: X(r.a - 0.5),
+                                xanchor: "left", y: 0, yanchor: "bottom", showarrow: false, bgcolor: "rgba(255,255,255,.85)",
+                                font: { size: 10.5, color: RANGE_LINE[r.value] } });
+    });
+    const stamps = axis.stamped ? ` · ${formatStamp(X(view.start), s.x_kind)} → ${formatStamp(X(view.end - 1), s.x_kind)}` : "";
+    $("lq-range").textContent = `points ${view.start.toLocaleString()}–${view.end.toLocaleString()} of ${s.n_points.toLocaleString()}${stamps}`;
     return Plotly.react("lq-chart", traces, layout, { displayModeBar: false, responsive: true, scrollZoom: false, doubleClick: false });
   }
 
   function band(a, b, color) {
-    return { type: "rect", xref: "x", yref: "paper", x0: a - 0.5, x1: b - 0.5, y0: 0, y1: 1, fillcolor: color, line: { width: 0 }, layer: "below" };
+    return { type: "rect", xref: "x", yref: "paper", x0: axis.toX(a - 0.5), x1: axis.toX(b - 0.5), y0: 0, y1: 1, fillcolor: color,
+             line: { width: 0 }, layer: "below" };
   }
+
+  // The x axis of a view: the series' timestamps where it has them (dates on a date axis, with the day shown where the
+  // span crosses days; numbers on a linear one), else point indices. Shapes and brushes go through toX / toIndex.
+  function chartAxis(s, vw) {
+    const first = vw.channels[0];
+    if (s.x_kind === "index" || !first || !first.i.length) {
+      return { toX: (i) => i, toIndex: (x) => x, date: false, stamped: false, title: "point" };
+    }
+    const tl = makeTimeline(first.i, first.x);
+    const date = s.x_kind === "datetime";
+    return { toX: tl.toX, toIndex: tl.toIndex, period: tl.period, date, stamped: true, title: date ? "time (UTC)" : "timestamp" };
+  }
+  timings.xOf = (i) => axis.toX(i); // tests place the pointer at a point
 
   // -- panels ---------------------------------------------------------------------------------------------------
   function drawProgress() {
@@ -268,12 +313,14 @@ import { exposeForTests } from "./js/hooks.js";
 
   function answerText(q) {
     const l = local.get(q.id);
-    if (l) return l.value === "skip" ? "skipped" : l.a != null ? `anomaly ${l.a}–${l.b}, rest normal` : l.value;
+    if (l) {
+      if (l.value === "skip") return "skipped";
+      if (l.ranges) return describeAnswer(answerPieces(q, fromBody(l.ranges), l.value));
+      if (l.a != null) return `anomaly ${l.a}–${l.b}, rest normal`;
+      return l.labelType && l.value === "anomaly" ? `anomaly (${l.labelType})` : l.value;
+    }
     if (q.status === "skipped") return "skipped";
-    if (!q.answer || !q.answer.length) return "";
-    const anomalous = q.answer.filter((a) => a.value === "anomaly");
-    if (q.answer.length > 1 && anomalous.length) return `anomaly ${anomalous[0].start}–${anomalous[0].end}, rest normal`;
-    return q.answer[0].value;
+    return describeAnswer(q.answer); // js/ranges.js: "normal", "anomaly (spike)", "anomaly ×2 (spike, drift)", …
   }
 
   function drawQueue() {
@@ -325,18 +372,131 @@ import { exposeForTests } from "./js/hooks.js";
   }
 
   function drawSelection() {
-    const q = current;
-    $("lq-selection").textContent = selection && q
-      ? `Marked points ${selection.a}–${selection.b}: press a to save as anomaly (the rest of the window normal), Esc to clear`
-      : "";
+    const q = current, last = ranges[ranges.length - 1];
+    const rest = $("lq-rest").value;
+    $("lq-selection").textContent = !q || !last ? ""
+      : ranges.length === 1
+        ? `Marked points ${last.a}–${last.b}: press a, n or Enter to save (the rest of the window ${rest}), Esc to clear`
+        : `Marked ${ranges.length} ranges: press a, n or Enter to save them (the rest of the window ${rest}), Esc to clear`;
+  }
+
+  // -- brushed ranges ---------------------------------------------------------------------------------------------
+  // Brush on the chart (drag; it may reach past the window into the context) to add a range; each is listed under the
+  // chart with its value, type and comment, editable and removable until the answer is saved (js/ranges.js).
+  const anomalyTypes = () => (S.project && S.project.anomaly_types) || ["anomaly"];
+
+  function drawTypeChoices() {
+    const sel = $("lq-type"), keep = sel.value;
+    sel.replaceChildren(option("", "no type"), ...anomalyTypes().map((t) => option(t, t)));
+    sel.value = anomalyTypes().includes(keep) ? keep : "";
+  }
+
+  function option(value, text) {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    return o;
+  }
+
+  function rangeWhere(r) {
+    const s = current ? S.series[current.series_id] : null;
+    let text = `points ${r.a.toLocaleString()}–${r.b.toLocaleString()} (${r.b - r.a})`;
+    if (axis.stamped && s) text += ` · ${formatStamp(axis.toX(r.a), s.x_kind)} → ${formatStamp(axis.toX(r.b - 1), s.x_kind)}`;
+    if (current && (r.a < current.start || r.b > current.end)) text += " · reaches into the context";
+    return text;
+  }
+
+  function drawRanges() {
+    const list = $("lq-range-list");
+    $("lq-ranges").hidden = !ranges.length;
+    list.replaceChildren();
+    ranges.forEach((r, k) => {
+      const li = document.createElement("li");
+      li.dataset.index = String(k);
+      li.className = `range ${r.value}`;
+      const num = document.createElement("span");
+      num.className = "num";
+      num.textContent = String(k + 1);
+      const where = document.createElement("span");
+      where.className = "where";
+      where.textContent = rangeWhere(r);
+      const value = document.createElement("select");
+      value.className = "r-value";
+      value.title = `range ${k + 1}: anomaly, normal or unsure`;
+      value.append(...RANGE_VALUES.map((v) => option(v, v)));
+      value.value = r.value;
+      const type = document.createElement("select");
+      type.className = "r-type";
+      type.title = "the anomaly's type (the project's types)";
+      type.append(option("", "no type"), ...anomalyTypes().map((t) => option(t, t)));
+      if (r.type && !anomalyTypes().includes(r.type)) type.append(option(r.type, r.type));
+      type.value = r.type || "";
+      type.disabled = r.value !== "anomaly";
+      const note = document.createElement("input");
+      note.type = "text";
+      note.className = "r-comment";
+      note.maxLength = 1000;
+      note.placeholder = "comment (optional)";
+      note.value = r.comment || "";
+      note.setAttribute("aria-label", `comment on range ${k + 1}`);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "secondary small r-remove";
+      remove.title = "remove this range";
+      remove.textContent = "Remove";
+      li.append(num, where, value, type, note, remove);
+      list.appendChild(li);
+    });
+  }
+
+  function rangeAt(ev) {
+    const li = ev.target.closest("li[data-index]");
+    return li ? Number(li.dataset.index) : -1;
+  }
+
+  $("lq-range-list").addEventListener("change", (ev) => {
+    const k = rangeAt(ev);
+    if (k < 0 || !ranges[k]) return;
+    if (ev.target.classList.contains("r-value")) {
+      ranges[k] = withValue(ranges[k], ev.target.value);
+      drawRanges();
+      redraw();
+    } else if (ev.target.classList.contains("r-type")) {
+      ranges[k] = { ...ranges[k], type: ev.target.value || null };
+      redraw();
+    }
+  });
+  $("lq-range-list").addEventListener("input", (ev) => {
+    const k = rangeAt(ev);
+    if (k >= 0 && ranges[k] && ev.target.classList.contains("r-comment")) ranges[k] = { ...ranges[k], comment: ev.target.value };
+  });
+  $("lq-range-list").addEventListener("click", (ev) => {
+    const k = rangeAt(ev);
+    if (k < 0 || !ev.target.closest(".r-remove")) return;
+    ranges.splice(k, 1);
+    drawRanges();
+    drawSelection();
+    redraw();
+  });
+  $("lq-rest").addEventListener("change", () => drawSelection());
+  $("lq-save-ranges").addEventListener("click", (ev) => { ev.currentTarget.blur(); answer("normal"); });
+  $("lq-clear-ranges").addEventListener("click", (ev) => { ev.currentTarget.blur(); clearRanges(); });
+
+  function clearRanges() {
+    ranges = [];
+    drawRanges();
+    drawSelection();
+    redraw();
   }
 
   // -- showing a query -------------------------------------------------------------------------------------------
   async function show(q, t0) {
     if (!q) return;
     current = q;
-    selection = null;
+    ranges = [];
     view = defaultView(q);
+    drawTypeChoices();
+    drawRanges();
     $("lq-work").hidden = false;
     $("lq-why").hidden = false;
     $("lq-done").hidden = true;
@@ -373,7 +533,11 @@ import { exposeForTests } from "./js/hooks.js";
         ? `<div class="big">⋯</div><h2>All windows answered</h2><p class="muted">Saving the last answer${n === 1 ? "" : "s"}…</p>`
         : `<div class="big">⋯</div><h2>All windows answered</h2><p class="muted">${n} answer${n === 1 ? " is" : "s are"} waiting for the connection; they are kept in this browser and sent when it returns.</p>`;
     } else if (S.round.status === "open" && !pendingQueries().length) {
-      done.innerHTML = `<div class="big">✓</div><h2>All windows answered</h2><p class="muted">Saving…</p>`;
+      // every window answered: review (undo, change) until submitted or the grace period is over (js/review.js)
+      drawReview(done, S, {
+        onSubmitted: (round) => { S.round.status = round.status; retrain = null; showDone(); },
+        onError: (message) => toast(`Round not submitted: ${message}`, 6000),
+      });
     } else if (S.round.status === "open") {
       done.innerHTML = `<h2>Nothing on screen</h2>`;
     } else {
@@ -437,8 +601,22 @@ import { exposeForTests } from "./js/hooks.js";
     if (!current || !roundOpen()) { toast(S.round ? "No window to answer: this round has none left" : "No round open yet"); return; }
     const t0 = performance.now();
     const q = current;
-    const range = value === "anomaly" && selection ? selection : null;
-    const entry = makeEntry({ key: newKey(), queryId: q.id, projectId, roundId: S.round.id, value, range, at: Date.now() });
+    // with ranges brushed, a / n / Enter save them with the rest of the window as chosen under the list (normal unless
+    // changed) and u with the rest unsure; without, the key answers for the whole window (with its type and comment)
+    let details = {};
+    if (ranges.length && value !== "skip") {
+      const clash = firstOverlap(ranges);
+      if (clash) { toast(`Ranges ${clash[0].a}–${clash[0].b} and ${clash[1].a}–${clash[1].b} overlap: remove one`, 5000); return; }
+      details = { ranges: rangesBody(ranges) };
+      value = value === "unsure" ? "unsure" : $("lq-rest").value;
+    } else if (value !== "skip") {
+      details = { labelType: value === "anomaly" ? $("lq-type").value || null : null,
+                  comment: $("lq-comment").value.trim().slice(0, 1000) || null };
+    }
+    const entry = makeEntry({ key: newKey(), queryId: q.id, projectId, roundId: S.round.id, value, range: null, at: Date.now(),
+                              ...details });
+    $("lq-comment").value = "";
+    $("lq-rest").value = "normal";
     box.push(entry);
     local.set(q.id, { ...entry, state: "pending" });
     const stack = load(UNDO, []).filter((u) => u.round === S.round.id);
@@ -472,8 +650,13 @@ import { exposeForTests } from "./js/hooks.js";
           const q = byId(e.queryId);
           if (q && e.projectId === projectId) {
             q.status = e.value === "skip" ? "skipped" : "answered";
-            q.answer = (data.labels || []).map((x) => ({ start: x.start, end: x.end, value: x.value }));
-            if (S.round && S.round.id === e.roundId) S.round.status = data.round_status;
+            q.answer = (data.labels || []).map((x) => ({ start: x.start, end: x.end, value: x.value, label_type: x.label_type,
+                                                          comment: x.comment }));
+            if (S.round && S.round.id === e.roundId) {
+              S.round.status = data.round_status;
+              S.round.open_windows = data.round_total - data.round_answered; // windows anyone still has to answer
+              S.round.review_until = data.round_review_until || null; // in review: when it closes by itself
+            }
           }
         } else {
           // refused for good (the round closed, the query is gone): tell the analyst, put the window back
@@ -579,12 +762,24 @@ import { exposeForTests } from "./js/hooks.js";
   }
 
   document.addEventListener("keydown", (ev) => {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || typingInto(ev.target)) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (typingInto(ev.target)) {
+      // Esc or Enter in one of this page's comment fields hands the keys back to the page
+      if ((ev.key === "Escape" || ev.key === "Enter") && root.contains(ev.target)) { ev.preventDefault(); ev.target.blur(); }
+      return;
+    }
     const k = ev.key;
+    if (k === "Enter") {
+      // saves the brushed ranges; on a button or a select Enter stays the control's own
+      if (!ranges.length || /^(BUTTON|SELECT|A)$/.test(ev.target.tagName || "") || ev.repeat) return;
+      ev.preventDefault();
+      answer("normal");
+      return;
+    }
     const act = { a: () => answer("anomaly"), n: () => answer("normal"), u: () => answer("unsure"), s: () => answer("skip"),
                   z: () => undo(), ArrowLeft: () => pan(-1), ArrowRight: () => pan(1), "+": () => zoom(1 / 1.5),
                   "=": () => zoom(1 / 1.5), "-": () => zoom(1.5), "_": () => zoom(1.5), "−": () => zoom(1.5),
-                  Escape: () => { selection = null; drawSelection(); redraw(); } }[k.length === 1 ? k.toLowerCase() : k];
+                  Escape: () => clearRanges() }[k.length === 1 ? k.toLowerCase() : k];
     if (!act) return;
     ev.preventDefault();
     if (ev.repeat && "anusz".includes(k.toLowerCase())) return; // a held key answers once
@@ -607,14 +802,17 @@ import { exposeForTests } from "./js/hooks.js";
       if (!ev || !ev.range || !current) return;
       const key = Object.keys(ev.range).find((k) => k.startsWith("x"));
       if (!key) return;
-      const [x0, x1] = ev.range[key];
-      // point i is drawn at x = i and owns [i - ½, i + ½): both ends take the point under the pointer (js/view.js)
-      selection = dragToRange(x0, x1, current);
-      if (!selection) toast("Drag inside the queried window");
+      // back from the axis (dates or numbers) to points; point i owns [i - ½, i + ½) and both ends take the point under
+      // the pointer (js/ranges.js brushToRange); a brush may reach into the context, never past the series
+      const [x0, x1] = ev.range[key].map((v) => axis.toIndex(axis.date ? plotlyDateToMs(v) : Number(v)));
+      const span = brushToRange(x0, x1, S.series[current.series_id].n_points);
+      if (!span) return;
+      ranges = addRange(ranges, newRange(span, $("lq-type").value || null));
+      drawRanges();
       drawSelection();
       redraw();
     });
-    el.on("plotly_deselect", () => { selection = null; drawSelection(); redraw(); });
+    // a click on the chart (Plotly's deselect) keeps the ranges: Esc or "Clear" removes them
   }
 
   window.addEventListener("online", () => { drawSync(); flush(); if (chartFailed) redraw(); });

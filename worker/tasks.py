@@ -13,6 +13,7 @@ from app.db import Database
 from app.jobs import service as jobs
 from app.jobs.celery_app import TASK_NAME, send_job
 from app.jobs.runner import LeaseHeld, run_job
+from app.projects import review
 from app.settings import Settings
 
 log = logging.getLogger("anomaloop.worker")
@@ -38,8 +39,8 @@ class _WorkerState:
 def run_job_task(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     settings, db = _WorkerState.get()
 
-    def enqueue(follow_up: int) -> None:
-        send_job(self.app, follow_up, settings.job_queue)
+    def enqueue(follow_up: int, delay_s: float = 0.0) -> None:
+        send_job(self.app, follow_up, settings.job_queue, delay_s)
 
     try:
         return run_job(db, settings, job_id, enqueue)
@@ -51,6 +52,9 @@ def sweep(app) -> int:  # type: ignore[no-untyped-def]
     """Send again the jobs nobody is doing: running with an expired lease (their worker died), and queued ones when
     the broker's queue is empty (Redis lost the messages, e.g. a restart without persistence)."""
     settings, db = _WorkerState.get()
+    with db.session_scope() as session:
+        # rounds whose review time is over close here; their retraining jobs, committed, are queued: sent below
+        review.close_overdue_rounds(session)
     with db.session_scope() as session:
         stale = jobs.stale_jobs(session)
         queued = {j.id for j in jobs.list_jobs(session, limit=500) if j.status == "queued"}

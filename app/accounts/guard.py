@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.accounts import service
 from app.db import Database
+from app.errors import error_body
 from app.settings import Settings
 
 log = logging.getLogger("anomaloop")
@@ -74,6 +75,7 @@ class Guard:
         self.settings = settings
         self.db = db
         self.touches = _touch_executor()
+        self.touch_throttle = service.TouchThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +90,7 @@ class Guard:
         auth = headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         cookie = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
-        identity: service.Identity | str | None = None
+        identity: service.Identity | service.TokenRefusal | None = None
         if bearer is not None or cookie:
             try:
                 identity = await anyio.to_thread.run_sync(self._resolve, bearer, cookie)
@@ -105,11 +107,15 @@ class Guard:
                 return
             receive = _capped(receive, self._limit(path))
         await self.app(scope, receive, send)
-        if isinstance(identity, service.Identity) and identity.token_id is not None and service.claim_touch(identity):
+        if (
+            isinstance(identity, service.Identity)
+            and identity.token_id is not None
+            and self.touch_throttle.claim(identity)
+        ):
             self.touches.submit(self._touch, identity.token_id)
 
     # -- identity ----------------------------------------------------------------------------------------------
-    def _resolve(self, bearer: str | None, cookie: str | None) -> service.Identity | str | None:
+    def _resolve(self, bearer: str | None, cookie: str | None) -> service.Identity | service.TokenRefusal | None:
         with self.db.session_scope() as session:
             return service.resolve_identity(session, bearer, cookie)
 
@@ -127,18 +133,25 @@ class Guard:
         return self.settings.max_json_kb * 1024
 
     def _refuse_body(
-        self, scope: Scope, path: str, headers: dict[str, str], identity: service.Identity | str | None
+        self,
+        scope: Scope,
+        path: str,
+        headers: dict[str, str],
+        identity: service.Identity | service.TokenRefusal | None,
     ) -> Response | None:
         """A response that refuses the request without reading its body, or ``None`` to let it through."""
         json = _wants_json(path, headers)
-        if identity == service.INVALID_TOKEN:
-            return _error(json, 401, "invalid or revoked API token", scope)
+        if isinstance(identity, service.TokenRefusal):
+            return _error(json, 401, identity.message, scope, identity.code)
         if path not in PUBLIC_WRITES and identity is None:
             return _error(json, 401, "sign in first", scope)
         if path in UPLOAD_PATHS:
             assert isinstance(identity, service.Identity)
-            if identity.role != "admin" or not service.scope_allows(identity.scopes, "admin"):
-                return _error(json, 403, "admins only", scope)
+            refusal = service.scope_refusal(
+                identity.role, identity.scopes, "admin", browser=identity.browser, granted=identity.granted_scopes
+            )
+            if refusal is not None:
+                return _error(json, 403, refusal, scope, service.refusal_code(identity.role, "admin"))
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
@@ -213,12 +226,15 @@ def _wants_json(path: str, headers: dict[str, str]) -> bool:
     return path.startswith("/api/") or "application/json" in headers.get("accept", "")
 
 
-def _error(json: bool, status: int, message: str, scope: Scope) -> Response:
+def _error(json: bool, status: int, message: str, scope: Scope, code: str | None = None) -> Response:
     if status == 401 and not json:
         target = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
     if json:
-        return JSONResponse({"detail": message}, status_code=status)
+        # RFC 6750: a refused token is "invalid_token"; a request without any credential gets the bare challenge
+        challenge = 'Bearer error="invalid_token"' if code else "Bearer"
+        headers = {"WWW-Authenticate": challenge} if status == 401 else None
+        return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
     return Response(f"{status}: {message}\n", status_code=status, media_type="text/plain")
 
 
@@ -231,7 +247,7 @@ async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     json = _wants_json(scope["path"], _headers(scope))
     message = "the server is busy; retry in a few seconds"
     response = (
-        JSONResponse({"detail": message}, status_code=503)
+        JSONResponse(error_body(503, message), status_code=503)
         if json
         else Response(message + "\n", status_code=503, media_type="text/plain")
     )

@@ -50,6 +50,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    """``None``: valid until revoked. After this moment (UTC) the token is refused with 401."""
 
 
 class AuditEvent(Base):

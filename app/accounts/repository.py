@@ -44,11 +44,62 @@ def delete_session(session: Session, token_hash: str) -> None:
 
 
 def get_token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
-    return session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None)))
+    """The token with this hash, revoked or expired ones included (the caller says which it is)."""
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
 
 
-def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))
+def get_token(session: Session, token_id: int) -> ApiToken | None:
+    return session.get(ApiToken, token_id)
+
+
+def list_tokens(session: Session, user_id: int | None = None) -> list[tuple[ApiToken, str]]:
+    """Tokens with their owner's user name, oldest first; every user's when ``user_id`` is None."""
+    q = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
+    if user_id is not None:
+        q = q.where(ApiToken.user_id == user_id)
+    return [(token, username) for token, username in session.execute(q)]
+
+
+def revoke_user_tokens(session: Session, user_id: int, now: datetime) -> list[int]:
+    """Revoke every token of the user not yet revoked; returns their ids."""
+    ids = list(
+        session.scalars(
+            select(ApiToken.id).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)
+        )
+    )
+    if ids:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.id.in_(ids))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def delete_user_sessions(session: Session, user_id: int, keep_hash: str | None = None) -> int:
+    """End the user's browser sessions (all but ``keep_hash``); returns how many."""
+    q = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep_hash is not None:
+        q = q.where(UserSession.token_hash != keep_hash)
+    result = session.execute(q.execution_options(synchronize_session=False))
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def lock_active_admins(session: Session) -> None:
+    """Lock the active admins' rows until the transaction ends, with a write that changes nothing: on PostgreSQL
+    concurrent callers queue on the row locks; on SQLite, as the transaction's first statement, it takes the writer
+    lock before anything is read (a read first would pin a snapshot that another writer could make stale)."""
+    session.execute(
+        update(User)
+        .where(User.role == "admin", User.is_active.is_(True))
+        .values(role=User.role)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def count_active_admins(session: Session) -> int:
+    return session.scalar(select(func.count(User.id)).where(User.role == "admin", User.is_active.is_(True))) or 0
 
 
 def list_audit(session: Session, limit: int = 200, object_type: str | None = None) -> list[AuditEvent]:

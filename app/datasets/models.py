@@ -62,3 +62,27 @@ class SeriesChunk(Base):
     start: Mapped[int] = mapped_column(Integer)
     length: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SeriesAppend(Base):
+    """One batch of points appended to a series through the API (``POST /api/v1/series/{id}/points``).
+
+    Points ``[start, end)`` of the series. ``idempotency_key`` (unique per series; NULL when the client sent none)
+    with ``body_sha256`` (of the parsed points, so a retried batch is recognised whatever its JSON formatting) makes
+    a retried batch land once. ``scoring`` is what the append answered about scoring it (replayed on a retry).
+    """
+
+    __tablename__ = "series_append"
+    __table_args__ = (UniqueConstraint("series_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    first_timestamp: Mapped[str | None] = mapped_column(String(64))
+    last_timestamp: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    scoring: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

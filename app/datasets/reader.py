@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -51,6 +51,12 @@ class ImportOptions:
     max_bytes: int | None = None
     """Largest decompressed CSV (bytes) or Parquet column data accepted; ``None`` is no limit (the command line).
     The web sets it to the upload limit, so a small ``.csv.gz`` cannot expand into gigabytes."""
+    timestamp_kind: Literal["datetime", "number"] | None = None
+    """Read the timestamp column as this kind instead of guessing it from the first rows: points appended to a
+    series keep the series' kind (integer unix seconds appended to a ``number`` series stay numbers)."""
+    appending: bool = False
+    """Messages for points appended to a series (``POST /api/v1/series/{id}/points``): the import's command-line
+    remedies (``--fill``, ``--timestamps index``) do not apply there."""
 
 
 @dataclass
@@ -210,30 +216,48 @@ def _frames(path: Path, chunk_points: int, max_bytes: int | None = None) -> Iter
             source.close()  # type: ignore[union-attr]
 
 
-def _lines(rows: np.ndarray, offset: int, limit: int = 5) -> str:
-    """1-based file line numbers (the header is line 1) of the first ``limit`` bad rows."""
-    shown = ", ".join(str(int(r) + offset + 2) for r in rows[:limit])
+def _lines(rows: np.ndarray, offset: int, limit: int = 5, first: int = 2, what: str = "line(s)") -> str:
+    """``what`` and the numbers of the first ``limit`` bad rows: 1-based file lines by default (the header is line
+    1, so the first data row is ``first`` = 2); ``first=0, what="point(s)"`` numbers the points of a JSON batch."""
+    shown = ", ".join(str(int(r) + offset + first) for r in rows[:limit])
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return shown + more
+    return f"{what} {shown}{more}"
 
 
 class SeriesReader:
-    """Iterate a file's validated blocks: ``header`` is set after the first block is read."""
+    """Iterate a file's validated blocks: ``header`` is set after the first block is read.
 
-    def __init__(self, path: Path, options: ImportOptions) -> None:
+    ``frames``: already parsed rows (a JSON batch of points) validated exactly as a file's; ``path`` then only
+    names them in messages, and bad rows are called points of the batch (0-based) instead of file lines.
+    """
+
+    def __init__(self, path: Path, options: ImportOptions, frames: Iterable[pd.DataFrame] | None = None) -> None:
         self.path = path
         self.options = options
+        self.frames = frames
         self.header: SeriesHeader | None = None
         self.stats = ReadStats()
         self._carry: np.ndarray | None = None  # last finite row, for ffill across blocks
 
+    def _at(self, rows: np.ndarray, offset: int) -> str:
+        """Where the bad ``rows`` are, for a message: file lines, or points of a JSON batch."""
+        if self.frames is not None:
+            return _lines(rows, offset, first=0, what="point(s)")
+        return _lines(rows, offset)
+
     def blocks(self) -> Iterator[Block]:
-        if not self.path.exists():
-            raise ImportError_(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise ImportError_(f"{self.path}: is a folder; import its files or pass the folder to import_paths")
+        if self.frames is None:
+            if not self.path.exists():
+                raise ImportError_(f"{self.path}: no such file")
+            if self.path.is_dir():
+                raise ImportError_(f"{self.path}: is a folder; import its files or pass the folder to import_paths")
         offset = 0
-        for frame in _frames(self.path, self.options.chunk_points, self.options.max_bytes):
+        source = (
+            self.frames
+            if self.frames is not None
+            else _frames(self.path, self.options.chunk_points, self.options.max_bytes)
+        )
+        for frame in source:
             if len(frame) == 0:
                 continue
             if self.header is None:
@@ -243,7 +267,8 @@ class SeriesReader:
         if self.header is None or offset == 0:
             raise ImportError_(f"{self.path.name}: the file has a header but no data rows")
         self.stats.n_points = offset
-        self.stats.sha256 = file_sha256(self.path)
+        if self.frames is None:
+            self.stats.sha256 = file_sha256(self.path)
 
     # -- first block: decide what the columns are ------------------------------------------
     def _make_header(self, frame: pd.DataFrame) -> SeriesHeader:
@@ -270,7 +295,12 @@ class SeriesReader:
         if ts is not None and opts.timestamps == "index":
             self._ts_col, self._label_col, self._channels = None, label, numeric
             return SeriesHeader(numeric, "index", label is not None)
-        if ts is not None:
+        if ts is not None and opts.timestamp_kind is not None:
+            numeric_ts = pd.api.types.is_numeric_dtype(frame[ts])
+            kind = "unix" if opts.timestamp_kind == "datetime" and numeric_ts else opts.timestamp_kind
+            if opts.timestamp_kind == "number" and not numeric_ts:
+                raise ImportError_(f"{name}: the series has numeric timestamps; {ts!r} holds text")
+        elif ts is not None:
             kind = "number" if pd.api.types.is_numeric_dtype(frame[ts]) else "datetime"
             if kind == "number":
                 first = frame[ts].dropna()
@@ -291,7 +321,7 @@ class SeriesReader:
         text_bad = raw.notna().to_numpy() & np.isnan(values)
         if text_bad.any():
             rows = np.flatnonzero(text_bad.any(axis=1))
-            raise ImportError_(f"{name}: non-numeric values at line(s) {_lines(rows, offset)}")
+            raise ImportError_(f"{name}: non-numeric values at {self._at(rows, offset)}")
         values = self._fill(values, offset)
         return Block(values.astype(np.float32), self._timestamps(frame, offset), self._truth(frame, offset))
 
@@ -305,10 +335,14 @@ class SeriesReader:
         rows = np.flatnonzero(bad.any(axis=1))
         policy = self.options.fill
         if policy == "reject":
+            remedy = (
+                "send finite numbers only (leave a point out rather than sending a gap)"
+                if self.options.appending
+                else "fix the file or import with --fill ffill|zero|keep"
+            )
             raise ImportError_(
                 f"{self.path.name}: NaN, empty, infinite or out-of-range (beyond +-3.4e38, float32) values at "
-                f"line(s) {_lines(rows, offset)}; "
-                "fix the file or import with --fill ffill|zero|keep"
+                f"{self._at(rows, offset)}; {remedy}"
             )
         self.stats.n_missing += int(bad.sum())
         values = values.copy()
@@ -336,7 +370,7 @@ class SeriesReader:
             return None
         name, col = self.path.name, frame[self._ts_col]
         if col.isna().any():
-            raise ImportError_(f"{name}: empty timestamps at line(s) {_lines(np.flatnonzero(col.isna()), offset)}")
+            raise ImportError_(f"{name}: empty timestamps at {self._at(np.flatnonzero(col.isna()), offset)}")
         kind = self.header.timestamp_kind if self.header else "index"
         if kind == "datetime":
             try:
@@ -349,7 +383,7 @@ class SeriesReader:
             if parsed.isna().any():
                 rows = np.flatnonzero(parsed.isna().to_numpy())
                 raise ImportError_(
-                    f"{name}: timestamps are not ISO-8601 or unix seconds at line(s) {_lines(rows, offset)} "
+                    f"{name}: timestamps are not ISO-8601 or unix seconds at {self._at(rows, offset)} "
                     f"(first: {col.iloc[rows[0]]!r})"
                 )
             ts = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -367,9 +401,13 @@ class SeriesReader:
             # steps[j] compares seq[j] and seq[j + 1]; seq[j + 1] is this frame's row j (+1 without a carry)
             rows = np.flatnonzero(steps <= 0) + (1 if prev is None else 0)
             what = "duplicate" if (steps == 0).any() else "non-increasing"
+            remedy = (
+                "send points in time order, each after the series' last timestamp"
+                if self.options.appending
+                else "sort the file, or import with --timestamps index to use the row number instead"
+            )
             raise ImportError_(
-                f"{name}: {what} timestamps at line(s) {_lines(rows, offset)}; timestamps must strictly increase "
-                "(sort the file, or import with --timestamps index to use the row number instead)"
+                f"{name}: {what} timestamps at {self._at(rows, offset)}; timestamps must strictly increase ({remedy})"
             )
         if self.stats.first_timestamp is None:
             self.stats.first_timestamp = fmt[0]
@@ -384,8 +422,8 @@ class SeriesReader:
         bad = ~np.isin(col, (0.0, 1.0))
         if bad.any():
             raise ImportError_(
-                f"{self.path.name}: label column {self._label_col!r} must be 0 or 1; other values at line(s) "
-                f"{_lines(np.flatnonzero(bad), offset)}"
+                f"{self.path.name}: label column {self._label_col!r} must be 0 or 1; other values at "
+                f"{self._at(np.flatnonzero(bad), offset)}"
             )
         truth = col.astype(np.int8)
         self.stats.n_anomalous += int(truth.sum())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.datasets.models import Dataset, Series, SeriesChunk
+from app.datasets.models import Dataset, Series, SeriesAppend, SeriesChunk
 
 # kind -> numpy dtype of the stored bytes
 CHUNK_DTYPES = {"values": np.float32, "truth": np.int8, "ts_ns": np.int64, "ts_num": np.float64}
@@ -108,3 +108,71 @@ def read_range(session: Session, series: Series, kind: str, start: int = 0, end:
 
 def chunk_kinds(session: Session, series_id: int) -> set[str]:
     return set(session.scalars(select(SeriesChunk.kind).where(SeriesChunk.series_id == series_id).distinct()))
+
+
+# -- appends -----------------------------------------------------------------------------------------------------
+
+
+def lock_series_for_write(session: Session, series_id: int) -> Series | None:
+    """The series row locked until the transaction ends, read after the lock is held (so ``n_points`` is current):
+    a row lock on PostgreSQL; on SQLite a no-op UPDATE first takes the database's write lock (what ``BEGIN
+    IMMEDIATE`` does; ``FOR UPDATE`` does nothing there). Concurrent appends to one series queue here."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Series)
+            .where(Series.id == series_id)
+            .values(id=Series.id)
+            .execution_options(synchronize_session=False)
+        )
+    # populate_existing: a copy of the row read before the lock (the identity map) would hide a concurrent append
+    return session.scalar(
+        select(Series).where(Series.id == series_id).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+def append_rows(session: Session, series: Series, kind: str, array: np.ndarray) -> None:
+    """Store ``array`` as points ``[n_points, n_points + len)`` of a chunked array: the last chunk, when partly
+    filled, is completed in place, the rest goes into new chunks, so chunk ``i`` still starts at ``i *
+    chunk_points`` and range reads stay as they are. ``series.n_points`` is the length before the append."""
+    size = series.chunk_points
+    data = np.ascontiguousarray(array, dtype=CHUNK_DTYPES[kind])
+    start = series.n_points
+    taken = 0
+    if start % size:
+        index = start // size
+        row = session.execute(
+            select(SeriesChunk.length, SeriesChunk.data).where(
+                SeriesChunk.series_id == series.id, SeriesChunk.kind == kind, SeriesChunk.chunk_index == index
+            )
+        ).one()
+        taken = min(len(data), size - row.length)
+        session.execute(
+            update(SeriesChunk)
+            .where(SeriesChunk.series_id == series.id, SeriesChunk.kind == kind, SeriesChunk.chunk_index == index)
+            .values(length=row.length + taken, data=row.data + data[:taken].tobytes())
+            .execution_options(synchronize_session=False)
+        )
+    for at in range(start + taken, start + len(data), size):
+        part = data[at - start : at - start + size]
+        write_chunk(session, series.id, kind, at // size, at, part)
+
+
+def last_stored(session: Session, series: Series, kind: str) -> np.ndarray:
+    """The last stored element of a chunked array (empty for an empty series)."""
+    return read_range(session, series, kind, series.n_points - 1, series.n_points)
+
+
+def get_append_by_key(session: Session, series_id: int, key: str) -> SeriesAppend | None:
+    return session.scalar(
+        select(SeriesAppend).where(SeriesAppend.series_id == series_id, SeriesAppend.idempotency_key == key)
+    )
+
+
+def get_append(session: Session, append_id: int) -> SeriesAppend | None:
+    return session.get(SeriesAppend, append_id)
+
+
+def add_append(session: Session, batch: SeriesAppend) -> SeriesAppend:
+    session.add(batch)
+    session.flush()
+    return batch

@@ -8,17 +8,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.accounts.service import audit
 from app.datasets import service
 from app.datasets.reader import SUFFIXES, ImportOptions, series_name
-from app.datasets.schemas import DatasetOut, ImportedOut, SeriesOut, SeriesViewOut
+from app.datasets.schemas import AppendOut, DatasetOut, ImportedOut, PointsIn, SeriesOut, SeriesViewOut
 from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
 from app.errors import AppError, NotFound
+from app.jobs.router import enqueue_after_commit
 from app.rendering import render, wants_json
 from app.settings import Settings
+from app.versions import scoring
 from app.versions.service import projects_with_series
 
 router = APIRouter()
@@ -222,3 +224,58 @@ def import_form(
     if not imported:
         raise NotFound("nothing imported")
     return RedirectResponse(f"/series/{imported[0].series_id}", status_code=303)
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent (JSON or CSV; the guard has already capped its size)."""
+    return await request.body()
+
+
+_POINTS_BODY: dict = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PointsIn.model_json_schema()},
+            "text/csv": {"schema": {"type": "string"}, "example": "timestamp,value\n2024-01-01T00:00:00Z,1.5\n"},
+        },
+    }
+}
+
+
+@router.post(
+    "/api/v1/series/{series_id}/points",
+    response_model=AppendOut,
+    status_code=201,
+    tags=["datasets"],
+    openapi_extra=_POINTS_BODY,
+    responses={409: {"description": "The Idempotency-Key was used for a different batch."}},
+)
+def append_points(
+    series_id: int,
+    request: Request,
+    background: BackgroundTasks,
+    db: DatabaseDep,
+    principal: CurrentPrincipal,
+    body: Annotated[bytes, Depends(raw_body)],
+    content_type: Annotated[str, Header()] = "application/json",
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retries with the same key and batch are stored once, answered alike."),
+    ] = None,
+) -> Response:
+    """Append points after the series' last one (write scope); every project whose serving model covers the series
+    scores them: here for up to 10,000 points, by a `score` job for more. Validated as an import is; a batch that
+    fails validation stores nothing. See docs/LIVE_DATA.md."""
+    with db.session_scope() as session:  # the points commit before they are scored
+        appended = scoring.append_points(session, principal.user.id, series_id, body, content_type, idempotency_key)
+    job_ids = list(appended.job_ids)
+    out = appended.as_dict()
+    if appended.score_now:
+        with db.session_scope() as session:
+            out["scoring"], follow_up = scoring.score_appended(session, appended.append_id)
+        job_ids += follow_up
+    enqueue_after_commit(request, background, job_ids)
+    headers = {"Idempotent-Replayed": "true"} if appended.replayed else {}
+    return JSONResponse(
+        AppendOut.model_validate(out).model_dump(mode="json"), status_code=201, headers=headers, background=background
+    )

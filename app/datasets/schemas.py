@@ -61,3 +61,45 @@ class SeriesViewOut(BaseModel):
     x_kind: str
     channels: list[ViewChannel]
     truth: list[tuple[int, int]]
+
+
+class PointsIn(BaseModel):
+    """``POST /api/v1/series/{id}/points`` as JSON (the body may also be CSV: ``text/csv``, a header with
+    ``timestamp``, the series' channel names and optionally ``label``)."""
+
+    timestamps: list[str | float] | None = None
+    """One per point, strictly increasing and after the series' last one: ISO-8601 or unix seconds (datetime
+    series), numbers (number series); left out for a series without timestamps (its points are numbered)."""
+    values: list[list[float | None] | float | None]
+    """One row per point with one number per channel, in the series' channel order (a bare number per point for a
+    one-channel series). NaN, infinite, null and values beyond +-3.4e38 are refused."""
+    labels: list[int] | None = None
+    """Optional 0/1 ground truth per point, kept only for a series imported with ground truth (missing: 0)."""
+
+
+class ScoringOut(BaseModel):
+    project_id: int
+    version_id: int
+    status: str
+    """``scored`` (in this request), ``queued`` (a job scores them: ``job_id``), ``up_to_date``, or
+    ``not_enough_points`` (the series is still shorter than one window of the model)."""
+    scored_points: int = 0
+    job_id: int | None = None
+    anomalies: list[dict] = []
+    """New anomalous segments among the scored points: ``start``, ``end`` (points, end exclusive),
+    ``start_timestamp``, ``end_timestamp``, ``peak_score``, ``ongoing`` (reaches the newest point); each was sent
+    as an ``anomaly.detected`` webhook."""
+    message: str = ""
+
+
+class AppendOut(BaseModel):
+    append_id: int
+    series_id: int
+    start: int
+    """Index of the first appended point; the batch is points ``[start, end)``."""
+    end: int
+    n_points: int
+    first_timestamp: str | None
+    last_timestamp: str | None
+    scoring: list[ScoringOut]
+    """One entry per project whose serving model covers the series."""

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from app.datasets import overview as ov
 from app.datasets import repository as repo
-from app.datasets.models import Dataset, Series
+from app.datasets.models import Dataset, Series, SeriesAppend
 from app.datasets.reader import (
     SUFFIXES,
     ImportError_,
@@ -321,3 +326,319 @@ def _merge_close(segments: list[tuple[int, int]], gap: float) -> list[tuple[int,
         else:
             out.append((a, b))
     return out
+
+
+# -- live data: points appended to a series ------------------------------------------------------------------------
+
+MAX_APPEND_POINTS = 1_000_000
+"""Most points in one appended batch (the request body limit, ``ANOMALOOP_MAX_JSON_KB``, usually binds first)."""
+MAX_APPEND_VALUES = 5_000_000
+"""Most values (points x channels) in one batch: bounds the memory a batch takes while it is validated."""
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True)
+class PointsBatch:
+    """Validated points ready to store: ``values`` ``(n, C)`` float32 in the series' channel order, ``timestamps``
+    ``(n,)`` int64 ns (datetime series) or float64 (number series) or ``None`` (index series), ``truth`` ``(n,)``
+    int8 or ``None``; the first/last timestamps as the series shows them; ``sha256`` of the parsed content (a
+    retried batch hashes the same whatever its formatting)."""
+
+    values: np.ndarray
+    timestamps: np.ndarray | None
+    truth: np.ndarray | None
+    first_timestamp: str | None
+    last_timestamp: str | None
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A stored batch (or, ``replayed``, the batch an earlier request with the same idempotency key stored)."""
+
+    batch: SeriesAppend
+    series: Series
+    replayed: bool
+
+
+class PointsError(ImportError_):
+    """A batch of points that cannot be stored; the message says which points and what to fix."""
+
+    status = 422
+
+
+def parse_points(series: Series, body: bytes, content_type: str) -> PointsBatch:
+    """Parse and validate a batch for ``series``: JSON (``{"timestamps": [...], "values": [[...], ...],
+    "labels": [...]}``; ``values`` rows hold one number per channel, or are bare numbers for one channel) or CSV
+    (``text/csv``: a header naming the series' channels and ``timestamp``, as in an import). Validated by the
+    import's reader (:class:`app.datasets.reader.SeriesReader`): NaN, empty, infinite and beyond-float32 values,
+    timestamps that do not strictly increase, labels other than 0/1 are refused (:class:`PointsError`, 422)."""
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        if kind in ("text/csv", "application/csv"):
+            return _parse_csv(series, body)
+        if kind in ("", "application/json") or kind.endswith("+json"):
+            return _parse_json(series, body)
+    except ImportError_ as exc:  # the reader's 400s (and 413 for a too large body) as this endpoint's 422
+        raise PointsError(exc.message, status=exc.status if exc.status != 400 else 422) from None
+    raise PointsError(f"send the points as application/json or text/csv, not {kind!r}", status=415)
+
+
+def _options(series: Series) -> ImportOptions:
+    kind = series.timestamp_kind
+    return ImportOptions(
+        label_column="label",
+        timestamp_column="timestamp",
+        timestamp_column_required=kind != "index",
+        timestamps="index" if kind == "index" else "strict",
+        timestamp_kind=None if kind == "index" else kind,  # type: ignore[arg-type]
+        exclude_columns=(),
+        fill="reject",
+        chunk_points=MAX_APPEND_POINTS,
+        appending=True,
+    )
+
+
+def _parse_json(series: Series, body: bytes, scratch: bool = False) -> PointsBatch:
+    """``scratch``: values to score without storing (``series`` is a stand-in naming the model's channels):
+    timestamps and labels are ignored."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PointsError(f'the body is not JSON ({exc}); send {{"timestamps": [...], "values": [...]}}') from None
+    if not isinstance(doc, dict) or "values" not in doc:
+        raise PointsError('send a JSON object {"timestamps": [...], "values": [[...], ...]} (one row per point)')
+    unknown = sorted(set(doc) - {"timestamps", "values", "labels"})
+    if unknown:
+        raise PointsError(f"unknown field(s) {unknown}; a batch has timestamps, values and optionally labels")
+    values, stamps, labels = doc["values"], doc.get("timestamps"), doc.get("labels")
+    if scratch:
+        stamps = labels = None
+    owner = "the model" if scratch else f"series {series.id}"
+    if not isinstance(values, list) or not values:
+        raise PointsError("the batch has no points: values must be a non-empty list, one row per point")
+    _check_size(len(values), series.n_channels)
+    width = series.n_channels
+    rows: list[list[Any]] = []
+    for i, row in enumerate(values):
+        if not isinstance(row, list):
+            row = [row]
+        if len(row) != width:
+            raise PointsError(
+                f"point {i} has {len(row)} value(s); {owner} has {width} channel(s) "
+                f"({', '.join(series.channel_names[:10])}): send one value per channel"
+            )
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row):
+            raise PointsError(f"point {i}: values must be numbers, not {row[:10]!r}")
+        rows.append(row)
+    names = [f"channel {c}" for c in range(width)]
+    # null becomes NaN here and is refused by the reader with the point numbers, like an empty cell in a CSV
+    try:
+        array = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        raise PointsError("a value is beyond +-3.4e38 (float32); send finite numbers only") from None
+    frame = pd.DataFrame(array, columns=names)
+    if series.timestamp_kind == "index":
+        if stamps is not None:
+            raise PointsError(
+                f"series {series.id} has no timestamps (it was imported without a timestamp column): leave "
+                f"timestamps out; the points are numbered from {series.n_points}"
+            )
+    else:
+        if not isinstance(stamps, list) or len(stamps) != len(values):
+            got = len(stamps) if isinstance(stamps, list) else "no"
+            raise PointsError(
+                f"send one timestamp per point: {got} timestamps for {len(values)} points "
+                f"({'ISO-8601 or unix seconds' if series.timestamp_kind == 'datetime' else 'numbers'})"
+            )
+        if any(isinstance(t, bool) or not isinstance(t, (str, int, float)) for t in stamps):
+            raise PointsError("timestamps must be strings (ISO-8601) or numbers")
+        kinds = {isinstance(t, str) for t in stamps}
+        if len(kinds) > 1:
+            raise PointsError("timestamps mix text and numbers; send them all one way")
+        if True in kinds:
+            column = pd.Series(stamps, dtype=object)
+        else:
+            try:
+                column = pd.Series(np.array(stamps, dtype=np.float64))
+            except OverflowError:
+                raise PointsError("a timestamp is too large a number; send unix seconds or ISO-8601") from None
+            if not np.isfinite(column.to_numpy()).all():
+                raise PointsError("timestamps must be finite numbers")
+        frame.insert(0, "timestamp", column)
+    if labels is not None:
+        if not isinstance(labels, list) or len(labels) != len(values):
+            raise PointsError("labels must be a list with one 0/1 per point")
+        bad = [i for i, v in enumerate(labels) if isinstance(v, bool) or v not in (0, 1)]
+        if bad:
+            raise PointsError(f"labels must be 0 or 1; other values at point(s) {bad[:5]}")
+        frame["label"] = pd.Series(labels, dtype=object)
+    reader = SeriesReader(Path("points"), _options(series), frames=[frame])
+    return _collect(series, reader, channel_order=names)
+
+
+def _parse_csv(series: Series, body: bytes, scratch: bool = False) -> PointsBatch:
+    if not body.strip():
+        raise PointsError("the batch has no points: send a header row and at least one data row")
+    with tempfile.TemporaryDirectory(prefix="points-") as folder:
+        path = Path(folder) / "points.csv"
+        path.write_bytes(body)
+        reader = SeriesReader(path, _options(series))
+        return _collect(series, reader, channel_order=None, scratch=scratch)
+
+
+def _check_size(n_points: int, n_channels: int) -> None:
+    if n_points > MAX_APPEND_POINTS or n_points * n_channels > MAX_APPEND_VALUES:
+        raise PointsError(
+            f"a batch holds at most {MAX_APPEND_POINTS:,} points and {MAX_APPEND_VALUES:,} values; split these "
+            f"{n_points:,} points into smaller batches",
+            status=413,
+        )
+
+
+def _collect(
+    series: Series, reader: SeriesReader, channel_order: list[str] | None, scratch: bool = False
+) -> PointsBatch:
+    """Run the reader over the whole batch and put the channels in the series' order."""
+    blocks = list(reader.blocks())
+    header = reader.header
+    assert header is not None  # blocks() raises on a batch without rows
+    if channel_order is None:  # CSV: the header names the channels
+        missing = [c for c in series.channel_names if c not in header.channel_names]
+        extra = [c for c in header.channel_names if c not in series.channel_names]
+        if missing or extra:
+            raise PointsError(
+                f"the CSV's columns do not match {'the model' if scratch else f'series {series.id}'}: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"missing {missing}" if missing else "",
+                        f"not channels of {'the model' if scratch else 'the series'} {extra}" if extra else "",
+                    )
+                    if part
+                )
+                + f"; expected {'' if scratch else 'timestamp, '}{', '.join(series.channel_names)}"
+                + " (and optionally label)"
+            )
+        order = [header.channel_names.index(c) for c in series.channel_names]
+    else:
+        order = list(range(len(channel_order)))
+    values = np.concatenate([b.values for b in blocks])[:, order]
+    _check_size(len(values), series.n_channels)
+    stamps = None if blocks[0].timestamps is None else np.concatenate([b.timestamps for b in blocks])
+    truth = None if blocks[0].truth is None else np.concatenate([b.truth for b in blocks])
+    digest = hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    for part in (stamps, truth):
+        digest.update(b"|" + (b"-" if part is None else np.ascontiguousarray(part).tobytes()))
+    stats = reader.stats
+    return PointsBatch(values, stamps, truth, stats.first_timestamp, stats.last_timestamp, digest.hexdigest())
+
+
+def parse_values(channel_names: list[str], body: bytes, content_type: str, max_points: int) -> np.ndarray:
+    """Values to score without storing them, ``(n, C)`` float32 in ``channel_names`` order: JSON ``{"values":
+    [[...], ...]}`` or CSV with a header naming the channels (a ``timestamp`` and a ``label`` column may be there and
+    are ignored). Validated as an appended batch (:func:`parse_points`); at most ``max_points`` points (413)."""
+    stand_in = Series(id=0, n_points=0, n_channels=len(channel_names), channel_names=channel_names)
+    stand_in.timestamp_kind = "index"
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        if kind in ("text/csv", "application/csv"):
+            batch = _parse_csv(stand_in, body, scratch=True)
+        elif kind in ("", "application/json") or kind.endswith("+json"):
+            batch = _parse_json(stand_in, body, scratch=True)
+        else:
+            raise PointsError(f"send the values as application/json or text/csv, not {kind!r}", status=415)
+    except ImportError_ as exc:
+        raise PointsError(exc.message, status=exc.status if exc.status != 400 else 422) from None
+    if len(batch) > max_points:
+        raise PointsError(f"score at most {max_points:,} points at a time, not {len(batch):,}", status=413)
+    return batch.values
+
+
+def _show_timestamp(series: Series, value: np.generic) -> str:
+    if series.timestamp_kind == "datetime":
+        return str(pd.Timestamp(int(value), tz="UTC"))
+    return repr(float(value))
+
+
+def append_points(
+    session: Session, actor_id: int | None, series_id: int, batch: PointsBatch, key: str | None = None
+) -> Appended:
+    """Store ``batch`` after the series' last point, in the caller's transaction: the values, timestamps and
+    ground truth chunks, the series' length and last timestamp, and the batch row, all or nothing.
+
+    The series row is locked first, so concurrent appends to one series take turns and each sees the end the
+    previous one left. With ``key`` (the client's ``Idempotency-Key``) a batch already stored under that key is
+    answered again (``replayed``) if it is the same batch, refused (409) if it is not."""
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise PointsError(f"the Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    series = repo.lock_series_for_write(session, series_id)
+    if series is None:
+        raise NotFound(f"no series with id {series_id}")
+    if key is not None:
+        earlier = repo.get_append_by_key(session, series_id, key)
+        if earlier is not None:
+            if earlier.body_sha256 != batch.sha256:
+                raise Conflict(
+                    f"Idempotency-Key {key!r} was already used for a different batch on series {series_id} "
+                    f"(points {earlier.start}-{earlier.end - 1}); send a new key for new points"
+                )
+            return Appended(earlier, series, replayed=True)
+    if batch.values.shape[1] != series.n_channels:
+        raise PointsError(f"the batch has {batch.values.shape[1]} channel(s); the series has {series.n_channels}")
+    if batch.timestamps is not None:
+        kind = "ts_ns" if series.timestamp_kind == "datetime" else "ts_num"
+        last = repo.last_stored(session, series, kind)
+        if len(last) and batch.timestamps[0] <= last[0]:
+            raise PointsError(
+                f"the first point's timestamp {_show_timestamp(series, batch.timestamps[0])} is not after the "
+                f"series' last one, {_show_timestamp(series, last[0])} (point {series.n_points - 1}); send only "
+                "points newer than that (a retried batch needs the same Idempotency-Key to be recognised)"
+            )
+    start, n = series.n_points, len(batch)
+    repo.append_rows(session, series, "values", batch.values)
+    if batch.timestamps is not None:
+        repo.append_rows(
+            session, series, "ts_ns" if series.timestamp_kind == "datetime" else "ts_num", batch.timestamps
+        )
+    if series.has_ground_truth:
+        # appended points without a label column count as normal in the ground truth (what an oracle answers)
+        truth = batch.truth if batch.truth is not None else np.zeros(n, dtype=np.int8)
+        repo.append_rows(session, series, "truth", truth)
+        series.n_anomalous_points += int(truth.sum())
+    series.n_points = start + n
+    if batch.last_timestamp is not None:
+        series.last_timestamp = batch.last_timestamp
+    row = repo.add_append(
+        session,
+        SeriesAppend(
+            series_id=series.id,
+            idempotency_key=key,
+            body_sha256=batch.sha256,
+            start=start,
+            end=start + n,
+            first_timestamp=batch.first_timestamp,
+            last_timestamp=batch.last_timestamp,
+            created_by=actor_id,
+            scoring=[],
+        ),
+    )
+    return Appended(row, series, replayed=False)
+
+
+def get_append(session: Session, append_id: int) -> SeriesAppend:
+    batch = repo.get_append(session, append_id)
+    if batch is None:
+        raise NotFound(f"no appended batch with id {append_id}")
+    return batch
+
+
+def lock_series(session: Session, series_id: int) -> Series:
+    """The series, locked against concurrent appends until the transaction ends (scores are stored under it)."""
+    series = repo.lock_series_for_write(session, series_id)
+    if series is None:
+        raise NotFound(f"no series with id {series_id}")
+    return series

@@ -54,6 +54,6 @@ def default_app() -> Celery:
     return make_celery(settings)
 
 
-def send_job(app: Celery, job_id: int, queue: str) -> None:
-    """Hand a job id to the workers listening on ``queue``."""
-    app.send_task(TASK_NAME, args=[job_id], queue=queue)
+def send_job(app: Celery, job_id: int, queue: str, delay_s: float = 0.0) -> None:
+    """Hand a job id to the workers listening on ``queue``, to run at once or ``delay_s`` seconds from now."""
+    app.send_task(TASK_NAME, args=[job_id], queue=queue, countdown=delay_s if delay_s > 0 else None)

@@ -32,6 +32,8 @@ class Job(Base):
     """``retrain:<round id>`` / ``fit:<project id>``: a round is trained by one job however often it is asked."""
     lease_until: Mapped[datetime | None]
     """A running job's worker renews this; an expired lease means the worker died and the job may be retaken."""
+    not_before: Mapped[datetime | None]
+    """A queued job is not run before this time (a webhook delivery waiting out its retry backoff)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

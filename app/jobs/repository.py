@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.jobs.models import Job
@@ -26,10 +26,10 @@ def add(session: Session, job: Job) -> Job:
 
 
 def claim(session: Session, job_id: int, worker: str, now: datetime, lease_until: datetime) -> bool:
-    """Take a queued job, or one whose worker's lease ran out (it died); only one caller wins."""
+    """Take a queued job that is due, or one whose worker's lease ran out (it died); only one caller wins."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now)))
+        .where(Job.id == job_id, or_(_due(now), (Job.status == "running") & (Job.lease_until < now)))
         .values(
             status="running",
             worker=worker,
@@ -55,14 +55,17 @@ def update_running(session: Session, job_id: int, worker: str, **values: object)
 
 
 def stale(session: Session, now: datetime) -> list[int]:
-    """Jobs nobody is working on: queued, or running with an expired lease."""
+    """Jobs nobody is working on: queued and due, or running with an expired lease."""
     return list(
         session.scalars(
-            select(Job.id)
-            .where(or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now)))
-            .order_by(Job.id)
+            select(Job.id).where(or_(_due(now), (Job.status == "running") & (Job.lease_until < now))).order_by(Job.id)
         )
     )
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Queued, and not waiting for a later time (``not_before``)."""
+    return (Job.status == "queued") & (Job.not_before.is_(None) | (Job.not_before <= now))
 
 
 def list_recent(session: Session, limit: int = 50, project_id: int | None = None) -> list[Job]:

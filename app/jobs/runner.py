@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Protocol
 
 from threadpoolctl import threadpool_limits
 
 from app.core.runtime import Cancelled, Progress
-from app.db import Database
+from app.db import Database, utcnow
 from app.jobs import service as jobs
 from app.projects import rounds
 from app.projects.rounds import RoundStatus
@@ -28,53 +30,92 @@ from app.versions import service as versions
 log = logging.getLogger("anomaloop.jobs")
 REPORT_EVERY_S = 1.0  # progress rows are written at most this often
 TRAINING_KINDS = ("fit", "retrain")
+NETWORK_KINDS = ("webhook",)
+"""Short jobs that wait on the network: the in-process executor runs them in a small pool of their own, so a slow
+receiver never waits in front of a training job, nor a training job in front of a delivery."""
 TaskBody = Callable[[Database, Settings, int], str]
 """A job that is not training: ``(db, settings, job_id) -> message`` for the finished job; raising fails it."""
 
 
 def task_for(kind: str) -> TaskBody:
     """The body of a job kind other than training. Each kind's module is imported here, when such a job runs."""
+    if kind == "webhook":
+        from app.webhooks.delivery import deliver
+
+        return deliver
+    if kind == "score":  # points appended to a series, or a series asked for before its scores existed
+        from app.versions.scoring import run_score_job
+
+        return run_score_job
     raise ValueError(f"no job kind {kind!r}")
+
+
+class Enqueue(Protocol):
+    """How a job hands job ids to its executor: at once, or not before ``delay_s`` seconds from now."""
+
+    def __call__(self, job_id: int, delay_s: float = 0.0, /) -> None: ...
 
 
 class LeaseHeld(Exception):
     """Another live worker owns this job; the caller may retry after the lease runs out."""
 
 
+class RunLater(Exception):
+    """Raised by a task body: put the job back in the queue to run again in ``delay_s`` seconds (a webhook
+    delivery's retry); ``message`` is what the job row shows meanwhile."""
+
+    def __init__(self, delay_s: float, message: str) -> None:
+        super().__init__(message)
+        self.delay_s, self.message = delay_s, message
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def run_job(db: Database, settings: Settings, job_id: int, enqueue: Callable[[int], None]) -> str:
-    """Run one job to its end; returns its final status. Raises :class:`LeaseHeld` if a live worker has it."""
+def run_job(db: Database, settings: Settings, job_id: int, enqueue: Enqueue) -> str:
+    """Run one job to its end; returns its final status (``queued`` when it is to run again later). Raises
+    :class:`LeaseHeld` if a live worker has it."""
     me = worker_name()
     with db.session_scope() as session:
         job = jobs.get_job(session, job_id)
         if job.status in ("done", "failed", "cancelled"):
             return job.status
+        if job.status == "queued" and job.not_before is not None and job.not_before > utcnow():
+            enqueue(job_id, (job.not_before - utcnow()).total_seconds())  # came early (a redelivered message)
+            return "queued"
         if not jobs.claim(session, job_id, me, settings.job_lease_seconds):
             raise LeaseHeld(f"job {job_id} is running on {job.worker}")
         kind = job.kind
     if kind in TRAINING_KINDS:
         return _run_training(db, settings, job_id, me, enqueue)
-    return _run_task(db, settings, job_id, me, kind)
+    return _run_task(db, settings, job_id, me, kind, enqueue)
 
 
-def _run_task(db: Database, settings: Settings, job_id: int, me: str, kind: str) -> str:
-    """A short job that is not training (see :func:`task_for`): run it, then mark the job done or failed."""
+def _run_task(db: Database, settings: Settings, job_id: int, me: str, kind: str, enqueue: Enqueue) -> str:
+    """A short job that is not training (see :func:`task_for`): run it, then mark the job done or failed, or put it
+    back in the queue when the body asks to run again later (:class:`RunLater`)."""
     try:
         message = task_for(kind)(db, settings, job_id)
+    except RunLater as later:
+        with db.session_scope() as session:
+            deferred = jobs.defer(session, job_id, me, utcnow() + timedelta(seconds=later.delay_s), later.message)
+        if deferred:
+            enqueue(job_id, max(later.delay_s, 0.01))  # always through the delay path: this run is still pending
+        return "queued"
     except Exception as exc:
         log.exception("job %s (%s) failed", job_id, kind)
         with db.session_scope() as session:
-            jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
+            follow_up = jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
+        for follow in follow_up:
+            enqueue(follow)
         return "failed"
     with db.session_scope() as session:
         jobs.finish(session, job_id, me, message)
     return "done"
 
 
-def _run_training(db: Database, settings: Settings, job_id: int, me: str, enqueue: Callable[[int], None]) -> str:
+def _run_training(db: Database, settings: Settings, job_id: int, me: str, enqueue: Enqueue) -> str:
     """Train a project's model (``fit``) or retrain it after a round (``retrain``) and store the version."""
     stop_heartbeat = threading.Event()
     lease = settings.job_lease_seconds
@@ -133,10 +174,12 @@ def _run_training(db: Database, settings: Settings, job_id: int, me: str, enqueu
     except Exception as exc:
         log.exception("job %s failed", job_id)
         with db.session_scope() as session:
-            jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
+            follow_up = jobs.fail(session, job_id, me, f"{type(exc).__name__}: {exc}")
             job = jobs.get_job(session, job_id)
             if job.round_id is not None:
                 rounds.move(session, job.round_id, (RoundStatus.TRAINING, RoundStatus.COMPLETE), RoundStatus.FAILED)
+        for follow in follow_up:
+            enqueue(follow)
         return "failed"
     finally:
         stop_heartbeat.set()

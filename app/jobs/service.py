@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,10 @@ from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.projects import rounds
 from app.projects.rounds import RoundStatus
+from app.webhooks import service as webhooks
+
+SILENT_KINDS = ("webhook",)
+"""Job kinds whose failure sends no ``job.failed`` webhook."""
 
 
 def create_job(
@@ -47,6 +51,12 @@ def get_job(session: Session, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"no job with id {job_id}")
     return job
+
+
+def job_kind(session: Session, job_id: int) -> str | None:
+    """The job's kind; ``None`` for a missing job."""
+    job = repo.get(session, job_id)
+    return job.kind if job is not None else None
 
 
 def claim(session: Session, job_id: int, worker: str, lease_seconds: int) -> bool:
@@ -96,8 +106,11 @@ def finish(session: Session, job_id: int, worker: str, message: str) -> None:
     )
 
 
-def fail(session: Session, job_id: int, worker: str, error: str) -> None:
-    repo.update_running(
+def fail(session: Session, job_id: int, worker: str, error: str) -> list[int]:
+    """Mark the job failed and tell the ``job.failed`` webhooks; returns their delivery jobs, to enqueue after
+    commit. A webhook delivery's own job failing is not announced (a receiver that is down would be told about
+    itself, again and again): its delivery log says it."""
+    failed = repo.update_running(
         session,
         job_id,
         worker,
@@ -106,6 +119,25 @@ def fail(session: Session, job_id: int, worker: str, error: str) -> None:
         message="failed",
         error=error[:4000],
         finished_at=utcnow(),
+        lease_until=None,
+    )
+    job = repo.get(session, job_id)
+    if not failed or job is None or job.kind in SILENT_KINDS:
+        return []
+    payload = {"job_id": job.id, "kind": job.kind, "project_id": job.project_id, "round_id": job.round_id}
+    return webhooks.emit(session, "job.failed", {**payload, "error": error[:1000]})
+
+
+def defer(session: Session, job_id: int, worker: str, not_before: datetime, message: str) -> bool:
+    """Put a running job back in the queue, not to run before ``not_before`` (a webhook delivery's retry)."""
+    return repo.update_running(
+        session,
+        job_id,
+        worker,
+        status="queued",
+        phase="waiting",
+        message=message[:500],
+        not_before=not_before,
         lease_until=None,
     )
 
@@ -148,6 +180,7 @@ def retry(session: Session, actor: User | None, job_id: int) -> Job:
         raise Conflict(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
     job.status, job.cancel_requested, job.error, job.progress = "queued", False, None, 0.0
     job.phase, job.message, job.finished_at, job.lease_until = "", "waiting for a worker", None, None
+    job.not_before = None
     if job.round_id is not None:
         rounds.move(session, job.round_id, (RoundStatus.FAILED,), RoundStatus.COMPLETE)
     audit(session, actor, "job.retry", "job", job.id, kind=job.kind)

@@ -20,6 +20,9 @@ project_series = Table(
 
 ROUND_STATUSES = ("open", "complete", "training", "done", "failed")  # app.projects.rounds.RoundStatus, in order
 LABEL_VALUES = ("anomaly", "normal", "unsure", "retracted")
+DEFAULT_ANOMALY_TYPES = ("anomaly",)
+LABEL_TYPE_CHARS = 40  # longest anomaly type name
+COMMENT_CHARS = 1000  # longest comment on a labeled range
 
 
 class Project(Base):
@@ -49,6 +52,17 @@ class Project(Base):
     """The threshold guard: a version whose threshold flags more of the pool's points does not serve."""
     follow_new_versions: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     """False after an admin promotes or rolls back: new versions are stored and shown but do not serve."""
+    answers_per_window: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """Analysts who answer each query window (1..5); with more than one, training uses their consensus
+    (app.projects.consensus; docs/ANNOTATORS.md)."""
+    review_grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Minutes a fully answered round stays open for review before it closes by itself (0: it closes at once).
+    New projects get ``ProjectCreate``'s default; 0 here keeps rows made before the setting as they were."""
+    anomaly_types: Mapped[list] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_ANOMALY_TYPES), server_default='["anomaly"]'
+    )
+    """Short names an anomalous range may carry as its ``label_type`` (e.g. spike, level shift); training ignores
+    them (anomaly vs normal)."""
     serving_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL", use_alter=True)
     )
@@ -75,6 +89,11 @@ class Round(Base):
     source_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    review_until: Mapped[datetime | None]
+    """Set while every query is answered but the round is still open for review: it closes by itself then
+    (app.projects.review); None while answers are missing, and for rounds that closed at once."""
+    submitted_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    """Who submitted the round for retraining (None: it closed by itself or at once)."""
 
 
 class Query(Base):
@@ -113,4 +132,7 @@ class Label(Base):
     query_id: Mapped[int | None] = mapped_column(ForeignKey("query.id", ondelete="SET NULL"), index=True)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("label.id", ondelete="SET NULL"))
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    label_type: Mapped[str | None] = mapped_column(String(LABEL_TYPE_CHARS))
+    """One of the project's ``anomaly_types`` (anomaly ranges only); None when the analyst chose none."""
+    comment: Mapped[str | None] = mapped_column(String(COMMENT_CHARS))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

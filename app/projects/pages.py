@@ -21,7 +21,7 @@ from app.deps import AdminPrincipal, CurrentPrincipal, Principal, SessionDep
 from app.errors import AppError
 from app.jobs.router import enqueue_after_commit
 from app.projects import service, views
-from app.projects.schemas import ProjectCreate
+from app.projects.schemas import ProjectCreate, ProjectSettingsIn
 from app.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -49,6 +49,9 @@ FORM_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "adoption_policy": "validate",
     "max_flag_share": 0.05,
+    "anomaly_types": "anomaly",
+    "answers_per_window": 1,
+    "review_grace_minutes": 10,
 }
 
 
@@ -130,6 +133,9 @@ def create_project(
             seed=form.get("seed") or 0,
             adoption_policy=form.get("adoption_policy") or "validate",
             max_flag_share=form.get("max_flag_share") or 0.05,
+            anomaly_types=anomaly_type_list(form.get("anomaly_types")),
+            answers_per_window=form.get("answers_per_window") or 1,
+            review_grace_minutes=form.get("review_grace_minutes") or FORM_DEFAULTS["review_grace_minutes"],
         )
         project, job_id = service.create_project(session, principal.user, spec)
     except json.JSONDecodeError as exc:
@@ -141,6 +147,27 @@ def create_project(
         return _new_form(request, session, principal, form, exc.message, exc.status)
     enqueue_after_commit(request, background, [job_id])
     return RedirectResponse(f"/projects/{project.id}", status_code=303)
+
+
+def anomaly_type_list(text: object) -> list[str]:
+    """The form's comma-separated anomaly types as a list (empty entries dropped; none given: the default)."""
+    return [t.strip() for t in str(text or "").split(",") if t.strip()] or ["anomaly"]
+
+
+@router.post("/projects/{project_id}/anomaly-types")
+def set_anomaly_types(
+    project_id: int,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    raw: Annotated[FormData, Depends(read_form)],
+) -> Response:
+    """The project page's anomaly-types form: back to the page with the new types (a 422 page says what to fix)."""
+    try:
+        settings = ProjectSettingsIn(anomaly_types=anomaly_type_list(raw.get("anomaly_types")))
+    except ValidationError as exc:
+        raise AppError("anomaly types: " + "; ".join(e["msg"] for e in exc.errors()), status=422) from None
+    service.update_anomaly_types(session, principal.user, project_id, settings.anomaly_types or ["anomaly"])
+    return RedirectResponse(f"/projects/{project_id}#anomaly-types", status_code=303)
 
 
 # -- admin project view -------------------------------------------------------------------------------------------
@@ -175,13 +202,14 @@ def label_home(request: Request, session: SessionDep, principal: CurrentPrincipa
 @router.get("/projects/{project_id}/label")
 def label_page(request: Request, project_id: int, session: SessionDep, principal: CurrentPrincipal) -> Response:
     project = service.get_project(session, project_id)
-    return render(request, "label.html", principal, project=project, state=views.labeling_state(session, project))
+    state = views.labeling_state(session, project, principal.user)
+    return render(request, "label.html", principal, project=project, state=state)
 
 
 @router.get("/api/v1/projects/{project_id}/labeling")
 def labeling_state_api(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """The labeling queue's state: the open round, its queries in rank order with their answers, the series."""
-    return views.labeling_state(session, service.get_project(session, project_id))
+    return views.labeling_state(session, service.get_project(session, project_id), principal.user)
 
 
 @router.get("/api/v1/projects/{project_id}/series/{series_id}/labels")
@@ -204,8 +232,10 @@ def labels_in_range(
             "source": lab.source,
             "query_id": lab.query_id,
             "round_id": lab.round_id,
+            "label_type": lab.label_type,
+            "comment": lab.comment,
         }
-        for lab in service.labels_in_range(session, project_id, series_id, start, stop)
+        for lab in service.labels_in_range(session, project_id, series_id, start, stop, principal.user)
     ]
 
 

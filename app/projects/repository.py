@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
@@ -167,3 +168,20 @@ def lock_project_for_write(session: Session, project_id: int) -> Project | None:
     """The project row locked until the transaction ends (serialises free labels with one idempotency key)."""
     _take_sqlite_write_lock(session, Project, project_id)
     return session.scalar(select(Project).where(Project.id == project_id).with_for_update())
+
+
+def get_label(session: Session, label_id: int) -> Label | None:
+    return session.get(Label, label_id)
+
+
+def superseding_label(session: Session, label_id: int) -> Label | None:
+    """The row that replaced ``label_id`` (an edit, a delete, an undo or a second answer), or None while in force."""
+    return session.scalar(select(Label).where(Label.supersedes_id == label_id).order_by(Label.id).limit(1))
+
+
+def rounds_due_for_closing(session: Session, now: datetime, project_id: int | None = None) -> list[int]:
+    """Ids of open rounds whose review grace period (``review_until``) is over (app.projects.review)."""
+    q = select(Round.id).where(Round.status == "open", Round.review_until.is_not(None), Round.review_until <= now)
+    if project_id is not None:
+        q = q.where(Round.project_id == project_id)
+    return list(session.scalars(q.order_by(Round.id)))

@@ -1,7 +1,7 @@
 """The round's state machine: its states, the moves between them, and the one function that moves a round.
 
 ```
-open ──(last answer / submit)──▶ complete ──(a worker takes the retraining job)──▶ training ──▶ done
+open ──(submit or grace over)──▶ complete ──(a worker takes the retraining job)──▶ training ──▶ done
                                     ▲  ▲                                             │
                                     │  └──────────(job cancelled: back in the queue)──┤
                                     └──(retry)── failed ◀───────(the job failed)──────┘
@@ -21,7 +21,8 @@ from app.projects import repository as repo
 
 class RoundStatus(StrEnum):
     OPEN = "open"
-    """Queries are being answered."""
+    """Queries are being answered; once all are, the round is in review (``review_until`` set: answers can still
+    change) until submitted or its grace period is over (app.projects.review), or closes at once (grace 0, oracle)."""
     COMPLETE = "complete"
     """Every query answered; the retraining job is queued."""
     TRAINING = "training"

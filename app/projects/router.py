@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -11,14 +11,16 @@ from fastapi.responses import Response, StreamingResponse
 from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
 from app.errors import AppError
 from app.jobs.router import enqueue_after_commit
-from app.projects import service
+from app.projects import labels, review, service
 from app.projects.schemas import (
+    AdjudicateIn,
     AnswerIn,
     AnswerOut,
     LabelIn,
     LabelOut,
     ProjectCreate,
     ProjectOut,
+    ProjectSettingsIn,
     QueryOut,
     RoundOut,
     RoundStart,
@@ -44,6 +46,20 @@ def create_project(
 @router.get("/api/v1/projects/{project_id}", response_model=ProjectOut)
 def get_project(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> ProjectOut:
     return ProjectOut.model_validate(service.get_project(session, project_id))
+
+
+@router.patch("/api/v1/projects/{project_id}", response_model=ProjectOut)
+def update_project(
+    project_id: int, body: ProjectSettingsIn, session: SessionDep, principal: AdminPrincipal
+) -> ProjectOut:
+    """Change a project's settings (admins): ``anomaly_types``, the types an anomalous range may carry;
+    ``review_grace_minutes``, how long a fully answered round waits for review."""
+    project = service.get_project(session, project_id)
+    if body.anomaly_types is not None:
+        project = service.update_anomaly_types(session, principal.user, project_id, body.anomaly_types)
+    if body.review_grace_minutes is not None:
+        project = review.set_review_grace(session, principal.user, project_id, body.review_grace_minutes)
+    return ProjectOut.model_validate(project)
 
 
 @router.get("/api/v1/projects/{project_id}/rounds", response_model=list[RoundOut])
@@ -72,7 +88,7 @@ def list_queries(round_id: int, session: SessionDep, principal: CurrentPrincipal
 
 @router.get("/api/v1/projects/{project_id}/next-query", response_model=QueryOut | None)
 def next_query(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> QueryOut | None:
-    query = service.next_query(session, project_id)
+    query = service.next_query(session, project_id, principal.user)
     return QueryOut.model_validate(query) if query else None
 
 
@@ -90,7 +106,20 @@ def answer(
     rng = None
     if body.anomaly_start is not None and body.anomaly_end is not None:  # AnswerIn: both or neither
         rng = (body.anomaly_start, body.anomaly_end)
-    result = service.answer_query(session, principal.user, query_id, body.value, rng, body.idempotency_key)
+    ranges = None
+    if body.ranges is not None:
+        ranges = [service.AnsweredRange(r.start, r.end, r.value, r.label_type, r.comment) for r in body.ranges]
+    result = service.answer_query(
+        session,
+        principal.user,
+        query_id,
+        body.value or "normal",  # AnswerIn: a value, or ranges (then the rest of the window is normal by default)
+        rng,
+        body.idempotency_key,
+        ranges=ranges,
+        label_type=body.label_type,
+        comment=body.comment,
+    )
     enqueue_after_commit(request, background, result.job_ids)
     return AnswerOut(
         query_id=result.query.id,
@@ -99,6 +128,7 @@ def answer(
         round_status=result.round.status,
         round_answered=result.answered,
         round_total=result.total,
+        round_review_until=result.round.review_until,
         next_query_id=result.next_query.id if result.next_query else None,
     )
 
@@ -111,7 +141,16 @@ def undo(query_id: int, session: SessionDep, principal: CurrentPrincipal) -> Que
 @router.post("/api/v1/projects/{project_id}/labels", response_model=LabelOut, status_code=201)
 def add_label(project_id: int, body: LabelIn, session: SessionDep, principal: CurrentPrincipal) -> LabelOut:
     label = service.add_free_label(
-        session, principal.user, project_id, body.series_id, body.start, body.end, body.value, body.idempotency_key
+        session,
+        principal.user,
+        project_id,
+        body.series_id,
+        body.start,
+        body.end,
+        body.value,
+        body.idempotency_key,
+        label_type=body.label_type,
+        comment=body.comment,
     )
     return LabelOut.model_validate(label)
 
@@ -143,3 +182,60 @@ def export_labels(
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="labels-project-{project_id}-series-{series_id}.csv"'},
     )
+
+
+# -- label edits (append-only: app/projects/labels.py) --------------------------------------------------------------
+
+
+@router.get("/api/v1/labels", response_model=list[labels.LabelRow], tags=["labels"])
+def list_labels(project_id: int, series_id: int, session: SessionDep, principal: CurrentPrincipal) -> list:
+    """The labels in force of a project on one series, oldest first, with author, type and comment."""
+    return labels.series_labels(session, project_id, series_id)
+
+
+@router.get("/api/v1/labels/{label_id}/history", response_model=list[labels.LabelRow], tags=["labels"])
+def label_history(label_id: int, session: SessionDep, principal: CurrentPrincipal) -> list:
+    """Every row of a label's history, oldest first: what it replaced, itself, and what replaced it."""
+    return labels.label_history(session, label_id)
+
+
+@router.patch("/api/v1/labels/{label_id}", response_model=labels.LabelRow, tags=["labels"])
+def edit_label(
+    label_id: int, body: labels.LabelEdit, session: SessionDep, principal: CurrentPrincipal
+) -> labels.LabelRow:
+    """Change a label's value, range, type or comment (its author or an admin; a write-scoped token). Append-only:
+    answers the new row, which supersedes the old one; 409 when the label was already changed or deleted."""
+    return labels.edit_label(session, principal.user, label_id, body, is_admin=principal.is_admin)
+
+
+@router.delete("/api/v1/labels/{label_id}", response_model=labels.LabelRow, tags=["labels"])
+def delete_label(label_id: int, session: SessionDep, principal: CurrentPrincipal) -> labels.LabelRow:
+    """Take a label out of force (its author or an admin): answers the ``retracted`` row that supersedes it; the
+    old row stays in the history. 409 when the label was already changed or deleted."""
+    return labels.delete_label(session, principal.user, label_id, is_admin=principal.is_admin)
+
+
+# -- several annotators and the review before retraining (app/projects/review.py) --------------------------------
+
+
+@router.post("/api/v1/rounds/{round_id}/submit", response_model=RoundOut)
+def submit_round(
+    round_id: int, request: Request, background: BackgroundTasks, session: SessionDep, principal: CurrentPrincipal
+) -> RoundOut:
+    """Close a fully answered round for retraining now, before its review grace period is over (analysts, admins)."""
+    submitted = review.submit_round(session, principal.user, round_id)
+    enqueue_after_commit(request, background, submitted.job_ids)
+    return RoundOut.model_validate(submitted.round)
+
+
+@router.get("/api/v1/projects/{project_id}/agreement")
+def agreement(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> dict[str, Any]:
+    """How much the analysts agree (Krippendorff's alpha, Cohen's kappa per pair; overall and per round, over windows
+    answered by at least two) and the windows they disagree on, with consensus and adjudication."""
+    return review.project_agreement(session, project_id)
+
+
+@router.post("/api/v1/queries/{query_id}/adjudicate", response_model=LabelOut, status_code=201)
+def adjudicate(query_id: int, body: AdjudicateIn, session: SessionDep, principal: AdminPrincipal) -> LabelOut:
+    """An admin decides a window the analysts disagree on; the decision wins the consensus training uses."""
+    return LabelOut.model_validate(review.adjudicate_query(session, principal.user, query_id, body.value))

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 ANSWERS = ("anomaly", "normal", "unsure", "skip")
+MAX_ANOMALY_TYPES = 32
+MAX_RANGES_PER_ANSWER = 100
+TYPE_NAME = r"^[^\x00-\x1f,]{1,40}$"  # a short name: no control characters, no commas (the form lists types by comma)
+AnomalyTypeName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=TYPE_NAME)
+]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000, pattern=r"^[^\x00]*$")]  # no NUL
+
+
+def _unique_types(types: list[str]) -> list[str]:
+    if len({t.casefold() for t in types}) != len(types):
+        raise ValueError("anomaly types must be distinct (case is ignored)")
+    return types
+
+
+AnomalyTypes = Annotated[
+    list[AnomalyTypeName], Field(min_length=1, max_length=MAX_ANOMALY_TYPES), AfterValidator(_unique_types)
+]
 
 
 class ProjectCreate(BaseModel):
@@ -45,6 +63,25 @@ class ProjectCreate(BaseModel):
         "its threshold flags at most max_flag_share of the points; always: the newest version serves.",
     )
     max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
+    answers_per_window: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Analysts who answer each window; with more than 1 training uses their consensus (majority, "
+        "ties unsure unless an admin adjudicates; docs/ANNOTATORS.md).",
+    )
+    review_grace_minutes: int = Field(
+        10,
+        ge=0,
+        le=10_080,
+        description="Minutes a fully answered round stays open for review (undo, edit) before it closes and "
+        "retrains by itself; analysts close it sooner with Submit. 0: it closes at its last answer.",
+    )
+    anomaly_types: AnomalyTypes = Field(
+        default_factory=lambda: ["anomaly"],
+        description="Types an anomalous range may carry (e.g. spike, level shift, drift, outage); training uses "
+        "anomaly vs normal only.",
+    )
 
     @model_validator(mode="after")
     def _bounded_params(self) -> ProjectCreate:
@@ -81,8 +118,26 @@ class ProjectOut(BaseModel):
     adoption_policy: str
     max_flag_share: float
     follow_new_versions: bool
+    anomaly_types: list[str]
+    answers_per_window: int
+    review_grace_minutes: int
     serving_version_id: int | None
     created_at: datetime
+
+
+class ProjectSettingsIn(BaseModel):
+    """What an admin may change on an existing project (PATCH); a field left out stays as it is."""
+
+    anomaly_types: AnomalyTypes | None = Field(
+        None, description="Types an anomalous range may carry; labels already stored keep theirs."
+    )
+    review_grace_minutes: int | None = Field(
+        None,
+        ge=0,
+        le=10_080,
+        description="Review time of a fully answered round, minutes (0: it closes at its last answer); applies to "
+        "rounds answered from now on.",
+    )
 
 
 class RoundStart(BaseModel):
@@ -101,6 +156,16 @@ class RoundOut(BaseModel):
     status: str
     created_at: datetime
     completed_at: datetime | None
+    review_until: datetime | None = Field(
+        None, description="While open with every window answered: when it closes by itself unless submitted sooner."
+    )
+    submitted_by: int | None = None
+
+
+class AdjudicateIn(BaseModel):
+    """An admin's decision on a window the analysts disagree on; it wins the consensus."""
+
+    value: Literal["anomaly", "normal", "unsure"]
 
 
 class QueryOut(BaseModel):
@@ -118,8 +183,38 @@ class QueryOut(BaseModel):
     status: str
 
 
+class RangeIn(BaseModel):
+    """One labeled range of an answer, points ``[start, end)``; it may reach into the context around the window."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=1, description="Exclusive; clamped to the series' length.")
+    value: Literal["anomaly", "normal", "unsure"] = "anomaly"
+    label_type: str | None = Field(None, max_length=40, description="One of the project's anomaly_types (anomalies).")
+    comment: Comment | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeIn:
+        if self.end <= self.start:
+            raise ValueError(f"range end {self.end} must be after its start {self.start}")
+        if self.label_type is not None and self.value != "anomaly":
+            raise ValueError(f"only an anomaly range carries a type; this one is {self.value}")
+        return self
+
+
 class AnswerIn(BaseModel):
-    value: Literal["anomaly", "normal", "unsure", "skip"]
+    """An answer to one query: the whole window (``value``), or labeled ``ranges`` with ``value`` for the rest of the
+    window (default normal, as for the older single dragged range ``anomaly_start``/``anomaly_end``)."""
+
+    value: Literal["anomaly", "normal", "unsure", "skip"] | None = Field(
+        None, description="The window's answer; with ranges, the answer for the window's points no range covers."
+    )
+    ranges: list[RangeIn] | None = Field(
+        None,
+        max_length=MAX_RANGES_PER_ANSWER,
+        description="Labeled ranges, not overlapping; each may extend into the context shown around the window.",
+    )
+    label_type: str | None = Field(None, max_length=40, description="The type of a whole-window anomaly answer.")
+    comment: Comment | None = Field(None, description="A comment on the whole-window answer.")
     anomaly_start: int | None = Field(
         None, ge=0, description="Dragged sub-range (points); the rest of the window then counts as normal."
     )
@@ -131,10 +226,21 @@ class AnswerIn(BaseModel):
         if (self.anomaly_start is None) != (self.anomaly_end is None):
             raise ValueError("give both anomaly_start and anomaly_end, or neither")
         if self.anomaly_start is not None:
+            if self.ranges is not None:
+                raise ValueError("give ranges or anomaly_start/anomaly_end, not both")
             if self.value != "anomaly":
                 raise ValueError("a dragged sub-range is an anomaly answer")
             if self.anomaly_end <= self.anomaly_start:  # type: ignore[operator]
                 raise ValueError("anomaly_end must be after anomaly_start")
+        if self.ranges is not None:
+            if not self.ranges:
+                raise ValueError("ranges is empty: leave it out to answer for the whole window")
+            if self.value == "skip":
+                raise ValueError("a skipped window has no labeled ranges")
+        elif self.value is None:
+            raise ValueError("give a value (anomaly, normal, unsure or skip), or labeled ranges")
+        if self.label_type is not None and (self.value or "normal") != "anomaly":
+            raise ValueError("label_type is for an anomaly answer; give types per range in ranges")
         return self
 
 
@@ -145,6 +251,8 @@ class LabelIn(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=1)
     value: Literal["anomaly", "normal"]
+    label_type: str | None = Field(None, max_length=40, description="One of the project's anomaly_types (anomalies).")
+    comment: Comment | None = None
     idempotency_key: str | None = Field(None, min_length=8, max_length=60, pattern=r"^[A-Za-z0-9_\-]+$")
 
 
@@ -161,6 +269,8 @@ class LabelOut(BaseModel):
     round_id: int | None
     query_id: int | None
     supersedes_id: int | None
+    label_type: str | None = None
+    comment: str | None = None
     created_at: datetime
 
 
@@ -171,6 +281,9 @@ class AnswerOut(BaseModel):
     round_status: str
     round_answered: int
     round_total: int
+    round_review_until: datetime | None = Field(
+        None, description="Every window answered, round still open for review: when it closes by itself (UTC)."
+    )
     next_query_id: int | None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,7 +39,7 @@ from app.db import utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs import service as jobs
 from app.projects import repository as repo
-from app.projects import rounds
+from app.projects import review
 from app.projects.models import Label, Project, Query, Round
 from app.projects.rounds import RoundStatus
 from app.projects.schemas import ProjectCreate
@@ -161,6 +161,9 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
         seed=spec.seed,
         adoption_policy=spec.adoption_policy,
         max_flag_share=spec.max_flag_share,
+        anomaly_types=list(spec.anomaly_types),
+        answers_per_window=spec.answers_per_window,
+        review_grace_minutes=spec.review_grace_minutes,
         created_by=actor.id if actor else None,
     )
     project.series = series
@@ -168,6 +171,17 @@ def create_project(session: Session, actor: User | None, spec: ProjectCreate) ->
     job = jobs.create_job(session, "fit", project_id=project.id, dedupe_key=f"fit:{project.id}")
     audit(session, actor, "project.create", "project", project.id, detector=spec.detector, strategy=spec.strategy)
     return project, job.id
+
+
+def update_anomaly_types(session: Session, actor: User | None, project_id: int, anomaly_types: list[str]) -> Project:
+    """Set the types an anomalous range may carry (the schema checked names and count). Labels already stored keep
+    their type, also one no longer offered: the exports and the explorer still show it."""
+    project = get_project(session, project_id)
+    before = list(project.anomaly_types)
+    project.anomaly_types = list(anomaly_types)
+    session.flush()
+    audit(session, actor, "project.anomaly_types", "project", project.id, before=before, after=list(anomaly_types))
+    return project
 
 
 def _check_detector_params(spec: ProjectCreate) -> None:
@@ -187,8 +201,16 @@ def effective_labels(
 ) -> list[Label]:
     """Labels in force: not superseded by a later row (an undo or an edit) and not retracted, oldest first;
     optionally only those of ``series_id`` overlapping points ``[start, end)``. One SQL query
-    (:func:`app.projects.repository.effective_labels`)."""
-    return repo.effective_labels(session, project_id, series_id=series_id, start=start, end=end)
+    (:func:`app.projects.repository.effective_labels`). With several answers per window, each query's answers
+    are replaced by their consensus (:func:`app.projects.review.consensus_labels`): what training reads."""
+    project = get_project(session, project_id)
+    if not review.several_answers(project):
+        return review.consensus_labels(
+            project, repo.effective_labels(session, project_id, series_id=series_id, start=start, end=end)
+        )
+    # a query's answers are read whole before the consensus, then the range filter applies to the result
+    labels = review.consensus_labels(project, repo.effective_labels(session, project_id, series_id=series_id))
+    return [lab for lab in labels if (end is None or lab.start < end) and (start is None or lab.end > start)]
 
 
 def round_answers(
@@ -232,9 +254,11 @@ def start_round(
     """Plan the next round (:func:`app.core.loop.plan_round`) on the serving version's stored scores, within the
     remaining budget, and persist its queries. The serving version is also the one the round's retraining refines."""
     project = get_project(session, project_id)
+    closed = review.close_overdue_rounds(session, project.id)  # a round whose review time is over closes first
     active = repo.active_round(session, project.id)
     if active is not None:
-        raise Conflict(f"round {active.number} is still {active.status}; finish it before starting another")
+        hint = " (submit it in the labeling queue)" if active.status == RoundStatus.OPEN and active.review_until else ""
+        raise Conflict(f"round {active.number} is still {active.status}{hint}; finish it before starting another")
     version = versions_repo.serving_or_latest(session, project)
     if version is None:
         raise Conflict("the initial model is not trained yet; wait for the fit job to finish")
@@ -285,10 +309,9 @@ def start_round(
         strategy=strategy,
         k=len(picks),
     )
-    job_ids = []
+    job_ids = list(closed)
     if project.oracle == "ground_truth":
-        job_id = answer_round_from_ground_truth(session, project, rnd)
-        job_ids += [job_id] if job_id else []
+        job_ids += answer_round_from_ground_truth(session, project, rnd)
         session.refresh(rnd)  # the round moved on in SQL (complete): answer with its state now
     return RoundStarted(rnd, job_ids)
 
@@ -336,7 +359,7 @@ def plan_queries(
     )
 
 
-def answer_round_from_ground_truth(session: Session, project: Project, rnd: Round) -> int | None:
+def answer_round_from_ground_truth(session: Session, project: Project, rnd: Round) -> list[int]:
     """The ground-truth oracle answers every query of ``rnd`` exactly as the bench's oracle does
     (:func:`app.core.loop.truth_answer` with the detector's ``answer_mode``); each answer counts one label."""
     mode = detector_class(project.detector).answer_mode
@@ -363,18 +386,12 @@ def answer_round_from_ground_truth(session: Session, project: Project, rnd: Roun
     return complete_round_if_done(session, rnd.id)
 
 
-def complete_round_if_done(session: Session, round_id: int) -> int | None:
-    """When no query is pending, move the round to ``complete`` exactly once and create its retraining job."""
-    if repo.count_pending(session, round_id) > 0:
-        return None
-    if not rounds.move(session, round_id, (RoundStatus.OPEN,), RoundStatus.COMPLETE, completed_at=utcnow()):
-        return None  # someone else completed it
-    rnd = repo.get_round(session, round_id)
-    assert rnd is not None
-    job = jobs.create_job(
-        session, "retrain", project_id=rnd.project_id, round_id=rnd.id, dedupe_key=f"retrain:{rnd.id}"
-    )
-    return job.id
+def complete_round_if_done(session: Session, round_id: int) -> list[int]:
+    """When no query is pending, move the round to ``complete`` exactly once and create its retraining job (returns
+    the jobs to enqueue after commit: the retraining job and the ``round.completed`` webhooks) — at once for ground
+    truth or a review grace of 0; else the round stays open for review until submitted or its grace period is over
+    (:func:`app.projects.review.after_answers`)."""
+    return review.after_answers(session, round_id)
 
 
 # -- answers ------------------------------------------------------------------------------------------------------
@@ -392,6 +409,26 @@ class AnswerResult:
     job_ids: list[int]
 
 
+@dataclass(frozen=True)
+class AnsweredRange:
+    """One labeled range of an answer: points ``[start, end)`` (``end`` clamped to the series), ``value`` anomaly,
+    normal or unsure, an anomaly ``label_type`` from the project's ``anomaly_types`` and a ``comment``."""
+
+    start: int
+    end: int
+    value: str = "anomaly"
+    label_type: str | None = None
+    comment: str | None = None
+
+
+Piece = tuple[int, int, str, str, str]
+"""A label row an answer stores: ``(start, end, value, label_type or "", comment or "")`` (sortable: no None)."""
+
+RANGE_REACH = 20_000
+"""Labeled ranges may reach this many points beyond the queried window (the labeling page shows at most 20,000
+points around it: static/js/view.js LABEL_MAX_SPAN)."""
+
+
 def answer_query(
     session: Session,
     actor: User | None,
@@ -399,8 +436,16 @@ def answer_query(
     value: str,
     anomaly_range: tuple[int, int] | None = None,
     idempotency_key: str | None = None,
+    *,
+    ranges: Sequence[AnsweredRange] | None = None,
+    label_type: str | None = None,
+    comment: str | None = None,
 ) -> AnswerResult:
-    """Store an analyst's answer at once. A retried request with the same ``idempotency_key`` (scoped to the
+    """Store an analyst's answer at once: the whole window (``value``, with an anomaly's ``label_type`` and a
+    ``comment``), or labeled ``ranges`` (which may reach into the context shown around the window) with ``value``
+    for the window's points no range covers (:func:`_answer_pieces`).
+
+    A retried request with the same ``idempotency_key`` (scoped to the
     caller and to answering) returns what was stored the first time and writes nothing; the same key with a
     different answer is refused (422). A second answer to the same query supersedes the first.
 
@@ -413,13 +458,13 @@ def answer_query(
         raise NotFound(f"no query with id {query_id}")
     rnd = repo.lock_round_for_write(session, query.round_id)
     assert rnd is not None
-    pieces = _pieces(query, value, anomaly_range)
+    pieces = _answer_pieces(session, query, rnd.project_id, value, anomaly_range, ranges, label_type, comment)
     key = _scoped_key(actor, "answer", idempotency_key) if idempotency_key else None
     if key:
         existing = repo.labels_by_key(session, key + ":")
         skipped = repo.labels_by_key(session, key + "!")
         if existing or skipped:
-            stored = "skip" if skipped else sorted((lab.start, lab.end, lab.value) for lab in existing)
+            stored = "skip" if skipped else sorted(_piece_of(lab) for lab in existing)
             wanted = "skip" if value == "skip" else sorted(pieces)
             if (existing or skipped)[0].query_id != query.id or stored != wanted:
                 raise AppError(
@@ -429,16 +474,19 @@ def answer_query(
             return _result(session, query, rnd, existing, duplicate=True, job_ids=[])
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
-    rows = repo.labels_for_query(session, query.id)
-    superseded = {lab.supersedes_id for lab in rows}
-    previous = [lab for lab in rows if lab.value != "retracted" and lab.id not in superseded]
+    project = get_project(session, rnd.project_id)
+    # what this answer replaces: the one in force, or (several answers per window) this analyst's own; 409 when
+    # another analyst answered meanwhile (app.projects.review)
+    previous = review.answer_to_replace(session, project, query, actor)
     labels: list[Label] = []
     if value == "skip":
-        if key:  # remember the key so a retried skip is recognised
-            labels.append(_label(query, rnd, actor, query.start, query.end, "retracted", f"{key}!", supersedes=None))
+        # a marker row says who skipped (another analyst is then told, app.projects.review); its key, that a retried
+        # skip is recognised
+        marker = f"{key}!" if key else None
+        labels.append(_label(query, rnd, actor, query.start, query.end, "retracted", marker, supersedes=None))
         status = "skipped"
     else:
-        for i, (a, b, v) in enumerate(pieces):
+        for i, (a, b, v, kind, note) in enumerate(pieces):
             labels.append(
                 _label(
                     query,
@@ -449,6 +497,8 @@ def answer_query(
                     v,
                     f"{key}:{i}" if key else None,
                     supersedes=previous[i].id if i < len(previous) else None,
+                    label_type=kind or None,
+                    comment=note or None,
                 )
             )
         status = "answered"
@@ -461,7 +511,8 @@ def answer_query(
         session.flush()
     except IntegrityError:  # a concurrent retry with the same key won the race (not reachable while locked)
         raise Conflict("this answer is being saved by another request; retry to get its result") from None
-    repo.mark_query(session, query.id, status, answered_at=utcnow())
+    status = review.query_status(session, project, query, status)  # several answers: done once enough analysts are
+    repo.mark_query(session, query.id, status, answered_at=utcnow() if status != "pending" else None)
     session.expire(query)
     audit(
         session,
@@ -471,8 +522,9 @@ def answer_query(
         query.id,
         round_id=rnd.id,
         range=list(anomaly_range) if anomaly_range else None,
+        ranges=[[p[0], p[1], p[2]] for p in pieces] if ranges else None,
     )
-    job_id = complete_round_if_done(session, rnd.id)
+    job_ids = complete_round_if_done(session, rnd.id)
     session.refresh(rnd)
     return _result(
         session,
@@ -480,19 +532,80 @@ def answer_query(
         rnd,
         [lab for lab in labels if lab.value != "retracted"],
         duplicate=False,
-        job_ids=[job_id] if job_id else [],
+        job_ids=job_ids,
     )
 
 
-def _pieces(query: Query, value: str, anomaly_range: tuple[int, int] | None) -> list[tuple[int, int, str]]:
-    """The labeled ranges an answer stores: the whole window, or normal / dragged anomaly / normal."""
-    if anomaly_range is None:
-        return [(query.start, query.end, value)]
-    a, b = anomaly_range
-    if not (query.start <= a < b <= query.end):
-        raise AppError(f"the marked range [{a}, {b}) must lie inside the window [{query.start}, {query.end})")
-    pieces = [(query.start, a, "normal"), (a, b, "anomaly"), (b, query.end, "normal")]
-    return [p for p in pieces if p[1] > p[0]]
+def _piece_of(label: Label) -> Piece:
+    return (label.start, label.end, label.value, label.label_type or "", label.comment or "")
+
+
+def _answer_pieces(
+    session: Session,
+    query: Query,
+    project_id: int,
+    value: str,
+    anomaly_range: tuple[int, int] | None,
+    ranges: Sequence[AnsweredRange] | None,
+    label_type: str | None,
+    comment: str | None,
+) -> list[Piece]:
+    """The label rows an answer stores, in point order: the whole window; or normal / dragged anomaly / normal (the
+    older single range, inside the window); or each of ``ranges`` (clamped to the series, checked against the
+    project's anomaly types, never overlapping) plus the window's uncovered points, labeled ``value``. The window's
+    label for training stays what :func:`app.core.loop.window_label` makes of these ranges."""
+    types = list(get_project(session, project_id).anomaly_types) if ranges or label_type else []
+    kind = _checked_type(label_type, "anomaly" if value == "anomaly" else value, types)
+    note = (comment or "").strip()
+    if ranges is None:
+        if anomaly_range is None:
+            return [(query.start, query.end, value, kind, note)]
+        a, b = anomaly_range
+        if not (query.start <= a < b <= query.end):
+            raise AppError(f"the marked range [{a}, {b}) must lie inside the window [{query.start}, {query.end})")
+        pieces = [(query.start, a, "normal", "", ""), (a, b, "anomaly", kind, note), (b, query.end, "normal", "", "")]
+        return [p for p in pieces if p[1] > p[0]]
+    n_points = datasets.get_series(session, query.series_id).n_points
+    lo, hi = max(0, query.start - RANGE_REACH), min(n_points, query.end + RANGE_REACH)
+    marked: list[Piece] = []
+    for r in sorted(ranges, key=lambda r: (r.start, r.end)):
+        if r.start >= n_points:
+            raise AppError(
+                f"range [{r.start}, {r.end}) starts past the end of the series ({n_points} points)", status=422
+            )
+        if r.start < lo or min(r.end, n_points) > hi:
+            raise AppError(
+                f"range [{r.start}, {r.end}) is more than {RANGE_REACH:,} points from the window "
+                f"[{query.start}, {query.end}); label it in the explorer instead",
+                status=422,
+            )
+        end = min(r.end, n_points)
+        if marked and r.start < marked[-1][1]:
+            raise AppError(
+                f"ranges [{marked[-1][0]}, {marked[-1][1]}) and [{r.start}, {r.end}) overlap; "
+                "a point takes one label: trim or merge them",
+                status=422,
+            )
+        marked.append((r.start, end, r.value, _checked_type(r.label_type, r.value, types), (r.comment or "").strip()))
+    rest: list[Piece] = []
+    at = query.start
+    for a, b, *_ in marked + [(query.end, query.end, "", "", "")]:
+        if a > at and at < query.end:
+            rest.append((at, min(a, query.end), value, kind, note))
+        at = max(at, b)
+    return sorted(marked + rest)
+
+
+def _checked_type(label_type: str | None, value: str, types: Sequence[str]) -> str:
+    """``label_type`` as stored ("" for none), or a 422 that names the project's types."""
+    if label_type is None or not label_type.strip():
+        return ""
+    if value != "anomaly":
+        raise AppError(f"only an anomaly range carries a type; this one is {value}", status=422)
+    name = label_type.strip()
+    if name not in types:
+        raise AppError(f"{name!r} is not an anomaly type of this project; choose one of {', '.join(types)}", status=422)
+    return name
 
 
 def _scoped_key(actor: User | None, endpoint: str, key: str) -> str:
@@ -511,6 +624,8 @@ def _label(
     value: str,
     key: str | None,
     supersedes: int | None,
+    label_type: str | None = None,
+    comment: str | None = None,
 ) -> Label:
     return Label(
         project_id=rnd.project_id,
@@ -524,6 +639,8 @@ def _label(
         query_id=query.id,
         supersedes_id=supersedes,
         idempotency_key=key,
+        label_type=label_type,
+        comment=comment,
     )
 
 
@@ -547,17 +664,15 @@ def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
     session.refresh(query)  # read after the lock: a concurrent answer or undo has committed by now
-    if query.status == "pending":
-        raise Conflict("this query has no answer to undo")
-    rows = repo.labels_for_query(session, query.id)
-    superseded = {r.supersedes_id for r in rows}
-    for old in rows:
-        if old.id not in superseded and old.value != "retracted":
-            session.add(_label(query, rnd, actor, old.start, old.end, "retracted", None, supersedes=old.id))
-    repo.set_query_status(session, query.id, query.status, "pending", answered_at=None)
+    project = get_project(session, rnd.project_id)
+    for old in review.rows_to_undo(session, project, query, actor):  # 409 when there is nothing to undo
+        session.add(_label(query, rnd, actor, old.start, old.end, "retracted", None, supersedes=old.id))
     session.flush()
+    status = review.query_status(session, project, query, "pending")
+    repo.mark_query(session, query.id, status, answered_at=query.answered_at if status != "pending" else None)
     session.expire(query)
     audit(session, actor, "label.undo", "query", query.id, round_id=rnd.id)
+    review.after_answers(session, rnd.id)  # a window open again: the round's review clock stops
     return query
 
 
@@ -570,10 +685,16 @@ def add_free_label(
     end: int,
     value: str,
     idempotency_key: str | None = None,
+    *,
+    label_type: str | None = None,
+    comment: str | None = None,
 ) -> Label:
-    """A range labeled in the explorer, outside any query (used for training; not counted against the budget).
+    """A range labeled in the explorer, outside any query (used for training; not counted against the budget), with
+    an anomaly's ``label_type`` (one of the project's types) and a ``comment``.
     The same ``idempotency_key`` (scoped to the caller) returns the stored label; with a different label, 422."""
     project = get_project(session, project_id)
+    label_type = _checked_type(label_type, value, project.anomaly_types) or None
+    comment = (comment or "").strip() or None
     series = next((s for s in project.series if s.id == series_id), None)
     if series is None:
         raise NotFound(f"series {series_id} is not part of project {project.name!r}")
@@ -585,12 +706,13 @@ def add_free_label(
         existing = repo.labels_by_key(session, key + ":")
         if existing:
             found = existing[0]
-            if (found.project_id, found.series_id, found.start, found.end, found.value) != (
+            if (found.project_id, found.series_id, found.start, found.end, found.value, found.label_type) != (
                 project.id,
                 series_id,
                 start,
                 end,
                 value,
+                label_type,
             ):
                 raise AppError(
                     "this idempotency key was already used for a different label; send a new key for a new label",
@@ -606,6 +728,8 @@ def add_free_label(
         source="analyst",
         author_id=actor.id if actor else None,
         idempotency_key=f"{key}:0" if key else None,
+        label_type=label_type,
+        comment=comment,
     )
     repo.add(session, label)
     audit(session, actor, f"label.{value}", "series", series_id, project_id=project.id, range=[start, end])
@@ -664,13 +788,16 @@ def query_context(session: Session, query_id: int) -> QueryContext:
     )
 
 
-def next_query(session: Session, project_id: int) -> Query | None:
-    """The next pending query of the project's open round, in rank order."""
+def next_query(session: Session, project_id: int, viewer: User | None = None) -> Query | None:
+    """The next pending query of the project's open round, in rank order; with several answers per window, the next
+    one ``viewer`` has not answered yet. A round whose review time is over is closed first (its retraining job is
+    left queued for the sweeper)."""
     project = get_project(session, project_id)
+    review.close_overdue_rounds(session, project.id)
     rnd = repo.active_round(session, project.id)
     if rnd is None or rnd.status != "open":
         return None
-    return repo.next_pending_query(session, rnd.id)
+    return review.next_query_for(session, project, rnd, viewer)
 
 
 EXPORT_FIELDS = (
@@ -685,8 +812,11 @@ EXPORT_FIELDS = (
     "query_id",
     "label_id",
     "created_at",
+    "label_type",
+    "comment",
 )
-"""The columns of a label export, one row per labeled range in force."""
+"""The columns of a label export, one row per labeled range in force (``label_type`` and ``comment`` last, so
+readers of the older columns by position keep working)."""
 
 
 def export_labels(session: Session, project_id: int) -> list[dict]:
@@ -707,6 +837,8 @@ def export_labels(session: Session, project_id: int) -> list[dict]:
             "query_id": lab.query_id,
             "label_id": lab.id,
             "created_at": lab.created_at.isoformat(),
+            "label_type": lab.label_type or "",
+            "comment": lab.comment or "",
         }
         for lab in effective_labels(session, project.id)
     ]
@@ -722,21 +854,47 @@ def export_labels_csv(session: Session, project_id: int) -> str:
 
 
 def export_point_labels_csv(session: Session, project_id: int, series_id: int) -> Iterator[str]:
-    """Per-point labels of one series as CSV lines ``index,timestamp,label`` (label 1, 0, or empty when unlabeled).
+    """Per-point labels of one series as CSV lines ``index,timestamp,label,label_type,comment`` (label 1, 0, or empty
+    when unlabeled; the type and comment of the label in force at that point, empty when it has none).
 
     Everything is read (and every error raised) before this returns; the iterator only formats, block by block, so
     a response can stream it after the session has closed."""
     table = point_label_table(session, project_id, series_id)
+    details, texts = _point_label_details(session, project_id, series_id, len(table))
     stamps = datasets.read_timestamps(session, datasets.get_series(session, series_id))
-    return _point_label_lines(table, stamps)
+    return _point_label_lines(table, stamps, details, texts)
 
 
-def _point_label_lines(table: np.ndarray, stamps: np.ndarray, block: int = 65_536) -> Iterator[str]:
-    yield "index,timestamp,label\n"
+def _point_label_details(
+    session: Session, project_id: int, series_id: int, n_points: int
+) -> tuple[np.ndarray, list[str]]:
+    """Which type and comment each point's label in force carries: ``(n_points,)`` int32 indices into CSV-ready
+    ``"label_type,comment"`` texts (index 0: neither), latest label wins as in :func:`point_label_table`."""
+    texts = [","]
+    index: dict[tuple[str, str], int] = {}
+    details = np.zeros(n_points, dtype=np.int32)
+    for lab in effective_labels(session, project_id, series_id=series_id):
+        if lab.value not in USABLE:
+            continue
+        pair = (lab.label_type or "", lab.comment or "")
+        if pair not in index:
+            index[pair] = len(texts) if any(pair) else 0
+            if any(pair):
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="").writerow(pair)
+                texts.append(buf.getvalue())
+        details[lab.start : lab.end] = index[pair]
+    return details, texts
+
+
+def _point_label_lines(
+    table: np.ndarray, stamps: np.ndarray, details: np.ndarray, texts: list[str], block: int = 65_536
+) -> Iterator[str]:
+    yield "index,timestamp,label,label_type,comment\n"
     names = {-1: "", 0: "0", 1: "1"}
     for i in range(0, len(table), block):
-        labels, ts = table[i : i + block], stamps[i : i + block]
-        yield "".join(f"{i + j},{ts[j]},{names[int(v)]}\n" for j, v in enumerate(labels))
+        labels, ts, more = table[i : i + block].tolist(), stamps[i : i + block], details[i : i + block].tolist()
+        yield "".join(f"{i + j},{ts[j]},{names[v]},{texts[more[j]]}\n" for j, v in enumerate(labels))
 
 
 def point_label_table(session: Session, project_id: int, series_id: int) -> np.ndarray:
@@ -755,9 +913,14 @@ def point_label_table(session: Session, project_id: int, series_id: int) -> np.n
 # -- labeling queue and admin pages (reads only) ------------------------------------------------------------------
 
 
-def labels_in_range(session: Session, project_id: int, series_id: int, start: int, end: int) -> list[Label]:
-    """Labels in force on ``series_id`` overlapping points ``[start, end)``, oldest first (for shading a chart)."""
-    return effective_labels(session, project_id, series_id=series_id, start=start, end=end)
+def labels_in_range(
+    session: Session, project_id: int, series_id: int, start: int, end: int, viewer: User | None = None
+) -> list[Label]:
+    """Labels in force on ``series_id`` overlapping points ``[start, end)``, oldest first (for shading a chart).
+    Several answers per window: the open round's windows show ``viewer``'s own answers only
+    (:func:`app.projects.review.labels_for_viewer`)."""
+    labels = effective_labels(session, project_id, series_id=series_id, start=start, end=end)
+    return review.labels_for_viewer(session, get_project(session, project_id), labels, viewer, series_id, start, end)
 
 
 @dataclass

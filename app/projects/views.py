@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.accounts import service as accounts
+from app.accounts.models import User
 from app.datasets import service as datasets
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 from app.projects import repository as repo
-from app.projects import service
+from app.projects import review, service
 from app.projects.models import Project
 from app.projects.rounds import RoundStatus
 from app.projects.schemas import QueryOut
@@ -47,6 +48,7 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
     # versions before the project: one committed in between is missing here, never shown as not serving
     version_rows = versions.list_versions(session, project_id)
     project = service.get_project(session, project_id)
+    review.close_overdue_rounds(session, project.id)  # a round whose review time is over shows as complete
     rounds = service.round_summaries(session, project.id)
     project_jobs = [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, 50, project.id)]
     curve = [
@@ -77,12 +79,17 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
         "jobs_json": project_jobs,
         "charts": {"curve": curve, "per_round": per_round, "budget": project.budget},
         "series_names": {s.id: s.name for s in project.series},
+        # several answers per window: agreement and disagreements (templates/_agreement.html)
+        "agreement": review.project_agreement(session, project.id) if review.several_answers(project) else None,
     }
 
 
-def labeling_state(session: Session, project: Project) -> dict[str, Any]:
+def labeling_state(session: Session, project: Project, viewer: User | None = None) -> dict[str, Any]:
     """The labeling queue's state: the open (else the last) round, its queries in rank order with their answers in
-    force, and the series they are on."""
+    force, and the series they are on. With several answers per window, each query's status and answer are
+    ``viewer``'s own (app.projects.review.viewer_answers). A round whose review time is over is closed first (the
+    sweeper sends its retraining job)."""
+    review.close_overdue_rounds(session, project.id)
     active = repo.active_round(session, project.id)
     last = active or repo.last_round(session, project.id)
     out: dict[str, Any] = {
@@ -95,6 +102,10 @@ def labeling_state(session: Session, project: Project) -> dict[str, Any]:
             "budget": project.budget,
             "auto_next": project.auto_next,
             "labels_used": service.labels_used(session, project.id),
+            "anomaly_types": list(project.anomaly_types),
+            "answers_per_window": project.answers_per_window,
+            "review_grace_minutes": project.review_grace_minutes,
+            "oracle": project.oracle,
         },
         "round": None,
         "queries": [],
@@ -114,6 +125,8 @@ def labeling_state(session: Session, project: Project) -> dict[str, Any]:
         "k": last.k,
         "answered": summary.counts["answered"] + summary.counts["skipped"],
         "total": len(summary.queries),
+        "open_windows": summary.counts["pending"],  # windows that still need answers, from anyone
+        "review_until": last.review_until.isoformat() + "Z" if last.review_until else None,
         "version": None
         if version is None
         else {
@@ -123,16 +136,23 @@ def labeling_state(session: Session, project: Project) -> dict[str, Any]:
             "method": version.method,
         },
     }
+    # several answers per window: the viewer sees their own answers (and windows they answered as done)
+    mine = review.viewer_answers(session, project, summary.queries, viewer) if review.several_answers(project) else {}
     for q in summary.queries:
         item = QueryOut.model_validate(q).model_dump(mode="json")
+        answer = summary.answers[q.id]
+        if q.id in mine:
+            item["status"], answer = mine[q.id]
         item["answer"] = [
             {
                 "start": lab.start,
                 "end": lab.end,
                 "value": lab.value,
                 "author": users.get(lab.author_id, "") if lab.author_id else lab.source,
+                "label_type": lab.label_type,
+                "comment": lab.comment,
             }
-            for lab in summary.answers[q.id]
+            for lab in answer
         ]
         out["queries"].append(item)
     for s in project.series:

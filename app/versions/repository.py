@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, defer
 
 from app.projects.models import Project
@@ -127,3 +127,48 @@ def newest_served_version(session: Session, project_id: int) -> ModelVersion | N
         if (version.adoption or {}).get("serve", True):
             return version
     return None
+
+
+def scored_length(session: Session, version_id: int, series_id: int, kind: str = "point") -> int:
+    """How many leading elements of ``kind`` a version has stored for a series (0 when none)."""
+    end = session.scalar(
+        select(func.max(ScoreChunk.start + ScoreChunk.length)).where(
+            ScoreChunk.model_version_id == version_id, ScoreChunk.series_id == series_id, ScoreChunk.kind == kind
+        )
+    )
+    return int(end or 0)
+
+
+def write_scores_from(
+    session: Session, version_id: int, series_id: int, kind: str, start: int, scores: np.ndarray, chunk_points: int
+) -> None:
+    """Replace a version's ``kind`` scores from element ``start`` on with ``scores`` (what follows is dropped); the
+    scores before ``start`` stay. Only the chunks from ``start``'s on are rewritten."""
+    first = start // chunk_points
+    kept = read_scores(session, version_id, series_id, kind, first * chunk_points, start, chunk_points)
+    if len(kept) != start - first * chunk_points:
+        raise ValueError(f"version {version_id} has no {kind} scores up to {start} on series {series_id}")
+    session.execute(
+        delete(ScoreChunk).where(
+            ScoreChunk.model_version_id == version_id,
+            ScoreChunk.series_id == series_id,
+            ScoreChunk.kind == kind,
+            ScoreChunk.chunk_index >= first,
+        )
+    )
+    arr = np.concatenate([kept, np.asarray(scores, dtype=np.float32)])
+    offset = first * chunk_points
+    rows = [
+        {
+            "model_version_id": version_id,
+            "series_id": series_id,
+            "kind": kind,
+            "chunk_index": first + i // chunk_points,
+            "start": offset + i,
+            "length": len(arr[i : i + chunk_points]),
+            "data": arr[i : i + chunk_points].tobytes(),
+        }
+        for i in range(0, len(arr), chunk_points)
+    ]
+    if rows:
+        session.execute(insert(ScoreChunk), rows)

@@ -36,10 +36,76 @@ class FollowIn(BaseModel):
 
 
 class ScoresOut(BaseModel):
+    """``GET /api/v1/projects/{id}/scores`` as JSON: three parallel arrays over points ``[start, end)``."""
+
     version_id: int
     series_id: int
     start: int
     end: int
+    """Exclusive: the answer covers points ``start .. end - 1``."""
+    threshold: float | None
+    timestamp_kind: str = "index"
+    """``datetime`` (timestamps are ISO 8601 UTC strings), ``number`` (as imported) or ``index`` (row numbers)."""
+    timestamps: list[str | float | int] = []
+    scores: list[float | None]
+    """Higher = more anomalous, rounded to 6 decimals; ``null`` where the model gave no score (a gap)."""
+    predictions: list[int]
+    """1 where the score is at or above the threshold, else 0; empty when the version has no threshold."""
+
+
+class EventLabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    value: str
+    start: int
+    end: int
+    source: str
+
+
+class EventOut(BaseModel):
+    """One anomalous segment: points ``[start, end)`` of a series at or above the version's threshold."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    series_id: int
+    version_id: int
+    start: int
+    end: int
+    """Exclusive, like every range of the API; ``end_time`` is the timestamp of the last point (``end - 1``)."""
+    n_points: int
+    start_time: str | float | int
+    end_time: str | float | int
+    peak_score: float
+    peak_index: int
+    peak_time: str | float | int
+    label: str | None
+    """The analysts' label in force on the segment (``anomaly``, ``normal``, ``unsure``; ``mixed`` when overlapping
+    labels disagree; ``null`` when none overlaps); ``labels`` lists them."""
+    labels: list[EventLabelOut]
+
+
+class EventPageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    project_id: int
+    version_id: int
+    threshold: float
+    merge_gap: int
+    """Runs separated by at most this many points below the threshold are one event."""
+    events: list[EventOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; ``null`` on the last page."""
+
+
+class ArrayScoresOut(BaseModel):
+    """``POST /api/v1/projects/{id}/score``: uploaded values scored by the serving version, nothing stored."""
+
+    project_id: int
+    version_id: int
+    n_points: int
     threshold: float | None
     scores: list[float]
+    """One per uploaded point, higher = more anomalous (as the version's stored scores of the same values)."""
     predictions: list[int]
+    """1 where the score is at or above the threshold (empty when the version has none)."""

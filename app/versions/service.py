@@ -33,7 +33,9 @@ from app.projects import service as projects
 from app.projects.models import Project
 from app.projects.rounds import RoundStatus
 from app.versions import repository as repo
+from app.versions import scoring
 from app.versions.models import ModelVersion
+from app.webhooks import service as webhooks
 
 
 @dataclass
@@ -265,8 +267,17 @@ def store_training(
     for series_id, kinds in out.scores.items():
         for kind, arr in kinds.items():
             repo.write_scores(session, version.id, series_id, kind, arr, inp.chunk_points)
+    previous = project.serving_version_id
     served = _adopt(session, project, version)
-    follow_up: list[int] = []
+    follow_up: list[int] = webhooks.emit(
+        session,
+        "version.created",
+        _version_event(version, served=served, reason=str(version.adoption.get("reason", ""))),
+    )
+    if served:
+        follow_up += webhooks.emit(
+            session, "version.served", _version_event(version, previous_version_id=previous, by="adoption")
+        )
     if job.round_id is not None:
         rounds.move(session, job.round_id, (RoundStatus.TRAINING, RoundStatus.COMPLETE), RoundStatus.DONE)
     if project.auto_next:
@@ -309,6 +320,23 @@ def _auto_next_round(session: Session, project: Project) -> list[int]:
     return started.job_ids
 
 
+def _version_event(version: ModelVersion, **extra: object) -> dict:
+    """The ``data`` of a ``version.*`` webhook: which version of which project, and what it scored."""
+    metrics = {
+        k: v for k, v in (version.metrics or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {
+        "project_id": version.project_id,
+        "version_id": version.id,
+        "round_number": version.round_number,
+        "method": version.method,
+        "threshold": version.threshold,
+        "labels_used": version.labels_used,
+        "metrics": metrics,
+        **extra,
+    }
+
+
 def get_version(session: Session, version_id: int) -> ModelVersion:
     version = repo.get(session, version_id)
     if version is None:
@@ -316,28 +344,38 @@ def get_version(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
-def promote(session: Session, actor: User | None, version_id: int) -> ModelVersion:
+def promote(session: Session, actor: User | None, version_id: int) -> tuple[ModelVersion, list[int]]:
     """Make ``version_id`` the one that serves (also how an admin rolls back to an older version). The pick
     sticks: new versions are stored and shown but do not serve until the admin lets the project follow them
-    again (:func:`follow_new_versions`)."""
+    again (:func:`follow_new_versions`). Returns the version and the ``version.served`` webhook jobs to enqueue
+    after commit."""
     version = get_version(session, version_id)
     project = projects.get_project(session, version.project_id)
     previous = project.serving_version_id
     project.serving_version_id = version.id
     project.follow_new_versions = False
     audit(session, actor, "version.promote", "model_version", version.id, project_id=project.id, previous=previous)
-    return version
+    if previous == version.id:
+        return version, []
+    event = _version_event(version, previous_version_id=previous, by="promote")
+    return version, webhooks.emit(session, "version.served", event)
 
 
-def follow_new_versions(session: Session, actor: User | None, project_id: int, follow: bool) -> Project:
+def follow_new_versions(
+    session: Session, actor: User | None, project_id: int, follow: bool
+) -> tuple[Project, list[int]]:
     """The one switch: ``True`` serves the newest version that passed adoption now and new ones as they pass;
-    ``False`` keeps the version serving now, whatever comes."""
+    ``False`` keeps the version serving now, whatever comes. Returns the project and the ``version.served``
+    webhook jobs to enqueue after commit (when the serving version changed)."""
     project = projects.get_project(session, project_id)
     project.follow_new_versions = follow
+    job_ids: list[int] = []
     if follow:
         newest = repo.newest_served_version(session, project.id)
-        if newest is not None:
+        if newest is not None and newest.id != project.serving_version_id:
+            event = _version_event(newest, previous_version_id=project.serving_version_id, by="follow")
             project.serving_version_id = newest.id
+            job_ids = webhooks.emit(session, "version.served", event)
     audit(
         session,
         actor,
@@ -347,7 +385,7 @@ def follow_new_versions(session: Session, actor: User | None, project_id: int, f
         follow=follow,
         serving=project.serving_version_id,
     )
-    return project
+    return project, job_ids
 
 
 def serving_version(session: Session, project: Project) -> ModelVersion | None:
@@ -367,11 +405,13 @@ def version_to_show(session: Session, project: Project, version_id: int | None) 
 def read_scores(
     session: Session, version: ModelVersion, series_id: int, start: int = 0, end: int | None = None
 ) -> np.ndarray:
-    """Point scores ``[start, end)`` of ``version`` on a series, read by range."""
+    """Point scores ``[start, end)`` of ``version`` on a series, read by range. Points the version has not scored
+    yet (a series imported after it trained, points appended since) are scored first, in this request when few
+    (:func:`app.versions.scoring.ensure_scored`); otherwise a job scores them and ``ScoresPending`` (409, with the
+    job id) says so: a router that catches it and answers 202 keeps the job it created."""
     series = datasets.get_series(session, series_id)
     end = series.n_points if end is None else min(end, series.n_points)
-    if not repo.has_scores(session, version.id, series_id):
-        raise NotFound(f"model version {version.id} has no scores for series {series_id}")
+    scoring.ensure_scored(session, version, series_id, end)
     return repo.read_scores(session, version.id, series_id, "point", max(0, start), end, series.chunk_points)
 
 

@@ -6,8 +6,8 @@ Create Date: 2026-12-03 12:30:00
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0003_tokens"
 down_revision: str | None = "0002_adoption"
@@ -16,8 +16,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    # tokens created before this revision never expire (NULL); disabling a user already existed (is_active)
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("expires_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.drop_column("expires_at")

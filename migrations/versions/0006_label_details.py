@@ -1,13 +1,14 @@
-"""labels: anomaly types, comments, several ranges per answer; rounds reviewed before retraining (issue 15)
+"""labels: anomaly types per project, a type and a comment per labeled range (issue 15)
 
 Revision ID: 0006_label_details
 Revises: 0005_webhooks
 Create Date: 2026-12-03 12:30:00
 """
+
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0006_label_details"
 down_revision: str | None = "0005_webhooks"
@@ -16,8 +17,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("project", schema=None) as batch_op:
+        # every existing project has the one default type
+        batch_op.add_column(sa.Column("anomaly_types", sa.JSON(), server_default='["anomaly"]', nullable=False))
+    with op.batch_alter_table("label", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("label_type", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("comment", sa.String(length=1000), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("label", schema=None) as batch_op:
+        batch_op.drop_column("comment")
+        batch_op.drop_column("label_type")
+    with op.batch_alter_table("project", schema=None) as batch_op:
+        batch_op.drop_column("anomaly_types")

@@ -32,14 +32,25 @@ export class Outbox {
   forProject(projectId) { return this.all().filter((e) => e.projectId === projectId); }
 }
 
-/** An outbox entry: one answer to one query, with a fresh idempotency key. */
-export function makeEntry({ key, queryId, projectId, roundId, value, range, at }) {
-  return { key, queryId, projectId, roundId, value, a: range ? range.a : null, b: range ? range.b : null, at };
+/**
+ * An outbox entry: one answer to one query, with a fresh idempotency key. `ranges` (js/ranges.js rangesBody: labeled
+ * ranges) make `value` the answer for the rest of the window; `labelType` and `comment` go with a whole-window answer.
+ */
+export function makeEntry({ key, queryId, projectId, roundId, value, range, at, ranges, labelType, comment }) {
+  const entry = { key, queryId, projectId, roundId, value, a: range ? range.a : null, b: range ? range.b : null, at };
+  if (ranges && ranges.length) entry.ranges = ranges;
+  if (labelType) entry.labelType = labelType;
+  if (comment) entry.comment = comment;
+  return entry;
 }
 
 /** The body of POST /api/v1/queries/{id}/answer for an entry. */
 export function answerBody(entry) {
-  return { value: entry.value, anomaly_start: entry.a, anomaly_end: entry.b, idempotency_key: entry.key };
+  if (entry.ranges && entry.ranges.length) return { value: entry.value, ranges: entry.ranges, idempotency_key: entry.key };
+  const body = { value: entry.value, anomaly_start: entry.a, anomaly_end: entry.b, idempotency_key: entry.key };
+  if (entry.labelType && entry.value === "anomaly") body.label_type = entry.labelType;
+  if (entry.comment && entry.value !== "skip") body.comment = entry.comment;
+  return body;
 }
 
 /**

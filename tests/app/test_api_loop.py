@@ -60,7 +60,10 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
     assert past_end.status_code == 400 and "inside the window" in past_end.json()["detail"]
     for q in queries[1:]:
         last = analyst_client.post(f"/api/v1/queries/{q['id']}/answer", json={"value": "normal"}).json()
-    assert last["round_status"] == "complete" and last["round_answered"] == 3 and last["next_query_id"] is None
+    # every window answered: the round waits for review (the default grace period) until an analyst submits it
+    assert last["round_status"] == "open" and last["round_answered"] == 3 and last["next_query_id"] is None
+    submitted = analyst_client.post(f"/api/v1/rounds/{rnd['id']}/submit")
+    assert submitted.status_code == 200 and submitted.json()["status"] == "complete", submitted.text
     versions = _wait(admin_client, f"/api/v1/projects/{pid}/versions", lambda v: len(v) == 2)
     newest = max(versions, key=lambda v: v["round_number"])
     assert newest["serving"] and newest["labels_used"] == 3, versions
@@ -82,5 +85,5 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
     points = analyst_client.get(
         f"/api/v1/projects/{pid}/labels", params={"format": "points_csv", "series_id": series_id}
     ).text.splitlines()
-    assert points[0] == "index,timestamp,label" and len(points) == 10_321
-    assert sum(line.endswith(",1") for line in points[1:]) == 25  # one anomalous window of 25 points
+    assert points[0] == "index,timestamp,label,label_type,comment" and len(points) == 10_321
+    assert sum(line.split(",")[2] == "1" for line in points[1:]) == 25  # one anomalous window of 25 points

@@ -48,6 +48,10 @@ def test_sixteen_analysts_answering_one_query_leave_one_answer_in_force(database
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {200, 409}, [(r.status_code, r.text[:200]) for r in responses]
         assert statuses.count(200) >= 1
+        # one answer per window: the first answer stands, the others are told who gave it (issue 15: never
+        # silently overwritten); only a retry of the same request could also get 200, and none is sent here
+        assert statuses.count(200) == 1, statuses
+        assert all("already answered by analyst" in r.json()["detail"] for r in responses if r.status_code == 409)
         in_force = _in_force(database, project_id, target)
         assert len(in_force) == 1, [(lab.id, lab.value) for lab in in_force]
         # every acknowledged answer is stored exactly once; the one in force is one of them

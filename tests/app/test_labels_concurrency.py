@@ -21,7 +21,15 @@ def open_round(database, shared_data, tmp_path):
     """A fitted iforest project on a real NAB series with one open round of 6 queries (human oracle)."""
     dataset_id = import_series(database, shared_data / "nab" / "realKnownCause__nyc_taxi.csv.gz", "taxi")
     project_id, job_id = create(
-        database, dataset_id, name="p", detector="iforest", window=25, strategy="top_k", round_size=6, budget=60
+        database,
+        dataset_id,
+        name="p",
+        detector="iforest",
+        window=25,
+        strategy="top_k",
+        round_size=6,
+        budget=60,
+        review_grace_minutes=0,  # the last answer closes the round (what the concurrency test counts on)
     )
     ex = executor(database, tmp_path)
     ex.enqueue(job_id)

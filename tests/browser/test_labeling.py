@@ -76,6 +76,7 @@ def rlad_project(live_server, tmp_path_factory) -> dict:
                 budget=8,
                 holdout_fraction=0.2,
                 detector_params={"episodes": 40, "steps_per_episode": 250},
+                review_grace_minutes=0,  # the last answer closes the round (tests/browser/test_annotators.py reviews)
             ),
         )
         project_id = project.id
@@ -118,7 +119,7 @@ def drag_inside_window(page, offset_a: int, offset_b: int) -> None:  # type: ign
         const el = document.getElementById('lq-chart'), L = el._fullLayout, r = el.getBoundingClientRect();
         const q = JSON.parse(document.getElementById('lq-state').textContent).queries
                     .find((q) => String(q.id) === document.getElementById('lq').dataset.query);
-        const px = (i) => r.left + L.xaxis._offset + L.xaxis.l2p(i);
+        const px = (i) => r.left + L.xaxis._offset + L.xaxis.l2p(window.__lq.xOf(i));  // x: the series' time
         return {x0: px(q.start + a), x1: px(q.start + b),
                 y: r.top + L.yaxis._offset + L.yaxis._length / 2};
     }""",
