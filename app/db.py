@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -99,7 +100,11 @@ class Database:
         configure_mappers()
         self.url = url
         self.engine = make_engine(url, pool)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.caches: dict[str, Any] = {}
+        """Caches services keep beside the engine (loaded model versions: app.versions.scoring); they live and die
+        with this object, so two apps or test databases in one process never share one."""
+        # every session can reach its Database (and so the caches) through ``session.info["database"]``
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

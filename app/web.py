@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.health = HealthChecks(settings.sqlalchemy_url, settings.broker_url)
     mount_static(app, ROOT / "static")  # versioned URLs, long-lived cache headers (app/static_files.py)
     # chart JSON and Plotly's bundle compress several-fold; small responses are left alone
-    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    # level 6, not the default 9: on 8 MB of score CSV, 0.16 s of CPU instead of 0.87 s for about the same size
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=6)
     # identity and body limits before anything reads the body; security headers on every response
     app.add_middleware(Guard, settings=settings, db=app.state.db)
     # outermost: counts every request, the guard's refusals included, by route template

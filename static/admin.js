@@ -4,7 +4,7 @@
 // static/js/'s.
 import { getJSON, postJSON } from "./js/api.js";
 import { toast as showToast } from "./js/toast.js";
-import { LABEL_BARS } from "./js/palette.js";
+import { LABEL_BARS, theme } from "./js/palette.js";
 
 (function () {
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -158,28 +158,33 @@ import { LABEL_BARS } from "./js/palette.js";
     const data = $("#charts-data");
     if (!data || !window.Plotly) return;
     const c = JSON.parse(data.textContent);
-    const base = { margin: { l: 48, r: 12, t: 8, b: 40 }, font: { family: "system-ui, sans-serif", size: 12 },
-                   legend: { orientation: "h", y: 1.12 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
+    // colours follow the system's light or dark scheme (js/palette.js), as the explorer's and the labeling page's do
+    const T = theme(), dark = T.name === "dark";
+    const axis = { gridcolor: T.grid, zerolinecolor: T.spike, linecolor: T.spike };
+    const base = { margin: { l: 48, r: 12, t: 8, b: 40 }, font: { family: "system-ui, sans-serif", size: 12, color: T.text },
+                   legend: { orientation: "h", y: 1.12 }, paper_bgcolor: T.paperBg, plot_bgcolor: T.plotBg,
+                   hoverlabel: { bgcolor: T.paperBg, bordercolor: T.spike, font: { color: T.text } } };
+    const bars = dark ? T.label : LABEL_BARS; // on the dark plot the brighter yellow of "unsure"
     const cfg = { displayModeBar: false, responsive: true };
     const curve = c.curve.filter((p) => p.pr_auc != null || p.labels_pr_auc != null);
     if ($("#curve")) {
       if (!c.curve.length) $("#curve").innerHTML = '<div class="empty-state">No model version yet.</div>';
       else Plotly.react("curve", [
         { x: c.curve.map((p) => p.labels_used), y: c.curve.map((p) => p.pr_auc), name: "PR-AUC, ground truth", mode: "lines+markers",
-          text: c.curve.map((p) => `v${p.version} (round ${p.round})`), line: { color: "#2f6fde" } },
+          text: c.curve.map((p) => `v${p.version} (round ${p.round})`), line: { color: T.accent } },
         { x: c.curve.map((p) => p.labels_used), y: c.curve.map((p) => p.labels_pr_auc), name: "PR-AUC, labels gathered", mode: "lines+markers",
-          text: c.curve.map((p) => `v${p.version} (round ${p.round})`), line: { color: "#c77700", dash: "dot" } },
-      ], { ...base, xaxis: { title: { text: "labels used (windows)" }, range: [0, Math.max(c.budget || 1, ...c.curve.map((p) => p.labels_used)) * 1.03] },
-           yaxis: { title: { text: "PR-AUC" }, range: [0, 1.02] },
+          text: c.curve.map((p) => `v${p.version} (round ${p.round})`), line: { color: dark ? "#E69F00" : "#c77700", dash: "dot" } },
+      ], { ...base, xaxis: { ...axis, title: { text: "labels used (windows)" }, range: [0, Math.max(c.budget || 1, ...c.curve.map((p) => p.labels_used)) * 1.03] },
+           yaxis: { ...axis, title: { text: "PR-AUC" }, range: [0, 1.02] },
            annotations: curve.length ? [] : [{ text: "no metric yet: needs ground truth or both label kinds", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }] }, cfg);
     }
     if ($("#per-round")) {
       if (!c.per_round.length) $("#per-round").innerHTML = '<div class="empty-state">No round yet.</div>';
       else Plotly.react("per-round", [
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.anomaly), name: "anomaly", type: "bar", marker: { color: LABEL_BARS.anomaly } },
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.normal), name: "normal", type: "bar", marker: { color: LABEL_BARS.normal } },
-        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.unsure), name: "unsure", type: "bar", marker: { color: LABEL_BARS.unsure } },
-      ], { ...base, barmode: "stack", yaxis: { title: { text: "labeled ranges" }, rangemode: "tozero" } }, cfg);
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.anomaly), name: "anomaly", type: "bar", marker: { color: bars.anomaly } },
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.normal), name: "normal", type: "bar", marker: { color: bars.normal } },
+        { x: c.per_round.map((r) => `round ${r.round}`), y: c.per_round.map((r) => r.unsure), name: "unsure", type: "bar", marker: { color: bars.unsure } },
+      ], { ...base, barmode: "stack", xaxis: axis, yaxis: { ...axis, title: { text: "labeled ranges" }, rangemode: "tozero" } }, cfg);
     }
   }
 

@@ -5,8 +5,7 @@
 // An ES module (static/js/ holds what it shares with the explorer and the admin pages).
 import { getJSON, request } from "./js/api.js";
 import { toast } from "./js/toast.js";
-import { CHANNEL_COLORS as COLORS, LABEL_SHADE as SHADE, LABEL_BARS as RANGE_LINE, GRID, SCORE, SCORE_FILL, THRESHOLD }
-  from "./js/palette.js";
+import { LABEL_BARS, theme } from "./js/palette.js";
 import { LABEL_MAX_SPAN as MAX_SPAN, contextView, panView, zoomView } from "./js/view.js";
 import { RANGE_VALUES, addRange, answerPieces, brushToRange, describeAnswer, firstOverlap, fromBody, newRange, rangesBody,
          withValue }
@@ -25,6 +24,14 @@ import { drawReview } from "./js/review.js";
   const projectId = Number(root.dataset.project);
   const isAdmin = root.dataset.admin === "1";
   const UNDO = `anomaloop.undo.${projectId}`;
+  // the chart's colours follow the system's light or dark scheme when the page loads (js/palette.js), as the
+  // explorer's do; a range's outline on white keeps the project page's darker yellow for "unsure"
+  const T = theme();
+  const COLORS = T.channels, SHADE = T.labelFill, GRID = T.grid, SCORE = T.score, SCORE_FILL = T.scoreFill;
+  const THRESHOLD = T.threshold;
+  const RANGE_LINE = T.name === "dark" ? T.label : LABEL_BARS;
+  const QUERIED = T.accent; // the queried window's outline and caption
+  const CAPTION_BG = T.name === "dark" ? "rgba(23,28,38,.85)" : "rgba(255,255,255,.85)"; // behind captions on a band
 
   let S = JSON.parse($("lq-state").textContent);
   let current = null; // the query on screen
@@ -194,8 +201,9 @@ import { drawReview } from "./js/review.js";
     const layout = {
       height: Math.max(340, 96 * chans.length + (withScore ? 130 : 0) + 70),
       margin: { l: 64, r: 18, t: 26, b: 36 }, showlegend: false, dragmode: "select", selectdirection: "h",
-      hovermode: "x unified", font: { family: "system-ui, sans-serif", size: 11.5 },
-      paper_bgcolor: "#fff", plot_bgcolor: "#fff", selections: [],
+      hovermode: "x unified", font: { family: "system-ui, sans-serif", size: 11.5, color: T.text },
+      paper_bgcolor: T.paperBg, plot_bgcolor: T.plotBg, selections: [],
+      hoverlabel: { bgcolor: T.paperBg, bordercolor: T.spike, font: { color: T.text } },
       xaxis: { type: axis.date ? "date" : "linear", range: [X(view.start - 0.5), X(view.end - 0.5)], showgrid: true,
                gridcolor: GRID, zeroline: false, title: { text: axis.title, standoff: 4 }, fixedrange: true },
       shapes: [], annotations: [],
@@ -220,7 +228,7 @@ import { drawReview } from "./js/review.js";
                                                            : `${label}: %{y:.4g}<extra></extra>` });
       if (shared) layout[axisKey(r)].range = shared;
       layout.annotations.push({ text: label, xref: "paper", yref: `${axes[r]} domain`, x: 0, y: 1, xanchor: "left",
-                                yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: "rgba(255,255,255,.8)" });
+                                yanchor: "bottom", showarrow: false, font: { size: 11, color }, bgcolor: CAPTION_BG });
     });
     if (withScore) {
       const r = chans.length, sc = data.scores;
@@ -248,7 +256,7 @@ import { drawReview } from "./js/review.js";
         const clean = (t) => String(t).replace(/[<>&]/g, "");
         layout.annotations.push({ text: clean(lab.label_type || lab.value) + (lab.comment ? " ✎" : ""), xref: "x", yref: "paper",
                                   x: X(lab.start - 0.5), xanchor: "left", y: 0, yanchor: "bottom", showarrow: false,
-                                  font: { size: 10, color: RANGE_LINE[lab.value] || "#555" },
+                                  font: { size: 10, color: RANGE_LINE[lab.value] || T.muted },
                                   hovertext: lab.comment ? clean(lab.comment) : undefined });
       }
     }
@@ -268,16 +276,17 @@ import { drawReview } from "./js/review.js";
     }
     // the queried window on top of everything
     layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: X(q.start - 0.5), x1: X(q.end - 0.5), y0: 0, y1: 1,
-                         fillcolor: "rgba(47,111,222,0.07)", line: { color: "#2f6fde", width: 1.6 }, layer: "above" });
+                         fillcolor: T.name === "dark" ? "rgba(86,180,233,0.08)" : "rgba(0,114,178,0.07)", line: { color: QUERIED, width: 1.6 },
+                         layer: "above" });
     layout.annotations.push({ text: "queried window", xref: "x", yref: "paper", x: X((q.start + q.end) / 2 - 0.5), y: 1, yanchor: "bottom",
-                              showarrow: false, font: { size: 11, color: "#2f6fde" } });
+                              showarrow: false, font: { size: 11, color: QUERIED } });
     // the ranges brushed on this window, numbered as in the list under the chart
     ranges.forEach((r, k) => {
       layout.shapes.push({ type: "rect", xref: "x", yref: "paper", x0: X(r.a - 0.5), x1: X(r.b - 0.5), y0: 0, y1: 1,
                            fillcolor: SHADE[r.value], line: { color: RANGE_LINE[r.value], width: 1.6, dash: "dot" }, layer: "above" });
       const tag = r.value === "anomaly" ? (r.type || "anomaly") : r.value;
       layout.annotations.push({ text: `${k + 1} · ${tag.replace(/[<>&]/g, "")}`, xref: "x", yref: "paper", x: X(r.a - 0.5),
-                                xanchor: "left", y: 0, yanchor: "bottom", showarrow: false, bgcolor: "rgba(255,255,255,.85)",
+                                xanchor: "left", y: 0, yanchor: "bottom", showarrow: false, bgcolor: CAPTION_BG,
                                 font: { size: 10.5, color: RANGE_LINE[r.value] } });
     });
     const stamps = axis.stamped ? ` · ${formatStamp(X(view.start), s.x_kind)} → ${formatStamp(X(view.end - 1), s.x_kind)}` : "";

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from app.accounts.service import MAX_PASSWORD, MAX_TOKEN_DAYS, MIN_PASSWORD
+from app.schemas_common import UtcDateTime
 
 Scope = Literal["read", "write", "admin"]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
@@ -39,7 +39,7 @@ class TokenCreated(BaseModel):
     prefix: str
     user_id: int
     scopes: list[str]
-    expires_at: datetime | None = Field(description="UTC; null: valid until revoked.")
+    expires_at: UtcDateTime | None = Field(description="UTC; null: valid until revoked.")
     token: str = Field(description="Shown once; only its hash is stored.")
 
 
@@ -52,10 +52,10 @@ class TokenOut(BaseModel):
     user_id: int
     username: str
     scopes: list[str]
-    created_at: datetime
-    last_used_at: datetime | None = Field(description="UTC, recorded at most once a minute.")
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None = Field(description="UTC, recorded at most once a minute.")
+    expires_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
     status: Literal["active", "revoked", "expired"]
 
 
@@ -67,7 +67,7 @@ class UserOut(BaseModel):
 
 class UserDetail(UserOut):
     active: bool = Field(description="false: disabled (cannot sign in; its sessions ended, its tokens revoked).")
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class UserCreate(BaseModel):

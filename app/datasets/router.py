@@ -271,8 +271,7 @@ def append_points(
     job_ids = list(appended.job_ids)
     out = appended.as_dict()
     if appended.score_now:
-        with db.session_scope() as session:
-            out["scoring"], follow_up = scoring.score_appended(session, appended.append_id)
+        out["scoring"], follow_up = scoring.score_after_append(db, appended.append_id)
         job_ids += follow_up
     enqueue_after_commit(request, background, job_ids)
     headers = {"Idempotent-Replayed": "true"} if appended.replayed else {}

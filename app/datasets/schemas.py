@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict
+
+from app.schemas_common import PointTimestamp, UtcDateTime
 
 
 class SeriesOut(BaseModel):
@@ -18,12 +18,12 @@ class SeriesOut(BaseModel):
     n_channels: int
     channel_names: list[str]
     timestamp_kind: str
-    first_timestamp: str | None
-    last_timestamp: str | None
+    first_timestamp: PointTimestamp | None
+    last_timestamp: PointTimestamp | None
     has_ground_truth: bool
     n_anomalous_points: int
     n_missing_values: int
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class DatasetOut(BaseModel):
@@ -77,18 +77,33 @@ class PointsIn(BaseModel):
     """Optional 0/1 ground truth per point, kept only for a series imported with ground truth (missing: 0)."""
 
 
+class AnomalyOut(BaseModel):
+    """A new anomalous segment among the scored points (also sent as an ``anomaly.detected`` webhook)."""
+
+    start: int
+    """First point of the segment."""
+    end: int
+    """One past its last point."""
+    start_timestamp: int | float | PointTimestamp | None = None
+    """Timestamp of ``start``: ISO 8601 UTC with ``Z`` (datetime series), the number (number series) or the index."""
+    end_timestamp: int | float | PointTimestamp | None = None
+    """Timestamp of the segment's last point (``end - 1``), in the same form."""
+    peak_score: float
+    ongoing: bool
+    """The segment reaches the newest point (it may go on with the next batch)."""
+
+
 class ScoringOut(BaseModel):
-    project_id: int
-    version_id: int
+    project_id: int | None = None
+    version_id: int | None = None
     status: str
-    """``scored`` (in this request), ``queued`` (a job scores them: ``job_id``), ``up_to_date``, or
-    ``not_enough_points`` (the series is still shorter than one window of the model)."""
+    """``scored`` (in this request), ``queued`` (a job scores them: ``job_id``), ``up_to_date``,
+    ``not_enough_points`` (the series is still shorter than one window of the model), or ``deferred`` (one entry, no
+    project: the points are stored but the database was too busy to score them; the first read of their scores does)."""
     scored_points: int = 0
     job_id: int | None = None
-    anomalies: list[dict] = []
-    """New anomalous segments among the scored points: ``start``, ``end`` (points, end exclusive),
-    ``start_timestamp``, ``end_timestamp``, ``peak_score``, ``ongoing`` (reaches the newest point); each was sent
-    as an ``anomaly.detected`` webhook."""
+    anomalies: list[AnomalyOut] = []
+    """New anomalous segments among the scored points; each was sent as an ``anomaly.detected`` webhook."""
     message: str = ""
 
 
@@ -99,7 +114,7 @@ class AppendOut(BaseModel):
     """Index of the first appended point; the batch is points ``[start, end)``."""
     end: int
     n_points: int
-    first_timestamp: str | None
-    last_timestamp: str | None
+    first_timestamp: PointTimestamp | None
+    last_timestamp: PointTimestamp | None
     scoring: list[ScoringOut]
     """One entry per project whose serving model covers the series."""

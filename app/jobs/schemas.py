@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from app.schemas_common import UtcDateTime
 
 
 class JobOut(BaseModel):
@@ -24,6 +25,6 @@ class JobOut(BaseModel):
     cancel_requested: bool
     attempts: int
     worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None

@@ -13,7 +13,7 @@ services take a session and never commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +25,7 @@ from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.projects import repository as repo
 from app.projects import service
 from app.projects.models import COMMENT_CHARS, LABEL_TYPE_CHARS, Label
+from app.schemas_common import UtcDateTime
 
 
 class LabelEdit(BaseModel):
@@ -57,7 +58,7 @@ class LabelRow:
     round_id: int | None
     query_id: int | None
     supersedes_id: int | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 def series_labels(session: Session, project_id: int, series_id: int) -> list[LabelRow]:

@@ -155,7 +155,19 @@ def add_label(project_id: int, body: LabelIn, session: SessionDep, principal: Cu
     return LabelOut.model_validate(label)
 
 
-@router.get("/api/v1/projects/{project_id}/labels")
+_LABELS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "json: a list of labeled ranges; csv: the same as CSV (one row per labeled range); "
+        "points_csv: one row per timestamp of `series_id`, streamed.",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    },
+}
+
+
+@router.get("/api/v1/projects/{project_id}/labels", response_model=None, responses=_LABELS_RESPONSES)
 def export_labels(
     project_id: int,
     session: SessionDep,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.schemas_common import UtcDateTime
 
 ANSWERS = ("anomaly", "normal", "unsure", "skip")
 MAX_ANOMALY_TYPES = 32
@@ -122,7 +123,7 @@ class ProjectOut(BaseModel):
     answers_per_window: int
     review_grace_minutes: int
     serving_version_id: int | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ProjectSettingsIn(BaseModel):
@@ -154,9 +155,9 @@ class RoundOut(BaseModel):
     strategy: str
     k: int
     status: str
-    created_at: datetime
-    completed_at: datetime | None
-    review_until: datetime | None = Field(
+    created_at: UtcDateTime
+    completed_at: UtcDateTime | None
+    review_until: UtcDateTime | None = Field(
         None, description="While open with every window answered: when it closes by itself unless submitted sooner."
     )
     submitted_by: int | None = None
@@ -271,7 +272,7 @@ class LabelOut(BaseModel):
     supersedes_id: int | None
     label_type: str | None = None
     comment: str | None = None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class AnswerOut(BaseModel):
@@ -281,7 +282,7 @@ class AnswerOut(BaseModel):
     round_status: str
     round_answered: int
     round_total: int
-    round_review_until: datetime | None = Field(
+    round_review_until: UtcDateTime | None = Field(
         None, description="Every window answered, round still open for review: when it closes by itself (UTC)."
     )
     next_query_id: int | None

@@ -43,6 +43,7 @@ from app.projects import review
 from app.projects.models import Label, Project, Query, Round
 from app.projects.rounds import RoundStatus
 from app.projects.schemas import ProjectCreate
+from app.schemas_common import utc_text
 from app.versions import repository as versions_repo
 from app.versions.models import ModelVersion
 
@@ -100,6 +101,20 @@ def get_project(session: Session, project_id: int) -> Project:
     if project is None:
         raise NotFound(f"no project with id {project_id}")
     return project
+
+
+def scored_series(session: Session, project: Project, series_id: int) -> Series:
+    """A series the project's model may score and serve: one of the project's series, or any series of its data set
+    (a series imported into the data set after the model trained is scored on first request). Labeling rounds plan
+    on the project's own series only."""
+    series = next((s for s in project.series if s.id == series_id), None)
+    if series is None:
+        found = datasets_repo.get_series(session, series_id)
+        if found is not None and found.dataset_id == project.dataset_id:
+            series = found
+    if series is None:
+        raise NotFound(f"series {series_id} is neither part of project {project.name!r} nor of its data set")
+    return series
 
 
 def detector_choices() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -836,7 +851,7 @@ def export_labels(session: Session, project_id: int) -> list[dict]:
             "round_id": lab.round_id,
             "query_id": lab.query_id,
             "label_id": lab.id,
-            "created_at": lab.created_at.isoformat(),
+            "created_at": utc_text(lab.created_at),
             "label_type": lab.label_type or "",
             "comment": lab.comment or "",
         }

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.datasets import service as datasets
 from app.datasets.models import Series
-from app.errors import AppError, Conflict, NotFound
+from app.errors import AppError, Conflict
 from app.projects import service as projects
 from app.projects.models import Project
 from app.versions import reads, service
@@ -172,7 +172,7 @@ def list_events(
     threshold = float(version.threshold)
     found: list[tuple[Series, Run]] = []
     next_cursor = None
-    for series in _series_to_scan(project, filters, after):
+    for series in _series_to_scan(session, project, filters, after):
         begin = after.position if after is not None and after.series_id == series.id else 0
         for run in _series_events(session, version, series, threshold, filters, begin, block_points):
             if len(found) == limit:  # one more exists: the page is full and has a successor
@@ -187,12 +187,13 @@ def list_events(
     )
 
 
-def _series_to_scan(project: Project, filters: EventFilters, after: Cursor | None) -> list[Series]:
-    series = sorted(project.series, key=lambda s: s.id)
+def _series_to_scan(session: Session, project: Project, filters: EventFilters, after: Cursor | None) -> list[Series]:
+    """The project's series in id order; with a ``series_id`` filter, that series (also one of the project's data set
+    imported after the model trained)."""
     if filters.series_id is not None:
-        series = [s for s in series if s.id == filters.series_id]
-        if not series:
-            raise NotFound(f"series {filters.series_id} is not part of project {project.name!r}")
+        series = [projects.scored_series(session, project, filters.series_id)]
+    else:
+        series = sorted(project.series, key=lambda s: s.id)
     if after is not None:
         series = [s for s in series if s.id >= after.series_id]
     return series

@@ -21,7 +21,9 @@ class ModelVersion(Base):
     round_number: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
-    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    """Loaded only when read (``repository.weights_of``): a version is fetched on every score read, its weights (MBs
+    for a forest) are needed only to score."""
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     threshold: Mapped[float | None] = mapped_column(Float)
     labels_used: Mapped[int] = mapped_column(Integer, default=0)

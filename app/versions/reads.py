@@ -168,10 +168,8 @@ def plan_score_read(
     if fmt not in FORMATS:
         raise InvalidRange(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     project = projects.get_project(session, project_id)
-    if series_id not in {s.id for s in project.series}:
-        raise NotFound(f"series {series_id} is not part of project {project.name!r}")
+    series = projects.scored_series(session, project, series_id)
     version = service.version_to_show(session, project, version_id)
-    series = datasets.get_series(session, series_id)
     if (start is not None or end is not None) and (time_from is not None or time_to is not None):
         raise InvalidRange("give the range either by index (start, end) or by time (from, to), not both")
     if time_from is not None or time_to is not None:

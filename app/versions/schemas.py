@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from app.schemas_common import UtcDateTime
 
 
 class VersionOut(BaseModel):
@@ -21,7 +22,7 @@ class VersionOut(BaseModel):
     labels_used: int
     device: str
     train_seconds: float
-    created_at: datetime
+    created_at: UtcDateTime
     adoption: dict[str, Any] = {}
     """The adoption verdict: ``serve`` (the checks passed), ``reason``, the agreement figures of the candidate and of
     the version serving when it was judged, the share of points its threshold flags, ``pinned`` when an admin's pick

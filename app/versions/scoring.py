@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from app import observability
@@ -100,10 +102,10 @@ def record_scoring_seconds(seconds: float) -> None:
 
 class DetectorCache:
     """Recently used model versions, loaded: rebuilding an ensemble from its stored bytes takes ~0.5 s, scoring a
-    100-point batch a few ms. A version's weights never change once stored, so an entry is keyed by the database,
-    the version id and its creation time (a reused id of a deleted version is another key). Each entry has a lock:
-    a detector keeps per-series caches that are not safe to share between threads, so one scoring at a time uses
-    it. Bounded LRU; thread-safe."""
+    100-point batch a few ms. A version's weights never change once stored, so an entry is keyed by the version id
+    and its creation time (a reused id of a deleted version is another key); each database has its own cache
+    (:attr:`app.db.Database.caches`). Each entry has a lock: a detector keeps per-series caches that are not safe to
+    share between threads, so one scoring at a time uses it. Bounded LRU; thread-safe."""
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
@@ -125,15 +127,21 @@ class DetectorCache:
         return entry
 
 
-DETECTORS = DetectorCache(max_items=8)
-"""The process's loaded model versions (the only cache of them; a few MB each)."""
+MODEL_CACHE_SIZE = 8
+"""Loaded model versions kept per :class:`~app.db.Database` (a few MB each)."""
 
 
 def loaded_detector(session: Session, version: ModelVersion) -> tuple[Detector, threading.Lock]:
-    """``version``'s detector from :data:`DETECTORS` (loaded from its stored weights on a miss) and the lock to hold
-    while scoring with it."""
-    key = (str(session.get_bind().engine.url), version.id, version.created_at)
-    return DETECTORS.get(key, lambda: load_detector(repo.weights_of(session, version.id)))
+    """``version``'s detector from its database's cache (loaded from its stored weights on a miss) and the lock to
+    hold while scoring with it. A session made outside :class:`~app.db.Database` gets a fresh load every time."""
+    database = session.info.get("database")
+    cache = (
+        database.caches.setdefault("detectors", DetectorCache(MODEL_CACHE_SIZE))
+        if database is not None
+        else DetectorCache(1)
+    )
+    key = (version.id, version.created_at)
+    return cache.get(key, lambda: load_detector(repo.weights_of(session, version.id)))
 
 
 # -- which versions score a series -----------------------------------------------------------------------------------
@@ -472,6 +480,25 @@ def score_appended(session: Session, append_id: int) -> tuple[list[dict], list[i
         job_ids += hooks
     row.scoring = outcomes
     return outcomes, job_ids
+
+
+def score_after_append(db: Database, append_id: int) -> tuple[list[dict], list[int]]:
+    """:func:`score_appended` in a transaction of its own, once the points have committed. The points are stored
+    whatever happens here: a database too busy to score them now must not turn the append into a 503 (a client would
+    resend a batch that is already in), so the answer says ``deferred`` and the first read of their scores scores
+    them (:func:`ensure_scored`)."""
+    try:
+        with db.session_scope() as session:
+            return score_appended(session, append_id)
+    except (PoolTimeout, OperationalError):
+        log.warning("append %s stored; scoring deferred: the database is busy", append_id, exc_info=True)
+        deferred = {
+            "status": "deferred",
+            "scored_points": 0,
+            "message": "the points are stored; the server was too busy to score them now: the first read of their "
+            "scores does",
+        }
+        return [deferred], []
 
 
 def _score_job(session: Session, version: ModelVersion, series: Series) -> Any:

@@ -429,8 +429,7 @@ def score_view(
     width_px: int,
 ) -> dict:
     """A version's point scores on ``[start, end)`` downsampled for a chart (MinMaxLTTB, ~2 points per pixel)."""
-    if series_id not in {s.id for s in project.series}:
-        raise NotFound(f"series {series_id} is not part of project {project.name!r}")
+    projects.scored_series(session, project, series_id)
     scores = read_scores(session, version, series_id, start, end).astype(np.float64)
     idx = datasets.downsample_indices(scores, max(16, min(width_px, 4000) * 2))
     return {

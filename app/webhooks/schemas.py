@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-"""The database keeps naive UTC times; answers carry the zone (``...Z``), as RFC 3339 date-times must."""
+from app.schemas_common import UtcDateTime
 
 
 class WebhookCreate(BaseModel):
@@ -37,7 +28,7 @@ class WebhookOut(BaseModel):
     project_id: int | None
     active: bool
     created_by: int | None
-    created_at: UtcDatetime
+    created_at: UtcDateTime
 
 
 class WebhookCreated(WebhookOut):
@@ -59,9 +50,9 @@ class DeliveryOut(BaseModel):
     response_ms: float | None = Field(description="the newest attempt's response time in milliseconds")
     error: str | None
     attempt_log: list[dict] = Field(description="every attempt: at, http_status, ms, error")
-    next_attempt_at: UtcDatetime | None
-    created_at: UtcDatetime
-    delivered_at: UtcDatetime | None
+    next_attempt_at: UtcDateTime | None
+    created_at: UtcDateTime
+    delivered_at: UtcDateTime | None
 
 
 class DeliveryPage(BaseModel):

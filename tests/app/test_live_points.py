@@ -141,7 +141,7 @@ def test_appended_points_are_scored_as_the_whole_series_offline(admin_client, da
         assert event["series_id"] == sid and event["version_id"] == vid and event["peak_score"] >= event["threshold"]
         assert event["start_timestamp"].startswith(_iso(event["start"])[:16])
     series = _series(admin_client, sid)
-    assert series["n_points"] == N0 + 100 and series["last_timestamp"].startswith("2024-01-01 21:39:00")
+    assert series["n_points"] == N0 + 100 and series["last_timestamp"].startswith("2024-01-01T21:39:00")
     _assert_matches_offline(database, vid, sid)
     np.testing.assert_array_equal(_stored(database, vid, sid)[: N0 - 40], head[: N0 - 40])  # old scores kept
 

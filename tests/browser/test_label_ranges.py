@@ -24,7 +24,7 @@ from app.jobs.runner import run_job
 from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
 from app.settings import Settings
-from tests.browser.conftest import login, shot
+from tests.browser.conftest import VIEWPORT, login, shot
 
 pytestmark = pytest.mark.browser
 CURRENT = "#lq[data-query]:not([data-query=''])"
@@ -218,3 +218,54 @@ def test_ranges_can_be_edited_and_removed_before_saving_and_esc_clears_them(page
     )
     assert "May 1" in ticks and "May 2" in ticks, ticks
     shot(page, "label-ranges-axis-crosses-midnight")
+
+
+def test_labeling_chart_follows_a_dark_system_theme(browser, live_server, ranges_project) -> None:
+    """With the system in dark mode the chart is drawn on the dark plot colour with light text, as the page around
+    it, and a brushed range keeps its caption readable (test-artifacts/screenshots/label-dark.png); the project
+    page's charts likewise (project-dark.png)."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, color_scheme="dark")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        login(page, "analyst")
+        page.goto(f"/projects/{ranges_project['id']}/label")
+        page.wait_for_selector(CURRENT)
+        qid = int(page.get_attribute("#lq", "data-query"))
+        start, _ = ranges_project["queries"][qid]
+        brush(page, start + 5, start + 15)
+        colours = page.evaluate(
+            """() => { const L = document.getElementById('lq-chart').layout;
+                return { body: getComputedStyle(document.body).backgroundColor, plot: L.plot_bgcolor,
+                         paper: L.paper_bgcolor, font: L.font.color, grid: L.xaxis.gridcolor }; }"""
+        )
+        assert colours == {
+            "body": "rgb(15, 19, 26)",
+            "plot": "#171c26",
+            "paper": "#171c26",
+            "font": "#e6e9ef",
+            "grid": "#2a3140",
+        }, colours
+        shot(page, "label-dark")
+        assert not errors, errors
+    finally:
+        context.close()
+
+    # the project page's charts (static/admin.js) follow the same theme
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, color_scheme="dark")
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        login(page, "admin")
+        page.goto(f"/projects/{ranges_project['id']}")
+        page.wait_for_selector("#per-round .main-svg")
+        plot = page.evaluate(
+            """() => { const L = document.getElementById('per-round').layout;
+                return { plot: L.plot_bgcolor, paper: L.paper_bgcolor, font: L.font.color }; }"""
+        )
+        assert plot == {"plot": "#171c26", "paper": "#171c26", "font": "#e6e9ef"}, plot
+        shot(page, "project-dark")
+        assert not errors, errors
+    finally:
+        context.close()
