@@ -378,8 +378,9 @@ def _stamps(session: Session, series: Series, start: int, end: int) -> dict:
     first, last = stamps[0], stamps[-1]
     if series.timestamp_kind == "datetime":
         return {
-            "start_timestamp": str(pd.Timestamp(first).tz_localize("UTC").isoformat()),
-            "end_timestamp": str(pd.Timestamp(last).tz_localize("UTC").isoformat()),
+            # the API's one time format (docs/API.md "Times"): ISO 8601 UTC with "Z", stored values being UTC
+            "start_timestamp": pd.Timestamp(first).isoformat() + "Z",
+            "end_timestamp": pd.Timestamp(last).isoformat() + "Z",
         }
     return {"start_timestamp": first.item(), "end_timestamp": last.item()}
 
