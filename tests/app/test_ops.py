@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.db import Database
 from app.jobs.models import Job
 from app.observability import Metrics, observe_scoring_seconds, record_points_ingested
 from app.settings import Settings
 from app.web import create_app
-from tests.conftest import service_unavailable
+from tests.conftest import _wipe, service_unavailable
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"  # port 1: nothing listens there, the connection is refused at once
 
@@ -187,10 +189,20 @@ def test_openapi_has_a_bearer_scheme_and_the_error_shape(anonymous_client):
     assert "HTTPValidationError" not in doc["components"]["schemas"]
 
 
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[Database]:
+    """The docs page does not depend on the database: its browser test runs once, on SQLite."""
+    db = Database(sqlite_url)
+    try:
+        yield db
+    finally:
+        _wipe(db)
+        db.dispose()
+
+
 @pytest.mark.browser
-def test_api_docs_render_in_chromium_without_a_request_leaving_the_machine(database, tmp_path):
-    if database.url.startswith("postgresql"):
-        pytest.skip("the page does not depend on the database; once is enough")
+def test_api_docs_render_in_chromium_without_a_request_leaving_the_machine(sqlite_database, tmp_path):
+    database = sqlite_database
     executable = shutil.which("chromium")
     if executable is None:
         service_unavailable("chromium", "no `chromium` on PATH (Debian: apt-get install chromium)")
