@@ -106,14 +106,7 @@ def edit_label(session: Session, actor: User | None, label_id: int, changes: Lab
         label_type = (changes.label_type or "").strip() or None
     else:  # a type describes an anomaly: it goes when the range no longer is one
         label_type = old.label_type if value == "anomaly" else None
-    if label_type is not None:  # the rules of service._checked_type, which answers and free labels follow
-        if value != "anomaly":
-            raise AppError(f"only an anomaly range carries a type; this one is {value}", status=422)
-        types = list(project.anomaly_types or [])
-        if label_type not in types:
-            raise AppError(
-                f"{label_type!r} is not an anomaly type of this project; choose one of {', '.join(types)}", status=422
-            )
+    label_type = service.checked_type(label_type, value, list(project.anomaly_types or [])) or None
     comment = ((changes.comment or "").strip() or None) if "comment" in given else old.comment
     if (start, end, value, label_type, comment) == (old.start, old.end, old.value, old.label_type, old.comment):
         return describe(session, old)

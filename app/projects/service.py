@@ -570,7 +570,7 @@ def _answer_pieces(
     project's anomaly types, never overlapping) plus the window's uncovered points, labeled ``value``. The window's
     label for training stays what :func:`app.core.loop.window_label` makes of these ranges."""
     types = list(get_project(session, project_id).anomaly_types) if ranges or label_type else []
-    kind = _checked_type(label_type, "anomaly" if value == "anomaly" else value, types)
+    kind = checked_type(label_type, "anomaly" if value == "anomaly" else value, types)
     note = (comment or "").strip()
     if ranges is None:
         if anomaly_range is None:
@@ -601,7 +601,7 @@ def _answer_pieces(
                 "a point takes one label: trim or merge them",
                 status=422,
             )
-        marked.append((r.start, end, r.value, _checked_type(r.label_type, r.value, types), (r.comment or "").strip()))
+        marked.append((r.start, end, r.value, checked_type(r.label_type, r.value, types), (r.comment or "").strip()))
     rest: list[Piece] = []
     at = query.start
     for a, b, *_ in marked + [(query.end, query.end, "", "", "")]:
@@ -611,8 +611,9 @@ def _answer_pieces(
     return sorted(marked + rest)
 
 
-def _checked_type(label_type: str | None, value: str, types: Sequence[str]) -> str:
-    """``label_type`` as stored ("" for none), or a 422 that names the project's types."""
+def checked_type(label_type: str | None, value: str, types: Sequence[str]) -> str:
+    """``label_type`` as stored ("" for none), or a 422 that names the project's types. Answers, free labels and
+    label edits (app.projects.labels) all check through here."""
     if label_type is None or not label_type.strip():
         return ""
     if value != "anomaly":
@@ -708,7 +709,7 @@ def add_free_label(
     an anomaly's ``label_type`` (one of the project's types) and a ``comment``.
     The same ``idempotency_key`` (scoped to the caller) returns the stored label; with a different label, 422."""
     project = get_project(session, project_id)
-    label_type = _checked_type(label_type, value, project.anomaly_types) or None
+    label_type = checked_type(label_type, value, project.anomaly_types) or None
     comment = (comment or "").strip() or None
     series = next((s for s in project.series if s.id == series_id), None)
     if series is None:
