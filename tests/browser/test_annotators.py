@@ -23,13 +23,11 @@ from app.accounts import repository as accounts_repo
 from app.accounts.service import create_user
 from app.datasets.reader import ImportOptions
 from app.datasets.service import get_series, import_files
-from app.jobs.runner import run_job
 from app.projects import repository as repo
 from app.projects import service as projects
 from app.projects.models import Round
 from app.projects.schemas import ProjectCreate
-from app.settings import Settings
-from tests.browser.conftest import login, shot
+from tests.browser.conftest import login, open_first_round, shot
 
 pytestmark = pytest.mark.browser
 PASSWORD = "annotator-password-1"
@@ -50,29 +48,22 @@ def fitted_project(database, folder: Path, name: str, round_size: int, **setting
     with database.session_scope() as session:
         [item] = import_files(session, [path], name, ImportOptions(timestamps="index"))
         dataset_id = get_series(session, item.series_id).dataset_id
-        admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(
-            session,
-            admin,
-            ProjectCreate(
-                name=name,
-                dataset_id=dataset_id,
-                detector="iforest",
-                window=WINDOW,
-                stride=10,
-                strategy="top_k",
-                round_size=round_size,
-                budget=round_size * 3,
-                detector_params={"n_estimators": 30},
-                **settings,
-            ),
-        )
-        project_id = project.id
-    assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
-    with database.session_scope() as session:
-        started = projects.start_round(session, accounts_repo.get_user_by_name(session, "admin"), project_id)
-        queries = [q.id for q in repo.list_queries(session, started.round.id)]
-    return {"id": project_id, "round_id": started.round.id, "queries": queries}
+    opened = open_first_round(
+        database,
+        ProjectCreate(
+            name=name,
+            dataset_id=dataset_id,
+            detector="iforest",
+            window=WINDOW,
+            stride=10,
+            strategy="top_k",
+            round_size=round_size,
+            budget=round_size * 3,
+            detector_params={"n_estimators": 30},
+            **settings,
+        ),
+    )
+    return {**opened, "queries": [qid for qid, _, _ in opened["queries"]]}
 
 
 def sign_in_as(page, name: str) -> None:  # type: ignore[no-untyped-def]

@@ -17,14 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.accounts import repository as accounts_repo
 from app.datasets.reader import ImportOptions
 from app.datasets.service import get_series, import_files
-from app.jobs.runner import run_job
-from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
-from app.settings import Settings
-from tests.browser.conftest import VIEWPORT, login, shot
+from tests.browser.conftest import VIEWPORT, login, open_first_round, shot
 
 pytestmark = pytest.mark.browser
 CURRENT = "#lq[data-query]:not([data-query=''])"
@@ -54,30 +50,22 @@ def import_series(database, folder: Path) -> int:
 def ranges_project(live_server, tmp_path_factory) -> dict:
     database = live_server.database
     dataset_id = import_series(database, tmp_path_factory.mktemp("label-ranges"))
-    with database.session_scope() as session:
-        admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(
-            session,
-            admin,
-            ProjectCreate(
-                name="label-ranges",
-                dataset_id=dataset_id,
-                detector="iforest",
-                window=WINDOW,
-                stride=10,
-                strategy="top_k",
-                round_size=4,
-                budget=12,
-                detector_params={"n_estimators": 30},
-                anomaly_types=["spike", "level shift", "drift"],
-            ),
-        )
-        project_id = project.id
-    assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
-    with database.session_scope() as session:
-        started = projects.start_round(session, accounts_repo.get_user_by_name(session, "admin"), project_id)
-        queries = {q.id: (q.start, q.end) for q in projects.repo.list_queries(session, started.round.id)}
-    return {"id": project_id, "queries": queries}
+    opened = open_first_round(
+        database,
+        ProjectCreate(
+            name="label-ranges",
+            dataset_id=dataset_id,
+            detector="iforest",
+            window=WINDOW,
+            stride=10,
+            strategy="top_k",
+            round_size=4,
+            budget=12,
+            detector_params={"n_estimators": 30},
+            anomaly_types=["spike", "level shift", "drift"],
+        ),
+    )
+    return {"id": opened["id"], "queries": {qid: (start, end) for qid, start, end in opened["queries"]}}
 
 
 def brush(page, a: int, b: int) -> None:  # type: ignore[no-untyped-def]

@@ -15,15 +15,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from app.accounts import repository as accounts_repo
 from app.datasets.reader import ImportOptions
 from app.datasets.service import get_series, import_files
-from app.jobs.runner import run_job
-from app.projects import service as projects
 from app.projects.models import Label
 from app.projects.schemas import ProjectCreate
-from app.settings import Settings
-from tests.browser.conftest import VIEWPORT, login, shot
+from tests.browser.conftest import VIEWPORT, login, open_first_round, shot
 
 pytestmark = pytest.mark.browser
 CURRENT = "#lq[data-query]:not([data-query=''])"
@@ -61,30 +57,21 @@ def rlad_project(live_server, tmp_path_factory) -> dict:
     polls every 1-2 s) sees it running; with 4 it finished in about a second and was sometimes missed."""
     database = live_server.database
     dataset_id = import_small_series(database, tmp_path_factory.mktemp("labeling"), "servers-labeling")
-    with database.session_scope() as session:
-        admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(
-            session,
-            admin,
-            ProjectCreate(
-                name="labeling-queue",
-                dataset_id=dataset_id,
-                detector="rlad",
-                window=25,
-                stride=5,
-                round_size=8,
-                budget=8,
-                holdout_fraction=0.2,
-                detector_params={"episodes": 40, "steps_per_episode": 250},
-                review_grace_minutes=0,  # the last answer closes the round (tests/browser/test_annotators.py reviews)
-            ),
-        )
-        project_id = project.id
-    assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
-    with database.session_scope() as session:
-        started = projects.start_round(session, accounts_repo.get_user_by_name(session, "admin"), project_id)
-        queries = [(q.id, q.start, q.end) for q in projects.repo.list_queries(session, started.round.id)]
-    return {"id": project_id, "round_id": started.round.id, "queries": queries}
+    return open_first_round(
+        database,
+        ProjectCreate(
+            name="labeling-queue",
+            dataset_id=dataset_id,
+            detector="rlad",
+            window=25,
+            stride=5,
+            round_size=8,
+            budget=8,
+            holdout_fraction=0.2,
+            detector_params={"episodes": 40, "steps_per_episode": 250},
+            review_grace_minutes=0,  # the last answer closes the round (tests/browser/test_annotators.py reviews)
+        ),
+    )
 
 
 def current(page) -> int:  # type: ignore[no-untyped-def]

@@ -18,14 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.accounts import repository as accounts_repo
 from app.datasets.reader import ImportOptions
 from app.datasets.service import get_series, import_files
-from app.jobs.runner import run_job
 from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
-from app.settings import Settings
-from tests.browser.conftest import login, shot
+from tests.browser.conftest import login, open_first_round, shot
 
 pytestmark = pytest.mark.browser
 CURRENT = "#lq[data-query]:not([data-query=''])"
@@ -59,31 +56,23 @@ def import_series(database, folder: Path, name: str) -> tuple[int, int]:
 def open_project(database, folder: Path, name: str, round_size: int) -> dict:
     """An iforest project on a fresh series with its first model trained and round 1 open."""
     dataset_id, series_id = import_series(database, folder, name)
-    with database.session_scope() as session:
-        admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(
-            session,
-            admin,
-            ProjectCreate(
-                name=name,
-                dataset_id=dataset_id,
-                detector="iforest",
-                window=WINDOW,
-                stride=10,
-                strategy="top_k",
-                round_size=round_size,
-                budget=round_size * 3,
-                auto_next=False,
-                detector_params={"n_estimators": 30},
-                review_grace_minutes=0,  # the last answer closes the round (tests/browser/test_annotators.py reviews)
-            ),
-        )
-        project_id = project.id
-    assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
-    with database.session_scope() as session:
-        started = projects.start_round(session, accounts_repo.get_user_by_name(session, "admin"), project_id)
-        queries = [(q.id, q.start, q.end) for q in projects.repo.list_queries(session, started.round.id)]
-    return {"id": project_id, "series_id": series_id, "queries": queries}
+    opened = open_first_round(
+        database,
+        ProjectCreate(
+            name=name,
+            dataset_id=dataset_id,
+            detector="iforest",
+            window=WINDOW,
+            stride=10,
+            strategy="top_k",
+            round_size=round_size,
+            budget=round_size * 3,
+            auto_next=False,
+            detector_params={"n_estimators": 30},
+            review_grace_minutes=0,  # the last answer closes the round (tests/browser/test_annotators.py reviews)
+        ),
+    )
+    return {**opened, "series_id": series_id}
 
 
 @pytest.fixture(scope="module")
