@@ -31,7 +31,7 @@ import { channelColor, theme } from "./js/palette.js";
 import { clampRange as clampToSeries, panRange, zoomRange } from "./js/view.js";
 import { axisId, plotlyReady as whenPlotly, stackDomains, stackRows } from "./js/chart.js";
 import { exposeForTests } from "./js/hooks.js";
-import { brushToRange } from "./js/events.js";
+import { brushToRange } from "./js/ranges.js";
 
 const T = theme(); // the colour scheme when the page loaded
 const color = (i) => channelColor(i, T.channels);
@@ -404,7 +404,8 @@ const TRUTH_FILL = T.truthFill;
         hideBand();
         const end = pointAt(e);
         if (!moved) { if (interaction.onPoint) interaction.onPoint(Math.round(at.i)); return; }
-        if (labeling && end) interaction.onBrush(...brushToRange(at.i, end.i, n));
+        const range = labeling && end ? brushToRange(at.i, end.i, n) : null;
+        if (range) interaction.onBrush(range.a, range.b);
       };
       window.addEventListener("mousemove", move, true);
       window.addEventListener("mouseup", up, true);

@@ -84,19 +84,6 @@ class ScoresPending(AppError):
         self.version_id, self.series_id, self.scored, self.n_points = version_id, series_id, scored, n_points
 
 
-# -- metrics hooks ---------------------------------------------------------------------------------------------------
-
-
-def record_points_ingested(n_points: int) -> None:
-    """Count ``n_points`` appended points (``anomaloop_points_ingested_total`` on ``/metrics``)."""
-    observability.record_points_ingested(n_points)
-
-
-def record_scoring_seconds(seconds: float) -> None:
-    """Record one scoring of new points (``anomaloop_scoring_duration_seconds`` on ``/metrics``)."""
-    observability.observe_scoring_seconds(seconds)
-
-
 # -- loaded models ---------------------------------------------------------------------------------------------------
 
 
@@ -325,7 +312,7 @@ def store_tail(session: Session, result: TailScores) -> tuple[Scored, list[int]]
             session, work.version_id, work.series_id, kind, work.window_from, scores, work.window_chunk
         )
     new_from = max(now_scored, work.n_scored)
-    record_scoring_seconds(result.seconds)
+    observability.observe_scoring_seconds(result.seconds)
     anomalies: list[dict] = []
     hooks: list[int] = []
     if work.n_scored > 0 and work.threshold is not None:
@@ -435,7 +422,7 @@ def append_points(
     row = appended.batch
     if appended.replayed:  # scored again only if the first request stopped before it recorded its scoring
         return _result(row, replayed=True, score_now=not row.scoring, job_ids=[])
-    record_points_ingested(len(batch))
+    observability.record_points_ingested(len(batch))
     if len(batch) <= SYNC_POINTS:
         return _result(row, replayed=False, score_now=True, job_ids=[])
     job = jobs.create_job(session, JOB_KIND, dedupe_key=f"score:s{series_id}:n{appended.series.n_points}")
@@ -605,7 +592,7 @@ def score_array(session: Session, project_id: int, body: bytes, content_type: st
     t0 = time.perf_counter()
     with lock:
         points, _ = detector.point_and_window_scores(values)
-    record_scoring_seconds(time.perf_counter() - t0)
+    observability.observe_scoring_seconds(time.perf_counter() - t0)
     threshold = version.threshold
     stored = np.asarray(points, dtype=np.float32)  # as a stored score would be
     return {

@@ -102,13 +102,6 @@ export function eventView(start, end, n, minSpan = 50) {
   return [Math.max(0, a), Math.min(n, b)];
 }
 
-/** Brushed pixels x0..x1 (any order) on an axis mapping pixel -> fractional point index, as points [a, b) in [0, n]. */
-export function brushToRange(i0, i1, n) {
-  const lo = Math.min(i0, i1), hi = Math.max(i0, i1);
-  const a = Math.max(0, Math.min(n - 1, Math.round(lo))), b = Math.max(a + 1, Math.min(n, Math.round(hi) + 1));
-  return [a, b];
-}
-
 /** The label in force under point i (the shortest, when several overlap); null when none. */
 export function labelAt(labels, i) {
   let best = null;

@@ -10,7 +10,7 @@ export const COMMENT_MAX = 1000;
 /**
  * A brush from x0 to x1 in point units (point i is drawn at x = i and owns [i - ½, i + ½)) as the whole points
  * {a, b} it covers inside the series [0, n); null when nothing is under it. Both ends take the point under the
- * pointer, as js/view.js dragToRange does for the window.
+ * pointer.
  */
 export function brushToRange(x0, x1, n) {
   if (!Number.isFinite(x0) || !Number.isFinite(x1)) return null;

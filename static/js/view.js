@@ -43,16 +43,6 @@ export function zoomView(view, q, factor, n, maxSpan = LABEL_MAX_SPAN) {
 }
 
 /**
- * A drag on the chart from x0 to x1 (axis units: point i is drawn at x = i and owns [i - ½, i + ½)) as the range of
- * points {a, b} inside the queried window q; null when nothing of the window is under it. Both ends take the point
- * under the pointer (ceil / floor dropped the last point whenever the pointer stopped a hair left of its centre).
- */
-export function dragToRange(x0, x1, q) {
-  const a = Math.max(q.start, Math.round(x0)), b = Math.min(q.end, Math.round(x1) + 1);
-  return b - a < 1 ? null : { a, b };
-}
-
-/**
  * The explorer's range [start, end) as whole points inside [0, n]: at least minSpan points (about the centre),
  * at most the series; a non-finite input keeps `fallback` (never a NaN request). Returns [start, end].
  */

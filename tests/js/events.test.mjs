@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  brushToRange, eventView, filterEvents, labelAt, labelEvent, peakIn, segmentEvent, segmentsFromScores,
+  eventView, filterEvents, labelAt, labelEvent, peakIn, segmentEvent, segmentsFromScores,
 } from "../../static/js/events.js";
 
 test("segmentsFromScores: runs at or above the threshold, ended by the next sample below it", () => {
@@ -64,14 +64,6 @@ test("eventView puts the event in the middle third, inside the series, at least 
   assert.deepEqual(eventView(0, 30, 1000), [0, 90]);
   assert.deepEqual(eventView(980, 1000, 1000), [940, 1000]);
   assert.deepEqual(eventView(0, 900, 1000), [0, 1000]);
-});
-
-test("brushToRange gives whole points in the series, whichever way the drag went", () => {
-  assert.deepEqual(brushToRange(10.2, 19.6, 100), [10, 21]);
-  assert.deepEqual(brushToRange(19.6, 10.2, 100), [10, 21]);
-  assert.deepEqual(brushToRange(-5, 3.4, 100), [0, 4]);
-  assert.deepEqual(brushToRange(95, 130, 100), [95, 100]);
-  assert.deepEqual(brushToRange(7, 7, 100), [7, 8], "a point at least");
 });
 
 test("labelAt picks the shortest label under a point", () => {

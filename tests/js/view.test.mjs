@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  LABEL_MAX_SPAN, clampView, contextView, panView, zoomView, dragToRange, clampRange, panRange, zoomRange,
+  LABEL_MAX_SPAN, clampView, contextView, panView, zoomView, clampRange, panRange, zoomRange,
 } from "../../static/js/view.js";
 
 const whole = (v, n) => {
@@ -52,15 +52,6 @@ test("zoomView keeps the queried window on screen, even from a view clamped at t
   assert.equal(view.end - view.start, 14, "never narrower than the window and 2 points each side");
   const out = zoomView({ start: 400, end: 500 }, { start: 440, end: 460 }, 1.5, 1000);
   assert.deepEqual(out, { start: 375, end: 525 });
-});
-
-test("dragToRange takes the point under each end of the drag, inside the window only", () => {
-  const q = { start: 100, end: 120 };
-  assert.deepEqual(dragToRange(104.6, 110.4, q), { a: 105, b: 111 });
-  assert.deepEqual(dragToRange(90, 130, q), { a: 100, b: 120 });
-  assert.deepEqual(dragToRange(119.4, 119.45, q), { a: 119, b: 120 });
-  assert.equal(dragToRange(130, 140, q), null);
-  assert.equal(dragToRange(60, 99.4, q), null);
 });
 
 test("clampRange: whole points, at least minSpan, moved inside the series, NaN keeps the fallback", () => {
