@@ -122,11 +122,12 @@ def loaded_detector(session: Session, version: ModelVersion) -> tuple[Detector, 
     """``version``'s detector from its database's cache (loaded from its stored weights on a miss) and the lock to
     hold while scoring with it. A session made outside :class:`~app.db.Database` gets a fresh load every time."""
     database = session.info.get("database")
-    cache = (
-        database.caches.setdefault("detectors", DetectorCache(MODEL_CACHE_SIZE))
-        if database is not None
-        else DetectorCache(1)
-    )
+    if database is None:
+        cache = DetectorCache(1)
+    else:  # setdefault keeps the first cache two racing threads make
+        cache = database.caches.get("detectors") or database.caches.setdefault(
+            "detectors", DetectorCache(MODEL_CACHE_SIZE)
+        )
     key = (version.id, version.created_at)
     return cache.get(key, lambda: load_detector(repo.weights_of(session, version.id)))
 
