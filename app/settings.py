@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(2, ge=1, le=32)
     """Threads of the in-process executor that deliver webhooks, apart from the one that trains, so that a slow
     receiver never delays training (Celery workers run deliveries as ordinary jobs)."""
+    sweep_every_s: float = Field(15.0, gt=0, le=86_400)
+    """How often the in-process executor looks for jobs left queued or orphaned by a crash, and for rounds whose
+    review time is over (seconds; it also looks once at start)."""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

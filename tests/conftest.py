@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from app.db import Database
 from app.migrate import upgrade
@@ -91,14 +93,41 @@ def postgres_url() -> Iterator[str]:
 
 
 def _wipe(db: Database) -> None:
-    """Empty every table after a test (the app, threads and worker processes commit for real)."""
-    with db.engine.begin() as conn:
-        if db.engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
+    """Empty every table after a test (the app, threads and worker processes commit for real).
+
+    On PostgreSQL ``TRUNCATE`` waits for every lock on the tables: a connection some test left inside a transaction
+    would hang the whole suite. So it waits 30 s at most; then the other connections to this test database are
+    ended, with a warning naming what they were running, and the wipe is tried once more."""
+    if db.engine.dialect.name != "postgresql":
+        with db.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
+        return
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '30s'"))
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0]
+    with db.engine.begin() as conn:
+        others = conn.execute(
+            text(
+                "SELECT pid, state, left(query, 120) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    warnings.warn(f"wipe after the test: {reason}; ended {len(others)} other connection(s): {others}", stacklevel=1)
+    db.engine.dispose()  # the pool's own connections may be among those ended
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

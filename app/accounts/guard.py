@@ -12,6 +12,7 @@ resolved :class:`~app.accounts.service.Identity` (see :func:`app.deps.optional_p
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,21 +55,50 @@ CSP = (
 style attributes on the SVG it draws."""
 
 
-def _touch_executor() -> ThreadPoolExecutor:
-    # One thread for every last_used_at write of the process: they are rare (once a minute per token) and best
-    # effort, and never make a request wait.
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
+class TokenTouches:
+    """The ``last_used_at`` writes of one app, made after the response on one thread of their own: they are rare
+    (once a minute per token) and best effort, and never make a request wait. The app's lifespan closes
+    it, so no write is still running when the app (or a test) has finished with its database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.throttle = service.TouchThrottle()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def after_request(self, identity: service.Identity) -> None:
+        if identity.token_id is None or not self.throttle.claim(identity):
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
+            self._pool.submit(self._touch, identity.token_id)
+
+    def close(self) -> None:
+        """Wait for the writes already queued; a later request starts a new thread."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _touch(self, token_id: int) -> None:
+        try:
+            with self.db.session_scope() as session:
+                service.touch_token(session, token_id)
+        except Exception:  # noqa: BLE001 - best effort: a busy database only delays the next write by a minute
+            log.debug("could not record token %s as used", token_id, exc_info=True)
 
 
 class Guard:
     """Pure ASGI middleware (no ``BaseHTTPMiddleware``: that would buffer streaming responses)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], settings: Settings, db: Database) -> None:
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], settings: Settings, db: Database, touches: TokenTouches
+    ) -> None:
         self.app = app
         self.settings = settings
         self.db = db
-        self.touches = _touch_executor()
-        self.touch_throttle = service.TouchThrottle()
+        self.touches = touches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,24 +130,13 @@ class Guard:
                 return
             receive = _capped(receive, self._limit(path))
         await self.app(scope, receive, send)
-        if (
-            isinstance(identity, service.Identity)
-            and identity.token_id is not None
-            and self.touch_throttle.claim(identity)
-        ):
-            self.touches.submit(self._touch, identity.token_id)
+        if isinstance(identity, service.Identity):
+            self.touches.after_request(identity)
 
     # -- identity ----------------------------------------------------------------------------------------------
     def _resolve(self, bearer: str | None, cookie: str | None) -> service.Identity | service.TokenRefusal | None:
         with self.db.session_scope() as session:
             return service.resolve_identity(session, bearer, cookie)
-
-    def _touch(self, token_id: int) -> None:
-        try:
-            with self.db.session_scope() as session:
-                service.touch_token(session, token_id)
-        except Exception:  # noqa: BLE001 - best effort: a busy database only delays the next write by a minute
-            log.debug("could not record token %s as used", token_id, exc_info=True)
 
     # -- bodies ------------------------------------------------------------------------------------------------
     def _limit(self, path: str) -> int:

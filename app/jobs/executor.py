@@ -19,7 +19,6 @@ from app.projects import review
 from app.settings import Settings
 
 log = logging.getLogger("anomaloop.jobs")
-SWEEP_EVERY_S = 15.0
 
 
 class Executor(Protocol):
@@ -120,7 +119,7 @@ class InProcessExecutor:
                 self.sweep()
             except Exception:  # noqa: BLE001 - the database may be briefly away; try again next time
                 log.warning("job sweep failed", exc_info=True)
-            if self._stop.wait(SWEEP_EVERY_S):
+            if self._stop.wait(self.settings.sweep_every_s):
                 return
 
     def wait_idle(self, timeout: float = 600.0) -> bool:
@@ -139,6 +138,10 @@ class InProcessExecutor:
             self._later_ready.notify_all()
         self.network_pool.shutdown(wait=True, cancel_futures=True)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        # and no sweep or timer is left touching the database once the app (or a test) is done with it
+        for thread in (self._timer, self._sweeper):
+            if thread is not None:
+                thread.join(timeout=10)
 
 
 class CeleryExecutor:

@@ -17,7 +17,9 @@ PASSWORDS = {"admin": "admin-password-1", "analyst": "analyst-password-1"}
 
 @pytest.fixture
 def settings(database, tmp_path) -> Settings:
-    return Settings(database_url=database.url, data_dir=tmp_path, broker_url=None)
+    # the app's sweeper looks once at start, not every 15 s: a test that moves a round's review time decides itself
+    # when a sweep comes (tests/app/test_review.py)
+    return Settings(database_url=database.url, data_dir=tmp_path, broker_url=None, sweep_every_s=3600)
 
 
 @pytest.fixture
