@@ -177,6 +177,9 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     threshold, metrics = evaluate(inp, scores)
     if detector.explains_windows:
         metrics["member_names"] = list(capable.member_names_)
+    gate = getattr(detector, "last_round_", {}).get("gate")
+    if gate is not None:  # RLAD's check of its agent against its warm-up forest (app/core/rlad/detector.py)
+        metrics["agent_gate"] = gate
     pool_points = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     flag_share = float(np.mean(pool_points > threshold))
     metrics["flag_share"] = round(flag_share, 6)

@@ -10,7 +10,6 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from app.core.detectors import detector_class
 from app.jobs.executor import CeleryExecutor
 from app.jobs.models import Job
 from app.projects import service as projects
@@ -19,7 +18,7 @@ from app.versions.models import ModelVersion
 from tests.app.loop_helpers import create, import_series, run_rounds, wait_version
 from tests.conftest import service_unavailable
 from tests.worker.conftest import celery_settings, wait_for
-from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES
+from tests.worker.loop_config import LOOP_CASES, LOOP_SERIES, assert_labels_paid
 
 # each test trains several models on real worker processes: on a loaded 2-core machine that takes minutes
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -33,16 +32,14 @@ def celery(pg, redis_url, tmp_path):
 
 
 @pytest.mark.parametrize("case", sorted(LOOP_CASES))
-def test_three_rounds_on_celery_improve_the_held_back_part(case, pg, celery, start_worker, shared_data):
+def test_three_rounds_on_celery_pay_on_the_held_back_part(case, pg, celery, start_worker, shared_data):
     start_worker()
     path, limit = LOOP_SERIES
     dataset_id = import_series(pg, shared_data / path, f"celery-{case}", limit_points=limit)
     project_id, job_id = create(pg, dataset_id, name=f"celery-{case}", **LOOP_CASES[case])
     celery.enqueue(job_id)
     versions = run_rounds(pg, celery.enqueue, project_id, rounds=3, timeout=900)
-    assert versions[3]["pr_auc"] > versions[0]["pr_auc"], versions  # round 3 beats the unsupervised start
-    if detector_class(LOOP_CASES[case]["detector"]).can_hold_out_labels:  # judged on answers it did not learn from
-        assert all(v["served_pr_auc"] >= versions[0]["pr_auc"] for v in versions), versions  # never served worse
+    assert_labels_paid(case, versions)
     with pg.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(ModelVersion)) == 4
 

@@ -102,6 +102,9 @@ class RLADDetector(Detector):
         propagation_nodes: int = 2000,
         propagation_method: str = "propagation",
         score_batch: int = 2048,
+        agent_gate: bool = True,
+        gate_folds: int = 3,
+        gate_margin: float = 0.02,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.n_warmup = n_warmup
@@ -124,6 +127,11 @@ class RLADDetector(Detector):
         self.propagation_nodes = propagation_nodes
         self.propagation_method = propagation_method
         self.score_batch = score_batch
+        if gate_folds < 2:
+            raise ValueError(f"gate_folds must be at least 2, not {gate_folds}")
+        self.agent_gate = agent_gate
+        self.gate_folds = gate_folds
+        self.gate_margin = gate_margin
 
     # -- helpers ----------------------------------------------------------------------------
     def config(self) -> DQNConfig:
@@ -181,6 +189,7 @@ class RLADDetector(Detector):
         self.labels_seen_ = 0
         self.rounds_ = 0
         self.trained_ = False
+        self.gated_ = False
         self.last_round_: dict[str, Any] = {}
         self.fitted_ = True
         report(progress, Progress(phase="warmup", fraction=1.0))
@@ -212,7 +221,7 @@ class RLADDetector(Detector):
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """``q1 − q0`` per window ``(n_windows,)``; before any training, the iForest fallback (module doc)."""
         self._check_fitted()
-        if not self.trained_ and self.iforest_ is not None:
+        if (not self.trained_ or getattr(self, "gated_", False)) and self.iforest_ is not None:
             return self.iforest_.window_scores(X) - 0.5
         q = self.agent_.q_values(self._windows(X), self.score_batch, self._features(X))
         return cast(np.ndarray, (q[:, 1] - q[:, 0]).astype(np.float64))
@@ -288,11 +297,40 @@ class RLADDetector(Detector):
             self.last_round_ = {"labels": self.labels_seen_, "skipped": "no anomaly labeled yet: warm-up scores kept"}
             report(progress, Progress(phase="rlad", fraction=1.0))
             return
+        agent, stats = self._train_agent(x, env, true_labeled, progress)
+        self.agent_ = agent
+        self.rounds_ += 1
+        self.trained_ = True
+        self.last_round_ = {
+            "labels": self.labels_seen_,
+            "pseudo_labels": int(env.pseudo.sum()),
+            "pseudo_anomalies": int((env.pseudo & (env.labels == 1)).sum()),
+            "episode_rewards": [s.reward for s in stats],
+            "episode_losses": [s.loss for s in stats],
+            "epsilon": stats[-1].epsilon if stats else self.agent_.epsilon(),
+        }
+        self.gated_ = False
+        if self.agent_gate and self.iforest_ is not None:
+            gate = self._gate(x, point_labels, env, true_labeled, progress)
+            self.gated_ = gate["forest_serves"]
+            self.last_round_["gate"] = gate
+
+    def _train_agent(
+        self,
+        x: np.ndarray,
+        env: WindowEnv,
+        true_labeled: np.ndarray,
+        progress: ProgressCallback | None,
+        fresh: bool = False,
+    ) -> tuple[DQNAgent, list[Any]]:
+        """Train an agent on ``env``: a fresh one, or with ``warm_start`` (and not ``fresh``) the current one in
+        place."""
         prefill = [int(i) for i in self._warmup_windows(x) if i < env.n_windows and true_labeled[i]]
         # A cancel must leave the previous agent as it was. A fresh agent is only adopted once trained;
         # warm_start trains the current one in place, so only then is a snapshot needed.
-        agent = self.agent_ if self.warm_start else self._new_agent()
-        snapshot = agent.to_bytes() if self.warm_start else None
+        in_place = self.warm_start and not fresh
+        agent = self.agent_ if in_place else self._new_agent()
+        snapshot = agent.to_bytes() if in_place else None
         try:
             _, stats = agent.train(
                 env,
@@ -306,16 +344,77 @@ class RLADDetector(Detector):
             if snapshot is not None:
                 agent.load_bytes(snapshot)
             raise
-        self.agent_ = agent
-        self.rounds_ += 1
-        self.trained_ = True
-        self.last_round_ = {
-            "labels": self.labels_seen_,
-            "pseudo_labels": int(env.pseudo.sum()),
-            "pseudo_anomalies": int((env.pseudo & (env.labels == 1)).sum()),
-            "episode_rewards": [s.reward for s in stats],
-            "episode_losses": [s.loss for s in stats],
-            "epsilon": stats[-1].epsilon if stats else self.agent_.epsilon(),
+        return agent, stats
+
+    def _gate(
+        self,
+        x: np.ndarray,
+        point_labels: np.ndarray,
+        env: WindowEnv,
+        true_labeled: np.ndarray,
+        progress: ProgressCallback | None,
+    ) -> dict[str, Any]:
+        """Whether the trained agent earns its place over the warm-up forest, judged on answers it did not learn.
+
+        The labeled windows are split in ``gate_folds`` folds; for each, a fresh agent learns from every label
+        but the fold's (propagation included) and places the fold's windows among all windows (percentile
+        ranks). The forest never learned from any label, so its ranks of the same windows are honest too. Both
+        are scored by :func:`app.core.adoption.agreement` (class-balanced; 0.5 is chance). The agent serves
+        only when its cross-fitted figure beats the forest's beyond noise: by more than ``max(gate_margin, one
+        standard error of the paired difference)``, the asymmetry of safe adoption (app/core/adoption.py), since
+        the forest is what serves until labels show better. Else the forest's scores serve (``gated_``).
+        Costs ``gate_folds`` more trainings per round."""
+        from app.core.adoption import agreement, percentile_ranks
+
+        assert self.iforest_ is not None  # only called with the warm-up forest
+        labeled = np.flatnonzero(true_labeled)
+        y = (env.labels[labeled] == 1).astype(np.int64)
+        n_folds = min(self.gate_folds, len(labeled))
+        if n_folds < 2 or y.min() == y.max():  # one class only: every window agrees or none does
+            return {"forest_serves": False, "skipped": "the labels hold one class only"}
+        # overlapping labeled windows (one answer's range) share a fold: the agent must not learn a window's twin
+        run = np.concatenate([[0], np.cumsum(np.diff(labeled) >= self.window // self.stride)])
+        n_runs = int(run[-1]) + 1
+        n_folds = min(n_folds, n_runs)
+        if n_folds < 2:
+            return {"forest_serves": False, "skipped": "the labels form one answer only"}
+        order = self._rng(3).permutation(n_runs)
+        run_fold = np.empty(n_runs, dtype=np.int64)
+        run_fold[order] = np.arange(n_runs) % n_folds
+        fold = run_fold[run]
+        ends = labeled * self.stride + self.window - 1  # a window's label is its end point's
+        agent_ranks = np.zeros(len(labeled))
+        for f in range(n_folds):
+            report(progress, Progress(phase="gate", fraction=f / n_folds))
+            masked = np.array(point_labels, copy=True)
+            masked[ends[fold == f]] = UNLABELED
+            fold_env = self.training_env(x, masked)
+            fold_labeled = (fold_env.labels != UNLABELED) & ~fold_env.pseudo
+            if not (fold_env.labels[fold_labeled] == 1).any():
+                # nothing anomalous left to learn from: this agent would not train, the forest would serve
+                agent_scores = self.iforest_.window_scores(x)
+            else:
+                agent, _ = self._train_agent(x, fold_env, fold_labeled, None, fresh=True)
+                q = agent.q_values(self._windows(x), self.score_batch, self._features(x))
+                agent_scores = q[:, 1] - q[:, 0]
+            rows = fold == f
+            agent_ranks[rows] = percentile_ranks(agent_scores[labeled[rows]], agent_scores)
+        forest_scores = self.iforest_.window_scores(x)
+        forest_ranks = percentile_ranks(forest_scores[labeled], forest_scores)
+        agent_v, weights = agreement(agent_ranks, y)
+        forest_v, _ = agreement(forest_ranks, y)
+        agent_fig, forest_fig = float(np.sum(weights * agent_v)), float(np.sum(weights * forest_v))
+        diff = agent_v - forest_v
+        stderr = float(np.sqrt(np.sum(weights**2 * (diff - (agent_fig - forest_fig)) ** 2)))
+        needed = max(self.gate_margin, stderr)
+        report(progress, Progress(phase="gate", fraction=1.0))
+        return {
+            "forest_serves": not agent_fig - forest_fig > needed,
+            "agent_figure": round(agent_fig, 6),
+            "forest_figure": round(forest_fig, 6),
+            "needed_gain": round(needed, 6),
+            "folds": n_folds,
+            "labeled_windows": len(labeled),
         }
 
     # -- serialization ----------------------------------------------------------------------
