@@ -146,6 +146,68 @@ def test_each_round_trains_a_fresh_agent_unless_warm_start() -> None:
         assert det.agent_.steps_done == (2 * first if warm_start else first)
 
 
+# -- the gate: the agent against its warm-up forest ------------------------------------------------------------
+def spikes_and_dips(n: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Routine +5 spikes every 150 points (normal: the forest ranks them first) and short -1 dips between them
+    (the anomalies, which the forest ranks low). ``(x (n, 1), truth (n,))``."""
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.standard_normal(n)
+    x[100::150] += 5.0
+    truth = np.zeros(n, dtype=int)
+    for d in range(175, n, 150):
+        x[d : d + 5] -= 1.0
+        truth[d : d + 5] = 1
+    return x[:, None].astype(np.float32), truth
+
+
+GATE = {"episodes": 3, "steps_per_episode": 200, "device": "cpu"}
+
+
+def test_the_agent_serves_when_held_out_answers_show_it_ranks_better_than_the_forest() -> None:
+    x, truth = spikes_and_dips()
+    det = RLADDetector(**GATE).fit(x)
+    forest = det.window_scores(x)
+    folds: list[np.ndarray] = []
+    train_agent = det._train_agent
+
+    def recording(x_, env, true_labeled, progress, fresh=False):  # type: ignore[no-untyped-def]
+        if fresh:
+            folds.append(np.flatnonzero(true_labeled))
+        return train_agent(x_, env, true_labeled, progress, fresh)
+
+    det._train_agent = recording  # type: ignore[method-assign]
+    spikes = [p - 24 + k for p in range(100, 1500, 150) for k in (0, 5, 10, 20)]
+    dips = [d + 4 - 24 + k for d in range(175, 1500, 150) for k in (0, 5, 10, 20)]
+    asked = sorted(set(spikes + dips + det.initial_queries(x).tolist()))
+    det.feedback(x, end_ranges(det, asked, truth))
+    gate = det.last_round_["gate"]
+    # the answers call the forest's favourite windows normal: agents that did not see an answer still rank it better
+    assert not gate["forest_serves"] and gate["agent_figure"] > gate["forest_figure"] + gate["needed_gain"], gate
+    assert not det.gated_ and not np.array_equal(det.window_scores(x), forest)
+    # each fold's agent learned from every answer but its own fold's; the folds cover every answer once
+    labeled = set(asked)
+    held = [labeled - set(f.tolist()) for f in folds]
+    assert len(folds) == gate["folds"] == 3 and all(h and set(f.tolist()) < labeled for h, f in zip(held, folds))
+    assert sorted(w for h in held for w in h) == sorted(labeled)
+
+
+def test_answers_that_teach_nothing_keep_the_forest_serving() -> None:
+    x, _ = spikes_and_dips()
+    det = RLADDetector(**GATE).fit(x)
+    forest = det.window_scores(x)
+    rng = np.random.default_rng(3)
+    coin = rng.integers(0, 2, len(x))  # labels unrelated to the data
+    det.feedback(x, end_ranges(det, sorted(rng.choice(det.n_windows(len(x)), 60, replace=False).tolist()), coin))
+    gate = det.last_round_["gate"]
+    assert det.trained_ and gate["forest_serves"] and det.gated_, gate
+    np.testing.assert_array_equal(det.window_scores(x), forest)  # served: exactly the warm-up forest's scores
+    restored = load_detector(det.to_bytes())
+    np.testing.assert_array_equal(restored.window_scores(x), forest)  # and so after a round trip
+    ungated = RLADDetector(**GATE, agent_gate=False).fit(x)
+    ungated.feedback(x, end_ranges(ungated, sorted(rng.choice(ungated.n_windows(len(x)), 60, replace=False)), coin))
+    assert "gate" not in ungated.last_round_ and not np.array_equal(ungated.window_scores(x), forest)
+
+
 # -- pseudo-labels --------------------------------------------------------------------------------
 def test_pseudo_labelled_window_is_rewarded_by_its_pseudo_label_only() -> None:
     x = spiky_series()  # spikes at 100, 250, 400, 550
