@@ -187,7 +187,8 @@ def test_the_agent_serves_when_held_out_answers_show_it_ranks_better_than_the_fo
     # each fold's agent learned from every answer but its own fold's; the folds cover every answer once
     labeled = set(asked)
     held = [labeled - set(f.tolist()) for f in folds]
-    assert len(folds) == gate["folds"] == 3 and all(h and set(f.tolist()) < labeled for h, f in zip(held, folds))
+    assert len(folds) == gate["folds"] == 3
+    assert all(h and set(f.tolist()) < labeled for h, f in zip(held, folds, strict=True))
     assert sorted(w for h in held for w in h) == sorted(labeled)
 
 
