@@ -16,11 +16,12 @@ seed and both perturbed runs end 0.016-0.046 above round 0 (seed 1: 0.770 -> 0.7
 only) stays below the forest in every such run (0.74-0.79), and the in-sample adoption check serves it.
 
 Since 2026-12-03 RLAD's trained agent must earn its place (``agent_gate``, app/core/rlad/detector.py): it serves
-only when agents cross-fitted over the gathered answers rank them better than the warm-up forest beyond noise. On
-this slice, with the packages above, the ungated agent gave 0.794 -> 0.750 -> 0.813 -> 0.749 (round 3 below the
-forest, served); with the gate the forest kept serving through round 3 (gate figures 0.703 vs 0.722, 0.596 vs
-0.611, 0.575 vs 0.572 with 0.039 needed), so the held-back part stays at 0.794. What a loop test can promise for
-RLAD is therefore "never served worse than its forest", not "round 3 beats round 0".
+only when agents cross-fitted over the gathered answers rank them better than the warm-up forest beyond noise (the
+agent still picks the queries). On this slice, with the packages above, the ungated agent served 0.794 -> 0.750 ->
+0.813 -> 0.749 (round 3 below the forest); with the gate, asked the same windows, the forest kept serving through
+round 3 (gate figures, agent vs forest on answers the agents did not learn: 0.703 vs 0.722, 0.639 vs 0.632,
+0.615 vs 0.606, with 0.02 needed), so the held-back part stays at 0.794. What a loop test can promise for RLAD is
+therefore "never served worse than its forest", not "round 3 beats round 0".
 """
 
 LOOP_SERIES = ("kpi/a8c06b47-cc41-3738-9110-12df0ee4c721.csv.gz", 8000)
