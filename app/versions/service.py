@@ -193,9 +193,17 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         inp.serving_windows if inp.weights is not None else None,
         flag_share,
     )
-    return TrainingOutput(
-        detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds, verdict.as_dict()
-    )
+    adoption = verdict.as_dict()
+    if gate is not None and "agent_figure" in gate:  # what scores this version, said where the verdict is shown
+        agent, forest, needed = gate["agent_figure"], gate["forest_figure"], gate["needed_gain"]
+        figures = f"{agent:.3f} vs {forest:.3f}, more than {needed:.3f} needed"
+        adoption["reason"] += (
+            f"; RLAD's agent did not beat its warm-up forest on answers it did not learn ({figures}): this version "
+            "scores with the forest"
+            if gate["forest_serves"]
+            else f"; RLAD's agent beat its warm-up forest on answers it did not learn ({figures})"
+        )
+    return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds, adoption)
 
 
 def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:

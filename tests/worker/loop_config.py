@@ -67,6 +67,11 @@ def assert_labels_paid(case: str, versions: list[dict]) -> None:
     if LOOP_CASES[case]["detector"] == "rlad":
         # the gate ran on the rounds whose answers held both classes, and what served never fell below the forest
         assert any("agent_gate" in v for v in versions[1:]), versions
+        for v in versions[1:]:  # the version list says which model scores
+            gate = v.get("agent_gate", {})
+            if "agent_figure" in gate:
+                said = "scores with the forest" if gate["forest_serves"] else "agent beat its warm-up forest"
+                assert said in v["adoption"]["reason"], v["adoption"]
         assert all(v["served_pr_auc"] >= start for v in versions), versions
         return
     assert versions[3]["pr_auc"] > start, versions  # round 3 beats the unsupervised start
