@@ -23,7 +23,7 @@ from app.accounts.models import User
 from app.accounts.service import audit, usernames
 from app.errors import AppError, Conflict, Forbidden, NotFound
 from app.projects import repository as repo
-from app.projects import service
+from app.projects import review, service
 from app.projects.models import COMMENT_CHARS, LABEL_TYPE_CHARS, Label
 from app.schemas_common import UtcDateTime
 
@@ -131,8 +131,43 @@ def delete_label(session: Session, actor: User | None, label_id: int, *, is_admi
     old = _lock_for_change(session, actor, label_id, is_admin)
     new = _successor(old, actor, old.start, old.end, "retracted", None, None)
     repo.add(session, new)
-    audit(session, actor, "label.delete", "label", old.id, project_id=old.project_id, new_label_id=new.id)
+    reopened = _reopen_query(session, old)
+    audit(
+        session,
+        actor,
+        "label.delete",
+        "label",
+        old.id,
+        project_id=old.project_id,
+        new_label_id=new.id,
+        reopened_query_id=reopened,
+    )
     return describe(session, new)
+
+
+def _reopen_query(session: Session, deleted: Label) -> int | None:
+    """A queue answer deleted from the explorer while its round is open counts as undone: when none of that
+    analyst's ranges for the window is left in force, the window is asked again (as the queue's Undo does) and the
+    round's review clock stops. Returns the query's id when its status changed. In a closed round the answer stays
+    counted; the deletion only takes its label out of training."""
+    if deleted.query_id is None or deleted.round_id is None:
+        return None
+    rnd = repo.get_round(session, deleted.round_id)  # locked by _lock_for_change
+    query = repo.get_query(session, deleted.query_id)
+    if rnd is None or rnd.status != "open" or query is None or query.status == "pending":
+        return None
+    session.flush()
+    project = service.get_project(session, rnd.project_id)
+    answers = review.query_rows(session, query.id).answers
+    if deleted.author_id in answers or (answers and not review.several_answers(project)):
+        return None  # other ranges of the answer are still in force: the window stays answered
+    status = review.query_status(session, project, query, "pending")
+    if status == query.status:
+        return None
+    repo.mark_query(session, query.id, status, answered_at=query.answered_at if status != "pending" else None)
+    session.expire(query)
+    review.after_answers(session, rnd.id)
+    return query.id
 
 
 def describe(session: Session, label: Label) -> LabelRow:

@@ -124,3 +124,35 @@ def test_an_admin_changes_the_review_time_of_a_project(database, admin_client, a
     query = analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json()[0]
     last = analyst_client.post(f"/api/v1/queries/{query['id']}/answer", json={"value": "normal"}).json()
     assert last["round_status"] != "open"  # no review any more: it closed at its last answer
+
+
+def test_a_queue_answer_deleted_in_the_explorer_is_asked_again_while_its_round_is_open(database, analyst_client):
+    project_id, round_id = make_round(database, "delete-answer", answers_per_window=1, n_queries=2, grace=10)
+    queries = [q["id"] for q in analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json()]
+    for q in queries:
+        analyst_client.post(f"/api/v1/queries/{q}/answer", json={"value": "anomaly"})
+    assert round_row(database, round_id).review_until is not None  # fully answered, in review
+    with database.session_scope() as session:
+        series_id = session.get(Project, project_id).series[0].id
+    rows = analyst_client.get("/api/v1/labels", params={"project_id": project_id, "series_id": series_id}).json()
+    first = next(r for r in rows if r["query_id"] == queries[0])
+    assert analyst_client.delete(f"/api/v1/labels/{first['id']}").status_code == 200
+
+    # the window is asked again, the review clock stops, and the round cannot be submitted with it unanswered
+    statuses = {q["id"]: q["status"] for q in analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json()}
+    assert statuses == {queries[0]: "pending", queries[1]: "answered"}
+    assert round_row(database, round_id).review_until is None
+    assert analyst_client.post(f"/api/v1/rounds/{round_id}/submit").status_code == 409
+    again = analyst_client.post(f"/api/v1/queries/{queries[0]}/answer", json={"value": "normal"}).json()
+    assert again["round_status"] == "open" and again["round_answered"] == 2
+    assert analyst_client.post(f"/api/v1/rounds/{round_id}/submit").status_code == 200
+
+    # once the round is closed, a deletion takes the label out of training but the answer stays counted
+    rows = analyst_client.get("/api/v1/labels", params={"project_id": project_id, "series_id": series_id}).json()
+    second = next(r for r in rows if r["query_id"] == queries[1])
+    assert analyst_client.delete(f"/api/v1/labels/{second['id']}").status_code == 200
+    statuses = {q["id"]: q["status"] for q in analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json()}
+    assert statuses == {queries[0]: "answered", queries[1]: "answered"}
+    with database.session_scope() as session:
+        in_force = {lab.query_id: lab.value for lab in projects.effective_labels(session, project_id)}
+    assert in_force == {queries[0]: "normal"}
