@@ -536,3 +536,23 @@ def set_review_grace(session: Session, actor: User | None, project_id: int, minu
     session.flush()
     audit(session, actor, "project.review_grace", "project", project.id, before=before, after=minutes)
     return project
+
+
+def set_answers_per_window(session: Session, actor: User | None, project_id: int, n: int) -> Project:
+    """Change how many analysts answer each window. Only between rounds: an open round's windows were asked, and
+    some answered, under the old number (its consensus and its completion count on it)."""
+    repo.lock_project_for_write(session, project_id)  # no round starts meanwhile
+    project = _project(session, project_id)
+    before = project.answers_per_window
+    if n == before:
+        return project
+    active = repo.active_round(session, project.id)
+    if active is not None and active.status == "open":
+        raise Conflict(
+            f"round {active.number} is open with {before} answer(s) per window; submit or finish it, then change "
+            "the number of answers per window"
+        )
+    project.answers_per_window = n
+    session.flush()
+    audit(session, actor, "project.answers_per_window", "project", project.id, before=before, after=n)
+    return project

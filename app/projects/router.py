@@ -53,12 +53,15 @@ def update_project(
     project_id: int, body: ProjectSettingsIn, session: SessionDep, principal: AdminPrincipal
 ) -> ProjectOut:
     """Change a project's settings (admins): ``anomaly_types``, the types an anomalous range may carry;
-    ``review_grace_minutes``, how long a fully answered round waits for review."""
+    ``review_grace_minutes``, how long a fully answered round waits for review; ``answers_per_window``, how many
+    analysts answer each window (between rounds only: 409 while one is open)."""
     project = service.get_project(session, project_id)
     if body.anomaly_types is not None:
         project = service.update_anomaly_types(session, principal.user, project_id, body.anomaly_types)
     if body.review_grace_minutes is not None:
         project = review.set_review_grace(session, principal.user, project_id, body.review_grace_minutes)
+    if body.answers_per_window is not None:
+        project = review.set_answers_per_window(session, principal.user, project_id, body.answers_per_window)
     return ProjectOut.model_validate(project)
 
 

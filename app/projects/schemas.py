@@ -139,6 +139,13 @@ class ProjectSettingsIn(BaseModel):
         description="Review time of a fully answered round, minutes (0: it closes at its last answer); applies to "
         "rounds answered from now on.",
     )
+    answers_per_window: int | None = Field(
+        None,
+        ge=1,
+        le=5,
+        description="Analysts who answer each window, from the next round on; refused (409) while a round is open, "
+        "whose windows were asked under the old number.",
+    )
 
 
 class RoundStart(BaseModel):

@@ -156,3 +156,23 @@ def test_a_queue_answer_deleted_in_the_explorer_is_asked_again_while_its_round_i
     with database.session_scope() as session:
         in_force = {lab.query_id: lab.value for lab in projects.effective_labels(session, project_id)}
     assert in_force == {queries[0]: "normal"}
+
+
+def test_an_admin_changes_the_answers_per_window_between_rounds(database, admin_client, analyst_client):
+    project_id, round_id = make_round(database, "answers-setting", answers_per_window=1, n_queries=1, grace=0)
+    url = f"/api/v1/projects/{project_id}"
+    assert analyst_client.patch(url, json={"answers_per_window": 3}).status_code == 403
+    assert {admin_client.patch(url, json={"answers_per_window": n}).status_code for n in (0, 6)} == {422}
+    busy = admin_client.patch(url, json={"answers_per_window": 3})
+    assert busy.status_code == 409 and "round 1 is open with 1 answer(s) per window" in busy.json()["detail"]
+    query = analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json()[0]
+    assert (
+        analyst_client.post(f"/api/v1/queries/{query['id']}/answer", json={"value": "normal"}).json()["round_status"]
+        != "open"
+    )
+    changed = admin_client.patch(url, json={"answers_per_window": 3})
+    assert changed.status_code == 200 and changed.json()["answers_per_window"] == 3
+    with database.session_scope() as session:
+        assert session.get(Project, project_id).answers_per_window == 3
+        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "project.answers_per_window")).all()
+        assert (event.object_id, event.detail) == (project_id, {"before": 1, "after": 3})
