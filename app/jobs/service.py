@@ -169,6 +169,8 @@ def request_cancel(session: Session, actor: User | None, job_id: int) -> Job:
             utcnow(),
         )
         _release_round(session, job)
+        if job.kind == "webhook":
+            webhooks.cancel_delivery(session, job.id)
     audit(session, actor, "job.cancel", "job", job.id, kind=job.kind)
     return job
 
@@ -183,6 +185,8 @@ def retry(session: Session, actor: User | None, job_id: int) -> Job:
     job.not_before = None
     if job.round_id is not None:
         rounds.move(session, job.round_id, (RoundStatus.FAILED,), RoundStatus.COMPLETE)
+    if job.kind == "webhook":
+        webhooks.reopen_delivery(session, job.id)
     audit(session, actor, "job.retry", "job", job.id, kind=job.kind)
     return job
 

@@ -168,6 +168,21 @@ def _queue(
     return delivery, job.id
 
 
+def cancel_delivery(session: Session, job_id: int) -> None:
+    """An admin cancelled the delivery's waiting job: no attempt follows, so the delivery is ``failed``, saying why
+    (it would otherwise read ``retrying`` for ever)."""
+    delivery = repo.delivery_for_job(session, job_id)
+    if delivery is not None and delivery.status in ("pending", "retrying"):
+        delivery.status, delivery.next_attempt_at, delivery.error = "failed", None, "cancelled by an admin"
+
+
+def reopen_delivery(session: Session, job_id: int) -> None:
+    """An admin retried the delivery's job: it is due again now (its attempt log is kept)."""
+    delivery = repo.delivery_for_job(session, job_id)
+    if delivery is not None and delivery.status == "failed":
+        delivery.status, delivery.next_attempt_at = "retrying" if delivery.attempts else "pending", utcnow()
+
+
 # -- attempts (called by the delivery job, app/webhooks/delivery.py) --------------------------------------------------
 
 

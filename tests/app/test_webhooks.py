@@ -421,3 +421,24 @@ def test_celery_worker_retries_with_a_countdown(postgres_url, receiver, tmp_path
         executor.shutdown()
         _wipe(db)
         db.dispose()
+
+
+def test_cancelling_a_waiting_retry_marks_the_delivery_failed_and_a_retry_reopens_it(database):
+    with database.session_scope() as session:
+        subscription, _ = webhooks.create_subscription(session, None, "http://127.0.0.1:9/hook", ["job.failed"])
+        delivery, [job_id] = webhooks.send_test(session, None, subscription.id)
+        delivery_id = delivery.id
+        # its first attempt failed; the retry waits in the queue for a minute
+        outcome = webhooks.record_attempt(session, delivery_id, webhooks.AttemptResult(None, 3.0, "refused"), [60.0])
+        assert outcome.status == "retrying"
+    with database.session_scope() as session:
+        jobs.request_cancel(session, None, job_id)
+    with database.session_scope() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert (delivery.status, delivery.error, delivery.next_attempt_at) == ("failed", "cancelled by an admin", None)
+        assert jobs.get_job(session, job_id).status == "cancelled"
+    with database.session_scope() as session:
+        jobs.retry(session, None, job_id)
+    with database.session_scope() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery.status == "retrying" and delivery.next_attempt_at is not None and delivery.attempts == 1
