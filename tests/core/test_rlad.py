@@ -264,7 +264,7 @@ def test_label_accounting_and_warmup_queries() -> None:
 def test_scores_before_and_after_feedback() -> None:
     x = spiky_series()
     det = RLADDetector(**FAST).fit(x)
-    before = det.score(x)
+    before, before_windows = det.score(x), det.window_scores(x)
     assert before.shape == (len(x),) and np.isfinite(before).all()
     np.testing.assert_array_equal(before[:24], before[24])  # first window - 1 points take the first window's
     spike_windows = {p - 24 + k for p in (100, 250, 400, 550) for k in range(25)}  # windows holding a spike
@@ -277,9 +277,15 @@ def test_scores_before_and_after_feedback() -> None:
     truth[100::150] = 1
     det.feedback(x, end_ranges(det, warmup + [100 - 24], truth))  # the window ending on the first spike
     after = det.window_scores(x)
-    np.testing.assert_allclose(det.margins(x), np.abs(after))
+    agent = det._agent_window_scores(x)
+    # the margin is the trained agent's uncertainty, also while the gate keeps the forest's scores serving
+    np.testing.assert_allclose(det.margins(x), np.abs(agent))
     np.testing.assert_array_equal(det.margins(x, window_scores=after), det.margins(x))  # no second pass needed
     assert det.trained_ and np.isfinite(after).all()
+    if det.gated_:
+        np.testing.assert_array_equal(after, before_windows)
+    else:
+        np.testing.assert_array_equal(after, agent)
 
 
 def test_serialization_round_trip_and_continued_training() -> None:
