@@ -435,4 +435,4 @@ def test_smd_slice_beats_random(shared_data) -> None:
     # agent gate keeps the forest serving on both seeds (BENCHMARKS.md, "RLAD's agent gate").
     det = RLADDetector(device="cpu", seed=0).fit(x_fit)
     det, _ = active_learning(det, x_fit, y_fit, budget=0.02, rounds=2)
-    assert pr_auc(det.score(x_eval), y_eval) > 3 * y_eval.mean()  # random 0.029; measured 0.241
+    assert pr_auc(det.score(x_eval), y_eval) > 3 * y_eval.mean()  # random 0.029; served 0.519 (the forest, gated)
