@@ -59,8 +59,8 @@ def make_series(folder: Path, points: int, csv: bool) -> Path:
     values = np.cumsum(rng.normal(size=points)).astype(np.float32)
     label = np.zeros(points, dtype=np.int8)
     for start in np.linspace(points // 30, points - points // 30, 12).astype(int):
-        label[start : start + points // 600] = 1
-        values[start : start + points // 600] += 150
+        label[start:start + points // 600] = 1
+        values[start:start + points // 600] += 150
     frame = pd.DataFrame({"value": values, "label": label})
     path = folder / ("walk.csv" if csv else "walk.parquet")
     if csv:
@@ -80,21 +80,8 @@ def start_server(folder: Path, url: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "ANOMALOOP_DATABASE_URL": url, "ANOMALOOP_DATA_DIR": str(folder)}
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [
-            sys.executable,
-            "-c",
-            "from app.cli import main; main()",
-            "serve",
-            "--no-demo",
-            "--no-migrate",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--no-demo", "--no-migrate",
+         "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -116,9 +103,8 @@ def measure_server(base: str, series_id: int, points: int, width: int, repeats: 
     rows = []
     with httpx.Client(base_url=base, timeout=60) as client:
         client.post("/login", data={"username": "admin", "password": PASSWORD, "next": "/"})
-        spans = sorted(
-            {points, points // 2, points // 4, points // 10, points // 30, points // 300, 1_000}, reverse=True
-        )
+        spans = sorted({points, points // 2, points // 4, points // 10, points // 30, points // 300, 1_000},
+                       reverse=True)
         for span in spans:
             start = (points - span) // 2
             params = {"start": start, "end": start + span, "width": width, "channels": "0"}
@@ -130,16 +116,8 @@ def measure_server(base: str, series_id: int, points: int, width: int, repeats: 
                 response.raise_for_status()
                 size = len(response.content)
             n_drawn = len(response.json()["channels"][0]["y"])
-            rows.append(
-                {
-                    "span": span,
-                    "first_ms": times[0],
-                    "median_ms": statistics.median(times[1:]),
-                    "max_ms": max(times[1:]),
-                    "bytes": size,
-                    "drawn": n_drawn,
-                }
-            )
+            rows.append({"span": span, "first_ms": times[0], "median_ms": statistics.median(times[1:]),
+                         "max_ms": max(times[1:]), "bytes": size, "drawn": n_drawn})
     return rows
 
 
@@ -182,15 +160,10 @@ def _page_load(context, page) -> dict:  # type: ignore[no-untyped-def]
     first = stats["views"][0]
     scripts = page.evaluate("""performance.getEntriesByType('resource')
         .filter((e) => e.initiatorType === 'script').reduce((s, e) => s + e.transferSize, 0)""")
-    return {
-        "first_chart_ms": stats["firstChartMs"],
-        "fetch_ms": first["fetchMs"],
-        "draw_ms": first["drawMs"],
-        "script_bytes": scripts,
-        "bytes": first["bytes"],
-        "longest_task_ms": max(page.evaluate("() => window.__longtasks") or [0]),
-        "heap_mb": metrics.get("JSHeapUsedSize", 0) / 1e6,
-    }
+    return {"first_chart_ms": stats["firstChartMs"], "fetch_ms": first["fetchMs"], "draw_ms": first["drawMs"],
+            "script_bytes": scripts,
+            "bytes": first["bytes"], "longest_task_ms": max(page.evaluate("() => window.__longtasks") or [0]),
+            "heap_mb": metrics.get("JSHeapUsedSize", 0) / 1e6}
 
 
 def _actions(page) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -206,18 +179,9 @@ def _actions(page) -> list[dict]:  # type: ignore[no-untyped-def]
         view = page.evaluate("() => window.explorerStats.views.at(-1)")
         t0 = page.evaluate("() => window.__lastInput")
         longest = max(page.evaluate("() => window.__longtasks") or [0])
-        rows.append(
-            {
-                "action": name,
-                "span": view["end"] - view["start"],
-                "input_to_chart_ms": view["at"] - t0,
-                "fetch_ms": view["fetchMs"],
-                "draw_ms": view["drawMs"],
-                "bytes": view["bytes"],
-                "cached": view["cached"],
-                "longest_task_ms": longest,
-            }
-        )
+        rows.append({"action": name, "span": view["end"] - view["start"], "input_to_chart_ms": view["at"] - t0,
+                     "fetch_ms": view["fetchMs"], "draw_ms": view["drawMs"], "bytes": view["bytes"],
+                     "cached": view["cached"], "longest_task_ms": longest})
 
     for _ in range(6):
         act("key +", lambda: page.keyboard.press("+"))
@@ -244,10 +208,8 @@ def _actions(page) -> list[dict]:  # type: ignore[no-untyped-def]
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     head = "| " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = [
-        "| " + " | ".join(format(row[key], fmt) if fmt else str(row[key]) for key, _, fmt in columns) + " |"
-        for row in rows
-    ]
+    body = ["| " + " | ".join(format(row[key], fmt) if fmt else str(row[key]) for key, _, fmt in columns) + " |"
+            for row in rows]
     return "\n".join([head, rule, *body])
 
 
@@ -287,66 +249,29 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
     print(f"## Series explorer, {args.points:,} points (random walk, 1 channel, 12 ground-truth segments)\n")
-    print(
-        f"Wrote the {'CSV' if args.csv else 'Parquet'} file in {t_write:.1f} s, imported it in {t_import:.1f} s. "
-        f"Machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), headless Debian "
-        f"chromium, server in its own process.\n"
-    )
+    print(f"Wrote the {'CSV' if args.csv else 'Parquet'} file in {t_write:.1f} s, imported it in {t_import:.1f} s. "
+          f"Machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), headless Debian "
+          f"chromium, server in its own process.\n")
     print("### Page loads\n")
-    print(
-        "Each load is a fresh browser context: first the page with an empty cache (Plotly's bundle fetched and "
-        "compiled: the partial basic bundle, 1.2 MB, 0.39 MB gzipped), then the same page again (Plotly cached, as "
-        "for any returning user). Load 1 meets a server that has not summarised the series yet.\n"
-    )
-    print(
-        table(
-            load_rows,
-            [
-                ("load", "load", ""),
-                ("cache", "browser cache", ""),
-                ("first_chart_ms", "navigation → chart drawn (ms)", ".0f"),
-                ("fetch_ms", "view fetch (ms)", ".0f"),
-                ("draw_ms", "draw (ms)", ".0f"),
-                ("bytes", "bytes", ","),
-                ("longest_task_ms", "longest main-thread task (ms)", ".0f"),
-                ("heap_mb", "JS heap after 2 s (MB)", ".1f"),
-                ("script_bytes", "script bytes transferred", ","),
-            ],
-        )
-    )
+    print("Each load is a fresh browser context: first the page with an empty cache (Plotly's bundle fetched and "
+          "compiled: the partial basic bundle, 1.2 MB, 0.39 MB gzipped), then the same page again (Plotly cached, as "
+          "for any returning user). Load 1 meets a server that has not summarised the series yet.\n")
+    print(table(load_rows, [("load", "load", ""), ("cache", "browser cache", ""),
+                            ("first_chart_ms", "navigation → chart drawn (ms)", ".0f"),
+                            ("fetch_ms", "view fetch (ms)", ".0f"), ("draw_ms", "draw (ms)", ".0f"),
+                            ("bytes", "bytes", ","), ("longest_task_ms", "longest main-thread task (ms)", ".0f"),
+                            ("heap_mb", "JS heap after 2 s (MB)", ".1f"),
+                            ("script_bytes", "script bytes transferred", ",")]))
     print("\n### Zoom and pan (last page load; input → chart drawn, in the page's clock)\n")
-    print(
-        table(
-            action_rows,
-            [
-                ("action", "action", ""),
-                ("span", "points shown", ","),
-                ("input_to_chart_ms", "input → chart (ms)", ".0f"),
-                ("fetch_ms", "fetch (ms)", ".0f"),
-                ("draw_ms", "draw (ms)", ".0f"),
-                ("bytes", "bytes", ","),
-                ("cached", "cached", ""),
-                ("longest_task_ms", "longest task (ms)", ".0f"),
-            ],
-        )
-    )
-    print(
-        f"\n### Server: GET /api/v1/series/ID/view, width {args.width} px, one channel (HTTP round trip, "
-        f"median of {args.repeats})\n"
-    )
-    print(
-        table(
-            server_rows,
-            [
-                ("span", "points in range", ","),
-                ("first_ms", "first call (ms)", ".1f"),
-                ("median_ms", "median (ms)", ".1f"),
-                ("max_ms", "max (ms)", ".1f"),
-                ("bytes", "bytes", ","),
-                ("drawn", "points sent", ","),
-            ],
-        )
-    )
+    print(table(action_rows, [("action", "action", ""), ("span", "points shown", ","),
+                              ("input_to_chart_ms", "input → chart (ms)", ".0f"), ("fetch_ms", "fetch (ms)", ".0f"),
+                              ("draw_ms", "draw (ms)", ".0f"), ("bytes", "bytes", ","), ("cached", "cached", ""),
+                              ("longest_task_ms", "longest task (ms)", ".0f")]))
+    print(f"\n### Server: GET /api/v1/series/ID/view, width {args.width} px, one channel (HTTP round trip, "
+          f"median of {args.repeats})\n")
+    print(table(server_rows, [("span", "points in range", ","), ("first_ms", "first call (ms)", ".1f"),
+                              ("median_ms", "median (ms)", ".1f"), ("max_ms", "max (ms)", ".1f"),
+                              ("bytes", "bytes", ","), ("drawn", "points sent", ",")]))
     if args.json:
         args.json.write_text(json.dumps({"loads": load_rows, "actions": action_rows, "server": server_rows}, indent=1))
 

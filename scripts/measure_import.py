@@ -24,13 +24,8 @@ def run_import(path: Path, workdir: Path, *extra: str) -> tuple[float, float]:
     env = dict(os.environ, ANOMALOOP_DATA_DIR=str(workdir))
     subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "import", str(path), "--dataset", "m", *extra],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "import", str(path), "--dataset", "m", *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     if status != 0:

@@ -81,9 +81,8 @@ def build_world(folder: Path, url: str, points: int, channels: int, answers: int
     """Users, the series, a trained iforest project and an open round of ``answers`` windows; returns its id."""
     rng = np.random.default_rng(0)
     t = np.arange(points)
-    frame = pd.DataFrame(
-        {f"ch{c}": np.sin(t / (20 + 7 * c)) + 0.1 * rng.standard_normal(points) for c in range(channels)}
-    )
+    frame = pd.DataFrame({f"ch{c}": np.sin(t / (20 + 7 * c)) + 0.1 * rng.standard_normal(points)
+                          for c in range(channels)})
     frame.insert(0, "timestamp", pd.date_range("2024-01-01", periods=points, freq="min").strftime("%Y-%m-%dT%H:%M:%S"))
     path = folder / "series.csv"
     frame.to_csv(path, index=False)
@@ -96,21 +95,9 @@ def build_world(folder: Path, url: str, points: int, channels: int, answers: int
         dataset_id = get_series(session, item.series_id).dataset_id
     with db.session_scope() as session:
         admin = accounts_repo.get_user_by_name(session, "admin")
-        project, job_id = projects.create_project(
-            session,
-            admin,
-            ProjectCreate(
-                name="measure",
-                dataset_id=dataset_id,
-                detector="iforest",
-                window=50,
-                stride=10,
-                strategy="top_k",
-                round_size=answers,
-                budget=answers,
-                detector_params={"n_estimators": 50},
-            ),
-        )
+        project, job_id = projects.create_project(session, admin, ProjectCreate(
+            name="measure", dataset_id=dataset_id, detector="iforest", window=50, stride=10, strategy="top_k",
+            round_size=answers, budget=answers, detector_params={"n_estimators": 50}))
         project_id = project.id
     run_job(db, Settings(database_url=url, data_dir=folder, broker_url=None), job_id, lambda _: None)
     with db.session_scope() as session:
@@ -129,21 +116,8 @@ def start_server(folder: Path, url: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "ANOMALOOP_DATABASE_URL": url, "ANOMALOOP_DATA_DIR": str(folder)}
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [
-            sys.executable,
-            "-c",
-            "from app.cli import main; main()",
-            "serve",
-            "--no-demo",
-            "--no-migrate",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--no-demo", "--no-migrate",
+         "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -173,9 +147,8 @@ def measure_loads(base: str, project_id: int, loads: int) -> tuple[list[dict], l
     action_rows: list[dict] = []
     refused: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which("chromium"), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
         for k in range(loads):
             context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base)  # empty cache
             page = context.new_page()
@@ -188,22 +161,12 @@ def measure_loads(base: str, project_id: int, loads: int) -> tuple[list[dict], l
                 page.wait_for_timeout(1500)
                 transferred = page.evaluate("""performance.getEntriesByType('resource')
                     .filter((e) => e.initiatorType === 'script').reduce((s, e) => s + e.transferSize, 0)""")
-                load_rows.append(
-                    {
-                        "load": k + 1,
-                        "cache": cache,
-                        "first_window_ms": page.evaluate("window.__drawn[0]"),
-                        "longest_task_ms": max(page.evaluate("window.__longtasks") or [0]),
-                        "script_bytes": transferred,
-                    }
-                )
+                load_rows.append({"load": k + 1, "cache": cache, "first_window_ms": page.evaluate("window.__drawn[0]"),
+                                  "longest_task_ms": max(page.evaluate("window.__longtasks") or [0]),
+                                  "script_bytes": transferred})
             if k == loads - 1:
-                for name, key in [
-                    *[("key +", "+")] * 4,
-                    *[("key −", "-")] * 4,
-                    ("key ←", "ArrowLeft"),
-                    ("key →", "ArrowRight"),
-                ]:
+                for name, key in [*[("key +", "+")] * 4, *[("key −", "-")] * 4, ("key ←", "ArrowLeft"),
+                                  ("key →", "ArrowRight")]:
                     before = page.evaluate("window.__drawn.length")
                     page.evaluate("() => { window.__longtasks = []; }")
                     page.keyboard.press(key)
@@ -213,13 +176,8 @@ def measure_loads(base: str, project_id: int, loads: int) -> tuple[list[dict], l
                         action_rows.append({"action": name, "input_to_chart_ms": None, "longest_task_ms": None})
                         continue
                     took = page.evaluate("window.__drawn.at(-1) - window.__lastInput")
-                    action_rows.append(
-                        {
-                            "action": name,
-                            "input_to_chart_ms": took,
-                            "longest_task_ms": max(page.evaluate("window.__longtasks") or [0]),
-                        }
-                    )
+                    action_rows.append({"action": name, "input_to_chart_ms": took,
+                                        "longest_task_ms": max(page.evaluate("window.__longtasks") or [0])})
             context.close()
         browser.close()
     return load_rows, action_rows, refused
@@ -243,10 +201,8 @@ def measure(base: str, project_id: int, answers: int, think: float) -> dict[str,
             before = page.get_attribute("#lq", "data-query")
             t0 = time.perf_counter()
             page.keyboard.press("n")
-            page.wait_for_function(
-                f"(() => {{ const q = document.getElementById('lq').dataset.query; return q && q !== '{before}'; }})()",
-                polling="raf",
-            )
+            page.wait_for_function(f"(() => {{ const q = document.getElementById('lq').dataset.query;"
+                                   f" return q && q !== '{before}'; }})()", polling="raf")
             driver.append((time.perf_counter() - t0) * 1000)
         page.wait_for_function("document.getElementById('lq-sync').dataset.pending === '0'")
         in_page = page.evaluate("window.__lq.timings")
@@ -254,12 +210,8 @@ def measure(base: str, project_id: int, answers: int, think: float) -> dict[str,
         server = page.evaluate("""performance.getEntriesByType('resource')
             .filter((e) => e.name.includes('/answer')).map((e) => e.responseEnd - e.requestStart)""")
         browser.close()
-    return {
-        "in page: key press → next window drawn": in_page,
-        "driver: key sent → new query id seen": driver,
-        "chart redraw (Plotly.react)": plot,
-        "answer POST, request → response": server,
-    }
+    return {"in page: key press → next window drawn": in_page, "driver: key sent → new query id seen": driver,
+            "chart redraw (Plotly.react)": plot, "answer POST, request → response": server}
 
 
 def main() -> None:
@@ -277,17 +229,16 @@ def main() -> None:
     try:
         project_id = build_world(folder, url, args.points, args.channels, args.answers)
         proc, base = start_server(folder, url)
-        load_rows, action_rows, refused = measure_loads(base, project_id, args.loads) if args.loads else ([], [], [])
+        load_rows, action_rows, refused = (measure_loads(base, project_id, args.loads) if args.loads
+                                           else ([], [], []))
         figures = measure(base, project_id, args.answers, args.think)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=15)
         shutil.rmtree(folder, ignore_errors=True)
-    print(
-        f"Labeling queue: {args.answers} answers, {args.channels} channels, {args.points:,}-point series, "
-        f"{args.think:.1f} s on each window; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
-    )
+    print(f"Labeling queue: {args.answers} answers, {args.channels} channels, {args.points:,}-point series, "
+          f"{args.think:.1f} s on each window; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print("| figure (ms) | n | median | p90 | max |")
     print("|---|---|---|---|---|")
     for name, values in figures.items():
@@ -299,16 +250,12 @@ def main() -> None:
         print(f"| {name} | {len(values)} | {statistics.median(values):.0f} | {p90:.0f} | {max(values):.0f} |")
     if load_rows:
         print("\n### Page loads of the queue (fresh browser context each: empty cache, then warm)\n")
-        print(
-            "| load | browser cache | navigation → first window drawn (ms) | longest main-thread task (ms) "
-            "| script bytes transferred |"
-        )
+        print("| load | browser cache | navigation → first window drawn (ms) | longest main-thread task (ms) "
+              "| script bytes transferred |")
         print("|---|---|---|---|---|")
         for row in load_rows:
-            print(
-                f"| {row['load']} | {row['cache']} | {row['first_window_ms']:.0f} | {row['longest_task_ms']:.0f} "
-                f"| {row['script_bytes']:,} |"
-            )
+            print(f"| {row['load']} | {row['cache']} | {row['first_window_ms']:.0f} | {row['longest_task_ms']:.0f} "
+                  f"| {row['script_bytes']:,} |")
     if action_rows:
         print("\n### Zoom and pan in the queue (last load; key press → chart drawn)\n")
         print("| action | input → chart (ms) | longest task (ms) |")
@@ -318,14 +265,11 @@ def main() -> None:
                 print(f"| {row['action']} | failed: no chart within 8 s | — |")
             else:
                 print(f"| {row['action']} | {row['input_to_chart_ms']:.0f} | {row['longest_task_ms']:.0f} |")
-        print(
-            f"\nRequests answered 4xx/5xx during the loads: {len(refused)}"
-            + (f" (first: {refused[0]})" if refused else "")
-        )
+        print(f"\nRequests answered 4xx/5xx during the loads: {len(refused)}"
+              + (f" (first: {refused[0]})" if refused else ""))
     if args.json:
-        args.json.write_text(
-            json.dumps({"answers": figures, "loads": load_rows, "actions": action_rows, "refused": refused}, indent=1)
-        )
+        args.json.write_text(json.dumps({"answers": figures, "loads": load_rows, "actions": action_rows,
+                                         "refused": refused}, indent=1))
 
 
 if __name__ == "__main__":

@@ -119,12 +119,8 @@ def load() -> str:
 def start_workers(n: int, env: dict, cel: CeleryExecutor) -> list[subprocess.Popen]:
     """Start ``n`` ``anomaloop worker`` processes and wait until all of them answer a ping."""
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "warning"], cwd=ROOT, env=env,
+                         start_new_session=True)
         for _ in range(n)
     ]
     names = {f"anomaloop-cpu-{p.pid}" for p in procs}
@@ -170,12 +166,8 @@ def main() -> None:
     parser.add_argument("--celery", action="store_true")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--throughput-rounds", type=int, default=3, help="rounds per project in the 2-worker run")
-    parser.add_argument(
-        "--train-threads",
-        type=int,
-        default=None,
-        help="ANOMALOOP_TRAIN_THREADS for the jobs (default: the setting's default)",
-    )
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="ANOMALOOP_TRAIN_THREADS for the jobs (default: the setting's default)")
     args = parser.parse_args()
     extra = {} if args.train_threads is None else {"train_threads": args.train_threads}
     tmp = Path(tempfile.mkdtemp())
@@ -184,9 +176,8 @@ def main() -> None:
     rows = []
     throughput = None
     threads = Settings(**extra).train_threads
-    print(
-        f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; train_threads {threads}", flush=True
-    )
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; train_threads {threads}",
+          flush=True)
     if not args.skip_inprocess:
         url = f"sqlite:///{tmp / 'a.db'}"
         upgrade(url)
@@ -211,13 +202,8 @@ def main() -> None:
         redis.Redis.from_url(broker).flushdb()
         upgrade(pg_url)
         pg = Database(pg_url)
-        env = dict(
-            os.environ,
-            ANOMALOOP_DATABASE_URL=pg_url,
-            ANOMALOOP_BROKER_URL=broker,
-            ANOMALOOP_DEVICE="cpu",
-            ANOMALOOP_DATA_DIR=str(tmp),
-        )
+        env = dict(os.environ, ANOMALOOP_DATABASE_URL=pg_url, ANOMALOOP_BROKER_URL=broker, ANOMALOOP_DEVICE="cpu",
+                   ANOMALOOP_DATA_DIR=str(tmp))
         if args.train_threads is not None:
             env["ANOMALOOP_TRAIN_THREADS"] = str(args.train_threads)
         cel = CeleryExecutor(Settings(database_url=pg_url, broker_url=broker, device="cpu", data_dir=tmp))
@@ -238,11 +224,8 @@ def main() -> None:
             before, t = load(), time.perf_counter()
             per_round: list[float] = []
             threads_ = [
-                threading.Thread(
-                    target=lambda p=p: per_round.extend(
-                        one_round_latency(pg, cel.enqueue, p, r) for r in range(1, args.throughput_rounds + 1)
-                    )
-                )
+                threading.Thread(target=lambda p=p: per_round.extend(
+                    one_round_latency(pg, cel.enqueue, p, r) for r in range(1, args.throughput_rounds + 1)))
                 for p, _ in pids
             ]
             for th in threads_:
@@ -259,20 +242,16 @@ def main() -> None:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     print()
-    print(
-        f"| path ({args.detector}, {args.points:,} points, train_threads {threads}) | initial fit s (load 1 min) "
-        "| last label -> new scores readable, s, per round (load 1 min before -> after) |"
-    )
+    print(f"| path ({args.detector}, {args.points:,} points, train_threads {threads}) | initial fit s (load 1 min) "
+          "| last label -> new scores readable, s, per round (load 1 min before -> after) |")
     print("|---|---:|---|")
     for label, (fit_s, fit_load), lat in rows:
         print(f"| {label} | {fit_s:.1f} ({fit_load}) | {'; '.join(f'{x:.1f} ({ld})' for x, ld in lat)} |")
     if throughput is not None:
         rate, n_rounds, elapsed, per_round, ld = throughput
-        print(
-            f"\nrounds per hour with 2 workers, 2 projects ({args.throughput_rounds} rounds each, {n_rounds} in "
-            f"{elapsed:.1f} s; per-round latency {', '.join(f'{x:.1f}' for x in per_round)} s; load {ld}): "
-            f"{rate:.0f}"
-        )
+        print(f"\nrounds per hour with 2 workers, 2 projects ({args.throughput_rounds} rounds each, {n_rounds} in "
+              f"{elapsed:.1f} s; per-round latency {', '.join(f'{x:.1f}' for x in per_round)} s; load {ld}): "
+              f"{rate:.0f}")
 
 
 if __name__ == "__main__":

@@ -58,10 +58,8 @@ class Stats:
             values = sorted(self.latency[name])
             p99 = values[min(len(values) - 1, int(0.99 * len(values)))] * 1000
             codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.status[name].items()))
-            lines.append(
-                f"| {name} | {len(values)} | {statistics.median(values) * 1000:.0f} | {p99:.0f} | "
-                f"{values[-1] * 1000:.0f} | {codes} |"
-            )
+            lines.append(f"| {name} | {len(values)} | {statistics.median(values) * 1000:.0f} | {p99:.0f} | "
+                         f"{values[-1] * 1000:.0f} | {codes} |")
         return "\n".join(lines)
 
 
@@ -97,19 +95,11 @@ async def reader(url: str, token: str, project_id: int, series_id: int, n: int, 
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
         while time.monotonic() < stop:
             start = random.randrange(0, n - 1000)
-            await timed(
-                stats,
-                "GET scores",
-                c.get(
-                    f"/api/v1/projects/{project_id}/scores",
-                    params={"series_id": series_id, "start": start, "end": start + 1000},
-                ),
-            )
-            await timed(
-                stats,
-                "GET series view",
-                c.get(f"/api/v1/series/{series_id}/view", params={"start": start, "end": start + 2000, "width": 800}),
-            )
+            await timed(stats, "GET scores", c.get(f"/api/v1/projects/{project_id}/scores",
+                                                   params={"series_id": series_id, "start": start,
+                                                           "end": start + 1000}))
+            await timed(stats, "GET series view", c.get(f"/api/v1/series/{series_id}/view",
+                                                        params={"start": start, "end": start + 2000, "width": 800}))
 
 
 async def admin(url: str, token: str, project_id: int, stop: float, stats: Stats) -> None:
@@ -119,14 +109,14 @@ async def admin(url: str, token: str, project_id: int, stop: float, stats: Stats
             i += 1
             rows = "\n".join(f"{j},{random.gauss(0, 1):.4f}" for j in range(5000))
             files = {"file": (f"soak-{i}.csv", io.BytesIO(f"timestamp,value\n{rows}\n".encode()))}
-            await timed(
-                stats, "POST import", c.post("/api/v1/datasets/import", files=files, data={"dataset": "soak-imports"})
-            )
+            await timed(stats, "POST import", c.post("/api/v1/datasets/import", files=files,
+                                                     data={"dataset": "soak-imports"}))
             rounds = await timed(stats, "GET rounds", c.get(f"/api/v1/projects/{project_id}/rounds"))
             if rounds is not None and rounds.status_code == 200:
                 last = rounds.json()[-1] if rounds.json() else None
                 if last is None or last["status"] in ("done", "failed"):
-                    await timed(stats, "POST round", c.post(f"/api/v1/projects/{project_id}/rounds", json={"k": 50}))
+                    await timed(stats, "POST round", c.post(f"/api/v1/projects/{project_id}/rounds",
+                                                            json={"k": 50}))
             await asyncio.sleep(1.0)
 
 
@@ -176,25 +166,9 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALOOP_")}
     env.update(ANOMALOOP_DATABASE_URL=url, ANOMALOOP_DATA_DIR=str(work), ANOMALOOP_DEVICE="cpu")
     log = (work / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.web:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory", "--host",
+                               "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -205,24 +179,14 @@ def main() -> None:
                 time.sleep(0.2)
         auth = {"Authorization": f"Bearer {admin_token}"}
         with httpx.Client(base_url=base_url, headers=auth, timeout=120) as c:
-            r = c.post(
-                "/api/v1/datasets/import", files={"file": (DEMO.name, DEMO.read_bytes())}, data={"dataset": "soak"}
-            )
+            r = c.post("/api/v1/datasets/import", files={"file": (DEMO.name, DEMO.read_bytes())},
+                       data={"dataset": "soak"})
             r.raise_for_status()
             series_id, n_points = r.json()[0]["series_id"], r.json()[0]["n_points"]
             dataset_id = c.get("/api/v1/datasets").json()[0]["id"]
-            r = c.post(
-                "/api/v1/projects",
-                json={
-                    "name": "soak",
-                    "dataset_id": dataset_id,
-                    "detector": "iforest",
-                    "window": 25,
-                    "strategy": "top_k",
-                    "round_size": 50,
-                    "budget": 1_000_000,
-                },
-            )
+            r = c.post("/api/v1/projects", json={"name": "soak", "dataset_id": dataset_id, "detector": "iforest",
+                                                 "window": 25, "strategy": "top_k", "round_size": 50,
+                                                 "budget": 1_000_000})
             r.raise_for_status()
             project_id = r.json()["id"]
             for _ in range(600):
@@ -237,10 +201,8 @@ def main() -> None:
         async def run() -> None:
             await asyncio.gather(
                 *(analyst(base_url, t, project_id, stop, stats, acked) for t in tokens),
-                *(
-                    reader(base_url, tokens[i % len(tokens)], project_id, series_id, n_points, stop, stats)
-                    for i in range(args.readers)
-                ),
+                *(reader(base_url, tokens[i % len(tokens)], project_id, series_id, n_points, stop, stats)
+                  for i in range(args.readers)),
                 admin(base_url, admin_token, project_id, stop, stats),
             )
 
@@ -265,9 +227,8 @@ def main() -> None:
         stored = set(session.scalars(select(Label.id).where(Label.project_id == project_id)))
         acked_ids = [i for *_, ids in acked for i in ids]
         missing = [i for i in acked_ids if i not in stored]
-        in_force = Counter(
-            lab.query_id for lab in projects.effective_labels(session, project_id) if lab.query_id is not None
-        )
+        in_force = Counter(lab.query_id for lab in projects.effective_labels(session, project_id)
+                           if lab.query_id is not None)
         answered_queries = {q for _, q, _, _ in acked}
         not_one = {q: in_force.get(q, 0) for q in answered_queries if in_force.get(q, 0) != 1}
     db.dispose()
@@ -293,9 +254,8 @@ def main() -> None:
     for line in stats.errors[:20]:
         print("error:", line)
     if args.json:
-        args.json.write_text(
-            json.dumps({**report, "table": stats.table(), "errors_sample": stats.errors[:50]}, indent=2)
-        )
+        args.json.write_text(json.dumps({**report, "table": stats.table(), "errors_sample": stats.errors[:50]},
+                                        indent=2))
 
 
 if __name__ == "__main__":

@@ -76,10 +76,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     x, _ = synthetic_series(args.points)
-    print(
-        f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"device {args.device}, {args.points:,} points\n"
-    )
+    print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {args.device}, {args.points:,} points\n")
     print(f"| detector | fit s (first {args.fit_points:,} pts) | score s ({args.points:,} pts) | points/s |")
     print("|---|---:|---:|---:|")
     for name in args.detectors:
@@ -101,11 +99,9 @@ def main() -> None:
         det.feedback(xf, ranges)
         fb_s = time.perf_counter() - t0
         res = det.last_feedback_
-        print(
-            f"\nlstm_ae feedback, {args.feedback_points:,} points, {len(ranges)} labeled ranges "
-            f"({res.n_windows} labeled windows, {res.n_anomalous_steps} anomalous steps), "
-            f"{res.epochs} epochs: {fb_s:.1f} s"
-        )
+        print(f"\nlstm_ae feedback, {args.feedback_points:,} points, {len(ranges)} labeled ranges "
+              f"({res.n_windows} labeled windows, {res.n_anomalous_steps} anomalous steps), "
+              f"{res.epochs} epochs: {fb_s:.1f} s")
 
 
 if __name__ == "__main__":

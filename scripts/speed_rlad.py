@@ -54,21 +54,17 @@ def main() -> None:
     det.feedback(x, ranges)
     t_round = time.perf_counter() - t0
     print(f"fit (scaler, iForest, agent) on {len(x):,} points: {t_fit:.1f} s")
-    print(
-        f"one feedback round on {len(x):,} points, {det.labels_seen_:,} labeled windows, "
-        f"{det.last_round_['pseudo_labels']} pseudo-labels, {det.episodes}x{det.steps_per_episode} steps: "
-        f"{t_round:.1f} s (target <= 60 s)"
-    )
+    print(f"one feedback round on {len(x):,} points, {det.labels_seen_:,} labeled windows, "
+          f"{det.last_round_['pseudo_labels']} pseudo-labels, {det.episodes}x{det.steps_per_episode} steps: "
+          f"{t_round:.1f} s (target <= 60 s)")
 
     # Scoring a 1,000,000-point series with the trained agent.
     long_x, _ = synthetic_series(args.score_points, seed=1)
     t0 = time.perf_counter()
     scores = det.score(long_x)
     t_score = time.perf_counter() - t0
-    print(
-        f"score {len(long_x):,} points (batch {det.score_batch}): {t_score:.1f} s (target <= 20 s); "
-        f"finite: {bool(np.isfinite(scores).all())}"
-    )
+    print(f"score {len(long_x):,} points (batch {det.score_batch}): {t_score:.1f} s (target <= 20 s); "
+          f"finite: {bool(np.isfinite(scores).all())}")
 
 
 if __name__ == "__main__":
