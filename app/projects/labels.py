@@ -161,13 +161,8 @@ def _reopen_query(session: Session, deleted: Label) -> int | None:
     answers = review.query_rows(session, query.id).answers
     if deleted.author_id in answers or (answers and not review.several_answers(project)):
         return None  # other ranges of the answer are still in force: the window stays answered
-    status = review.query_status(session, project, query, "pending")
-    if status == query.status:
-        return None
-    repo.mark_query(session, query.id, status, answered_at=query.answered_at if status != "pending" else None)
-    session.expire(query)
-    review.after_answers(session, rnd.id)
-    return query.id
+    before = query.status
+    return query.id if review.settle_query(session, project, query, rnd.id) != before else None
 
 
 def describe(session: Session, label: Label) -> LabelRow:

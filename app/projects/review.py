@@ -149,6 +149,17 @@ def query_status(session: Session, project: Project, query: Query, answered: str
     return "answered" if read.answers else "skipped"
 
 
+def settle_query(session: Session, project: Project, query: Query, round_id: int) -> str:
+    """After some of ``query``'s answers were retracted (an undo, or a deletion in the explorer): its status from
+    what is left in force (:func:`query_status`), and the round's review clock (:func:`after_answers`). Returns
+    the new status."""
+    status = query_status(session, project, query, "pending")
+    repo.mark_query(session, query.id, status, answered_at=query.answered_at if status != "pending" else None)
+    session.expire(query)
+    after_answers(session, round_id)
+    return status
+
+
 def rows_to_undo(session: Session, project: Project, query: Query, actor: User | None) -> list[Label]:
     """What an undo retracts: the answer in force (one answer per window), or ``actor``'s own answer and skip marker
     (several). 409 when there is none."""

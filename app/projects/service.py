@@ -684,11 +684,8 @@ def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
     for old in review.rows_to_undo(session, project, query, actor):  # 409 when there is nothing to undo
         session.add(_label(query, rnd, actor, old.start, old.end, "retracted", None, supersedes=old.id))
     session.flush()
-    status = review.query_status(session, project, query, "pending")
-    repo.mark_query(session, query.id, status, answered_at=query.answered_at if status != "pending" else None)
-    session.expire(query)
+    review.settle_query(session, project, query, rnd.id)  # a window open again: the round's review clock stops
     audit(session, actor, "label.undo", "query", query.id, round_id=rnd.id)
-    review.after_answers(session, rnd.id)  # a window open again: the round's review clock stops
     return query
 
 

@@ -177,9 +177,8 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     threshold, metrics = evaluate(inp, scores)
     if detector.explains_windows:
         metrics["member_names"] = list(capable.member_names_)
-    gate = getattr(detector, "last_round_", {}).get("gate")
-    if gate is not None:  # RLAD's check of its agent against its warm-up forest (app/core/rlad/detector.py)
-        metrics["agent_gate"] = gate
+    notes, clause = detector.training_notes()  # e.g. RLAD's check of its agent against its warm-up forest
+    metrics.update(notes)
     pool_points = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     flag_share = float(np.mean(pool_points > threshold))
     metrics["flag_share"] = round(flag_share, 6)
@@ -194,15 +193,8 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         flag_share,
     )
     adoption = verdict.as_dict()
-    if gate is not None and "agent_figure" in gate:  # what scores this version, said where the verdict is shown
-        agent, forest, needed = gate["agent_figure"], gate["forest_figure"], gate["needed_gain"]
-        figures = f"{agent:.3f} vs {forest:.3f}, more than {needed:.3f} needed"
-        adoption["reason"] += (
-            f"; RLAD's agent did not beat its warm-up forest on answers it did not learn ({figures}): this version "
-            "scores with the forest"
-            if gate["forest_serves"]
-            else f"; RLAD's agent beat its warm-up forest on answers it did not learn ({figures})"
-        )
+    if clause:  # what scores this version, said where the verdict is shown
+        adoption["reason"] += "; " + clause
     return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds, adoption)
 
 

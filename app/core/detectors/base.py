@@ -111,6 +111,11 @@ class Detector(ABC):
         self._check_fitted()
         return self
 
+    def training_notes(self) -> tuple[dict[str, Any], str]:
+        """What the last ``fit`` or ``feedback`` decided beyond its scores: figures to store with the version's
+        metrics, and a clause for its adoption verdict ("" for none). Default: nothing more was decided."""
+        return {}, ""
+
     def n_windows(self, n_points: int) -> int:
         """Number of windows this detector sees in a series of ``n_points``."""
         return n_windows(n_points, self.window, self.stride)

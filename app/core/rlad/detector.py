@@ -227,7 +227,7 @@ class RLADDetector(Detector):
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """``q1 − q0`` per window ``(n_windows,)``; before any training, the iForest fallback (module doc)."""
         self._check_fitted()
-        if (not self.trained_ or getattr(self, "gated_", False)) and self.iforest_ is not None:
+        if (not self.trained_ or self.gated_) and self.iforest_ is not None:
             return self.iforest_.window_scores(X) - 0.5
         return self._agent_window_scores(X)
 
@@ -239,7 +239,7 @@ class RLADDetector(Detector):
         ``window_scores``: this detector's ``window_scores(X)`` when the caller already has them (the margin is
         their absolute value), which saves a second pass of the forest and the DQN over ``X``.
         """
-        if self.trained_ and getattr(self, "gated_", False):
+        if self.trained_ and self.gated_:
             # the forest's scores serve, but the agent still asks: its uncertainty is what the next answers should
             # settle (querying the forest's middle instead changed which windows got asked, and lost ground)
             return cast(np.ndarray, np.abs(self._agent_window_scores(X)))
@@ -248,7 +248,11 @@ class RLADDetector(Detector):
         return np.abs(np.asarray(window_scores, dtype=np.float64))
 
     def _agent_window_scores(self, X: np.ndarray) -> np.ndarray:
-        q = self.agent_.q_values(self._windows(X), self.score_batch, self._features(X))
+        return self._q_margin(self.agent_, self._windows(X), self._features(X))
+
+    def _q_margin(self, agent: DQNAgent, windows: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """``q1 − q0`` of ``agent`` per window ``(n_windows,)``, float64."""
+        q = agent.q_values(windows, self.score_batch, features)
         return cast(np.ndarray, (q[:, 1] - q[:, 0]).astype(np.float64))
 
     def _warmup_windows(self, x: np.ndarray) -> np.ndarray:
@@ -279,7 +283,10 @@ class RLADDetector(Detector):
         a pseudo-label, and their reward then comes from the pseudo-label alone.
         """
         self._check_fitted()
-        windows = self._windows(X)
+        return self._env(self._windows(X), self._features(X), point_labels)
+
+    def _env(self, windows: np.ndarray, features: np.ndarray | None, point_labels: np.ndarray) -> WindowEnv:
+        """:meth:`training_env` from windows and side features already at hand (the gate's folds reuse them)."""
         true = window_labels(np.asarray(point_labels), self.window, self.stride).astype(np.int8)
         if self.use_propagation:
             pseudo = propagate_labels(
@@ -293,7 +300,7 @@ class RLADDetector(Detector):
         else:
             pseudo = np.full(len(true), UNLABELED, dtype=np.int8)
         is_pseudo = (true == UNLABELED) & (pseudo != UNLABELED)
-        return WindowEnv(windows, np.where(is_pseudo, pseudo, true), pseudo=is_pseudo, features=self._features(X))
+        return WindowEnv(windows, np.where(is_pseudo, pseudo, true), pseudo=is_pseudo, features=features)
 
     def _train(self, x: np.ndarray, point_labels: np.ndarray, progress: ProgressCallback | None) -> None:
         report(progress, Progress(phase="propagation", fraction=0.0))
@@ -383,13 +390,12 @@ class RLADDetector(Detector):
         assert self.iforest_ is not None  # only called with the warm-up forest
         labeled = np.flatnonzero(true_labeled)
         y = (env.labels[labeled] == 1).astype(np.int64)
-        n_folds = min(self.gate_folds, len(labeled))
-        if n_folds < 2 or y.min() == y.max():  # one class only: every window agrees or none does
+        if y.min() == y.max():  # one class only: every window agrees or none does
             return {"forest_serves": False, "skipped": "the labels hold one class only"}
         # overlapping labeled windows (one answer's range) share a fold: the agent must not learn a window's twin
         run = np.concatenate([[0], np.cumsum(np.diff(labeled) >= self.window // self.stride)])
         n_runs = int(run[-1]) + 1
-        n_folds = min(n_folds, n_runs)
+        n_folds = min(self.gate_folds, n_runs)
         if n_folds < 2:
             return {"forest_serves": False, "skipped": "the labels form one answer only"}
         order = self._rng(3).permutation(n_runs)
@@ -397,23 +403,22 @@ class RLADDetector(Detector):
         run_fold[order] = np.arange(n_runs) % n_folds
         fold = run_fold[run]
         ends = labeled * self.stride + self.window - 1  # a window's label is its end point's
+        forest_scores = self.iforest_.window_scores(x)
         agent_ranks = np.zeros(len(labeled))
         for f in range(n_folds):
             report(progress, Progress(phase="gate", fraction=f / n_folds))
             masked = np.array(point_labels, copy=True)
             masked[ends[fold == f]] = UNLABELED
-            fold_env = self.training_env(x, masked)
+            fold_env = self._env(env.windows, env.features, masked)
             fold_labeled = (fold_env.labels != UNLABELED) & ~fold_env.pseudo
             if not (fold_env.labels[fold_labeled] == 1).any():
                 # nothing anomalous left to learn from: this agent would not train, the forest would serve
-                agent_scores = self.iforest_.window_scores(x)
+                agent_scores = forest_scores
             else:
                 agent, _ = self._train_agent(x, fold_env, fold_labeled, None, fresh=True)
-                q = agent.q_values(self._windows(x), self.score_batch, self._features(x))
-                agent_scores = q[:, 1] - q[:, 0]
+                agent_scores = self._q_margin(agent, env.windows, env.features)
             rows = fold == f
             agent_ranks[rows] = percentile_ranks(agent_scores[labeled[rows]], agent_scores)
-        forest_scores = self.iforest_.window_scores(x)
         forest_ranks = percentile_ranks(forest_scores[labeled], forest_scores)
         agent_v, weights = agreement(agent_ranks, y)
         forest_v, _ = agreement(forest_ranks, y)
@@ -431,6 +436,24 @@ class RLADDetector(Detector):
             "labeled_windows": len(labeled),
         }
 
+    def training_notes(self) -> tuple[dict[str, Any], str]:
+        """The last round's gate (``agent_gate`` in the version's metrics) and which model scores, in words."""
+        gate = getattr(self, "last_round_", {}).get("gate")  # none before fit
+        if gate is None:
+            return {}, ""
+        if "agent_figure" not in gate:  # skipped: one class, or one answer
+            return {"agent_gate": gate}, ""
+        agent, forest, needed = gate["agent_figure"], gate["forest_figure"], gate["needed_gain"]
+        figures = f"{agent:.3f} vs {forest:.3f}, more than {needed:.3f} needed"
+        if gate["forest_serves"]:
+            clause = (
+                f"RLAD's agent did not beat its warm-up forest on answers it did not learn ({figures}): this version "
+                "scores with the forest"
+            )
+        else:
+            clause = f"RLAD's agent beat its warm-up forest on answers it did not learn ({figures})"
+        return {"agent_gate": gate}, clause
+
     # -- serialization ----------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "agent_"}
@@ -442,5 +465,6 @@ class RLADDetector(Detector):
         agent_bytes = state.pop("agent_bytes")
         super()._set_state(state)
         self.n_features_ = state.get("n_features_", 0)  # versions stored before the warm-up feature have none
+        self.gated_ = state.get("gated_", False)  # nor those stored before the agent gate
         self.agent_ = self._new_agent()
         self.agent_.load_bytes(agent_bytes)
