@@ -8,7 +8,14 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import spearmanr
 
-from app.core.detectors.ensemble import EnsembleDetector, contributions, fit_normalizer, learn_weights, normalize
+from app.core.detectors.ensemble import (
+    EnsembleDetector,
+    answer_groups,
+    contributions,
+    fit_normalizer,
+    learn_weights,
+    normalize,
+)
 from app.core.detectors.registry import load_detector, make_detector
 from app.core.detectors.statistical import DiffScorer, RollingZScorer, rolling_z
 from app.core.metrics import pr_auc
@@ -111,7 +118,7 @@ def test_no_labels_is_the_documented_prior(fitted) -> None:
     # the prior: log of the mean of the members' inverse tail probabilities (harmonic-mean p-value)
     np.testing.assert_allclose(ws, logsumexp(Z, axis=1) - np.log(4), rtol=1e-12, atol=1e-12)
     mean = EnsembleDetector(pool="mean")
-    mean.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_")})
+    mean.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_") and k != "pool_"}, pool_="mean")
     np.testing.assert_allclose(mean.window_scores(x), Z.mean(axis=1), rtol=1e-12)
     # the members' own normalised window scores: the spike and the shift rank at the top
     top = window_ends(len(x), det.window)[np.argsort(-ws)[:40]]
@@ -142,12 +149,12 @@ def _labels_favouring(det: EnsembleDetector, x: np.ndarray, j: int, n_pos: int =
 def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combine: str, j: int) -> None:
     base, x = fitted
     det = load_detector(base.to_bytes())
-    det.combine = combine
+    det.combine, det.select = combine, False  # the weights alone (the choice of combination: the next test)
     det.feedback(x, _labels_favouring(det, x, j))  # 18 answers' end points: ~2 answers' worth, default strength
     assert det.weights_[j] > 1 / 4 and np.argmax(det.weights_) == j
     assert det.weights_.sum() == pytest.approx(1.0) and (det.weights_ >= 0).all()
     weak = load_detector(base.to_bytes())
-    weak.combine, weak.strength = combine, 0.01  # a weak prior: the same labels move it decisively
+    weak.combine, weak.strength, weak.select = combine, 0.01, False  # a weak prior: the same labels move it decisively
     weak.feedback(x, _labels_favouring(det, x, j))
     assert weak.weights_[j] > max(0.5, det.weights_[j])
     # the same labels, held out, leave the prior; given as training labels, the learned scores
@@ -155,6 +162,42 @@ def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combi
     ranges = _labels_favouring(det, x, j)
     np.testing.assert_allclose(det.validation_window_scores(x, ranges, ranges), prior)
     np.testing.assert_allclose(det.validation_window_scores(x, ranges, []), det.window_scores(x))
+
+
+@pytest.mark.parametrize("j", [0, 3])
+def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitted, j: int) -> None:
+    base, x = fitted
+    ranges = _labels_favouring(base, x, j)  # 6 anomalous answers where member j leads, 12 normal where it does not
+    fixed = load_detector(base.to_bytes())
+    fixed.select = False
+    fixed.feedback(x, ranges)
+    chosen = load_detector(base.to_bytes())
+    chosen.feedback(x, ranges)
+    name = f"{chosen.member_names_[j]} alone"
+    assert fixed.combination_ == "learned hmp" and chosen.combination_ == name and chosen.pool_ == "mean"
+    np.testing.assert_array_equal(chosen.window_scores(x), chosen.member_window_scores(x)[:, j])
+    # what the choice buys: the labeled windows ranked better than the hmp weights could (by more than the margin)
+    idx, y = chosen._labeled_windows(len(x), ranges)
+    assert pr_auc(chosen.window_scores(x)[idx], y) > pr_auc(fixed.window_scores(x)[idx], y) + chosen.select_margin
+    notes, clause = chosen.training_notes()
+    assert notes["ensemble_combination"]["chosen"] == name and name in clause and "learned hmp" in clause
+    assert (chosen.window_drivers(x) == j).all()  # the member alone drives every window
+    again = load_detector(chosen.to_bytes())
+    assert again.combination_ == name
+    np.testing.assert_array_equal(again.window_scores(x), chosen.window_scores(x))
+    # held out, the same labels choose nothing: the validation scores are the prior's
+    np.testing.assert_allclose(chosen.validation_window_scores(x, ranges, ranges), base.window_scores(x))
+    # one anomalous answer is not enough to choose, however well one member ranks it
+    one = [r for r in ranges if r.value == 0] + [next(r for r in ranges if r.value == 1)]
+    few = load_detector(base.to_bytes())
+    few.feedback(x, one)
+    assert few.combination_ == "learned hmp" and few.selection_ == {}
+
+
+def test_answer_groups_count_answers_not_windows() -> None:
+    # window 3, stride 1: an answered window labels 3 consecutive end points; 5 in a row are two answers
+    idx = np.array([3, 4, 5, 6, 7, 20, 21, 40, 41, 42, 43, 44, 45, 46])
+    np.testing.assert_array_equal(answer_groups(idx, 3, 1), [0, 0, 0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 4, 5])
 
 
 @pytest.mark.parametrize("combine", ["logistic", "aad"])
