@@ -28,6 +28,18 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def resolve_load_device(device: str = "auto") -> str:
+    """The device to restore a stored model onto: ``device`` if this machine has it, else the best available.
+
+    A model trained on a GPU worker (stored with ``device='cuda'``) must still load, score and learn in a
+    CPU-only process (the web process, a CPU worker). Only ``fit`` holds a missing GPU against its caller.
+    """
+    try:
+        return resolve_device(device)
+    except ValueError:
+        return resolve_device("auto")
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed ``random``, numpy's legacy RNG and torch (if imported) in one place.
 

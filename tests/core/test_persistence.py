@@ -98,6 +98,27 @@ def test_rlad_round_trip_before_and_after_training() -> None:
     assert repr(copy.last_round_) == repr(det.last_round_) and copy.rounds_ == det.rounds_
 
 
+@pytest.mark.parametrize("name", ["rlad", "lstm_ae"])
+def test_a_model_stored_by_a_gpu_worker_loads_and_learns_without_a_gpu(name: str, monkeypatch) -> None:
+    """A GPU worker stores ``device='cuda'`` in the params; a CPU-only web process must load and score it (RLAD
+    refused to: its agent was rebuilt with the strict device check). Only a fit refuses a missing GPU."""
+    x = series()
+    small = {"episodes": 1, "steps_per_episode": 80, "batch_size": 16} if name == "rlad" else {"epochs": 1}
+    det = make_detector(name, window=20, seed=1, device="cpu", **small).fit(x)
+    det.feedback(x, RANGES)
+    det.device = "cuda"  # as fitted with ANOMALOOP_DEVICE=cuda (the tensors are stored on the CPU either way)
+    data = det.to_bytes()
+    det.device = "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    copy = load_detector(data)
+    assert copy.device == "cuda"
+    np.testing.assert_array_equal(copy.score(x), det.score(x))
+    copy.feedback(x, RANGES)  # a CPU worker refining it needs no GPU either
+    assert np.isfinite(copy.score(x)).all()
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        make_detector(name, window=20, device="cuda", **small).fit(x)
+
+
 def test_reconstruction_round_trip_with_feedback_state() -> None:
     x = series()
     det = make_detector("ae", window=20, epochs=1, max_train_windows=64, feedback_epochs=1, seed=0, device="cpu").fit(x)

@@ -37,7 +37,7 @@ from torch import nn
 
 from app.core.detectors.base import Detector
 from app.core.feedback import FeedbackConfig, FeedbackResult, run_feedback, zero_fill
-from app.core.runtime import Progress, ProgressCallback, report, resolve_device, seed_everything
+from app.core.runtime import Progress, ProgressCallback, report, resolve_device, resolve_load_device, seed_everything
 from app.core.windows import LabeledRange, Scaler, as_2d, ranges_to_point_labels, window_starts
 
 
@@ -118,17 +118,6 @@ class DeepConfig:
             unlabeled_weight=self.unlabeled_weight,
             max_windows=self.feedback_max_windows,
         )
-
-
-def _load_device(requested: str) -> str:
-    """The device to restore a model onto: ``requested`` if this machine has it, else the best available.
-
-    A model trained on a GPU worker must still load in a CPU-only web process.
-    """
-    try:
-        return resolve_device(requested)
-    except ValueError:
-        return resolve_device("auto")
 
 
 class TorchWindowDetector(Detector):
@@ -349,7 +338,7 @@ class TorchWindowDetector(Detector):
         state = dict(state)
         blob = state.pop("module_state_")
         super()._set_state(state)
-        self.device_ = _load_device(self.device)
+        self.device_ = resolve_load_device(self.device)
         module = self._build_module(self.n_channels_)
         # A module may list parameters added after models were stored (``optional_state``, e.g. a feedback
         # mask token); a stored model without them keeps their initial value and still scores the same.

@@ -53,7 +53,7 @@ from app.core.rlad.agent import DQNAgent, DQNConfig
 from app.core.rlad.environment import UNLABELED, WindowEnv
 from app.core.rlad.propagation import propagate_labels
 from app.core.rlad.warmup import fit_warmup_forest, select_warmup_windows
-from app.core.runtime import Cancelled, Progress, ProgressCallback, report, resolve_device
+from app.core.runtime import Cancelled, Progress, ProgressCallback, report, resolve_device, resolve_load_device
 from app.core.windows import LabeledRange, Scaler, as_2d, ranges_to_point_labels, sliding_windows, window_labels
 
 
@@ -168,7 +168,10 @@ class RLADDetector(Detector):
         return ((s - self.feature_mean_) / self.feature_std_).astype(np.float32)[:, None]
 
     def _new_agent(self) -> DQNAgent:
-        return DQNAgent(self.n_channels_, self.config(), resolve_device(self.device), self.seed, self.n_features_)
+        # A model stored by a GPU worker (device 'cuda') loads, scores and learns where no GPU is (a CPU-only web
+        # process); only ``fit`` refuses a device this machine lacks.
+        device = resolve_load_device(self.device)
+        return DQNAgent(self.n_channels_, self.config(), device, self.seed, self.n_features_)
 
     def _rng(self, purpose: int) -> np.random.Generator:
         # One stream per (round, purpose): a round's result depends on the seed and the round only.
@@ -182,6 +185,7 @@ class RLADDetector(Detector):
         training round on them follows, exactly as ``feedback`` would do.
         """
         x = as_2d(X)
+        resolve_device(self.device)  # a fit on a device this machine lacks is refused (ValueError)
         self.scaler_ = Scaler("minmax").fit(x)
         self.n_channels_ = x.shape[1]
         self.iforest_ = fit_warmup_forest(x, self.window, self.stride, self.seed) if self.use_warmup else None
