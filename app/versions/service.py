@@ -158,8 +158,7 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         detector = make_detector(inp.detector, device=device, **inp.params)
         detector.fit(inp.pool, progress=progress)
     else:
-        detector = load_detector(inp.weights)
-        detector.device = device
+        detector = load_detector(inp.weights, device=device)  # the worker's device, whatever the last one used
         learn(detector, inp.pool, inp.ranges, progress)
     seconds = time.perf_counter() - t0
     # provides_margins / explains_windows declare the optional methods used below (app/core/detectors/base.py);

@@ -119,6 +119,29 @@ def test_a_model_stored_by_a_gpu_worker_loads_and_learns_without_a_gpu(name: str
         make_detector(name, window=20, device="cuda", **small).fit(x)
 
 
+def test_a_worker_loads_a_version_onto_its_own_device() -> None:
+    """``load_detector(data, device=...)``: a worker refining a version runs it on its own device, whatever the one
+    that trained it used — the ensemble's members included (the versions service passes the worker's device)."""
+    x = series()
+    det = make_detector(
+        "ensemble",
+        window=20,
+        seed=0,
+        device="cpu",
+        members=("diff", "lstm_ae"),
+        member_params={"lstm_ae": {"epochs": 1}},
+    ).fit(x)
+    det.device = "cuda"  # as trained on a GPU worker
+    det.members_[1].device = "cuda"
+    data = det.to_bytes()
+    kept = load_detector(data)
+    assert kept.device == "cuda" and kept.members_[1].device == "cuda"  # no device given: the stored one
+    moved = load_detector(data, device="cpu")
+    assert moved.device == "cpu" and [m.device for m in moved.members_] == ["cpu", "cpu"]
+    assert {p.device.type for p in moved.members_[1].module_.parameters()} == {"cpu"}
+    np.testing.assert_array_equal(moved.score(x), kept.score(x))
+
+
 def test_reconstruction_round_trip_with_feedback_state() -> None:
     x = series()
     det = make_detector("ae", window=20, epochs=1, max_train_windows=64, feedback_epochs=1, seed=0, device="cpu").fit(x)

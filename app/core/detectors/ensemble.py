@@ -770,7 +770,7 @@ class EnsembleDetector(Detector):
         state = dict(state)
         blobs = state.pop("member_bytes_")
         super()._set_state(state)
-        self.members_ = [load_detector(b) for b in blobs]
+        self.members_ = [load_detector(b, device=self.device) for b in blobs]  # members run where the ensemble does
         self._cache = None
         # stored before the labels chose the combination (step 5): the learned weights under ``pool``
         if not hasattr(self, "pool_"):

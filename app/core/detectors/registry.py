@@ -45,14 +45,20 @@ def make_detector(name: str, **params: Any) -> Detector:
     return detector_class(name)(**params)
 
 
-def load_detector(data: bytes) -> Detector:
+def load_detector(data: bytes, device: str | None = None) -> Detector:
     """Rebuild a fitted detector from :meth:`Detector.to_bytes` output (the :mod:`app.core.persist` envelope).
+
+    ``device``: where the restored model scores and learns (``auto|cpu|cuda``; a GPU worker refining a version
+    first trained on a CPU passes its own); ``None`` keeps the device it was stored with. Either way a device this
+    machine lacks falls back to what it has, so a GPU worker's model still loads in a CPU-only web process.
 
     Nothing in ``data`` is unpickled or imported. ``persist.LegacyModelError`` (a ``ValueError``) for a version
     stored in the old pickle format, saying how to replace it; ``persist.ModelFormatError`` (also a
     ``ValueError``) for bytes that are not an intact envelope or name an unknown detector.
     """
     payload = persist.loads(data)
+    if device is not None:
+        payload["params"] = {**payload["params"], "device": device}
     try:
         cls = detector_class(payload["name"])
     except ValueError as exc:
