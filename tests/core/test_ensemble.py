@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from app.core.detectors.ensemble import (
     EnsembleDetector,
     answer_groups,
+    ap_gain_se,
     contributions,
     fit_normalizer,
     learn_weights,
@@ -149,12 +150,12 @@ def _labels_favouring(det: EnsembleDetector, x: np.ndarray, j: int, n_pos: int =
 def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combine: str, j: int) -> None:
     base, x = fitted
     det = load_detector(base.to_bytes())
-    det.combine, det.select = combine, False  # the weights alone (the choice of combination: the next test)
+    det.combine, det.select = combine, "off"  # the weights alone (the choice of combination: the next test)
     det.feedback(x, _labels_favouring(det, x, j))  # 18 answers' end points: ~2 answers' worth, default strength
     assert det.weights_[j] > 1 / 4 and np.argmax(det.weights_) == j
     assert det.weights_.sum() == pytest.approx(1.0) and (det.weights_ >= 0).all()
     weak = load_detector(base.to_bytes())
-    weak.combine, weak.strength, weak.select = combine, 0.01, False  # a weak prior: the same labels move it decisively
+    weak.combine, weak.strength, weak.select = combine, 0.01, "off"  # a weak prior: the same labels move it decisively
     weak.feedback(x, _labels_favouring(det, x, j))
     assert weak.weights_[j] > max(0.5, det.weights_[j])
     # the same labels, held out, leave the prior; given as training labels, the learned scores
@@ -167,11 +168,12 @@ def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combi
 @pytest.mark.parametrize("j", [0, 3])
 def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitted, j: int) -> None:
     base, x = fitted
-    ranges = _labels_favouring(base, x, j)  # 6 anomalous answers where member j leads, 12 normal where it does not
+    ranges = _labels_favouring(base, x, j, n_pos=10, n_neg=20)  # anomalous where member j leads, normal elsewhere
     fixed = load_detector(base.to_bytes())
-    fixed.select = False
+    fixed.select = "off"
     fixed.feedback(x, ranges)
     chosen = load_detector(base.to_bytes())
+    chosen.select = "members"
     chosen.feedback(x, ranges)
     name = f"{chosen.member_names_[j]} alone"
     assert fixed.combination_ == "learned hmp" and chosen.combination_ == name and chosen.pool_ == "mean"
@@ -190,8 +192,22 @@ def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitte
     # one anomalous answer is not enough to choose, however well one member ranks it
     one = [r for r in ranges if r.value == 0] + [next(r for r in ranges if r.value == 1)]
     few = load_detector(base.to_bytes())
+    few.select = "members"
     few.feedback(x, one)
     assert few.combination_ == "learned hmp" and few.selection_ == {}
+
+
+def test_the_gain_standard_error_shrinks_with_more_answers() -> None:
+    rng = np.random.default_rng(0)
+
+    def se(n_answers: int) -> float:
+        groups = np.repeat(np.arange(n_answers), 10)  # 10 labeled windows per answer, one answer in 4 anomalous
+        y = (groups % 4 == 0).astype(np.int8)
+        better, worse = y + rng.random(len(y)), 0.5 * y + rng.random(len(y))
+        assert ap_gain_se(worse, worse, y, groups, np.random.default_rng(1)) == 0.0  # no gain, no noise
+        return ap_gain_se(better, worse, y, groups, np.random.default_rng(1))
+
+    assert 0 < se(160) < se(10) / 2  # 16 times the answers: about a quarter of the noise
 
 
 def test_answer_groups_count_answers_not_windows() -> None:

@@ -61,21 +61,20 @@ and the labeled ensemble to 0.392; ``logistic`` and ``aad`` are within 0.005 of 
 0.1–1 within 0.002 and 3 is 0.008 lower. ``logistic`` is the default because it leaves the weights alone
 until the labels hold both classes.
 
-5. **Choosing the combination** (``select``, on by default). The weights above are learned under ``pool``; with
-   ``hmp`` a member's weight is a handicap, not a switch: at ``w = 0.01`` a member still drives every window it
-   finds 100 times rarer than the others do, so labels that say "iForest ranks these windows, the others do
-   not" cannot make the pooled score follow iForest. So the labeled windows also choose *how* to combine, among
-   the weights learned under ``pool`` (the default), the weights learned under the other pooling, and each
-   member alone (:func:`choose_combination`). Each candidate's average precision on the labeled windows is
-   computed (in-sample: the learned ones are favoured, single members learn nothing), and an alternative
-   replaces the default only when it is higher by more than ``select_margin`` and both classes hold at least
-   ``SELECT_MIN_ANSWERS`` answers, so a few labels never switch it. The choice is stored (``pool_``,
-   ``combination_``), named in the version's verdict (``training_notes``) and made again on every feedback.
-   Measured through the bench loop (1 % answers in 3 rounds, seed 0, every series of the label-efficiency
-   subsets, PR-AUC on the evaluation part): nab 0.158 → 0.185, skab 0.584 → 0.696, kpi 0.514 → 0.536, asd 0.158 →
-   0.159, smap 0.232 → 0.232, smd 0.397 → 0.395; a margin of 0.02 instead of 0.05 let one member take smap's
-   series (0.232 → 0.106), and choosing by label agreement (AUC-like) instead of average precision gained half as
-   much on skab (0.62): the evaluation is won at the top of the ranking.
+5. **Choosing the combination** (``select``). The weights above are learned under ``pool``; with ``hmp`` a
+   member's weight is a handicap, not a switch: at ``w = 0.01`` a member still drives every window it finds 100
+   times rarer than the others do, so labels saying "iForest ranks these windows, the others do not" cannot make
+   the pooled score follow iForest (on skab's answers iForest ranked the labeled windows at 0.98–1.0 average
+   precision against 0.4–0.7 for the learned ``hmp`` weights, and the served ensemble stayed at 0.58 PR-AUC
+   where iForest alone scores 0.71). So the labeled windows may also choose *how* to combine
+   (:func:`choose_combination`): ``"pooling"`` between the weights learned under ``hmp`` and under ``mean``;
+   ``"members"`` also each member alone; ``"off"`` never. A candidate's figure is its average precision on the
+   labeled windows (in-sample: the learned weights are favoured, single members learn nothing); an alternative
+   replaces the learned default only when it wins by more than ``select_margin`` **and** by more than two
+   standard errors of the gain, bootstrapped over answers (:func:`ap_gain_se`), and only when each class holds
+   at least ``SELECT_MIN_ANSWERS`` answers. The choice is stored (``pool_``, ``combination_``, ``selection_``),
+   named in the version's metrics and verdict (``training_notes``) and made again on every feedback.
+   MEASURED_SELECT
 
 6. **A label-learned residual** (``supervised=True``; off by default). A regularised logistic model of
    each labeled window's features (:meth:`EnsembleDetector.window_features`: the normalised member scores and
@@ -123,7 +122,13 @@ RESIDUAL_MIN_GAIN = 0.02
 """Average precision on held-out labels the residual must add before it is used at all."""
 RESIDUAL_MIN_GROUPS = 3
 """Answers of each class (anomalous and normal) needed before a residual is tried."""
-SELECT_MIN_ANSWERS = 2
+SELECT_MODES = ("pooling", "members", "off")
+"""What the labels may choose besides the weights (module docstring, step 5)."""
+SELECT_MIN_ANSWERS = 3
+BOOTSTRAP_DRAWS = 200
+"""Resamples of the answers behind the standard error of a candidate's gain (:func:`ap_gain_se`)."""
+BOOTSTRAP_WINDOWS = 2000
+"""Labeled windows the bootstrap looks at, at most (evenly spaced): its cost stays flat however many answers."""
 """Answers of each class (anomalous and normal) needed before the labels may choose another combination."""
 _TAIL_FROM = 0.9
 """The exponential tail beyond the fit maximum is fitted between this fit quantile and the maximum."""
@@ -329,6 +334,50 @@ def answer_groups(window_idx: np.ndarray, window: int, stride: int) -> np.ndarra
     return ids.reshape(-1).astype(np.int64)
 
 
+def _bootstrap_ap(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average precision of ``scores`` ``(n,)`` against ``y`` ``(n,)`` 0/1 under each row of case weights
+    ``weights`` ``(B, n)`` (a bootstrap draw's multiplicities): ``(B,)``. Tied scores share the precision at the
+    end of their tie, as in :func:`app.core.metrics.pr_auc`; one sort serves every draw."""
+    order = np.argsort(-scores, kind="stable")
+    s, yy, w = scores[order], y[order].astype(np.float64), weights[:, order]
+    last_of_tie = np.append(np.flatnonzero(s[1:] != s[:-1]), len(s) - 1)
+    tie_end = last_of_tie[np.searchsorted(last_of_tie, np.arange(len(s)))]
+    tp = np.cumsum(w * yy, axis=1)
+    fp = np.cumsum(w * (1.0 - yy), axis=1)
+    precision = tp[:, tie_end] / np.maximum(tp[:, tie_end] + fp[:, tie_end], 1e-12)
+    positives = w * yy
+    return cast(np.ndarray, (positives * precision).sum(axis=1) / np.maximum(positives.sum(axis=1), 1e-12))
+
+
+def ap_gain_se(
+    candidate: np.ndarray, default: np.ndarray, y: np.ndarray, groups: np.ndarray, rng: np.random.Generator
+) -> float:
+    """Standard error of ``AP(candidate) − AP(default)`` on labeled windows, by a bootstrap over answers.
+
+    ``candidate``, ``default``: ``(n,)`` scores of the labeled windows; ``y``: ``(n,)`` 0/1; ``groups``: ``(n,)``
+    answer ids. Answers holding an anomaly and the others are resampled separately (so every draw holds both
+    classes), ``BOOTSTRAP_DRAWS`` times; the windows of one answer move together (a draw weighs each window by
+    how often its answer was drawn)."""
+    y = np.asarray(y).astype(np.int8)
+    candidate, default, groups = np.asarray(candidate, np.float64), np.asarray(default, np.float64), np.asarray(groups)
+    if len(y) > BOOTSTRAP_WINDOWS:  # evenly spaced windows: neighbours of one answer say nearly the same
+        keep = np.linspace(0, len(y) - 1, BOOTSTRAP_WINDOWS).round().astype(np.int64)
+        candidate, default, y, groups = candidate[keep], default[keep], y[keep], groups[keep]
+    _, where = np.unique(groups, return_inverse=True)
+    where = where.reshape(-1)
+    n_groups = int(where.max()) + 1
+    has_anomaly = np.bincount(where, weights=y, minlength=n_groups) > 0
+    draws = np.zeros((BOOTSTRAP_DRAWS, n_groups))
+    for stratum in (np.flatnonzero(has_anomaly), np.flatnonzero(~has_anomaly)):
+        if len(stratum):
+            draws[:, stratum] = rng.multinomial(
+                len(stratum), np.full(len(stratum), 1.0 / len(stratum)), BOOTSTRAP_DRAWS
+            )
+    weights = draws[:, where]  # (B, n): each window weighs as many times as its answer was drawn
+    gains = _bootstrap_ap(candidate, y, weights) - _bootstrap_ap(default, y, weights)
+    return float(np.std(gains))
+
+
 def choose_combination(
     Z: np.ndarray,
     y: np.ndarray,
@@ -337,30 +386,40 @@ def choose_combination(
     default: str,
     member_names: Sequence[str],
     margin: float,
+    *,
+    members_alone: bool = True,
+    rng: np.random.Generator | None = None,
 ) -> tuple[str, str, np.ndarray, dict[str, float]]:
     """Which combination the labels choose (module docstring, step 5): ``(name, pool, weights, figures)``.
 
     ``Z``: ``(n_labeled, M)`` normalised member scores of the labeled windows; ``y``: their 0/1 labels;
     ``groups``: their answer ids (:func:`answer_groups`); ``learned``: pool name -> weights learned under it
-    (``default`` among them). The candidates are named ``"learned <pool>"`` for each entry of ``learned`` and
-    ``"<member> alone"`` (pool ``"mean"`` with a one-hot weight). ``figures``: each candidate's average precision
-    on the labeled windows, by name (empty when the labels may not choose). The default wins unless another
-    beats it by more than ``margin``, and always when either class holds fewer than ``SELECT_MIN_ANSWERS``
-    answers."""
+    (``default`` among them). The candidates are named ``"learned <pool>"`` for each entry of ``learned`` and,
+    with ``members_alone``, ``"<member> alone"`` (pool ``"mean"`` with a one-hot weight). ``figures``: each
+    candidate's average precision on the labeled windows, by name (empty when the labels may not choose). The
+    default wins unless another beats it by more than ``margin`` and by more than two standard errors of the gain
+    (:func:`ap_gain_se`, with ``rng``; the largest such gain wins), and always when either class holds fewer than
+    ``SELECT_MIN_ANSWERS`` answers."""
     from app.core.metrics import pr_auc
 
     y = np.asarray(y).astype(np.int8)
     default_name = f"learned {default}"
     if min(len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0]))) < SELECT_MIN_ANSWERS:
         return default_name, default, learned[default], {}
+    rng = rng if rng is not None else np.random.default_rng(0)
     m = Z.shape[1]
     candidates = {f"learned {pool}": (pool, w) for pool, w in learned.items()}
-    candidates |= {f"{member_names[j]} alone": ("mean", np.eye(m)[j]) for j in range(m)}
-    figures = {name: pr_auc(pooled(Z, w, pool), y) for name, (pool, w) in candidates.items()}
-    chosen, best = default_name, figures[default_name] + margin
+    if members_alone:
+        candidates |= {f"{member_names[j]} alone": ("mean", np.eye(m)[j]) for j in range(m)}
+    scores = {name: pooled(Z, w, pool) for name, (pool, w) in candidates.items()}
+    figures = {name: pr_auc(s, y) for name, s in scores.items()}
+    chosen, best_gain = default_name, 0.0
     for name, figure in figures.items():
-        if figure > best:
-            chosen, best = name, figure
+        gain = figure - figures[default_name]
+        if gain > max(margin, best_gain) and gain > 2.0 * ap_gain_se(
+            scores[name], scores[default_name], y, groups, rng
+        ):
+            chosen, best_gain = name, gain
     pool, weights = candidates[chosen]
     return chosen, pool, weights, figures
 
@@ -432,7 +491,7 @@ class EnsembleDetector(Detector):
         combine: str = "logistic",
         strength: float = 0.3,
         tau: float = 0.97,
-        select: bool = True,
+        select: str = "pooling",
         select_margin: float = 0.05,
         supervised: bool = False,
     ) -> None:
@@ -471,6 +530,8 @@ class EnsembleDetector(Detector):
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
         if self.strength < 0 or not 0 < self.tau < 1:
             raise ValueError("strength must be >= 0 and tau in (0, 1)")
+        if self.select not in SELECT_MODES:
+            raise ValueError(f"select must be one of {', '.join(SELECT_MODES)}, not {self.select!r}")
         if not 0 <= self.select_margin < 1:
             raise ValueError(f"select_margin must be in [0, 1), not {self.select_margin}")
 
@@ -553,7 +614,7 @@ class EnsembleDetector(Detector):
             "selection_": {},
             "last_fit_info_": info,
         }
-        if not self.select or len(idx) == 0:
+        if self.select == "off" or len(idx) == 0:
             return learned
         groups = answer_groups(idx, self.window, self.stride)
         if min(len(np.unique(groups[labels == 1])), len(np.unique(groups[labels == 0]))) < SELECT_MIN_ANSWERS:
@@ -567,6 +628,8 @@ class EnsembleDetector(Detector):
             self.pool,
             self.member_names_,
             self.select_margin,
+            members_alone=self.select == "members",
+            rng=np.random.default_rng(self.seed),
         )
         return {**learned, "weights_": weights, "pool_": pool, "combination_": name, "selection_": figures}
 
