@@ -74,7 +74,15 @@ until the labels hold both classes.
    standard errors of the gain, bootstrapped over answers (:func:`ap_gain_se`), and only when each class holds
    at least ``SELECT_MIN_ANSWERS`` answers. The choice is stored (``pool_``, ``combination_``, ``selection_``),
    named in the version's metrics and verdict (``training_notes``) and made again on every feedback.
-   MEASURED_SELECT
+   **Off by default: measured, it does not pay reliably through the product's loop.** Offline, on the answers a
+   loop had gathered (1 %, seed 0), choosing among all candidates looked decisive (skab 0.584 → 0.696, nab
+   0.158 → 0.185). Through the loop itself (bench, 3 seeds, every label-efficiency series), with ``"members"``:
+   skab 1 % 0.579 → 0.603 and kpi 5 % 0.468 → 0.519 gained, but nab 1 % fell 0.156 → 0.144, smd 1 % 0.405 →
+   0.382 and smap 5 % 0.233 → 0.151 ± 0.060 — a member chosen on a first round's few answers (two of them often
+   one anomaly) serves, the next queries come from its ranking, and the adoption check then keeps it against
+   better candidates (nab's elb_request_count: 0.276 → 0.131 for the rest of the run). Without the bootstrap
+   and with two answers per class the falls were larger (smap 1 % 0.191 ± 0.060). BENCHMARKS.md, "Letting the
+   answers choose the combination", has the table and commands.
 
 6. **A label-learned residual** (``supervised=True``; off by default). A regularised logistic model of
    each labeled window's features (:meth:`EnsembleDetector.window_features`: the normalised member scores and
@@ -491,8 +499,8 @@ class EnsembleDetector(Detector):
         combine: str = "logistic",
         strength: float = 0.3,
         tau: float = 0.97,
-        select: str = "pooling",
-        select_margin: float = 0.05,
+        select: str = "off",
+        select_margin: float = 0.02,
         supervised: bool = False,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
