@@ -683,7 +683,7 @@ class EnsembleDetector(Detector):
         base = pooled(self.member_window_scores(X), self.weights_, self.pool_)
         return base + self._residual(X, self.residual_)
 
-    # -- the label-learned residual (module docstring, step 5) ------------------------------------------
+    # -- the label-learned residual (module docstring, step 6) ------------------------------------------
     def window_features(self, X: np.ndarray) -> np.ndarray:
         """What the residual learns from, per window ``(n_windows, M + k·C)``: the normalised member scores and,
         for every point scorer among the members, its per-channel scores at the window's end point (which
@@ -799,7 +799,7 @@ class EnsembleDetector(Detector):
         clause = (
             f"the ensemble scores with {self.combination_}: its average precision on the labeled windows "
             f"({self.selection_[self.combination_]:.3f}) beat the {default} combination's "
-            f"({self.selection_[default]:.3f}) by more than {self.select_margin:g}"
+            f"({self.selection_[default]:.3f}) by more than {self.select_margin:g} and two standard errors"
         )
         return notes, clause
 
@@ -856,8 +856,10 @@ __all__ = [
     "NORMALIZERS",
     "POOLS",
     "SELECT_MIN_ANSWERS",
+    "SELECT_MODES",
     "EnsembleDetector",
     "answer_groups",
+    "ap_gain_se",
     "choose_combination",
     "contributions",
     "fit_normalizer",
