@@ -64,9 +64,8 @@ until the labels hold both classes.
 5. **Choosing the combination** (``select``). The weights above are learned under ``pool``; with ``hmp`` a
    member's weight is a handicap, not a switch: at ``w = 0.01`` a member still drives every window it finds 100
    times rarer than the others do, so labels saying "iForest ranks these windows, the others do not" cannot make
-   the pooled score follow iForest (on skab's answers iForest ranked the labeled windows at 0.98–1.0 average
-   precision against 0.4–0.7 for the learned ``hmp`` weights, and the served ensemble stayed at 0.58 PR-AUC
-   where iForest alone scores 0.71). So the labeled windows may also choose *how* to combine
+   the pooled score follow iForest (on skab the served ensemble stays at 0.58 PR-AUC with 1 % answers where
+   iForest alone scores 0.70). So the labeled windows may also choose *how* to combine
    (:func:`choose_combination`): ``"pooling"`` between the weights learned under ``hmp`` and under ``mean``;
    ``"members"`` also each member alone; ``"off"`` never. A candidate's figure is its average precision on the
    labeled windows (in-sample: the learned weights are favoured, single members learn nothing); an alternative
@@ -74,15 +73,13 @@ until the labels hold both classes.
    standard errors of the gain, bootstrapped over answers (:func:`ap_gain_se`), and only when each class holds
    at least ``SELECT_MIN_ANSWERS`` answers. The choice is stored (``pool_``, ``combination_``, ``selection_``),
    named in the version's metrics and verdict (``training_notes``) and made again on every feedback.
-   **Off by default: measured, it does not pay reliably through the product's loop.** Offline, on the answers a
-   loop had gathered (1 %, seed 0), choosing among all candidates looked decisive (skab 0.584 → 0.696, nab
-   0.158 → 0.185). Through the loop itself (bench, 3 seeds, every label-efficiency series), with ``"members"``:
-   skab 1 % 0.579 → 0.603 and kpi 5 % 0.468 → 0.519 gained, but nab 1 % fell 0.156 → 0.144, smd 1 % 0.405 →
-   0.382 and smap 5 % 0.233 → 0.151 ± 0.060 — a member chosen on a first round's few answers (two of them often
-   one anomaly) serves, the next queries come from its ranking, and the adoption check then keeps it against
-   better candidates (nab's elb_request_count: 0.276 → 0.131 for the rest of the run). Without the bootstrap
-   and with two answers per class the falls were larger (smap 1 % 0.191 ± 0.060). BENCHMARKS.md, "Letting the
-   answers choose the combination", has the table and commands.
+   **Off by default: measured, it does not pay reliably through the product's loop.** Through the loop (bench, 3
+   seeds, every label-efficiency series), with ``"members"``: skab 1 % 0.579 → 0.603 and kpi 5 % 0.468 → 0.519
+   gained, but nab 1 % fell 0.156 → 0.144, smd 1 % 0.405 → 0.382 and smap 5 % 0.233 → 0.151 ± 0.060 — a member chosen
+   on a first round's few answers (two of them often one anomaly) serves, the next queries come from its ranking, and
+   the adoption check then keeps it against better candidates (nab's elb_request_count: 0.276 → 0.131 for the rest of
+   the run). Without the bootstrap and with two answers per class the falls were larger (smap 1 % 0.191 ± 0.060).
+   BENCHMARKS.md, "Letting the answers choose the combination", has the table and commands.
 
 6. **A label-learned residual** (``supervised=True``; off by default). A regularised logistic model of
    each labeled window's features (:meth:`EnsembleDetector.window_features`: the normalised member scores and
@@ -386,6 +383,13 @@ def ap_gain_se(
     return float(np.std(gains))
 
 
+def answers_per_class(groups: np.ndarray, y: np.ndarray) -> int:
+    """The fewer of the anomalous and the normal answers among labeled windows (``groups``, ``y``: ``(n,)`` answer
+    ids and 0/1 labels): how much evidence the rarer class has."""
+    y = np.asarray(y)
+    return min(len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
+
+
 def choose_combination(
     Z: np.ndarray,
     y: np.ndarray,
@@ -412,7 +416,7 @@ def choose_combination(
 
     y = np.asarray(y).astype(np.int8)
     default_name = f"learned {default}"
-    if min(len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0]))) < SELECT_MIN_ANSWERS:
+    if answers_per_class(groups, y) < SELECT_MIN_ANSWERS:
         return default_name, default, learned[default], {}
     rng = rng if rng is not None else np.random.default_rng(0)
     m = Z.shape[1]
@@ -625,7 +629,7 @@ class EnsembleDetector(Detector):
         if self.select == "off" or len(idx) == 0:
             return learned
         groups = answer_groups(idx, self.window, self.stride)
-        if min(len(np.unique(groups[labels == 1])), len(np.unique(groups[labels == 0]))) < SELECT_MIN_ANSWERS:
+        if answers_per_class(groups, labels) < SELECT_MIN_ANSWERS:
             return learned  # checked here too: the other pooling's weights are not worth learning then
         other = next(p for p in POOLS if p != self.pool)
         name, pool, weights, figures = choose_combination(
@@ -723,8 +727,7 @@ class EnsembleDetector(Detector):
 
         y = np.asarray(labels).astype(np.int64)
         groups = answer_groups(idx, self.window, self.stride)  # windows of one answer stay together
-        pos_groups, neg_groups = np.unique(groups[y == 1]), np.unique(groups[y == 0])
-        if not self.supervised or min(len(pos_groups), len(neg_groups)) < RESIDUAL_MIN_GROUPS:
+        if not self.supervised or answers_per_class(groups, y) < RESIDUAL_MIN_GROUPS:
             return {}
         F_all = self.window_features(X)
         mu, sd = F_all.mean(axis=0), F_all.std(axis=0)
@@ -859,6 +862,7 @@ __all__ = [
     "SELECT_MODES",
     "EnsembleDetector",
     "answer_groups",
+    "answers_per_class",
     "ap_gain_se",
     "choose_combination",
     "contributions",
