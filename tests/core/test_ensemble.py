@@ -115,12 +115,16 @@ def test_no_labels_is_the_documented_prior(fitted) -> None:
     Z = det.member_window_scores(x)
     assert det.member_names_ == ["diff", "rollingz", "level", "iforest"] and Z.shape == (det.n_windows(len(x)), 4)
     ws = det.window_scores(x)
-    np.testing.assert_array_equal(det.weights_, np.full(4, 1 / 4))
-    # the prior: log of the mean of the members' inverse tail probabilities (harmonic-mean p-value)
-    np.testing.assert_allclose(ws, logsumexp(Z, axis=1) - np.log(4), rtol=1e-12, atol=1e-12)
+    # the documented prior weights: iForest 4, rolling z 0.1, the others 1, on the simplex
+    np.testing.assert_allclose(det.weights_, np.array([1, 0.1, 1, 4]) / 6.1, rtol=1e-12)
+    np.testing.assert_array_equal(det.weights_, det.prior_)
+    # the prior: log of the weighted mean of the members' inverse tail probabilities (harmonic-mean p-value)
+    np.testing.assert_allclose(ws, logsumexp(Z, axis=1, b=det.prior_), rtol=1e-12, atol=1e-12)
+    equal = EnsembleDetector(prior_weights={}, seed=0, device="cpu").fit(x[:1000])  # {}: every member weighs 1
+    np.testing.assert_allclose(equal.window_scores(x), logsumexp(Z, axis=1) - np.log(4), rtol=1e-12, atol=1e-12)
     mean = EnsembleDetector(pool="mean")
     mean.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_") and k != "pool_"}, pool_="mean")
-    np.testing.assert_allclose(mean.window_scores(x), Z.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(mean.window_scores(x), Z @ det.prior_, rtol=1e-12)
     # the members' own normalised window scores: the spike and the shift rank at the top
     top = window_ends(len(x), det.window)[np.argsort(-ws)[:40]]
     assert ((top >= 1100) & (top < 1100 + det.window)).any() and ((top >= 1300) & (top < 1385)).any()
@@ -152,12 +156,12 @@ def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combi
     det = load_detector(base.to_bytes())
     det.combine, det.select = combine, "off"  # the weights alone (the choice of combination: the next test)
     det.feedback(x, _labels_favouring(det, x, j))  # 18 answers' end points: ~2 answers' worth, default strength
-    assert det.weights_[j] > 1 / 4 and np.argmax(det.weights_) == j
+    assert det.weights_[j] > det.prior_[j]  # towards j, but few answers against the prior do not overturn it
     assert det.weights_.sum() == pytest.approx(1.0) and (det.weights_ >= 0).all()
     weak = load_detector(base.to_bytes())
     weak.combine, weak.strength, weak.select = combine, 0.01, "off"  # a weak prior: the same labels move it decisively
     weak.feedback(x, _labels_favouring(det, x, j))
-    assert weak.weights_[j] > max(0.5, det.weights_[j])
+    assert weak.weights_[j] > max(0.5, det.weights_[j]) and np.argmax(weak.weights_) == j
     # the same labels, held out, leave the prior; given as training labels, the learned scores
     prior = base.window_scores(x)
     ranges = _labels_favouring(det, x, j)
@@ -235,7 +239,7 @@ def test_one_contradicting_label_does_not_invert_the_ranking(fitted, combine: st
     )
     assert spearmanr(prior, det.window_scores(x)).statistic > 0.9
     if combine == "logistic":  # the default; AAD's hinge reacts more (iforest's weight 0.25 -> 0.55 here)
-        assert np.abs(det.weights_ - 1 / 4).max() < 0.15
+        assert np.abs(det.weights_ - det.prior_).max() < 0.15
 
 
 def test_learn_weights_known_answer_and_prior_without_both_classes() -> None:

@@ -116,6 +116,8 @@ NORMALIZERS = ("tail", "rank", "robust")
 COMBINERS = ("logistic", "aad")
 POOLS = ("hmp", "mean")
 DEFAULT_MEMBERS = ("diff", "rollingz", "level", "iforest")
+DEFAULT_PRIOR_WEIGHTS: dict[str, float] = {"iforest": 4.0, "rollingz": 0.1}
+"""Relative prior weights when ``prior_weights`` is None; a member not named weighs 1 (module docstring, step 3)."""
 _CACHE_SIZE = 3
 """Series whose raw member scores are kept (a loop round scores the pool, learns on the labeled part, and
 rescores the whole series)."""
@@ -130,11 +132,11 @@ RESIDUAL_MIN_GROUPS = 3
 SELECT_MODES = ("pooling", "members", "off")
 """What the labels may choose besides the weights (module docstring, step 5)."""
 SELECT_MIN_ANSWERS = 3
+"""Answers of each class (anomalous and normal) needed before the labels may choose another combination."""
 BOOTSTRAP_DRAWS = 200
 """Resamples of the answers behind the standard error of a candidate's gain (:func:`ap_gain_se`)."""
 BOOTSTRAP_WINDOWS = 2000
 """Labeled windows the bootstrap looks at, at most (evenly spaced): its cost stays flat however many answers."""
-"""Answers of each class (anomalous and normal) needed before the labels may choose another combination."""
 _TAIL_FROM = 0.9
 """The exponential tail beyond the fit maximum is fitted between this fit quantile and the maximum."""
 
@@ -252,19 +254,22 @@ def learn_weights(
     strength: float = 1.0,
     Z_all: np.ndarray | None = None,
     tau: float = 0.97,
+    prior: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Simplex weights ``(M,)`` of the members from labeled windows (module docstring, step 4).
 
     ``Z``: ``(n_labeled, M)`` normalised member scores; ``y``: ``(n_labeled,)`` 0/1; ``sample_weight``:
     ``(n_labeled,)`` answers each window stands for (the classes are balanced here); ``pool``: how
     weighted members combine (:func:`pooled`); ``Z_all``: ``(n_windows, M)`` every window of the series
-    (``"aad"``'s quantile; defaults to ``Z``). Returns the weights and a small dict of diagnostics. With
-    nothing to learn from, the prior (equal weights).
+    (``"aad"``'s quantile; defaults to ``Z``); ``prior``: ``(M,)`` positive weights the penalty pulls towards
+    (normalised here; default equal). Returns the weights and a small dict of diagnostics. With nothing to learn
+    from, the prior.
     """
     Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(y).astype(bool)
     m = Z.shape[1]
-    prior = np.full(m, 1.0 / m)
+    prior = np.full(m, 1.0 / m) if prior is None else np.asarray(prior, dtype=np.float64) / np.sum(prior)
+    log_prior = np.log(prior)  # θ = log prior + δ: the penalty is on δ, the distance from the prior
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     info: dict[str, float] = {"n_pos": n_pos, "n_neg": n_neg, "loss": float("nan")}
     if combine not in COMBINERS:
@@ -285,31 +290,31 @@ def learn_weights(
         x0 = np.concatenate([theta0, [np.log(1.0 / spread), float(np.median(f0))]])
 
         def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
-            theta, log_a, b = v[:m], v[m], v[m + 1]
+            delta, log_a, b = v[:m], v[m], v[m + 1]
             a = np.exp(log_a)
-            f, jac = _pooled_and_jacobian(Z, theta, pool)
+            f, jac = _pooled_and_jacobian(Z, log_prior + delta, pool)
             logit = a * (f - b)
-            loss = float(c @ _softplus(-sign * logit)) + 0.5 * strength * float(theta @ theta) + 1e-3 * log_a**2
+            loss = float(c @ _softplus(-sign * logit)) + 0.5 * strength * float(delta @ delta) + 1e-3 * log_a**2
             d_logit = -sign * _sigmoid(-sign * logit) * c  # dLoss/dlogit
-            g_theta = a * (jac.T @ d_logit) + strength * theta
+            g_theta = a * (jac.T @ d_logit) + strength * delta
             g_log_a = float(d_logit @ (f - b)) * a + 2e-3 * log_a
             g_b = -a * float(d_logit.sum())
             return float(loss), np.concatenate([g_theta, [g_log_a, g_b]])
 
         res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
         info["loss"] = float(res.fun)
-        return _softmax(res.x[:m]), info
+        return _softmax(log_prior + res.x[:m]), info
 
     # "aad": hinge to the tau-quantile of all windows' combined scores, smoothed, quantile held per pass.
     Za = Z if Z_all is None else np.asarray(Z_all, dtype=np.float64)
-    theta = theta0
+    theta = theta0  # δ, as above
     for _ in range(3):
-        fa = pooled(Za, _softmax(theta), pool)
+        fa = pooled(Za, _softmax(log_prior + theta), pool)
         q_tau = float(np.quantile(fa, tau))
         scale = max(float(np.subtract(*np.quantile(fa, [0.75, 0.25]))), 1e-6)
 
         def aad_objective(v: np.ndarray, q_tau: float = q_tau, scale: float = scale) -> tuple[float, np.ndarray]:
-            f, jac = _pooled_and_jacobian(Z, v, pool)
+            f, jac = _pooled_and_jacobian(Z, log_prior + v, pool)
             margin = sign * (q_tau - f) / scale  # > 0: on the wrong side of the quantile
             loss = float(c @ _softplus(margin)) + 0.5 * strength * float(v @ v)
             d_f = c * _sigmoid(margin) * (-sign / scale)
@@ -319,7 +324,7 @@ def learn_weights(
         theta = res.x
         info["loss"] = float(res.fun)
         info["quantile"] = q_tau
-    return _softmax(theta), info
+    return _softmax(log_prior + theta), info
 
 
 def answer_groups(window_idx: np.ndarray, window: int, stride: int) -> np.ndarray:
@@ -506,6 +511,7 @@ class EnsembleDetector(Detector):
         select: str = "off",
         select_margin: float = 0.02,
         supervised: bool = False,
+        prior_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -518,6 +524,7 @@ class EnsembleDetector(Detector):
         self.select = select
         self.select_margin = select_margin
         self.supervised = supervised
+        self.prior_weights = prior_weights
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -546,6 +553,18 @@ class EnsembleDetector(Detector):
             raise ValueError(f"select must be one of {', '.join(SELECT_MODES)}, not {self.select!r}")
         if not 0 <= self.select_margin < 1:
             raise ValueError(f"select_margin must be in [0, 1), not {self.select_margin}")
+        for name, weight in (self.prior_weights or {}).items():
+            if name not in names:
+                raise ValueError(f"prior_weights names {name!r}, which is not a member ({names})")
+            if not (isinstance(weight, (int, float)) and np.isfinite(weight) and weight > 0):
+                raise ValueError(f"prior_weights[{name!r}] must be a positive number, not {weight!r}")
+
+    def prior_weights_for(self, names: Sequence[str]) -> np.ndarray:
+        """The prior's simplex weights ``(M,)`` for members ``names``: ``prior_weights`` (``DEFAULT_PRIOR_WEIGHTS``
+        when None), a member not named weighing 1, normalised to sum to 1."""
+        given = DEFAULT_PRIOR_WEIGHTS if self.prior_weights is None else self.prior_weights
+        w = np.array([float(given.get(name, 1.0)) for name in names])
+        return cast(np.ndarray, w / w.sum())
 
     def _make_members(self) -> list[Detector]:
         from app.core.detectors.registry import make_detector
@@ -615,7 +634,15 @@ class EnsembleDetector(Detector):
 
         def weights_under(pool: str) -> tuple[np.ndarray, dict[str, float]]:
             return learn_weights(
-                Z[idx], labels, sw, combine=self.combine, pool=pool, strength=self.strength, Z_all=Z, tau=self.tau
+                Z[idx],
+                labels,
+                sw,
+                combine=self.combine,
+                pool=pool,
+                strength=self.strength,
+                Z_all=Z,
+                tau=self.tau,
+                prior=self.prior_,
             )
 
         weights, info = weights_under(self.pool)
@@ -661,7 +688,8 @@ class EnsembleDetector(Detector):
         self._cache = None
         raw = self._raw_member_scores(X)
         self.norms_ = [fit_normalizer(raw[:, j]) for j in range(raw.shape[1])]
-        self.weights_ = np.full(len(members), 1.0 / len(members))
+        self.prior_ = self.prior_weights_for(self.members)
+        self.weights_ = self.prior_.copy()
         self.pool_ = self.pool
         self.combination_ = "prior"
         self.selection_: dict[str, float] = {}
@@ -682,8 +710,8 @@ class EnsembleDetector(Detector):
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """``pooled(Z, weights_, pool_)`` plus the label-learned residual when labels earned one: ``(n_windows,)``.
-        Before any label ``weights_`` is ``np.full(M, 1 / M)``, ``pool_`` is ``pool`` and there is no residual (the
-        prior, module docstring step 3)."""
+        Before any label ``weights_`` is ``prior_``, ``pool_`` is ``pool`` and there is no residual (the prior, module
+        docstring step 3)."""
         base = pooled(self.member_window_scores(X), self.weights_, self.pool_)
         return base + self._residual(X, self.residual_)
 
@@ -846,6 +874,8 @@ class EnsembleDetector(Detector):
         super()._set_state(state)
         self.members_ = [load_detector(b, device=self.device) for b in blobs]  # members run where the ensemble does
         self._cache = None
+        if not hasattr(self, "prior_"):  # stored before the prior had weights: it was the equal one
+            self.prior_ = np.full(len(self.members_), 1.0 / len(self.members_))
         # stored before the labels chose the combination (step 5): the learned weights under ``pool``
         if not hasattr(self, "pool_"):
             self.pool_ = self.pool
@@ -856,6 +886,7 @@ class EnsembleDetector(Detector):
 __all__ = [
     "COMBINERS",
     "DEFAULT_MEMBERS",
+    "DEFAULT_PRIOR_WEIGHTS",
     "NORMALIZERS",
     "POOLS",
     "SELECT_MIN_ANSWERS",
