@@ -164,6 +164,18 @@ def test_ensemble_round_trip_through_nested_member_envelopes() -> None:
     np.testing.assert_array_equal(again.weights_, det.weights_)
 
 
+def test_an_ensemble_stored_before_the_weighted_prior_keeps_its_equal_prior() -> None:
+    x = series()
+    det = make_detector("ensemble", window=20, seed=0, device="cpu", prior_weights={}).fit(x)  # equal weights
+    payload = persist.loads(det.to_bytes())
+    del payload["params"]["prior_weights"], payload["state"]["prior_"]  # what a version stored before had
+    old = load_detector(persist.dumps("ensemble", payload["params"], payload["state"]))
+    np.testing.assert_array_equal(old.prior_, np.full(4, 1 / 4))
+    np.testing.assert_array_equal(old.score(x), det.score(x))
+    old.feedback(x, [r for r in RANGES if r.value == 0])  # one class only: nothing to learn, the prior it had stays
+    np.testing.assert_array_equal(old.weights_, np.full(4, 1 / 4))
+
+
 def test_every_storable_value_comes_back_with_its_type() -> None:
     nodes = np.zeros(3, dtype=[("a", "<i8"), ("b", "<f8"), ("c", "u1")])
     nodes["a"] = [1, -1, 7]

@@ -28,18 +28,26 @@ How it works (issue 13, item 1):
      that member's handicap (at ``w_m = 0.05`` it must find a window 20 times rarer to drive it).
    - ``"mean"``: ``Z @ w`` (with ``tail`` units, Fisher's combination ``−Σ w_m log p_m``).
 
-   **Prior** (no labels): equal weights. With the defaults ``window_scores`` is then exactly
-   ``log(mean_m exp(Z_m))`` (``logsumexp(Z, axis=1) − log M``).
+   **Prior** (no labels): the weights ``prior_`` made from ``prior_weights`` (relative, per member name, a member
+   not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``: iForest 4, rolling z 0.1, |Δx| and level 1; ``{}`` =
+   equal weights). ``window_scores`` is then exactly ``log Σ_m prior_m · exp(Z_m)``. Under ``hmp`` the rolling
+   z-score at 0.1 / 6.1 must find a window about 60 times rarer than the others to drive it, iForest about 4
+   times less rare. Measured at budget 0 on BENCHMARKS.md's label-efficiency subsets (56 series, seed 0; the
+   members' normalised scores pooled offline), PR-AUC on nab / kpi / skab / smd / asd / smap: equal weights
+   0.145 / 0.458 / 0.565 / 0.390 / 0.161 / 0.232 (mean 0.325), these weights 0.166 / 0.524 / 0.573 / 0.410 /
+   0.167 / 0.232 (0.345); iForest alone 0.186 / 0.260 / 0.711 / 0.361 / 0.143 / 0.162. They were chosen on a grid
+   of 48 weightings; chosen on five sets and read on the sixth (leave one set out), the grid's best beat equal
+   weights on every held-out set but smap (a tie), so the gain is not the sixth set's own fit.
 4. **Learning from labels** (``feedback``). First every member runs its own feedback (deep members:
    masked minimax; ``rlad``: its DQN round) and a member whose scores can change is re-normalised on the
    feedback ``X``'s windows (unsupervised; the fit data are not kept). Then the weights are learned from
    the **labeled windows only**: a window is labeled when its end point is (RLAD's rule, and the point
    scores map each point to the window ending on it, so this is what the evaluation sees), and its
-   label is its end point's. ``weights_ = softmax(θ)``, ``θ`` found by L-BFGS minimising
+   label is its end point's. ``weights_ = softmax(log prior_ + δ)``, ``δ`` found by L-BFGS minimising
 
-       Σ_i c_i · loss_i(θ) + (strength / 2) · ‖θ‖²
+       Σ_i c_i · loss_i(δ) + (strength / 2) · ‖δ‖²
 
-   where ``θ = 0`` is the prior, ``c_i`` weighs each labeled window as ``stride / window`` of an answer
+   where ``δ = 0`` is the prior, ``c_i`` weighs each labeled window as ``stride / window`` of an answer
    (the ~``window`` end-point-labeled windows of one answered window count as about one answer), with
    the two classes balanced. The data term grows with the number of answers, the penalty does not, so a
    few labels leave the weights near the prior and many agreeing labels move them decisively; the
@@ -57,9 +65,17 @@ How it works (issue 13, item 1):
 25,000 points, seed 0; 1 % of pool windows answered in 4 hybrid rounds): ``tail`` beats ``rank`` and ``robust``
 for every pooling (mean PR-AUC of the prior 0.364 vs 0.346 / 0.330 with a max-like pooling); ``hmp`` beats
 ``mean`` (0.364 vs 0.342 unlabeled, 0.380 vs 0.354 with labels); adding ``level`` raises the prior to 0.378
-and the labeled ensemble to 0.392; ``logistic`` and ``aad`` are within 0.005 of each other, ``strength``
-0.1–1 within 0.002 and 3 is 0.008 lower. ``logistic`` is the default because it leaves the weights alone
-until the labels hold both classes.
+and the labeled ensemble to 0.392; ``logistic`` and ``aad`` are within 0.005 of each other. ``logistic`` is the
+default because it leaves the weights alone until the labels hold both classes.
+
+**Strength, measured again with the weighted prior** (through the product's loop: BENCHMARKS.md's label-efficiency
+subsets, 3 seeds, served model): at 0.3 (the default before the weighted prior) the answers lifted skab at 1 %
+(0.571 → 0.584) but at 5 % pulled kpi from 0.522 to 0.462, asd from 0.163 to 0.157 and smd from 0.418 to 0.408;
+at 1 kpi 5 % still fell to 0.494; at 3 no set falls by more than one seed-std at 1 % or 5 % (smd 5 %: 0.412 ±
+0.004 against 0.418 ± 0.005) and none gains more than 0.004. With every pool window labeled
+(``scripts/measure_ensemble_prior.py``) the weights learned at 0.3 rank the evaluation parts *worse* than the
+prior (mean PR-AUC 0.337 against 0.345): the pool's answers do not tell how the later part of a series ranks, so
+the default (3) keeps the weights close to the measured prior and lets the answers buy the threshold.
 
 5. **Choosing the combination** (``select``). The weights above are learned under ``pool``; with ``hmp`` a
    member's weight is a handicap, not a switch: at ``w = 0.01`` a member still drives every window it finds 100
@@ -506,7 +522,7 @@ class EnsembleDetector(Detector):
         normalize: str = "tail",
         pool: str = "hmp",
         combine: str = "logistic",
-        strength: float = 0.3,
+        strength: float = 3.0,
         tau: float = 0.97,
         select: str = "off",
         select_margin: float = 0.02,

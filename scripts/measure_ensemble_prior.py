@@ -1,0 +1,134 @@
+"""The ensemble's prior weights at budget 0, and what its learned weights reach with every pool point labeled.
+
+    .venv/bin/python scripts/measure_ensemble_prior.py --data-root ../shared/data [--seed 0]
+
+On BENCHMARKS.md's label-efficiency subsets (``app/bench/plan.py``, ``LABEL_SUBSETS``; train/test sets fitted on
+train ∪ pool as the bench plan runs them), the default members are fitted once per series and their normalised
+window scores ``Z`` pooled offline (``pooled``), so each weighting costs a sort, not a fit. PR-AUC on the evaluation
+part, mean over the series of a set. Printed as Markdown:
+
+1. each member alone, equal weights, ``DEFAULT_PRIOR_WEIGHTS`` and the grid's best weightings;
+2. leave one set out: the grid's best on the other five sets, read on the held-out one, against equal weights;
+3. an upper bound on what re-weighting can learn: the weights learned (``learn_weights``, from the default prior)
+   with **every** pool window labeled, for a few strengths — what the labels could teach at 100 % answers.
+
+No timing is read from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from app.bench.data import discover, load
+from app.bench.plan import LABEL_SUBSETS
+from app.bench.protocol import ProtocolConfig, make_split
+from app.core.detectors.ensemble import DEFAULT_PRIOR_WEIGHTS, EnsembleDetector, learn_weights, pooled
+from app.core.metrics import pr_auc
+from app.core.windows import end_point_scores, window_ends
+
+SETS = ("nab", "kpi", "skab", "smd", "asd", "smap")
+PAIRED = ("smd", "asd", "smap")  # train/test files: fitted on train ∪ pool, as `bench plan` runs them
+GRID = {"diff": (0.5, 1.0), "rollingz": (0.1, 0.3, 1.0), "level": (0.3, 1.0), "iforest": (1.0, 2.0, 4.0, 8.0)}
+
+
+class Series:
+    """One series' normalised member scores ``Z`` ``(n_windows, M)`` and what scoring them needs."""
+
+    def __init__(self, Z: np.ndarray, y: np.ndarray, evaluation: tuple[int, int], window: int, stride: int) -> None:
+        self.Z, self.y, self.evaluation, self.window, self.stride = Z, y, evaluation, window, stride
+
+    def pr_auc_of(self, window_scores: np.ndarray) -> float:
+        a, b = self.evaluation
+        points = end_point_scores(window_scores, len(self.y), self.window, self.stride)
+        return pr_auc(points[a:b], self.y[a:b])
+
+    def pool_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and 0/1 labels of every window whose end point lies in the pool (before the evaluation part)."""
+        ends = window_ends(len(self.y), self.window, self.stride)
+        idx = np.flatnonzero(ends < self.evaluation[0])
+        return idx, self.y[ends[idx]].astype(np.int8)
+
+
+def load_sets(root: Path, seed: int) -> tuple[dict[str, list[Series]], list[str]]:
+    data: dict[str, list[Series]] = {}
+    names: list[str] = []
+    for ds in SETS:
+        wanted = set(LABEL_SUBSETS[ds])
+        data[ds] = []
+        for files in discover(root / ds):
+            if files.key.split("/")[-1] not in wanted:
+                continue
+            split = make_split(load(files), ProtocolConfig(fit_with_pool=ds in PAIRED))
+            if split is None:
+                continue
+            det = EnsembleDetector(seed=seed, device="cpu").fit(split.X_fit)
+            names = det.member_names_
+            Z = det.member_window_scores(split.X)
+            data[ds].append(Series(Z, split.y.astype(int), split.evaluation, det.window, det.stride))
+    return data, names
+
+
+def per_set(data: dict[str, list[Series]], score) -> dict[str, float]:
+    return {ds: float(np.mean([s.pr_auc_of(score(s)) for s in series])) for ds, series in data.items()}
+
+
+def weights_of(names: list[str], given: dict[str, float]) -> np.ndarray:
+    w = np.array([given.get(n, 1.0) for n in names], dtype=np.float64)
+    return w / w.sum()
+
+
+def row(label: str, figures: dict[str, float]) -> str:
+    cells = " | ".join(f"{figures[ds]:.3f}" for ds in SETS)
+    return f"| {label} | {cells} | {np.mean(list(figures.values())):.3f} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    data, names = load_sets(Path(args.data_root), args.seed)
+    header = f"| weighting ({', '.join(names)}) | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1)
+
+    print("### Budget 0: members alone and prior weightings\n")
+    print(header)
+    for j, name in enumerate(names):
+        print(row(f"{name} alone", per_set(data, lambda s, j=j: s.Z[:, j])))
+    equal = per_set(data, lambda s: pooled(s.Z, np.full(len(names), 1 / len(names))))
+    print(row("equal", equal))
+    default = weights_of(names, DEFAULT_PRIOR_WEIGHTS)
+    print(row(f"DEFAULT_PRIOR_WEIGHTS {tuple(np.round(default * 100) / 100)}", per_set(data, lambda s: pooled(s.Z, default))))
+    grid = []
+    for combo in itertools.product(*(GRID[n] for n in names)):
+        w = weights_of(names, dict(zip(names, combo, strict=True)))
+        grid.append((combo, per_set(data, lambda s, w=w: pooled(s.Z, w))))
+    grid.sort(key=lambda g: -np.mean(list(g[1].values())))
+    for combo, figures in grid[:5]:
+        print(row(f"grid {combo}", figures))
+
+    print(f"\n### Leave one set out ({len(grid)} weightings)\n")
+    print("| held-out set | best on the other five | held-out PR-AUC | equal weights |\n|---|---|---|---|")
+    for held in SETS:
+        combo, figures = max(grid, key=lambda g: np.mean([v for ds, v in g[1].items() if ds != held]))
+        print(f"| {held} | {combo} | {figures[held]:.3f} | {equal[held]:.3f} |")
+
+    print("\n### Every pool window labeled: the learned weights (hmp, logistic, from the default prior)\n")
+    print(header)
+    for strength in (0.3, 1.0, 3.0):
+
+        def learned(s: Series, strength: float = strength) -> np.ndarray:
+            idx, y = s.pool_windows()
+            if y.min() == y.max():
+                return pooled(s.Z, default)
+            w, _ = learn_weights(s.Z[idx], y, np.full(len(idx), s.stride / s.window), strength=strength, prior=default)
+            return pooled(s.Z, w)
+
+        print(row(f"strength {strength:g}", per_set(data, learned)))
+
+
+if __name__ == "__main__":
+    main()
