@@ -101,7 +101,8 @@ def main() -> None:
     equal = per_set(data, lambda s: pooled(s.Z, np.full(len(names), 1 / len(names))))
     print(row("equal", equal))
     default = weights_of(names, DEFAULT_PRIOR_WEIGHTS)
-    print(row(f"DEFAULT_PRIOR_WEIGHTS {tuple(np.round(default * 100) / 100)}", per_set(data, lambda s: pooled(s.Z, default))))
+    label = f"DEFAULT_PRIOR_WEIGHTS {tuple(float(w) for w in np.round(default, 3))}"
+    print(row(label, per_set(data, lambda s: pooled(s.Z, default))))
     grid = []
     for combo in itertools.product(*(GRID[n] for n in names)):
         w = weights_of(names, dict(zip(names, combo, strict=True)))
