@@ -43,9 +43,13 @@ def delete_session(session: Session, token_hash: str) -> None:
     session.execute(delete(UserSession).where(UserSession.token_hash == token_hash))
 
 
-def get_token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
-    """The token with this hash, revoked or expired ones included (the caller says which it is)."""
-    return session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
+def get_token_and_user_by_hash(session: Session, token_hash: str) -> tuple[ApiToken, User | None] | None:
+    """The token with this hash and its user, in one query (every API request asks); revoked or expired tokens
+    included (the caller says which it is)."""
+    row = session.execute(
+        select(ApiToken, User).outerjoin(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_hash)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 def get_token(session: Session, token_id: int) -> ApiToken | None:

@@ -388,10 +388,10 @@ UNKNOWN_TOKEN = TokenRefusal("invalid or revoked API token")
 def resolve_api_token(session: Session, plain: str) -> tuple[User, ApiToken] | TokenRefusal:
     """The token's user and row, or why the token is refused; reads only (``last_used_at`` is written apart, see
     :func:`touch_token`). A token whose user is disabled is refused even if it was somehow not revoked."""
-    token = repo.get_token_by_hash(session, sha256_hex(plain))
-    if token is None:
+    found = repo.get_token_and_user_by_hash(session, sha256_hex(plain))
+    if found is None:
         return UNKNOWN_TOKEN
-    user = repo.get_user(session, token.user_id)
+    token, user = found
     if user is None or not user.is_active:
         return TokenRefusal("the user of this API token is disabled; an admin can enable it", "user_disabled")
     if token.revoked_at is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -76,7 +76,8 @@ def series_view(
     series = service.get_series(session, series_id)
     chosen = _parse_channels(channels)
     view = service.series_view(session, series, start, end, width, chosen)
-    return SeriesViewOut.model_validate(asdict(view))
+    # field by field, not dataclasses.asdict: that deep-copies every point of every channel (a third of the request)
+    return SeriesViewOut.model_validate({f.name: getattr(view, f.name) for f in fields(view)})
 
 
 def _parse_channels(text: str | None) -> list[int] | None:
