@@ -10,7 +10,9 @@ series and creates an iforest project, then for ``--duration`` seconds:
 - each analyst asks for the next query of the open round and answers it (anomaly or normal, a fresh idempotency
   key per answer; a 409 for a round that just completed is expected and counted apart);
 - each reader fetches scores of a random 1,000-point range and a chart view of the series;
-- the importer uploads a generated 5,000-point CSV, then a new round is started whenever the last one is done.
+- the importer uploads a generated 5,000-point CSV, submits the open round once every window is answered (the
+  review grace period would otherwise keep it open for 10 minutes), and starts a new round whenever the last one is
+  done.
 
 It prints p50/p99 latency per endpoint, every status other than the expected ones, and checks in the database that
 every acknowledged answer is stored exactly once and that each query has exactly one answer in force. Loopback only;
@@ -114,7 +116,11 @@ async def admin(url: str, token: str, project_id: int, stop: float, stats: Stats
             rounds = await timed(stats, "GET rounds", c.get(f"/api/v1/projects/{project_id}/rounds"))
             if rounds is not None and rounds.status_code == 200:
                 last = rounds.json()[-1] if rounds.json() else None
-                if last is None or last["status"] in ("done", "failed"):
+                if last is not None and last["status"] == "open" and last["review_until"] is not None:
+                    # every window answered: submit it for retraining, as an analyst does, instead of waiting out
+                    # the review grace period (10 minutes by default: the whole soak)
+                    await timed(stats, "POST submit", c.post(f"/api/v1/rounds/{last['id']}/submit"))
+                elif last is None or last["status"] in ("done", "failed"):
                     await timed(stats, "POST round", c.post(f"/api/v1/projects/{project_id}/rounds",
                                                             json={"k": 50}))
             await asyncio.sleep(1.0)

@@ -117,7 +117,8 @@ the default (3) keeps the weights close to the measured prior and lets the answe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -132,7 +133,7 @@ NORMALIZERS = ("tail", "rank", "robust")
 COMBINERS = ("logistic", "aad")
 POOLS = ("hmp", "mean")
 DEFAULT_MEMBERS = ("diff", "rollingz", "level", "iforest")
-DEFAULT_PRIOR_WEIGHTS: dict[str, float] = {"iforest": 4.0, "rollingz": 0.1}
+DEFAULT_PRIOR_WEIGHTS: Mapping[str, float] = MappingProxyType({"iforest": 4.0, "rollingz": 0.1})
 """Relative prior weights when ``prior_weights`` is None; a member not named weighs 1 (module docstring, step 3)."""
 _CACHE_SIZE = 3
 """Series whose raw member scores are kept (a loop round scores the pool, learns on the labeled part, and
@@ -312,10 +313,10 @@ def learn_weights(
             logit = a * (f - b)
             loss = float(c @ _softplus(-sign * logit)) + 0.5 * strength * float(delta @ delta) + 1e-3 * log_a**2
             d_logit = -sign * _sigmoid(-sign * logit) * c  # dLoss/dlogit
-            g_theta = a * (jac.T @ d_logit) + strength * delta
+            g_delta = a * (jac.T @ d_logit) + strength * delta
             g_log_a = float(d_logit @ (f - b)) * a + 2e-3 * log_a
             g_b = -a * float(d_logit.sum())
-            return float(loss), np.concatenate([g_theta, [g_log_a, g_b]])
+            return float(loss), np.concatenate([g_delta, [g_log_a, g_b]])
 
         res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
         info["loss"] = float(res.fun)
@@ -490,15 +491,16 @@ class EnsembleDetector(Detector):
     (``"tail"`` | ``"rank"`` | ``"robust"``); ``combine`` (``"logistic"`` | ``"aad"``); ``strength`` (the
     pull of the weights towards the prior, in answers: see the module docstring); ``tau`` (``"aad"``'s
     quantile); ``select`` and ``select_margin`` (whether, and by how much average precision, the labels may choose
-    another combination: module docstring, step 5). Learned: ``members_``, ``member_names_``, ``norms_``,
-    ``weights_``, ``pool_`` (the pooling in use), ``combination_`` (its name) and ``selection_`` (the figures
-    behind the choice).
+    another combination: module docstring, step 5); ``prior_weights`` (member name -> relative weight before any
+    label, a member not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``, ``{}`` = equal: step 3). Learned:
+    ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
+    (the pooling in use), ``combination_`` (its name) and ``selection_`` (the figures behind the choice).
     """
 
     name: ClassVar[str] = "ensemble"
     summary: ClassVar[str] = (
-        "Label-aware ensemble (default): |Δx|, rolling z-score, level and iForest combined; each answer re-weighs "
-        "the members, and a new version serves only if the answers say it is not worse."
+        "Label-aware ensemble (default): |Δx|, rolling z-score, level and iForest combined by measured prior weights; "
+        "the answers re-weigh the members, and a new version serves only if the answers say it is not worse."
     )
     starter_params: ClassVar[dict[str, Any]] = {}
     default_strategy: ClassVar[str] = "hybrid"
@@ -578,7 +580,7 @@ class EnsembleDetector(Detector):
     def prior_weights_for(self, names: Sequence[str]) -> np.ndarray:
         """The prior's simplex weights ``(M,)`` for members ``names``: ``prior_weights`` (``DEFAULT_PRIOR_WEIGHTS``
         when None), a member not named weighing 1, normalised to sum to 1."""
-        given = DEFAULT_PRIOR_WEIGHTS if self.prior_weights is None else self.prior_weights
+        given: Mapping[str, float] = DEFAULT_PRIOR_WEIGHTS if self.prior_weights is None else self.prior_weights
         w = np.array([float(given.get(name, 1.0)) for name in names])
         return cast(np.ndarray, w / w.sum())
 
