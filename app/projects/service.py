@@ -806,10 +806,16 @@ def next_query(session: Session, project_id: int, viewer: User | None = None) ->
     one ``viewer`` has not answered yet. A round whose review time is over is closed first (its retraining job is
     left queued for the sweeper)."""
     project = get_project(session, project_id)
-    review.close_overdue_rounds(session, project.id)
     rnd = repo.active_round(session, project.id)
     if rnd is None or rnd.status != "open":
         return None
+    if rnd.review_until is not None and rnd.review_until <= utcnow():
+        # A project has one active round, so only this one can be overdue: asking the database for overdue rounds
+        # on every call (the analysts' most frequent request) is not needed.
+        review.close_overdue_rounds(session, project.id)
+        session.refresh(rnd)
+        if rnd.status != "open":
+            return None
     return review.next_query_for(session, project, rnd, viewer)
 
 

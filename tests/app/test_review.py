@@ -72,7 +72,7 @@ def test_a_fully_answered_round_waits_for_review_until_it_is_submitted(database,
 
 def test_the_grace_period_closes_a_round_on_the_next_request_and_in_the_sweeper(database, analyst_client, tmp_path):
     rounds = {}
-    for name in ("by-request", "by-sweeper"):
+    for name in ("by-request", "by-next-query", "by-sweeper"):
         project_id, round_id = make_round(database, name, answers_per_window=1, n_queries=2, grace=10)
         for q in analyst_client.get(f"/api/v1/rounds/{round_id}/queries").json():
             analyst_client.post(f"/api/v1/queries/{q['id']}/answer", json={"value": "normal"})
@@ -85,8 +85,12 @@ def test_the_grace_period_closes_a_round_on_the_next_request_and_in_the_sweeper(
     assert state["round"]["status"] != "open"
     assert round_row(database, round_id).completed_at is not None and len(retrain_jobs(database, round_id)) == 1
 
+    project_id, round_id = rounds["by-next-query"]  # the analysts' most frequent request closes it too
+    assert analyst_client.get(f"/api/v1/projects/{project_id}/next-query").json() is None
+    assert round_row(database, round_id).completed_at is not None and len(retrain_jobs(database, round_id)) == 1
+
     project_id, round_id = rounds["by-sweeper"]
-    assert round_row(database, round_id).status == "open"  # the request above closed only its own project's round
+    assert round_row(database, round_id).status == "open"  # the requests above closed only their own project's round
     ex = executor(database, tmp_path)  # the sweeper's pass: close overdue rounds, then send the queued jobs
     try:
         ex.sweep()
