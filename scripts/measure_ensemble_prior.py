@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,9 @@ def per_set(data: dict[str, list[Series]], score) -> dict[str, float]:
     return {ds: float(np.mean([s.pr_auc_of(score(s)) for s in series])) for ds, series in data.items()}
 
 
-def weights_of(names: list[str], given: dict[str, float]) -> np.ndarray:
-    w = np.array([given.get(n, 1.0) for n in names], dtype=np.float64)
-    return w / w.sum()
+def weights_of(names: list[str], given: Mapping[str, float]) -> np.ndarray:
+    """The simplex weights the ensemble itself would make of ``given`` (``EnsembleDetector.prior_weights_for``)."""
+    return EnsembleDetector(members=tuple(names), prior_weights=dict(given)).prior_weights_for(names)
 
 
 def row(label: str, figures: dict[str, float]) -> str:
