@@ -10,7 +10,11 @@ part, mean over the series of a set. Printed as Markdown:
 1. each member alone, equal weights, ``DEFAULT_PRIOR_WEIGHTS`` and the grid's best weightings;
 2. leave one set out: the grid's best on the other five sets, read on the held-out one, against equal weights;
 3. an upper bound on what re-weighting can learn: the weights learned (``learn_weights``, from the default prior)
-   with **every** pool window labeled, for a few strengths — what the labels could teach at 100 % answers.
+   with **every** pool window labeled, for a few strengths — what the labels could teach at 100 % answers;
+4. the same bound for a supervised learner on the ensemble's label features (``window_features``: the members'
+   scores and the point scorers' per-channel summaries, the residual's inputs): scikit-learn's gradient-boosted
+   trees and a balanced logistic regression trained on **every** pool window, read on the evaluation part — what
+   any learner of these features could reach, whatever the budget.
 
 No timing is read from it.
 """
@@ -39,8 +43,11 @@ GRID = {"diff": (0.5, 1.0), "rollingz": (0.1, 0.3, 1.0), "level": (0.3, 1.0), "i
 class Series:
     """One series' normalised member scores ``Z`` ``(n_windows, M)`` and what scoring them needs."""
 
-    def __init__(self, Z: np.ndarray, y: np.ndarray, evaluation: tuple[int, int], window: int, stride: int) -> None:
+    def __init__(
+        self, Z: np.ndarray, y: np.ndarray, evaluation: tuple[int, int], window: int, stride: int, F: np.ndarray
+    ) -> None:
         self.Z, self.y, self.evaluation, self.window, self.stride = Z, y, evaluation, window, stride
+        self.F = F  # the label features of every window (EnsembleDetector.window_features), (n_windows, k)
 
     def pr_auc_of(self, window_scores: np.ndarray) -> float:
         a, b = self.evaluation
@@ -69,7 +76,8 @@ def load_sets(root: Path, seed: int) -> tuple[dict[str, list[Series]], list[str]
             det = EnsembleDetector(seed=seed, device="cpu").fit(split.X_fit)
             names = det.member_names_
             Z = det.member_window_scores(split.X)
-            data[ds].append(Series(Z, split.y.astype(int), split.evaluation, det.window, det.stride))
+            F = det.window_features(split.X)
+            data[ds].append(Series(Z, split.y.astype(int), split.evaluation, det.window, det.stride, F))
     return data, names
 
 
@@ -130,6 +138,39 @@ def main() -> None:
             return pooled(s.Z, w)
 
         print(row(f"strength {strength:g}", per_set(data, learned)))
+
+    print("\n### Every pool window labeled: supervised learners on the label features\n")
+    print(header.replace(f"weighting ({', '.join(names)})", "learner"))
+    print(row("prior (no labels)", per_set(data, lambda s: pooled(s.Z, default))))
+    for label, learner in supervised_learners(args.seed).items():
+        print(row(label, per_set(data, lambda s, learner=learner: supervised(s, learner, default))))
+
+
+def supervised_learners(seed: int) -> dict[str, object]:
+    """The learners of section 4, unfitted (scikit-learn estimators; features standardised on the series)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    return {
+        "gradient-boosted trees": HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, class_weight="balanced", random_state=seed
+        ),
+        "logistic regression (C=1)": LogisticRegression(C=1.0, class_weight="balanced", max_iter=500),
+    }
+
+
+def supervised(s: Series, learner, default: np.ndarray) -> np.ndarray:
+    """Window scores of ``learner`` fitted on every pool window's ground truth; the prior where the pool holds one
+    class (nothing to learn)."""
+    from sklearn.base import clone
+
+    idx, y = s.pool_windows()
+    if y.min() == y.max():
+        return pooled(s.Z, default)
+    mu, sd = s.F.mean(axis=0), s.F.std(axis=0)
+    F = (s.F - mu) / np.where(sd > 1e-9, sd, 1.0)
+    model = clone(learner).fit(F[idx], y)
+    return model.predict_proba(F)[:, 1]
 
 
 if __name__ == "__main__":

@@ -250,6 +250,27 @@ def test_streamed_body_equals_the_inline_one(database, known):
                 assert len(json.loads(whole)["scores"]) == 397
 
 
+def test_the_fast_json_items_are_the_texts_of_the_csv_and_the_earlier_format():
+    """orjson writes the JSON arrays; timestamps come out byte for byte as the text formatter writes them (whole
+    seconds by orjson, finer ones by the text path), scores and predictions as the same numbers (null where not
+    finite)."""
+    seconds = np.array(["1900-01-01T00:00:00", "1970-01-01T00:00:00", "2024-02-29T23:59:59", "2262-04-11T00:00:00"])
+    whole = seconds.astype("datetime64[ns]").view(np.int64)
+    finer = whole + np.array([0, 500_000_000, 1_000_000, 7])  # ms, µs and ns parts: the text path keeps every digit
+    for ts, kind in ((whole, "datetime"), (finer, "datetime"), (np.array([0.5, 2.0, 1e20]), "number"),
+                     (np.arange(5, 9), "index")):  # fmt: skip
+        assert reads._json_timestamps(ts, kind) == ",".join(reads._timestamp_texts(ts, kind)).encode()
+    scores = np.array([0.1234567, 1e-5, -3.0, np.nan, np.inf, 12345.6789], dtype=np.float32)
+    texts = reads._score_texts(scores)
+    assert json.loads(b"[" + reads._json_scores(scores) + b"]") == [None if t == "null" else float(t) for t in texts]
+    assert texts[3] == texts[4] == "null"
+    assert (
+        reads._json_predictions(scores, 0.5)
+        == ",".join(reads._prediction_texts(scores, 0.5)).encode()
+        == b"0,0,0,0,1,1"
+    )
+
+
 # -- events -----------------------------------------------------------------------------------------------------
 
 
