@@ -398,27 +398,43 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (from `a
 @cli.command()
 def worker(
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues; default 'gpu,cpu' when CUDA is present, else 'cpu'.")
+        str | None,
+        typer.Option(
+            help="Comma-separated queues; default 'gpu,cpu,webhooks' when CUDA is present, else 'cpu,webhooks'. "
+            "'webhooks' alone: a worker of network threads that only delivers webhooks."
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Jobs at once in this worker (solo pool: 1).")] = 1,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Jobs at once (default 1: solo pool; a webhooks-only worker: ANOMALOOP_WEBHOOK_WORKERS)."),
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
     """Start a Celery worker for training jobs (needs ANOMALOOP_BROKER_URL). One job at a time (--pool=solo): CUDA
     is not fork-safe. A job trains with ANOMALOOP_TRAIN_THREADS CPU threads (1 by default), so on a many-core machine
-    run several workers to train several rounds at once, or raise that setting for one worker."""
+    run several workers to train several rounds at once, or raise that setting for one worker. Webhook deliveries
+    have a queue of their own: a training worker takes them between fits; `--queues webhooks` starts a worker that
+    delivers them at once, in threads, whatever is training."""
     settings = _settings()
     if not settings.broker_url:
         _fail("ANOMALOOP_BROKER_URL is not set; without a broker `anomaloop serve` runs jobs in-process")
+    if concurrency is not None and concurrency < 1:
+        _fail("--concurrency must be at least 1")
     # NVML-based check: asks the driver how many GPUs exist without creating a CUDA context in this process.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch  # here: after the variable above is set, and only for the command that needs a device
 
     cuda = settings.device != "cpu" and torch.cuda.is_available()
-    queue_list = queues or ("gpu,cpu" if cuda else "cpu")
+    queue_list = queues or ("gpu,cpu" if cuda else "cpu") + "," + settings.webhook_queue
     from app.jobs.celery_app import make_celery  # Celery loads only for `worker`
 
     app = make_celery(settings)
-    pool = "solo" if concurrency == 1 or cuda else "prefork"
+    if queue_list.split(",") == [settings.webhook_queue]:
+        # deliveries wait on the network, not the CPU: threads, as many as the in-process executor uses
+        pool, concurrency = "threads", concurrency or settings.webhook_workers
+    else:
+        concurrency = concurrency or 1
+        pool = "solo" if concurrency == 1 or cuda else "prefork"
     app.worker_main(
         [
             "worker",

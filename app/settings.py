@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     """Celery result backend; defaults to the broker URL."""
     job_queue: Literal["cpu", "gpu"] = "cpu"
     """Celery queue that training jobs go to: GPU workers consume ``gpu`` and ``cpu``, CPU workers ``cpu``."""
+    webhook_queue: str = Field("webhooks", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Celery queue that webhook deliveries go to, apart from training so that a delivery never waits for a fit:
+    every ``anomaloop worker`` consumes it after its training queues, and ``anomaloop worker --queues webhooks``
+    runs a worker of network threads for it alone."""
     visibility_timeout: int = 3600
     """Seconds before Redis hands an unacknowledged job to another worker (a dead worker's job is retaken sooner,
     when its lease in the job row runs out)."""

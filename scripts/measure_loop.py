@@ -206,7 +206,7 @@ def main() -> None:
                    ANOMALOOP_DATA_DIR=str(tmp))
         if args.train_threads is not None:
             env["ANOMALOOP_TRAIN_THREADS"] = str(args.train_threads)
-        cel = CeleryExecutor(Settings(database_url=pg_url, broker_url=broker, device="cpu", data_dir=tmp))
+        cel = CeleryExecutor(Settings(database_url=pg_url, broker_url=broker, device="cpu", data_dir=tmp), pg)
         workers: list[subprocess.Popen] = []
         try:
             workers += start_workers(1, env, cel)

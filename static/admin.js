@@ -105,7 +105,8 @@ import { LABEL_BARS, theme } from "./js/palette.js";
   async function poll() {
     clearTimeout(timer);
     try {
-      const url = projectId ? `/api/v1/jobs?project_id=${projectId}&limit=50` : "/api/v1/jobs?limit=200";
+      const webhooks = table.dataset.webhooks === "true"; // deliveries only when the page asked for them
+      const url = projectId ? `/api/v1/jobs?project_id=${projectId}&limit=50` : `/api/v1/jobs?limit=200&webhooks=${webhooks}`;
       const fresh = await getJSON(url); // a refusal throws: the next poll tries again
       const changed = sig(fresh) !== signature;
       jobs = fresh;

@@ -11,7 +11,7 @@ from celery.signals import worker_ready, worker_shutdown
 import app.models  # noqa: F401 - every mapper defined before the sweeper thread runs a query
 from app.db import Database
 from app.jobs import service as jobs
-from app.jobs.celery_app import TASK_NAME, send_job
+from app.jobs.celery_app import TASK_NAME, queue_for, send_job
 from app.jobs.runner import LeaseHeld, run_job
 from app.projects import review
 from app.settings import Settings
@@ -40,12 +40,17 @@ def run_job_task(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     settings, db = _WorkerState.get()
 
     def enqueue(follow_up: int, delay_s: float = 0.0) -> None:
-        send_job(self.app, follow_up, settings.job_queue, delay_s)
+        send_job(self.app, follow_up, _queue_of(db, settings, follow_up), delay_s)
 
     try:
         return run_job(db, settings, job_id, enqueue)
     except LeaseHeld:
         return "running elsewhere"  # the sweeper sends it again if that worker's lease runs out
+
+
+def _queue_of(db: Database, settings: Settings, job_id: int) -> str:
+    with db.session_scope() as session:
+        return queue_for(settings, jobs.job_kind(session, job_id))
 
 
 def sweep(app) -> int:  # type: ignore[no-untyped-def]
@@ -60,16 +65,19 @@ def sweep(app) -> int:  # type: ignore[no-untyped-def]
         queued = {j.id for j in jobs.list_jobs(session, limit=500) if j.status == "queued"}
     if not stale:
         return 0
+    queue_of = {job_id: _queue_of(db, settings, job_id) for job_id in stale}
+    waiting: dict[str, int] = {}
     with app.connection_for_write() as conn:
-        try:
-            waiting = conn.default_channel.queue_declare(settings.job_queue, passive=True).message_count
-        except Exception:  # noqa: BLE001 - the queue does not exist yet: nothing is waiting
-            waiting = 0
+        for queue in set(queue_of.values()):
+            try:
+                waiting[queue] = conn.default_channel.queue_declare(queue, passive=True).message_count
+            except Exception:  # noqa: BLE001 - the queue does not exist yet: nothing is waiting
+                waiting[queue] = 0
     sent = 0
     for job_id in stale:
-        if job_id in queued and waiting > 0:
+        if job_id in queued and waiting[queue_of[job_id]] > 0:
             continue  # its message is still in the queue
-        send_job(app, job_id, settings.job_queue)
+        send_job(app, job_id, queue_of[job_id])
         sent += 1
     return sent
 

@@ -54,6 +54,14 @@ def default_app() -> Celery:
     return make_celery(settings)
 
 
+def queue_for(settings: Settings, kind: str | None) -> str:
+    """The Celery queue of a job of ``kind``: webhook deliveries (:data:`~app.jobs.runner.NETWORK_KINDS`) on
+    their own queue, everything else on the training queue."""
+    from app.jobs.runner import NETWORK_KINDS
+
+    return settings.webhook_queue if kind in NETWORK_KINDS else settings.job_queue
+
+
 def send_job(app: Celery, job_id: int, queue: str, delay_s: float = 0.0) -> None:
     """Hand a job id to the workers listening on ``queue``, to run at once or ``delay_s`` seconds from now."""
     app.send_task(TASK_NAME, args=[job_id], queue=queue, countdown=delay_s if delay_s > 0 else None)

@@ -145,18 +145,24 @@ class InProcessExecutor:
 
 
 class CeleryExecutor:
-    """Send job ids to Celery; the worker's task calls the same run_job."""
+    """Send job ids to Celery, each to its kind's queue (training, or webhook deliveries); the worker's task calls
+    the same run_job."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         # here, not at the top: Celery and its broker client load only when a broker is configured
-        from app.jobs.celery_app import TASK_NAME, make_celery
+        from app.jobs.celery_app import make_celery
 
+        self.settings, self.db = settings, db
         self.app = make_celery(settings)
-        self.task, self.queue = TASK_NAME, settings.job_queue
 
     def enqueue(self, job_id: int, delay_s: float = 0.0) -> None:
-        """Send ``job_id``; with ``delay_s`` > 0 as a countdown (the broker's worker holds it until then)."""
-        self.app.send_task(self.task, args=[job_id], queue=self.queue, countdown=delay_s if delay_s > 0 else None)
+        """Send ``job_id`` to its queue; with ``delay_s`` > 0 as a countdown (the broker's worker holds it until
+        then)."""
+        from app.jobs.celery_app import queue_for, send_job
+
+        with self.db.session_scope() as session:
+            kind = jobs.job_kind(session, job_id)
+        send_job(self.app, job_id, queue_for(self.settings, kind), delay_s)
 
     def shutdown(self) -> None:
         self.app.close()
@@ -164,5 +170,5 @@ class CeleryExecutor:
 
 def make_executor(settings: Settings, db: Database) -> InProcessExecutor | CeleryExecutor:
     if settings.broker_url:
-        return CeleryExecutor(settings)
+        return CeleryExecutor(settings, db)
     return InProcessExecutor(settings, db)

@@ -68,8 +68,12 @@ def _due(now: datetime) -> ColumnElement[bool]:
     return (Job.status == "queued") & (Job.not_before.is_(None) | (Job.not_before <= now))
 
 
-def list_recent(session: Session, limit: int = 50, project_id: int | None = None) -> list[Job]:
+def list_recent(
+    session: Session, limit: int = 50, project_id: int | None = None, exclude_kinds: tuple[str, ...] = ()
+) -> list[Job]:
     q = select(Job).order_by(Job.id.desc()).limit(limit)
     if project_id is not None:
         q = q.where(Job.project_id == project_id)
+    if exclude_kinds:
+        q = q.where(Job.kind.not_in(exclude_kinds))
     return list(session.scalars(q))

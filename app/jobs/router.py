@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 
 from app.deps import AdminPrincipal, CurrentPrincipal, SessionDep
 from app.jobs import service
@@ -21,9 +23,16 @@ def enqueue_after_commit(request: Request, background: BackgroundTasks, job_ids:
 
 @router.get("/api/v1/jobs", response_model=list[JobOut])
 def list_jobs(
-    session: SessionDep, principal: CurrentPrincipal, project_id: int | None = None, limit: int = 50
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    project_id: int | None = None,
+    limit: int = 50,
+    webhooks: Annotated[
+        bool, Query(description="Include webhook delivery jobs (false: trainings, scoring, …).")
+    ] = True,
 ) -> list[JobOut]:
-    return [JobOut.model_validate(j) for j in service.list_jobs(session, min(max(limit, 1), 500), project_id)]
+    jobs = service.list_jobs(session, min(max(limit, 1), 500), project_id, webhooks=webhooks)
+    return [JobOut.model_validate(j) for j in jobs]
 
 
 @router.get("/api/v1/jobs/{job_id}", response_model=JobOut)

@@ -200,5 +200,7 @@ def stale_jobs(session: Session) -> list[int]:
     return repo.stale(session, utcnow())
 
 
-def list_jobs(session: Session, limit: int = 50, project_id: int | None = None) -> list[Job]:
-    return repo.list_recent(session, limit, project_id)
+def list_jobs(session: Session, limit: int = 50, project_id: int | None = None, *, webhooks: bool = True) -> list[Job]:
+    """The newest jobs, newest first; ``webhooks=False`` leaves out webhook deliveries (their own log is on the
+    webhooks page), so a receiver that is down does not bury the trainings."""
+    return repo.list_recent(session, limit, project_id, exclude_kinds=() if webhooks else ("webhook",))

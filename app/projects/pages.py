@@ -243,5 +243,5 @@ def labels_in_range(
 
 
 @router.get("/admin/jobs")
-def jobs_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
-    return render(request, "jobs.html", principal, **views.jobs_page(session))
+def jobs_page(request: Request, session: SessionDep, principal: AdminPrincipal, webhooks: bool = False) -> Response:
+    return render(request, "jobs.html", principal, **views.jobs_page(session, webhooks=webhooks))

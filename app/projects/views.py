@@ -168,9 +168,11 @@ def labeling_state(session: Session, project: Project, viewer: User | None = Non
     return out
 
 
-def jobs_page(session: Session, limit: int = 200) -> dict[str, Any]:
-    """The jobs monitor: the newest jobs and the names of their projects."""
+def jobs_page(session: Session, limit: int = 200, webhooks: bool = False) -> dict[str, Any]:
+    """The jobs monitor: the newest jobs (webhook deliveries only when asked for) and the names of their projects."""
+    listed = jobs.list_jobs(session, limit, webhooks=webhooks)
     return {
-        "jobs_json": [JobOut.model_validate(j).model_dump(mode="json") for j in jobs.list_jobs(session, limit)],
+        "webhooks": webhooks,
+        "jobs_json": [JobOut.model_validate(j).model_dump(mode="json") for j in listed],
         "project_names": {p.id: p.name for p in service.list_projects(session)},
     }

@@ -394,7 +394,7 @@ def test_celery_worker_retries_with_a_countdown(postgres_url, receiver, tmp_path
     db = Database(postgres_url)
     env = {**worker_env(postgres_url, REDIS_URL, tmp_path), "ANOMALOOP_WEBHOOK_BACKOFF_S": "[1.0]"}
     worker = WorkerProcess(env, tmp_path / "worker.log")
-    executor = CeleryExecutor(celery_settings(db, REDIS_URL, tmp_path))
+    executor = CeleryExecutor(celery_settings(db, REDIS_URL, tmp_path), db)
     try:
         worker.wait_ready()
         receiver.answers = [500]
@@ -421,6 +421,86 @@ def test_celery_worker_retries_with_a_countdown(postgres_url, receiver, tmp_path
         executor.shutdown()
         _wipe(db)
         db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow  # starts a real `anomaloop worker` process
+def test_a_webhooks_only_worker_delivers_while_training_waits_on_its_own_queue(postgres_url, receiver, tmp_path):
+    """Deliveries travel on the webhook queue: a worker started with `--queues webhooks` delivers one, and a
+    training job sent beside it stays in the training queue for a training worker (this one never takes it)."""
+    import redis as redis_lib
+
+    from app.db import Database
+    from app.jobs.executor import CeleryExecutor
+    from tests.conftest import REDIS_URL, _wipe, service_unavailable
+    from tests.worker.conftest import WorkerProcess, celery_settings, worker_env
+
+    if not postgres_url:
+        service_unavailable("PostgreSQL", "cannot connect")
+    try:
+        broker = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        broker.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable("Redis", f"{REDIS_URL}: {exc.__class__.__name__}")
+    broker.flushdb()
+    db = Database(postgres_url)
+    settings = celery_settings(db, REDIS_URL, tmp_path)
+    worker = WorkerProcess(
+        worker_env(postgres_url, REDIS_URL, tmp_path), tmp_path / "worker.log", "--queues", "webhooks"
+    )
+    executor = CeleryExecutor(settings, db)
+    try:
+        worker.wait_ready()
+        with db.session_scope() as session:
+            fit_id = jobs.create_job(session, "fit").id
+            subscription, secret = webhooks.create_subscription(session, None, receiver.url, ["job.failed"])
+            delivery, job_ids = webhooks.send_test(session, None, subscription.id)
+            delivery_id = delivery.id
+        executor.enqueue(fit_id)
+        for job_id in job_ids:
+            executor.enqueue(job_id)
+        got = receiver.next(60)
+        assert verify(secret, got.headers, got.body)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db.session_scope() as session:
+                if session.get(WebhookDelivery, delivery_id).status == "delivered":
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not delivered: {worker.log.read_text()[-2000:]}")
+        with db.session_scope() as session:
+            assert jobs.get_job(session, fit_id).status == "queued"
+        assert broker.llen(settings.job_queue) == 1  # the training job's message, waiting for a training worker
+    finally:
+        worker.stop()
+        executor.shutdown()
+        broker.flushdb()
+        _wipe(db)
+        db.dispose()
+
+
+def test_the_jobs_page_lists_deliveries_only_when_asked(admin_client, database):
+    """A receiver that is down makes a delivery job per event: the jobs monitor shows trainings, and the deliveries
+    (listed with their attempts on the webhooks page) only on request; the API filters the same way."""
+    import re
+
+    with database.session_scope() as session:
+        fit_id = jobs.create_job(session, "fit").id
+        subscription, _ = webhooks.create_subscription(session, None, "http://127.0.0.1:9/hook", ["job.failed"])
+        _, [delivery_job] = webhooks.send_test(session, None, subscription.id)
+
+    def listed(url: str) -> list[int]:
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        return [j["id"] for j in json.loads(re.search(r'id="jobs-data">(.*?)</script>', page.text, re.S)[1])]
+
+    assert listed("/admin/jobs") == [fit_id]
+    assert listed("/admin/jobs?webhooks=true") == [delivery_job, fit_id]
+    assert "Show them here too" in admin_client.get("/admin/jobs").text
+    assert [j["id"] for j in admin_client.get("/api/v1/jobs", params={"webhooks": "false"}).json()] == [fit_id]
+    assert [j["id"] for j in admin_client.get("/api/v1/jobs").json()] == [delivery_job, fit_id]
 
 
 def test_cancelling_a_waiting_retry_marks_the_delivery_failed_and_a_retry_reopens_it(database):

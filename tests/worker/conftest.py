@@ -62,10 +62,10 @@ def worker_env(db_url: str, broker: str, tmp: Path) -> dict[str, str]:
 class WorkerProcess:
     """One ``anomaloop worker`` in its own process group, its log in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.log = log
         self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "info", *args],
             cwd=ROOT,
             env=env,
             stdout=log.open("w"),

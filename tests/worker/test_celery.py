@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.
 
 @pytest.fixture
 def celery(pg, redis_url, tmp_path):
-    executor = CeleryExecutor(celery_settings(pg, redis_url, tmp_path))
+    executor = CeleryExecutor(celery_settings(pg, redis_url, tmp_path), pg)
     yield executor
     executor.shutdown()
 
@@ -196,7 +196,7 @@ def test_redis_restart_mid_run_loses_no_round(pg, own_redis, start_worker, share
     a job whose message Redis lost is sent again by the worker's sweep (queued row, empty queue)."""
     broker, restart = own_redis
     start_worker(broker)
-    executor = CeleryExecutor(celery_settings(pg, broker, tmp_path))
+    executor = CeleryExecutor(celery_settings(pg, broker, tmp_path), pg)
     project_id, fit_job = _slow_project(pg, shared_data, "restart")
     executor.enqueue(fit_job)
     wait_version(pg, project_id, 0, 300)
