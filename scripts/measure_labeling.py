@@ -204,7 +204,8 @@ def measure(base: str, project_id: int, answers: int, think: float) -> dict[str,
             page.wait_for_function(f"(() => {{ const q = document.getElementById('lq').dataset.query;"
                                    f" return q && q !== '{before}'; }})()", polling="raf")
             driver.append((time.perf_counter() - t0) * 1000)
-        page.wait_for_function("document.getElementById('lq-sync').dataset.pending === '0'")
+        # a function, not an expression: Playwright re-evaluates an expression with eval, which the page's CSP forbids
+        page.wait_for_function("() => document.getElementById('lq-sync').dataset.pending === '0'")
         in_page = page.evaluate("window.__lq.timings")
         plot = page.evaluate("window.__lq.plot")
         server = page.evaluate("""performance.getEntriesByType('resource')
