@@ -217,9 +217,11 @@ import { LABEL_BARS, theme } from "./js/palette.js";
     const btn = $("button", form);
     btn.disabled = true;
     try {
+      // ticked analysts get the round's windows dealt to them (app/projects/assignment.py); none: anyone answers
+      const assignees = $$("input[name=assignees]:checked", form).map((i) => i.value);
       const r = await post(`/api/v1/projects/${form.dataset.project}/rounds`,
-        { strategy: form.strategy.value, k: Number(form.k.value) || null });
-      toast(`Round ${r.number} started: ${r.k} windows to label`);
+        { strategy: form.strategy.value, k: Number(form.k.value) || null, ...(assignees.length ? { assignees } : {}) });
+      toast(`Round ${r.number} started: ${r.k} windows to label${assignees.length ? `, dealt to ${assignees.join(", ")}` : ""}`);
     } catch (e) { toast(e.message, 6000); btn.disabled = false; }
     refreshSections();
     poll();

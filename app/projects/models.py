@@ -94,6 +94,9 @@ class Round(Base):
     (app.projects.review); None while answers are missing, and for rounds that closed at once."""
     submitted_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     """Who submitted the round for retraining (None: it closed by itself or at once)."""
+    assignee_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    """The analysts (user ids, in the order the admin named them) its windows are dealt to (app.projects.assignment);
+    None: anyone with the analyst role answers any window."""
 
 
 class Query(Base):

@@ -28,9 +28,9 @@ from app.accounts.service import audit, usernames
 from app.db import utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs import service as jobs
+from app.projects import assignment, rounds
 from app.projects import consensus as cons
 from app.projects import repository as repo
-from app.projects import rounds
 from app.projects.models import Label, Project, Query, Round
 from app.projects.rounds import RoundStatus
 from app.webhooks import service as webhooks
@@ -178,12 +178,18 @@ def rows_to_undo(session: Session, project: Project, query: Query, actor: User |
 
 
 def next_query_for(session: Session, project: Project, rnd: Round, viewer: User | None) -> Query | None:
-    """The first pending query of ``rnd`` (rank order) that ``viewer`` has not answered or skipped yet."""
-    if not several_answers(project):
+    """The first pending query of ``rnd`` (rank order) that ``viewer`` has not answered or skipped yet; in a round
+    dealt to named analysts, the first of ``viewer``'s own windows (:mod:`app.projects.assignment`)."""
+    dealt = not assignment.sees_every_window(rnd, viewer)
+    if not several_answers(project) and not dealt:
         return repo.next_pending_query(session, rnd.id)
     me = viewer.id if viewer else None
-    for query in repo.list_queries(session, rnd.id):
-        if query.status == "pending" and me not in query_rows(session, query.id).responders:
+    queries = repo.list_queries(session, rnd.id)
+    owners = assignment.assigned(project, rnd, queries) if dealt else {}
+    for query in queries:
+        if query.status != "pending" or (dealt and me not in owners[query.id]):
+            continue
+        if not several_answers(project) or me not in query_rows(session, query.id).responders:
             return query
     return None
 

@@ -79,7 +79,7 @@ def start_round(
     session: SessionDep,
     principal: AdminPrincipal,
 ) -> RoundOut:
-    started = service.start_round(session, principal.user, project_id, body.strategy, body.k)
+    started = service.start_round(session, principal.user, project_id, body.strategy, body.k, body.assignees)
     enqueue_after_commit(request, background, started.job_ids)
     return RoundOut.model_validate(started.round)
 

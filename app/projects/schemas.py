@@ -151,6 +151,12 @@ class ProjectSettingsIn(BaseModel):
 class RoundStart(BaseModel):
     strategy: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
+    assignees: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        None,
+        max_length=50,
+        description="Usernames of the analysts whose queues the round's windows are dealt to, round-robin in rank "
+        "order (as many per window as the project's answers per window); omitted or empty: anyone answers any window.",
+    )
 
 
 class RoundOut(BaseModel):
@@ -168,6 +174,7 @@ class RoundOut(BaseModel):
         None, description="While open with every window answered: when it closes by itself unless submitted sooner."
     )
     submitted_by: int | None = None
+    assignee_ids: list[int] | None = Field(None, description="The analysts its windows are dealt to (user ids).")
 
 
 class AdjudicateIn(BaseModel):

@@ -38,8 +38,8 @@ from app.datasets.models import Series
 from app.db import utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs import service as jobs
+from app.projects import assignment, review
 from app.projects import repository as repo
-from app.projects import review
 from app.projects.models import Label, Project, Query, Round
 from app.projects.rounds import RoundStatus
 from app.projects.schemas import ProjectCreate
@@ -264,11 +264,26 @@ class RoundStarted:
 
 
 def start_round(
-    session: Session, actor: User | None, project_id: int, strategy: str | None = None, k: int | None = None
+    session: Session,
+    actor: User | None,
+    project_id: int,
+    strategy: str | None = None,
+    k: int | None = None,
+    assignees: Sequence[str] | None = None,
 ) -> RoundStarted:
     """Plan the next round (:func:`app.core.loop.plan_round`) on the serving version's stored scores, within the
-    remaining budget, and persist its queries. The serving version is also the one the round's retraining refines."""
+    remaining budget, and persist its queries. The serving version is also the one the round's retraining refines.
+    ``assignees``: usernames its windows are dealt to (:mod:`app.projects.assignment`); none: anyone answers."""
     project = get_project(session, project_id)
+    assignee_ids = assignment.resolve(session, assignees or [])
+    if assignee_ids and project.oracle != "human":
+        raise AppError("a ground-truth project's rounds are answered by the oracle: assign no analyst", status=422)
+    if 0 < len(assignee_ids) < project.answers_per_window:
+        raise AppError(
+            f"each window needs {project.answers_per_window} answers: name at least that many analysts "
+            f"(or none, and anyone answers)",
+            status=422,
+        )
     closed = review.close_overdue_rounds(session, project.id)  # a round whose review time is over closes first
     active = repo.active_round(session, project.id)
     if active is not None:
@@ -297,6 +312,7 @@ def start_round(
         status=RoundStatus.OPEN,
         started_by=actor.id if actor else None,
         source_version_id=version.id,
+        assignee_ids=assignee_ids or None,
     )
     repo.add(session, rnd)
     for q in picks:
@@ -323,6 +339,7 @@ def start_round(
         number=number,
         strategy=strategy,
         k=len(picks),
+        assignees=assignee_ids,
     )
     job_ids = list(closed)
     if project.oracle == "ground_truth":
@@ -490,6 +507,8 @@ def answer_query(
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
     project = get_project(session, rnd.project_id)
+    if assignment.is_dealt(rnd):  # a window dealt to other analysts is not this analyst's to answer (403)
+        assignment.check_may_answer(session, project, rnd, query, repo.list_queries(session, rnd.id), actor)
     # what this answer replaces: the one in force, or (several answers per window) this analyst's own; 409 when
     # another analyst answered meanwhile (app.projects.review)
     previous = review.answer_to_replace(session, project, query, actor)

@@ -13,8 +13,8 @@ from app.accounts.models import User
 from app.datasets import service as datasets
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
+from app.projects import assignment, review, service
 from app.projects import repository as repo
-from app.projects import review, service
 from app.projects.models import Project
 from app.projects.rounds import RoundStatus
 from app.projects.schemas import QueryOut
@@ -74,6 +74,8 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
         "versions": version_rows,
         "serving_id": serving_id,
         "users": accounts.usernames(session),
+        # who a round can be dealt to (the start-round form's "Assign…")
+        "analysts": [u.username for u in accounts.list_users(session) if u.is_active and u.role == "analyst"],
         "active": repo.active_round(session, project.id),
         "labels_used": service.labels_used(session, project.id),
         "jobs_json": project_jobs,
@@ -136,13 +138,21 @@ def labeling_state(session: Session, project: Project, viewer: User | None = Non
             "method": version.method,
         },
     }
+    # a round dealt to named analysts: their own windows only (app.projects.assignment); admins see every window
+    dealt = not assignment.sees_every_window(last, viewer)
+    owners = assignment.assigned(project, last, summary.queries)
+    out["round"]["assignees"] = [users.get(i, f"user {i}") for i in (last.assignee_ids or [])]
+    out["round"]["yours"] = sum(viewer.id in who for who in owners.values()) if dealt and viewer else None
     # several answers per window: the viewer sees their own answers (and windows they answered as done)
     mine = review.viewer_answers(session, project, summary.queries, viewer) if review.several_answers(project) else {}
     for q in summary.queries:
+        if dealt and viewer and viewer.id not in owners[q.id]:
+            continue
         item = QueryOut.model_validate(q).model_dump(mode="json")
         answer = summary.answers[q.id]
         if q.id in mine:
             item["status"], answer = mine[q.id]
+        item["assignees"] = [users.get(i, f"user {i}") for i in owners[q.id]]
         item["answer"] = [
             {
                 "start": lab.start,

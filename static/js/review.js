@@ -19,10 +19,19 @@ export function untilText(iso, now = Date.now()) {
 /** What the panel says, from the labeling state's round and project. Pure (tests/js can call it). */
 export function reviewText(round, project, now = Date.now()) {
   const others = Math.max(0, round.open_windows || 0);
+  const dealt = round.assignees || [];
+  if (round.yours === 0 && dealt.length) { // an admin dealt this round's windows to named analysts, not to this one
+    return {
+      title: `Round ${round.number} is assigned to other analysts`,
+      text: `Its windows are dealt to ${dealt.join(", ")}. Your queue fills when a round names you, or names nobody.`,
+      submit: false,
+    };
+  }
   if (others > 0) {
+    const who = dealt.length ? `dealt to ${dealt.join(", ")}` : `${project.answers_per_window} per window`;
     return {
       title: "You answered every window",
-      text: `${others} window${others === 1 ? " waits" : "s wait"} for other analysts' answers (${project.answers_per_window} per window). `
+      text: `${others} window${others === 1 ? " waits" : "s wait"} for other analysts' answers (${who}). `
         + "You can still change yours: pick a window in the list, or press z to undo your last answer.",
       submit: false,
     };
@@ -42,7 +51,7 @@ export function reviewText(round, project, now = Date.now()) {
  *  `onSubmitted(round)` gets the server's round after a successful submit; `onError(message)` a refusal. */
 export function drawReview(box, state, { onSubmitted, onError }) {
   const what = reviewText(state.round, state.project);
-  const sig = JSON.stringify([state.round.id, what.title, what.submit, state.round.review_until, state.round.open_windows]);
+  const sig = JSON.stringify([state.round.id, what.title, what.text, what.submit, state.round.review_until]);
   if (box.dataset.review === sig && box.querySelector("#lq-review")) return;
   box.dataset.review = sig;
   box.innerHTML = "";

@@ -266,3 +266,59 @@ def test_audit_trail_shows_label_undo_round_start_and_promotion(app, admin_clien
         ("admin", "version.promote"),
         ("admin", "project.create"),
     } <= seen
+
+
+def test_a_round_dealt_to_named_analysts(app, admin_client, analyst_client, database, tmp_path):
+    """The admin ticks two analysts: the round's five windows are dealt round-robin in rank order (ranks 1, 3, 5 to
+    the first, 2, 4 to the second); each queue holds its own windows, an analyst is refused another's window with
+    whose it is, one the round does not name has nothing to do and is told why, and an admin may answer any."""
+    from fastapi.testclient import TestClient
+
+    from app.accounts.service import create_user
+    from app.projects.assignment import deal
+
+    assert deal([7, 8], 5, 1) == [[7], [8], [7], [8], [7]]
+    assert deal([7, 8, 9], 3, 2) == [[7, 8], [9, 7], [8, 9]]  # two per window, distinct, evenly spread
+    assert deal([7], 2, 3) == [[7], [7]]  # never more analysts per window than are named
+    with database.session_scope() as session:
+        for name in ("alice", "carol"):
+            create_user(session, name, "analyst", "assign-password-1")
+    dataset_id = import_series(database, tmp_path)
+    project_id = create_project_by_form(admin_client, dataset_id)
+    wait_jobs(app)
+    page = admin_client.get(f"/projects/{project_id}").text
+    assert 'name="assignees" value="alice"' in page and 'name="assignees" value="carol"' in page
+    unknown = admin_client.post(f"/api/v1/projects/{project_id}/rounds", json={"assignees": ["analyst", "nobody"]})
+    assert unknown.status_code == 422 and "'nobody'" in unknown.json()["detail"]
+    started = admin_client.post(f"/api/v1/projects/{project_id}/rounds", json={"assignees": ["analyst", "alice"]})
+    assert started.status_code == 201, started.text
+    queries = admin_client.get(f"/api/v1/rounds/{started.json()['id']}/queries").json()
+    assert len(queries) == 5 and len(started.json()["assignee_ids"]) == 2
+
+    def signed_in(name: str) -> TestClient:
+        client = TestClient(app)
+        r = client.post("/login", data={"username": name, "password": "assign-password-1", "next": "/"})
+        client.headers["X-CSRF-Token"] = re.search(r'name="csrf-token" content="([^"]+)"', r.text).group(1)
+        return client
+
+    alice, carol = signed_in("alice"), signed_in("carol")
+    state = {who: c.get(f"/api/v1/projects/{project_id}/labeling").json() for who, c in
+             (("analyst", analyst_client), ("alice", alice), ("carol", carol), ("admin", admin_client))}  # fmt: skip
+    assert [q["rank"] for q in state["analyst"]["queries"]] == [0, 2, 4]
+    assert [q["rank"] for q in state["alice"]["queries"]] == [1, 3]
+    assert state["carol"]["queries"] == [] and state["carol"]["round"]["yours"] == 0
+    assert state["carol"]["round"]["assignees"] == ["analyst", "alice"]
+    assert len(state["admin"]["queries"]) == 5 and state["admin"]["round"]["yours"] is None
+    assert [q["assignees"] for q in state["admin"]["queries"]][:2] == [["analyst"], ["alice"]]
+    assert carol.get(f"/api/v1/projects/{project_id}/next-query").json() is None
+    assert alice.get(f"/api/v1/projects/{project_id}/next-query").json()["rank"] == 1
+    # the analyst's first window is rank 0; alice's rank 1 is not his to answer
+    assert analyst_client.get(f"/api/v1/projects/{project_id}/next-query").json()["rank"] == 0
+    refused = analyst_client.post(f"/api/v1/queries/{queries[1]['id']}/answer", json={"value": "anomaly"})
+    assert refused.status_code == 403 and "assigned to alice" in refused.json()["detail"]
+    assert carol.post(f"/api/v1/queries/{queries[0]['id']}/answer", json={"value": "normal"}).status_code == 403
+    # an admin stands in for an absent analyst
+    assert admin_client.post(f"/api/v1/queries/{queries[1]['id']}/answer", json={"value": "normal"}).status_code == 200
+    assert alice.get(f"/api/v1/projects/{project_id}/next-query").json()["rank"] == 3
+    for client in (alice, carol):
+        client.close()

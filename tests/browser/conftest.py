@@ -192,9 +192,10 @@ def login(page, role: str) -> None:  # type: ignore[no-untyped-def]
     assert not page.url.rstrip("/").endswith("/login"), f"sign-in as {role} failed: still on {page.url}"
 
 
-def open_first_round(database: Database, create: object) -> dict:
+def open_first_round(database: Database, create: object, start: bool = True) -> dict:
     """Create the project ``create`` (a ``ProjectCreate``) as the admin, train its first model here (no worker), open
-    round 1: ``{"id", "round_id", "queries": [(query id, start, end), ...]}`` in rank order."""
+    round 1: ``{"id", "round_id", "queries": [(query id, start, end), ...]}`` in rank order (``start=False``: no
+    round, ``{"id"}``)."""
     from app.accounts import repository as accounts_repo
     from app.jobs.runner import run_job
     from app.projects import service as projects
@@ -207,6 +208,8 @@ def open_first_round(database: Database, create: object) -> dict:
         )
         project_id = project.id
     assert run_job(database, Settings(database_url=database.url, broker_url=None), job_id, lambda _: None) == "done"
+    if not start:
+        return {"id": project_id}
     with database.session_scope() as session:
         started = projects.start_round(session, accounts_repo.get_user_by_name(session, "admin"), project_id)
         queries = [(q.id, q.start, q.end) for q in projects.repo.list_queries(session, started.round.id)]

@@ -6,8 +6,12 @@
 - A round reviewed before it closes: answer every window, undo one, answer it again, submit; the round then
   retrains.
 
+- A round dealt to a named analyst: the admin ticks her under "Assign…" and starts the round; her queue holds every
+  window, another analyst's says the round is assigned to her.
+
 Screenshots: ``annotators-review-panel``, ``annotators-waiting-for-others``, ``annotators-agreement``,
-``annotators-adjudicated``, ``annotators-submitted`` in test-artifacts/screenshots/. Every ``wait_for_function``
+``annotators-adjudicated``, ``annotators-submitted``, ``annotators-assign``, ``annotators-assigned-elsewhere`` in
+test-artifacts/screenshots/. Every ``wait_for_function``
 takes a function (the Content-Security-Policy forbids evaluating a string expression).
 """
 
@@ -36,8 +40,9 @@ CURRENT = "#lq[data-query]:not([data-query=''])"
 DONE = "#lq-done:not([hidden])"
 
 
-def fitted_project(database, folder: Path, name: str, round_size: int, **settings) -> dict:  # type: ignore[no-untyped-def]
-    """An iforest project on a small fresh series, its first model trained and round 1 open."""
+def fitted_project(database, folder: Path, name: str, round_size: int, start: bool = True, **settings) -> dict:  # type: ignore[no-untyped-def]
+    """An iforest project on a small fresh series, its first model trained and round 1 open (unless ``start``
+    is false)."""
     rng = np.random.default_rng(7)
     t = np.arange(2_000)
     values = np.sin(t / 30) + 0.1 * rng.standard_normal(t.size)
@@ -62,8 +67,9 @@ def fitted_project(database, folder: Path, name: str, round_size: int, **setting
             detector_params={"n_estimators": 30},
             **settings,
         ),
+        start=start,
     )
-    return {**opened, "queries": [qid for qid, _, _ in opened["queries"]]}
+    return {**opened, "queries": [qid for qid, _, _ in opened.get("queries", [])]}
 
 
 def sign_in_as(page, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -208,3 +214,55 @@ def test_a_round_is_reviewed_and_undone_before_it_closes(page, live_server, tmp_
         assert rnd.status != "open" and rnd.submitted_by == accounts_repo.get_user_by_name(session, "analyst").id
         values = {lab.query_id: lab.value for lab in projects.effective_labels(session, project["id"])}
     assert [values[q] for q in project["queries"]] == ["normal", "normal", "anomaly"]
+
+
+def test_a_round_dealt_to_a_named_analyst(browser, live_server, tmp_path_factory):
+    database = live_server.database
+    project = fitted_project(
+        database, tmp_path_factory.mktemp("assign"), "dealt-round", 3, start=False, review_grace_minutes=10
+    )
+    with database.session_scope() as session:
+        for name in ("dana", "eve"):
+            create_user(session, name, "analyst", PASSWORD)
+
+    def new_page():  # type: ignore[no-untyped-def]
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return context, page, errors
+
+    context, admin, errors = new_page()
+    login(admin, "admin")
+    admin.goto(f"/projects/{project['id']}")
+    admin.click("#assign summary")
+    admin.check("#assign input[value=dana]")
+    shot(admin, "annotators-assign")
+    admin.click("#start-round button[type=submit]")
+    admin.wait_for_selector("text=dealt to dana")
+    assert not errors, errors
+    context.close()
+    with database.session_scope() as session:
+        rnd = repo.active_round(session, project["id"])
+        assert rnd is not None and rnd.assignee_ids == [accounts_repo.get_user_by_name(session, "dana").id]
+
+    context, dana, errors = new_page()
+    sign_in_as(dana, "dana")
+    dana.goto(f"/projects/{project['id']}/label")
+    dana.wait_for_selector(CURRENT)
+    assert dana.locator("#lq-queue li").count() == 3  # every window is hers
+    answer_with_key(dana, "n")
+    wait_saved(dana)
+    assert not errors, errors
+    context.close()
+
+    context, eve, errors = new_page()
+    sign_in_as(eve, "eve")
+    eve.goto(f"/projects/{project['id']}/label")
+    eve.wait_for_selector("#lq-review")
+    assert eve.inner_text("#lq-review-title") == "Round 1 is assigned to other analysts"
+    assert "dealt to dana" in eve.inner_text("#lq-review-text")
+    assert eve.locator("#lq-queue li").count() == 0
+    shot(eve, "annotators-assigned-elsewhere")
+    assert not errors, errors
+    context.close()

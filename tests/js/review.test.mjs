@@ -30,3 +30,15 @@ test("reviewText: waiting for the others without a submit button, else review wi
   assert.match(review.text, /closes by itself at .* \(in 10 min\)\.$/);
   assert.doesNotMatch(reviewText({ number: 1, open_windows: 0 }, project, NOW).text, /closes by itself/);
 });
+
+test("reviewText: a round dealt to other analysts says so, and whom the open windows wait for", () => {
+  const project = { answers_per_window: 1 };
+  const notMine = reviewText({ number: 2, open_windows: 6, yours: 0, assignees: ["alice", "bob"] }, project, NOW);
+  assert.equal(notMine.title, "Round 2 is assigned to other analysts");
+  assert.match(notMine.text, /dealt to alice, bob/);
+  assert.equal(notMine.submit, false);
+  const waiting = reviewText({ number: 2, open_windows: 3, yours: 3, assignees: ["alice", "bob"] }, project, NOW);
+  assert.match(waiting.text, /^3 windows wait for other analysts' answers \(dealt to alice, bob\)/);
+  // everyone answered: the review panel, dealt or not
+  assert.equal(reviewText({ number: 2, open_windows: 0, yours: 3, assignees: ["alice"] }, project, NOW).submit, true);
+});
