@@ -824,8 +824,10 @@ def next_query(session: Session, project_id: int, viewer: User | None = None) ->
     """The next pending query of the project's open round, in rank order; with several answers per window, the next
     one ``viewer`` has not answered yet. A round whose review time is over is closed first (its retraining job is
     left queued for the sweeper)."""
-    project = get_project(session, project_id)
-    rnd = repo.active_round(session, project.id)
+    found = repo.project_and_active_round(session, project_id)  # one round trip for both
+    if found is None:
+        raise NotFound(f"no project with id {project_id}")
+    project, rnd = found
     if rnd is None or rnd.status != "open":
         return None
     if rnd.review_until is not None and rnd.review_until <= utcnow():
