@@ -151,7 +151,8 @@ class ProjectSettingsIn(BaseModel):
 class RoundStart(BaseModel):
     strategy: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
-    assignees: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+    # no control characters: PostgreSQL refuses a NUL in a query parameter, and no username has one
+    assignees: list[Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f]*$")]] | None = Field(
         None,
         max_length=50,
         description="Usernames of the analysts whose queues the round's windows are dealt to, round-robin in rank "
