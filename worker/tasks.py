@@ -11,7 +11,7 @@ from celery.signals import worker_ready, worker_shutdown
 import app.models  # noqa: F401 - every mapper defined before the sweeper thread runs a query
 from app.db import Database
 from app.jobs import service as jobs
-from app.jobs.celery_app import TASK_NAME, queue_for, send_job
+from app.jobs.celery_app import TASK_NAME, queue_for, queue_of_job, send_job
 from app.jobs.runner import LeaseHeld, run_job
 from app.projects import review
 from app.settings import Settings
@@ -40,17 +40,12 @@ def run_job_task(self, job_id: int) -> str:  # type: ignore[no-untyped-def]
     settings, db = _WorkerState.get()
 
     def enqueue(follow_up: int, delay_s: float = 0.0) -> None:
-        send_job(self.app, follow_up, _queue_of(db, settings, follow_up), delay_s)
+        send_job(self.app, follow_up, queue_of_job(db, settings, follow_up), delay_s)
 
     try:
         return run_job(db, settings, job_id, enqueue)
     except LeaseHeld:
         return "running elsewhere"  # the sweeper sends it again if that worker's lease runs out
-
-
-def _queue_of(db: Database, settings: Settings, job_id: int) -> str:
-    with db.session_scope() as session:
-        return queue_for(settings, jobs.job_kind(session, job_id))
 
 
 def sweep(app) -> int:  # type: ignore[no-untyped-def]
@@ -63,9 +58,9 @@ def sweep(app) -> int:  # type: ignore[no-untyped-def]
     with db.session_scope() as session:
         stale = jobs.stale_jobs(session)
         queued = {j.id for j in jobs.list_jobs(session, limit=500) if j.status == "queued"}
+        queue_of = {job_id: queue_for(settings, jobs.job_kind(session, job_id)) for job_id in stale}
     if not stale:
         return 0
-    queue_of = {job_id: _queue_of(db, settings, job_id) for job_id in stale}
     waiting: dict[str, int] = {}
     with app.connection_for_write() as conn:
         for queue in set(queue_of.values()):

@@ -10,9 +10,14 @@ acks_late + reject_on_worker_lost: a job whose worker dies is delivered again; t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import Celery
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 TASK_NAME = "anomaloop.run_job"
 """The one task: run a job by id (``worker/tasks.py``)."""
@@ -60,6 +65,14 @@ def queue_for(settings: Settings, kind: str | None) -> str:
     from app.jobs.runner import NETWORK_KINDS
 
     return settings.webhook_queue if kind in NETWORK_KINDS else settings.job_queue
+
+
+def queue_of_job(db: Database, settings: Settings, job_id: int) -> str:
+    """The Celery queue of the job ``job_id`` (its kind read from the job row): :func:`queue_for`."""
+    from app.jobs import service as jobs
+
+    with db.session_scope() as session:
+        return queue_for(settings, jobs.job_kind(session, job_id))
 
 
 def send_job(app: Celery, job_id: int, queue: str, delay_s: float = 0.0) -> None:

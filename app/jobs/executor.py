@@ -158,11 +158,9 @@ class CeleryExecutor:
     def enqueue(self, job_id: int, delay_s: float = 0.0) -> None:
         """Send ``job_id`` to its queue; with ``delay_s`` > 0 as a countdown (the broker's worker holds it until
         then)."""
-        from app.jobs.celery_app import queue_for, send_job
+        from app.jobs.celery_app import queue_of_job, send_job
 
-        with self.db.session_scope() as session:
-            kind = jobs.job_kind(session, job_id)
-        send_job(self.app, job_id, queue_for(self.settings, kind), delay_s)
+        send_job(self.app, job_id, queue_of_job(self.db, self.settings, job_id), delay_s)
 
     def shutdown(self) -> None:
         self.app.close()

@@ -43,12 +43,16 @@ def last_round(session: Session, project_id: int) -> Round | None:
     return session.scalar(select(Round).where(Round.project_id == project_id).order_by(Round.number.desc()).limit(1))
 
 
+ACTIVE_STATUSES = ("open", "complete", "training")
+"""``app.projects.rounds.ACTIVE`` as plain strings (that module imports this one)."""
+
+
 def project_and_active_round(session: Session, project_id: int) -> tuple[Project, Round | None] | None:
     """The project and its active round (:func:`active_round`) in one query; None when there is no such project.
     For the analysts' most frequent request (the next query), where each round trip counts on PostgreSQL."""
     row = session.execute(
         select(Project, Round)
-        .outerjoin(Round, (Round.project_id == Project.id) & Round.status.in_(("open", "complete", "training")))
+        .outerjoin(Round, (Round.project_id == Project.id) & Round.status.in_(ACTIVE_STATUSES))
         .where(Project.id == project_id)
         .order_by(Round.number.desc())
         .limit(1)
@@ -59,7 +63,7 @@ def project_and_active_round(session: Session, project_id: int) -> tuple[Project
 def active_round(session: Session, project_id: int) -> Round | None:
     return session.scalar(
         select(Round)
-        .where(Round.project_id == project_id, Round.status.in_(("open", "complete", "training")))  # rounds.ACTIVE
+        .where(Round.project_id == project_id, Round.status.in_(ACTIVE_STATUSES))
         .order_by(Round.number.desc())
         .limit(1)
     )

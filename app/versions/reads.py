@@ -430,32 +430,22 @@ def _body(factory: SessionFactory, read: ScoreRead, block_points: int, *, one_pa
         "threshold": read.threshold,
         "timestamp_kind": read.timestamp_kind,
     }
+    # JSON with three parallel arrays (the shape clients of the earlier, unstreamed endpoint parse). A stream makes
+    # three passes over the blocks, each reading only what it writes, so no array is ever held whole; a range
+    # answered in one body (INLINE_POINTS at most) reads its blocks once and holds them.
+    held = list(blocks(factory, read, block_points)) if one_pass else None
+
+    def each(**only: bool) -> Iterator[Block]:
+        return iter(held) if held is not None else blocks(factory, read, block_points, **only)
+
+    kind, threshold = read.timestamp_kind, read.threshold
     yield (json.dumps(head, separators=(",", ":"))[:-1] + ',"timestamps":[').encode()
-    threshold = read.threshold
-    kind = read.timestamp_kind
-    if one_pass:
-        # a range answered in one body (INLINE_POINTS at most): its blocks are read once and held
-        held = list(blocks(factory, read, block_points))
-        yield from _joined(_json_timestamps(b.timestamps, kind) for b in held)
-        yield b'],"scores":['
-        yield from _joined(_json_scores(b.scores) for b in held)
-        yield b'],"predictions":['
-        if threshold is not None:
-            yield from _joined(_json_predictions(b.scores, threshold) for b in held)
-        yield b"]}"
-        return
-    # JSON with three parallel arrays (the shape clients of the earlier, unstreamed endpoint parse): streamed in
-    # three passes over the blocks, so no array is ever held whole
-    yield from _joined(
-        _json_timestamps(b.timestamps, kind) for b in blocks(factory, read, block_points, with_scores=False)
-    )
+    yield from _joined(_json_timestamps(b.timestamps, kind) for b in each(with_scores=False))
     yield b'],"scores":['
-    yield from _joined(_json_scores(b.scores) for b in blocks(factory, read, block_points, with_timestamps=False))
+    yield from _joined(_json_scores(b.scores) for b in each(with_timestamps=False))
     yield b'],"predictions":['
     if threshold is not None:
-        yield from _joined(
-            _json_predictions(b.scores, threshold) for b in blocks(factory, read, block_points, with_timestamps=False)
-        )
+        yield from _joined(_json_predictions(b.scores, threshold) for b in each(with_timestamps=False))
     yield b"]}"
 
 
