@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     largest decompressed size of an uploaded ``.csv.gz`` and of an uploaded Parquet file's columns."""
     max_json_kb: int = Field(1024, ge=1)
     """Largest accepted body of any other request (JSON or form), refused before it is read."""
+    max_concurrent_requests: int = Field(8, ge=1)
+    """Requests one web process works on at once (static files and ``/healthz`` aside); the rest wait their turn in
+    the event loop, first come first served. Each admitted request holds at most two database connections, so keep
+    it at most half of ``db_pool_size + db_max_overflow``; a few per core keeps requests that need the CPU from
+    starving each other (see :meth:`app.accounts.guard.Guard._admission`)."""
+    admission_wait_seconds: float = Field(5.0, gt=0)
+    """Seconds a request waits for its turn before it gets 503 with ``Retry-After``."""
     db_pool_size: int = Field(10, ge=1)
     """Database connections kept open per process (see :class:`app.db.PoolOptions` for the reasoning)."""
     db_max_overflow: int = Field(10, ge=0)

@@ -178,7 +178,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(database_url: str | None, work: Path) -> tuple[Target, subprocess.Popen, Any]:
+def start_server(
+    database_url: str | None, work: Path, settings: dict[str, str]
+) -> tuple[Target, subprocess.Popen, Any]:
     """A fresh database (SQLite file, or a new PostgreSQL database), an admin token, uvicorn on a free port."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -212,6 +214,7 @@ def start_server(database_url: str | None, work: Path) -> tuple[Target, subproce
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALOOP_")}
     env.update(ANOMALOOP_DATABASE_URL=url, ANOMALOOP_DATA_DIR=str(work), ANOMALOOP_DEVICE="cpu")
+    env.update({f"ANOMALOOP_{name.upper()}": value for name, value in settings.items()})
     log = (work / "server.log").open("wb")
     server = subprocess.Popen(  # noqa: S603 - our own server on loopback
         [sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory", "--host", "127.0.0.1", "--port",
@@ -482,11 +485,27 @@ def main() -> None:
     parser.add_argument("--event-batches", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="upper bound of each load phase")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        type=lambda text: tuple(text.split("=", 1)),
+        metavar="NAME=VALUE",
+        help="a server setting for the started server (e.g. max_concurrent_requests=4); repeatable",
+    )
+    parser.add_argument(
+        "--phases", default="reads,appends,stream,events", help="which phases to run, comma-separated (in this order)"
+    )
     args = parser.parse_args()
     clients = min(max(args.clients, 1), MAX_CLIENTS)
     requests = min(max(args.requests, 1), MAX_REQUESTS)
     if args.url and not args.token:
         parser.error("--url needs --token (an admin's API token)")
+    wanted = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if not wanted or wanted - {"reads", "appends", "stream", "events"}:
+        parser.error("--phases takes reads, appends, stream, events")
+    if args.skip_stream:
+        wanted.discard("stream")
     if args.range >= args.base_points:
         parser.error("--range must be below --base-points")
 
@@ -495,17 +514,20 @@ def main() -> None:
     if args.url:
         target = Target(args.url.rstrip("/"), args.token)
     else:
-        target, server, cleanup = start_server(args.database_url, work)
+        target, server, cleanup = start_server(args.database_url, work, dict(args.setting))
     phases: list[Phase] = []
     try:
         headers = {"Authorization": f"Bearer {target.token}"}
         with httpx.Client(base_url=target.url, headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
             seeded = seed(client, clients, args.base_points)
-            phases.append(asyncio.run(run_reads(target, seeded, clients, requests, args.range, args.max_seconds)))
-            phases.append(asyncio.run(run_appends(target, seeded, requests, args.batch, args.max_seconds)))
-            if not args.skip_stream:
+            if "reads" in wanted:
+                phases.append(asyncio.run(run_reads(target, seeded, clients, requests, args.range, args.max_seconds)))
+            if "appends" in wanted:
+                phases.append(asyncio.run(run_appends(target, seeded, requests, args.batch, args.max_seconds)))
+            if "stream" in wanted:
                 phases.append(run_stream(target, client, seeded, args.stream_points, work))
-            phases.append(run_events(target, client, seeded, args.event_batches, args.batch))
+            if "events" in wanted:
+                phases.append(run_events(target, client, seeded, args.event_batches, args.batch))
     finally:
         if server is not None:
             server.terminate()

@@ -70,6 +70,7 @@ import json
 import math
 import pickle
 import sys
+import threading
 import warnings
 from typing import Any, cast
 
@@ -93,6 +94,12 @@ LEGACY_MESSAGE = (
     "stored bytes could run code; retrain the project to store a new version, or have an operator convert the "
     "stored versions once with app.core.persist.convert_legacy (it unpickles them: only on a database you trust)"
 )
+
+NPY_HEADER_LOCK = threading.Lock()
+"""Held while ``np.load`` parses a stored array's header (with ``ast.literal_eval``). CPython before 3.11.8 / 3.12.1
+shares the ast module's recursion counter between threads, so two threads parsing at once can fail with
+``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905): seen as a 500 when several
+requests loaded a model at once. A header is a few hundred bytes; holding the lock costs nothing measurable."""
 
 _TAG = "__t"
 _LEAF, _UNDEFINED = -1, -2  # scikit-learn's TREE_LEAF (no child) and TREE_UNDEFINED (a leaf's feature)
@@ -385,7 +392,8 @@ def _blob(blobs: list[tuple[str, bytes]], value: dict[str, Any], kind: str) -> b
 
 def _decode_array(value: dict[str, Any], blobs: list[tuple[str, bytes]]) -> Any:
     try:
-        arr = np.load(io.BytesIO(_blob(blobs, value, "npy")), allow_pickle=False)
+        with NPY_HEADER_LOCK:
+            arr = np.load(io.BytesIO(_blob(blobs, value, "npy")), allow_pickle=False)
     except ModelFormatError:
         raise
     except Exception as exc:  # np.load's errors on a corrupt file vary (ValueError, EOFError, ...)

@@ -8,7 +8,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.projects.models import Label, Project, Query, Round
+from app.datasets.models import Series
+from app.projects.models import Label, Project, Query, Round, project_series
 
 
 def add(session: Session, obj: object) -> None:
@@ -26,6 +27,22 @@ def get_project_by_name(session: Session, name: str) -> Project | None:
 
 def list_projects(session: Session) -> list[Project]:
     return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+def project_ids_with_series(session: Session, series_id: int) -> set[int]:
+    """The projects whose data include the series (one index lookup; loading each project's series is not needed)."""
+    return set(session.scalars(select(project_series.c.project_id).where(project_series.c.series_id == series_id)))
+
+
+def first_series(session: Session, project_id: int) -> Series | None:
+    """The project's first series (by id): the one its model's channels and chunking were set up from."""
+    return session.scalar(
+        select(Series)
+        .join(project_series, project_series.c.series_id == Series.id)
+        .where(project_series.c.project_id == project_id)
+        .order_by(Series.id)
+        .limit(1)
+    )
 
 
 def get_round(session: Session, round_id: int, *, lock: bool = False) -> Round | None:

@@ -92,26 +92,39 @@ class DetectorCache:
     100-point batch a few ms. A version's weights never change once stored, so an entry is keyed by the version id
     and its creation time (a reused id of a deleted version is another key); each database has its own cache
     (:attr:`app.db.Database.caches`). Each entry has a lock: a detector keeps per-series caches that are not safe to
-    share between threads, so one scoring at a time uses it. Bounded LRU; thread-safe."""
+    share between threads, so one scoring at a time uses it. Bounded LRU; thread-safe. A version is loaded once
+    however many requests ask for it at the same moment (the others wait for that load, not a load of their own)."""
 
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
         self._items: OrderedDict[Hashable, tuple[Detector, threading.Lock]] = OrderedDict()
+        self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, load: Callable[[], Detector]) -> tuple[Detector, threading.Lock]:
+        found = self._found(key)
+        if found is not None:
+            return found
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per key at a time; another version's load never waits on it
+            found = self._found(key)  # loaded by the thread this one waited for
+            if found is not None:
+                return found
+            entry = (load(), threading.Lock())
+            with self._lock:
+                self._items[key] = entry
+                self._loading.pop(key, None)
+                while len(self._items) > self.max_items:
+                    self._items.popitem(last=False)
+        return entry
+
+    def _found(self, key: Hashable) -> tuple[Detector, threading.Lock] | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
-                return found
-        entry = (load(), threading.Lock())  # loaded outside the lock: another version's load never waits on it
-        with self._lock:
-            entry = self._items.setdefault(key, entry)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-        return entry
+            return found
 
 
 MODEL_CACHE_SIZE = 8
@@ -138,12 +151,12 @@ def loaded_detector(session: Session, version: ModelVersion) -> tuple[Detector, 
 def covering_versions(session: Session, series_id: int) -> list[tuple[Project, ModelVersion]]:
     """The serving version of every project whose model covers the series: the series is one of the project's, or
     the serving version has already scored it (a series asked for after it trained)."""
-    out = []
+    out, members = [], projects_repo.project_ids_with_series(session, series_id)
     for project in projects_repo.list_projects(session):
         version = repo.serving_or_latest(session, project)
         if version is None:
             continue
-        if any(s.id == series_id for s in project.series) or repo.has_scores(session, version.id, series_id):
+        if project.id in members or repo.has_scores(session, version.id, series_id):
             out.append((project, version))
     return out
 
@@ -230,7 +243,8 @@ def prepare_tail(session: Session, project: Project, version: ModelVersion, seri
             "not_enough_points",
             message=f"series {series.id} has {n_points} points; the model scores windows of {window}",
         )
-    model_channels = project.series[0].n_channels if project.series else series.n_channels
+    first = projects_repo.first_series(session, project.id) or series
+    model_channels = first.n_channels
     if series.n_channels != model_channels:
         raise AppError(
             f"series {series.id} has {series.n_channels} channel(s); project {project.id}'s model takes "
@@ -247,7 +261,7 @@ def prepare_tail(session: Session, project: Project, version: ModelVersion, seri
         kinds = tuple(k for k, present in given.items() if present)
     else:  # a longer series: the kinds the version stored for it
         kinds = tuple(k for k in ("window", "margin", "driver") if repo.has_scores(session, version.id, series.id, k))
-    chunk = project.series[0].chunk_points if project.series else series.chunk_points
+    chunk = first.chunk_points
     return TailWork(
         project.id,
         version.id,

@@ -8,7 +8,9 @@ the loop, and the server (``/healthz`` included) froze for minutes.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from fastapi.testclient import TestClient
@@ -171,3 +173,37 @@ def test_a_300_mb_anonymous_upload_is_refused_without_being_read(database, tmp_p
         assert not any((tmp_path / "uploads").glob("upload-*/*"))
         assert _rss_kb(server.process.pid) - rss_before < 50 * 1024, "the bodies were not buffered in memory"
         assert httpx.get(server.url + "/healthz", timeout=2).status_code == 200
+
+
+def test_requests_beyond_the_admission_limit_wait_their_turn_then_get_503(database, tmp_path):
+    """At most ``max_concurrent_requests`` requests are worked on at once; the next waits its turn, and one that
+    waits longer than ``admission_wait_seconds`` gets 503 with Retry-After. ``/healthz`` never waits."""
+    token = make_user(database, "admin", "admin", ["read"])
+    bearer = {"Authorization": f"Bearer {token}"}
+    settings = Settings(
+        database_url=database.url, data_dir=tmp_path, max_concurrent_requests=2, admission_wait_seconds=0.5
+    )
+    app = create_app(settings, database)
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def hold() -> dict:  # a slow request (a long read, a training's answer): holds its slot until released
+        entered.release()
+        release.wait(HANG_BOUND_S)
+        return {"held": True}
+
+    app.add_api_route("/api/v1/test-hold", hold)
+    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+        held = [pool.submit(client.get, "/api/v1/test-hold") for _ in range(2)]
+        assert entered.acquire(timeout=HANG_BOUND_S) and entered.acquire(timeout=HANG_BOUND_S)
+        started = time.monotonic()
+        r = client.get("/api/v1/me", headers=bearer)
+        waited = time.monotonic() - started
+        assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), r.text
+        assert "busy" in r.json()["detail"] and 0.4 < waited < HANG_BOUND_S
+        assert client.get("/healthz").status_code == 200  # never queued behind the slow ones
+        queued = pool.submit(client.get, "/api/v1/me", headers=bearer)
+        time.sleep(0.1)
+        assert not queued.done()  # waiting for a slot, not refused
+        release.set()
+        assert queued.result(HANG_BOUND_S).status_code == 200
+        assert [f.result(HANG_BOUND_S).status_code for f in held] == [200, 200]

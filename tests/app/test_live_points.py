@@ -327,3 +327,36 @@ def test_score_an_uploaded_array_without_storing_it(anonymous_client, database, 
     with database.session_scope() as session:
         assert session.query(SeriesAppend).count() == n_appends  # nothing stored
         assert datasets_repo.get_series(session, trained["series_id"]).n_points == N0
+
+
+def test_a_version_asked_for_by_many_requests_at_once_is_loaded_once():
+    """Eight requests scoring with a version not yet in the cache share one load (an ensemble takes ~0.5 s to
+    rebuild); each gets the same detector and its scoring lock."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = scoring.DetectorCache(4)
+    loads, start = [], threading.Barrier(8)
+    model = load_detector(_fitted_iforest_bytes())
+
+    def slow_load():
+        loads.append(1)
+        threading.Event().wait(0.2)  # long enough for every thread to arrive during the load
+        return model
+
+    def ask(_: int):
+        start.wait()
+        return cache.get(("version", 1), slow_load)
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(ask, range(8)))
+    assert len(loads) == 1
+    assert all(detector is model and lock is got[0][1] for detector, lock in got)
+    assert cache.get(("version", 2), lambda: model)[1] is not got[0][1]  # another version, another lock
+
+
+def _fitted_iforest_bytes() -> bytes:
+    from app.core.detectors.registry import make_detector
+
+    x = np.random.default_rng(0).standard_normal((500, 1)).astype(np.float32)
+    return make_detector("iforest", window=10, n_estimators=5).fit(x).to_bytes()

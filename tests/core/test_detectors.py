@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,25 @@ def test_iforest_warm_up_contract() -> None:
     # The point score is the score of the window ending there.
     det = IForestDetector(window=25, seed=3, max_fit_windows=200).fit(x)
     np.testing.assert_array_equal(det.score(x)[24:], det.window_scores(x))
+
+
+@pytest.mark.parametrize(
+    ("channels", "max_samples", "n_fit"), [(1, "auto", 3000), (3, 64, 3000), (2, 1.0, 40), (1, "auto", 1)]
+)
+def test_the_flat_forest_scores_exactly_as_scikit_learn(channels: int, max_samples: Any, n_fit: int) -> None:
+    """Small batches are walked by ``FlatForest``; its scores equal scikit-learn's ``-score_samples`` bit for bit
+    (deep and shallow trees, several channels, a forest fitted on a single window), and the detector's answer does
+    not depend on which walk a batch got."""
+    from app.core.detectors.iforest import FLAT_FOREST_MAX_WINDOWS, FlatForest
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n_fit + 9, channels)).astype(np.float32)
+    det = IForestDetector(window=10, seed=2, max_samples=max_samples, n_estimators=30).fit(x)
+    probe = rng.standard_normal((300, 10 * channels)).astype(np.float32) * 3
+    np.testing.assert_array_equal(FlatForest(det.forest_).scores(probe), -det.forest_.score_samples(probe))
+    long = rng.standard_normal((FLAT_FOREST_MAX_WINDOWS + 200, channels)).astype(np.float32)
+    whole = det.window_scores(long)  # more windows than the flat walk takes: scikit-learn's walk
+    np.testing.assert_array_equal(det.window_scores(long[:200]), whole[: 200 - 9])
 
 
 # -- the transformer's inference path, mask token and stored models -----------------------------
