@@ -137,6 +137,26 @@ def answer_to_replace(session: Session, project: Project, query: Query, actor: U
     return sorted(mine, key=lambda r: r.id) + markers
 
 
+def refuse_if_answered_by_another(session: Session, query: Query, actor: User | None) -> None:
+    """Before the round's lock: 409 at once when another analyst's answer or skip to ``query`` has committed (one
+    answer per window, a round open and dealt to nobody in particular). :func:`answer_to_replace` would refuse it
+    too, but only after the request waited its turn for the lock behind every concurrent answer to the round — on
+    SQLite, the database's write lock. What was read here has committed, so the refusal stands; every other case
+    (a pending window, the caller's own answer, several answers per window, a dealt round) is decided under the
+    lock."""
+    if query.status not in ("answered", "skipped"):
+        return
+    try:
+        rnd = repo.get_round(session, query.round_id)
+        project = session.get(Project, rnd.project_id) if rnd is not None else None
+        if rnd is None or project is None or rnd.status != "open" or assignment.is_dealt(rnd):
+            return
+        if not several_answers(project):
+            answer_to_replace(session, project, query, actor)
+    finally:
+        session.expire_all()  # whatever was read here is read again under the lock (a locking SELECT keeps loaded rows)
+
+
 def query_status(session: Session, project: Project, query: Query, answered: str) -> str:
     """The query's status after an answer, a skip or an undo was written (and flushed): ``answered`` (what the one
     answer made it) with one answer per window; with several, ``answered`` once that many analysts responded and any

@@ -488,10 +488,12 @@ def answer_query(
     query = repo.get_query(session, query_id)
     if query is None:
         raise NotFound(f"no query with id {query_id}")
+    key = _scoped_key(actor, "answer", idempotency_key) if idempotency_key else None
+    if not key or not (repo.labels_by_key(session, key + ":") or repo.labels_by_key(session, key + "!")):
+        review.refuse_if_answered_by_another(session, query, actor)  # a retry of a stored answer is answered below
     rnd = repo.lock_round_for_write(session, query.round_id)
     assert rnd is not None
     pieces = _answer_pieces(session, query, rnd.project_id, value, anomaly_range, ranges, label_type, comment)
-    key = _scoped_key(actor, "answer", idempotency_key) if idempotency_key else None
     if key:
         existing = repo.labels_by_key(session, key + ":")
         skipped = repo.labels_by_key(session, key + "!")

@@ -153,3 +153,61 @@ def test_unbounded_detector_parameters_are_refused_with_a_reason(params):
         ProjectCreate(name="p", dataset_id=1, detector="iforest", detector_params=params)
     nested = {"members": ["diff", "iforest"], "member_params": {"iforest": {"n_estimators": 50}}}
     assert ProjectCreate(name="p", dataset_id=1, detector="ensemble", detector_params=nested)
+
+
+def test_an_answer_to_a_window_another_analyst_answered_is_refused_without_waiting_for_the_lock(database):
+    """Twenty analysts on one queue race for the same window: the losers that arrive after the winner committed are
+    told at once (409, who answered), not after waiting their turn for the round's lock behind every other answer
+    — here the lock is held elsewhere for the whole check, and the refusal still comes at once. The winner's own
+    retry and a pending window still go through the lock (and wait for it)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from sqlalchemy import update
+
+    from app.accounts.models import User
+    from app.errors import Conflict
+    from app.projects.models import Query, Round
+
+    _, queries = open_round(database, n_queries=3)
+    make_user(database, "first", "analyst")
+    make_user(database, "late", "analyst")
+
+    def answer(name: str, query_id: int, key: str | None = None) -> str:
+        with database.session_scope() as session:
+            actor = session.scalar(select(User).where(User.username == name))
+            try:
+                result = projects.answer_query(session, actor, query_id, "normal", idempotency_key=key)
+                return "replayed" if result.duplicate else result.query.status
+            except Conflict as exc:
+                return f"409 {exc}"
+
+    assert answer("first", queries[0], key="k1") == "answered"
+    with database.session_scope() as session:
+        round_id = session.scalar(select(Query.round_id).where(Query.id == queries[0]))
+    held = database.engine.connect()  # another answer's transaction, holding the round's lock
+    try:
+        held.execute(update(Round).where(Round.id == round_id).values(id=Round.id))
+        if database.engine.dialect.name != "sqlite":
+            held.execute(select(Round).where(Round.id == round_id).with_for_update())
+        with ThreadPoolExecutor(2) as pool:
+            late = pool.submit(answer, "late", queries[0]).result(timeout=5)  # no wait for the lock
+            assert late.startswith("409") and "already answered by first" in late, late
+            pending = pool.submit(answer, "late", queries[1])  # decided under the lock: waits for it
+            with pytest.raises(FutureTimeout):
+                pending.result(timeout=0.5)
+            held.rollback()
+            assert pending.result(timeout=10) == "answered"
+    finally:
+        held.close()
+    assert answer("first", queries[0], key="k1") == "replayed"  # the winner's retry: the stored answer again
+    assert len(_in_force(database, _project_of(database, queries[0]), queries[0])) == 1
+
+
+def _project_of(database, query_id: int) -> int:
+    from app.projects.models import Query, Round
+
+    with database.session_scope() as session:
+        return session.scalar(
+            select(Round.project_id).join(Query, Query.round_id == Round.id).where(Query.id == query_id)
+        )
