@@ -16,19 +16,23 @@ from app.db import Database
 from app.errors import Forbidden, Unauthorized
 from app.settings import Settings
 
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency on a thread of its own, and a
+# request with several of them waited for a free thread before each (under load, while holding a connection).
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
 def get_session(request: Request) -> Iterator[Session]:
     # scope="function" (below) commits before the response is sent: a failed commit is a 500, never a 200
     # for a label that was not stored.
-    with get_database(request).session_scope() as session:
+    database: Database = request.app.state.db
+    with database.session_scope() as session:
         yield session
 
 
@@ -123,7 +127,7 @@ def optional_principal(
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
-def current_principal(principal: OptionalPrincipal, request: Request) -> Principal:
+async def current_principal(principal: OptionalPrincipal, request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("sign in first")
     principal.require("read" if request.method in SAFE_METHODS else "write")
@@ -133,7 +137,7 @@ def current_principal(principal: OptionalPrincipal, request: Request) -> Princip
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def admin_principal(principal: CurrentPrincipal) -> Principal:
+async def admin_principal(principal: CurrentPrincipal) -> Principal:
     principal.require("admin")
     return principal
 

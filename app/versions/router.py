@@ -163,7 +163,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def _reader(principal: OptionalPrincipal) -> Principal:
+async def _reader(principal: OptionalPrincipal) -> Principal:
     """Any signed-in caller with read scope: scoring an array stores nothing, so a read-only token may POST it."""
     if principal is None:
         raise Unauthorized("sign in first")
