@@ -30,13 +30,13 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """Connection pool of one process. Every request holds at most two connections (its dependencies' session and
-    one a route opens for a transaction of its own, such as an upload's import or an append's scoring), returned
+    """Connection pool of one process. A read holds one connection, a write at most two (its dependencies' session
+    and one a route opens for a transaction of its own, such as an upload's import or an append's scoring), returned
     when its transaction ends.
 
-    The guard admits at most ``max_concurrent_requests`` (8) requests at once (:meth:`app.accounts.guard.Guard.
-    _admission`), so ``size + overflow`` (20) leaves room for the in-process worker, the token-use writer and the
-    webhook sender; when every connection is in use anyway, a request waits at most ``timeout`` seconds and then
+    The guard admits at most ``max_concurrent_requests`` (8) reads and ``max_concurrent_writes`` (4) writes at once
+    (:meth:`app.accounts.guard.Guard._admission`), so ``size + overflow`` (20) leaves room for the in-process worker,
+    the token-use writer and the webhook sender; when every connection is in use anyway, a request waits at most ``timeout`` seconds and then
     gets 503 with ``Retry-After`` instead of queueing without bound. 20 is also far below PostgreSQL's default
     ``max_connections`` (100), leaving room for workers and a second web process. ``recycle`` drops connections a
     server or firewall may have cut; ``pre_ping`` (PostgreSQL) tests a connection before use so a restarted server

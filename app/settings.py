@@ -58,10 +58,13 @@ class Settings(BaseSettings):
     max_json_kb: int = Field(1024, ge=1)
     """Largest accepted body of any other request (JSON or form), refused before it is read."""
     max_concurrent_requests: int = Field(8, ge=1)
-    """Requests one web process works on at once (static files and ``/healthz`` aside); the rest wait their turn in
-    the event loop, first come first served. Each admitted request holds at most two database connections, so keep
-    it at most half of ``db_pool_size + db_max_overflow``; a few per core keeps requests that need the CPU from
-    starving each other (see :meth:`app.accounts.guard.Guard._admission`)."""
+    """Reads (GET, HEAD) one web process works on at once (static files and ``/healthz`` aside); the rest wait their
+    turn in the event loop, first come first served. A few per core keeps requests that need the CPU from starving
+    each other (see :meth:`app.accounts.guard.Guard._admission`)."""
+    max_concurrent_writes: int = Field(4, ge=1)
+    """Writes one web process works on at once, apart from the reads: a write may wait for a lock, and reads do
+    not queue behind it. A read holds one database connection, a write at most two (an append's scoring, an
+    upload's import): keep reads + 2 × writes within ``db_pool_size + db_max_overflow`` (8 + 2 × 4 = 16 of 20)."""
     admission_wait_seconds: float = Field(5.0, gt=0)
     """Seconds a request waits for its turn before it gets 503 with ``Retry-After``."""
     db_pool_size: int = Field(10, ge=1)

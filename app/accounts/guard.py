@@ -98,7 +98,7 @@ class Guard:
         self.app = app
         self.settings = settings
         self.db = db
-        self._slots: anyio.Semaphore | None = None  # made on first use, inside the server's event loop
+        self._slots: dict[bool, anyio.Semaphore] = {}  # reads and writes; made on first use, in the server's loop
         self.touches = touches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,7 +110,7 @@ class Guard:
         if path.startswith(NO_IDENTITY_PREFIXES):
             await self.app(scope, receive, send)
             return
-        slots, admitted = self._admission(), False
+        slots, admitted = self._admission(method in SAFE_METHODS), False
         with anyio.move_on_after(self.settings.admission_wait_seconds):
             await slots.acquire()
             admitted = True
@@ -122,16 +122,19 @@ class Guard:
         finally:
             slots.release()
 
-    def _admission(self) -> anyio.Semaphore:
-        """Admission control: at most ``max_concurrent_requests`` requests inside the app at once, the rest
-        waiting their turn (first come, first served) in the event loop, where waiting costs nothing. Without it
-        every request of a burst takes a thread at once: the threads then contend for Python's lock and the
-        database pool while requests that already hold a connection wait for a thread for their next step
-        (FastAPI runs a route's dependencies and its body on separate hops), and throughput collapses (appends
-        at 50 clients: 11 a second instead of 48, with 503s from the pool; BENCHMARKS.md)."""
-        if self._slots is None:
-            self._slots = anyio.Semaphore(self.settings.max_concurrent_requests)
-        return self._slots
+    def _admission(self, read: bool) -> anyio.Semaphore:
+        """Admission control: at most ``max_concurrent_requests`` reads and ``max_concurrent_writes`` writes inside
+        the app at once, the rest waiting their turn (first come, first served) in the event loop, where waiting
+        costs nothing. Without it every request of a burst takes a thread at once: the threads then contend for
+        Python's lock and the database pool while requests that already hold a connection wait for a thread for
+        their next step (FastAPI runs a route's dependencies and its body on separate hops), and throughput
+        collapses (appends at 50 clients: 11 a second instead of 48, with 503s from the pool; BENCHMARKS.md).
+        Writes have slots of their own because a write may wait for a lock (SQLite's one writer, a round's row):
+        reads must not queue behind it."""
+        if read not in self._slots:
+            limit = self.settings.max_concurrent_requests if read else self.settings.max_concurrent_writes
+            self._slots[read] = anyio.Semaphore(limit)
+        return self._slots[read]
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
         headers = _headers(scope)

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -175,23 +176,29 @@ def test_a_300_mb_anonymous_upload_is_refused_without_being_read(database, tmp_p
         assert httpx.get(server.url + "/healthz", timeout=2).status_code == 200
 
 
-def test_requests_beyond_the_admission_limit_wait_their_turn_then_get_503(database, tmp_path):
-    """At most ``max_concurrent_requests`` requests are worked on at once; the next waits its turn, and one that
-    waits longer than ``admission_wait_seconds`` gets 503 with Retry-After. ``/healthz`` never waits."""
-    token = make_user(database, "admin", "admin", ["read"])
-    bearer = {"Authorization": f"Bearer {token}"}
-    settings = Settings(
-        database_url=database.url, data_dir=tmp_path, max_concurrent_requests=2, admission_wait_seconds=0.5
-    )
-    app = create_app(settings, database)
+def _app_with_a_slow_route(database, tmp_path, **settings) -> tuple[Any, threading.Semaphore, threading.Event]:
+    """The app with ``/api/v1/test-hold`` (GET and POST): a slow request (a long read, a write waiting for a lock)
+    that holds its slot until ``release`` is set; ``entered`` counts the requests that got in."""
+    app = create_app(Settings(database_url=database.url, data_dir=tmp_path, **settings), database)
     entered, release = threading.Semaphore(0), threading.Event()
 
-    def hold() -> dict:  # a slow request (a long read, a training's answer): holds its slot until released
+    def hold() -> dict:
         entered.release()
         release.wait(HANG_BOUND_S)
         return {"held": True}
 
-    app.add_api_route("/api/v1/test-hold", hold)
+    app.add_api_route("/api/v1/test-hold", hold, methods=["GET", "POST"])
+    return app, entered, release
+
+
+def test_requests_beyond_the_admission_limit_wait_their_turn_then_get_503(database, tmp_path):
+    """At most ``max_concurrent_requests`` reads are worked on at once; the next waits its turn, and one that waits
+    longer than ``admission_wait_seconds`` gets 503 with Retry-After. ``/healthz`` never waits."""
+    token = make_user(database, "admin", "admin", ["read"])
+    bearer = {"Authorization": f"Bearer {token}"}
+    app, entered, release = _app_with_a_slow_route(
+        database, tmp_path, max_concurrent_requests=2, admission_wait_seconds=0.5
+    )
     with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
         held = [pool.submit(client.get, "/api/v1/test-hold") for _ in range(2)]
         assert entered.acquire(timeout=HANG_BOUND_S) and entered.acquire(timeout=HANG_BOUND_S)
@@ -207,3 +214,22 @@ def test_requests_beyond_the_admission_limit_wait_their_turn_then_get_503(databa
         release.set()
         assert queued.result(HANG_BOUND_S).status_code == 200
         assert [f.result(HANG_BOUND_S).status_code for f in held] == [200, 200]
+
+
+def test_reads_do_not_queue_behind_writes(database, tmp_path):
+    """Writes have slots of their own (a write may wait for a lock): with every write slot taken, a read is answered
+    at once and the next write waits its turn (here until 503)."""
+    token = make_user(database, "admin", "admin", ["read"])
+    bearer = {"Authorization": f"Bearer {token}"}
+    app, entered, release = _app_with_a_slow_route(
+        database, tmp_path, max_concurrent_requests=2, max_concurrent_writes=1, admission_wait_seconds=0.5
+    )
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        held = pool.submit(client.post, "/api/v1/test-hold", headers=bearer)
+        assert entered.acquire(timeout=HANG_BOUND_S)
+        started = time.monotonic()
+        assert client.get("/api/v1/me", headers=bearer).status_code == 200
+        assert time.monotonic() - started < 0.4  # not the admission wait
+        assert client.post("/api/v1/test-hold", headers=bearer).status_code == 503
+        release.set()
+        assert held.result(HANG_BOUND_S).status_code == 200
