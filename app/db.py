@@ -35,12 +35,12 @@ class PoolOptions:
     when its transaction ends.
 
     The guard admits at most ``max_concurrent_requests`` (8) reads and ``max_concurrent_writes`` (4) writes at once
-    (:meth:`app.accounts.guard.Guard._admission`), so ``size + overflow`` (20) leaves room for the in-process worker,
-    the token-use writer and the webhook sender; when every connection is in use anyway, a request waits at most ``timeout`` seconds and then
-    gets 503 with ``Retry-After`` instead of queueing without bound. 20 is also far below PostgreSQL's default
-    ``max_connections`` (100), leaving room for workers and a second web process. ``recycle`` drops connections a
-    server or firewall may have cut; ``pre_ping`` (PostgreSQL) tests a connection before use so a restarted server
-    costs no failed request.
+    (:meth:`app.accounts.guard.Guard._admission`): at most 8 + 2 × 4 = 16 connections, so ``size + overflow`` (20)
+    leaves room for the in-process worker, the token-use writer and the webhook sender; when every connection is in
+    use anyway, a request waits at most ``timeout`` seconds and then gets 503 with ``Retry-After`` instead of
+    queueing without bound. 20 is also far below PostgreSQL's default ``max_connections`` (100), leaving room for
+    workers and a second web process. ``recycle`` drops connections a server or firewall may have cut; ``pre_ping``
+    (PostgreSQL) tests a connection before use so a restarted server costs no failed request.
     """
 
     size: int = 10

@@ -96,10 +96,10 @@ LEGACY_MESSAGE = (
 )
 
 NPY_HEADER_LOCK = threading.Lock()
-"""Held while ``np.load`` parses a stored array's header (with ``ast.literal_eval``). CPython before 3.11.8 / 3.12.1
-shares the ast module's recursion counter between threads, so two threads parsing at once can fail with
-``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905): seen as a 500 when several
-requests loaded a model at once. A header is a few hundred bytes; holding the lock costs nothing measurable."""
+"""Held while ``np.load`` parses a stored array's header (with ``ast.literal_eval``). In CPython 3.11 the ast
+module's recursion counter is shared by all threads (python/cpython#106905 and the reports around it), so two threads
+parsing at once can fail with ``SystemError: AST constructor recursion depth mismatch``: seen here as a 500 when
+several requests loaded a model at once. A header is a few hundred bytes; holding the lock costs nothing measurable."""
 
 _TAG = "__t"
 _LEAF, _UNDEFINED = -1, -2  # scikit-learn's TREE_LEAF (no child) and TREE_UNDEFINED (a leaf's feature)
