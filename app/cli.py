@@ -22,6 +22,7 @@ from app.demo import load_demo
 from app.errors import AppError
 from app.jobs import service as jobs
 from app.jobs.executor import make_executor
+from app.observability import shared_metrics_dir
 from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
 from app.settings import Settings
@@ -83,6 +84,14 @@ def serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Run migrations before serving.")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Web processes on the one port (default ANOMALOOP_WEB_WORKERS, 1)."),
+    ] = None,
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        typer.Option(help="uvicorn's log level; 'info' logs every request."),
+    ] = "info",
 ) -> None:
     """Serve the web app and the REST API (with the in-process worker unless ANOMALOOP_BROKER_URL is set)."""
     # the web stack (FastAPI, Starlette, Jinja, uvicorn) and Alembic load only for `serve`
@@ -98,9 +107,17 @@ def serve(
     db = _database(settings)
     if demo:
         _prepare_demo(settings, db)
+    n_web = workers or settings.web_workers
     mode = f"Celery broker {_redact(settings.broker_url)}" if settings.broker_url else "in-process worker"
-    typer.echo(f"anomaloop on http://{host}:{port} — database {_redact(settings.sqlalchemy_url)}, {mode}")
-    uvicorn.run(create_app(settings, db), host=host, port=port, log_level="info")
+    processes = f", {n_web} web processes" if n_web > 1 else ""
+    typer.echo(f"anomaloop on http://{host}:{port} — database {_redact(settings.sqlalchemy_url)}, {mode}{processes}")
+    if n_web == 1:
+        uvicorn.run(create_app(settings, db), host=host, port=port, log_level=log_level)
+        return
+    db.dispose()  # each process opens its own pool; none is inherited
+    with shared_metrics_dir(settings.data_dir):
+        # uvicorn starts each process afresh (spawn); it builds its app from the same environment: create_app()
+        uvicorn.run("app.web:create_app", factory=True, workers=n_web, host=host, port=port, log_level=log_level)
 
 
 def _prepare_demo(settings: Settings, db: Database) -> None:

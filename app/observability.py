@@ -17,7 +17,9 @@ in one process (the tests) never share counters, and nothing here is a module-le
   in-process executor's thread) they do nothing unless given ``metrics=`` explicitly.
 - The process: ``process_resident_memory_bytes``, CPU seconds, open file descriptors (``ProcessCollector``).
 
-Counters live in the process that serves the request: with several web processes, scrape each one.
+Counters live in the process that serves the request. With several web processes (``anomaloop serve --workers``)
+they are kept in files that every process reads at a scrape (prometheus-client's multiprocess mode,
+:func:`shared_metrics_dir`), so any process answers for all; the process collector is then left out.
 
 This module imports no web framework and no domain package (services call the ``record_*`` functions, so it must
 close no import cycle); its three monitoring counts are written here as plain table/column queries for that reason.
@@ -26,17 +28,22 @@ close no import cycle); its three monitoring counts are written here as plain ta
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import column, create_engine, func, select, table, text
 from sqlalchemy.pool import NullPool
@@ -57,6 +64,8 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 """Seconds; the issue's targets (100 ms reads, 250 ms appends) fall on bucket edges."""
 SCORING_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds per scoring call (a 100-point append is milliseconds; a job over a long series, many seconds)."""
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's own variable: where its multiprocess mode keeps every process's values."""
 CHECK_TIMEOUT_S = 2.0
 """Connect and statement timeout of each ``/healthz`` check."""
 
@@ -93,14 +102,39 @@ class Metrics:
             buckets=SCORING_BUCKETS,
             registry=self.registry,
         )
-        ProcessCollector(namespace="", registry=self.registry)
+        shared_dir = os.environ.get(MULTIPROC_ENV)
+        if shared_dir:
+            # several web processes (shared_metrics_dir): every process's instruments write their values to files
+            # there, and a scrape of any process reads them all; the per-process collector would show one
+            # process of several, so it is left out
+            self.exposition = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.exposition, path=shared_dir)
+        else:
+            self.exposition = self.registry
+            ProcessCollector(namespace="", registry=self.registry)
         if database is not None:
-            self.registry.register(DatabaseCollector(database))
+            self.exposition.register(DatabaseCollector(database))
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition text and its content type: OpenMetrics when the scraper asks for it, else Prometheus text."""
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return encoder(self.exposition), content_type
+
+
+@contextmanager
+def shared_metrics_dir(data_dir: Path) -> Iterator[Path]:
+    """While several web processes serve one port: a fresh folder where prometheus-client's multiprocess mode keeps
+    their counters, named in the environment the processes inherit (``PROMETHEUS_MULTIPROC_DIR``, read when they
+    import prometheus-client). Emptied first (a dead server's values would be added in) and removed after."""
+    folder = data_dir / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder.resolve())
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _current: ContextVar[Metrics | None] = ContextVar("anomaloop_current_metrics", default=None)

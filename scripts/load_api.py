@@ -219,7 +219,7 @@ def start_server(
     env.update({f"ANOMALOOP_{name.upper()}": value for name, value in settings.items()})
     log = (work / "server.log").open("wb")
     server = subprocess.Popen(  # noqa: S603 - our own server on loopback
-        [sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory", "--host", "127.0.0.1", "--port",
+        [sys.executable, "-m", "app.cli", "serve", "--no-demo", "--no-migrate", "--host", "127.0.0.1", "--port",
          str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -240,13 +240,29 @@ def start_server(
 def rss_bytes(target: Target, client: httpx.Client) -> int:
     """The server's resident memory: /proc for a server this script started, else its /metrics."""
     if target.pid is not None:
-        for line in Path(f"/proc/{target.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return sum(_rss_of(pid) for pid in _process_tree(target.pid))
     text = client.get("/metrics").text
     found = re.search(r"^process_resident_memory_bytes (\S+)$", text, flags=re.M)
     return int(float(found.group(1))) if found else 0
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (several web processes: uvicorn's supervisor and its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo.extend(int(c) for c in task.read_text().split())
+    return found
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmRSS:")), 0)
 
 
 # -- seeding ------------------------------------------------------------------------------------------------------

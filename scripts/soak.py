@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--analysts", type=int, default=20)
     parser.add_argument("--readers", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--setting", action="append", default=[], type=lambda text: tuple(text.split("=", 1)),
+                        metavar="NAME=VALUE", help="a server setting (e.g. web_workers=2); repeatable")
     args = parser.parse_args()
     duration = min(max(args.duration, 1.0), 3600.0)
 
@@ -172,7 +174,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALOOP_")}
     env.update(ANOMALOOP_DATABASE_URL=url, ANOMALOOP_DATA_DIR=str(work), ANOMALOOP_DEVICE="cpu")
     log = (work / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.web:create_app", "--factory", "--host",
+    env.update({f"ANOMALOOP_{name.upper()}": value for name, value in args.setting})
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-demo", "--no-migrate", "--host",
                                "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
@@ -246,6 +249,7 @@ def main() -> None:
         "database": "postgresql" if args.database_url else "sqlite",
         "duration_s": duration,
         "clients": {"analysts": args.analysts, "readers": args.readers, "importers": 1},
+        "settings": dict(args.setting),
         "acknowledged_answers": len(acked),
         "acknowledged_labels": len(acked_ids),
         "acknowledged_labels_missing": len(missing),

@@ -1,4 +1,4 @@
-"""A real uvicorn server process on the test database, and the accounts and rows the hardening tests need.
+"""A real server process (``anomaloop serve``) on the test database, and the accounts and rows the hardening tests need.
 
 The hardening tests talk to a server over loopback, as clients and attackers do: a TestClient runs the app in the
 test's own process and would not show the event loop blocking, the pool running dry or a body being read.
@@ -44,7 +44,8 @@ class Server:
 
 @contextmanager
 def running_server(database: Database, data_dir: Path, **env: str) -> Iterator[Server]:
-    """``anomaloop``'s app under uvicorn on a free loopback port; its ``TMPDIR`` is ``data_dir/tmp``."""
+    """``anomaloop serve`` on a free loopback port (settings from ``env``: ``ANOMALOOP_…`` variables); its
+    ``TMPDIR`` is ``data_dir/tmp``."""
     port = free_port()
     tmp = data_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -62,9 +63,10 @@ def running_server(database: Database, data_dir: Path, **env: str) -> Iterator[S
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "app.web:create_app",
-                "--factory",
+                "app.cli",
+                "serve",
+                "--no-demo",
+                "--no-migrate",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
 
 from app.db import Database
 from app.jobs.models import Job
 from app.observability import Metrics, observe_scoring_seconds, record_points_ingested
 from app.settings import Settings
+from app.versions.models import ModelVersion
 from app.web import create_app
+from tests.app.hardening_server import make_user, running_server
 from tests.conftest import _wipe, service_unavailable
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"  # port 1: nothing listens there, the connection is refused at once
@@ -106,6 +116,75 @@ def test_metrics_count_requests_by_route_template_and_read_the_database(admin_cl
         r = anonymous.get("/metrics", follow_redirects=False)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         _error_shape(r.json(), "unauthorized")
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The processes uvicorn spawned to serve (not multiprocessing's resource tracker beside them)."""
+    children = [int(c) for task in Path(f"/proc/{pid}/task").glob("*/children") for c in task.read_text().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _me_counts_by_process(folder: Path) -> dict[str, float]:
+    """``GET /api/v1/me`` answers counted by each process, read from its own counter file alone."""
+    counts = {}
+    for file in folder.glob("counter_*.db"):
+        with tempfile.TemporaryDirectory() as alone:
+            shutil.copy(file, alone)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=alone)
+            found = registry.get_sample_value(
+                "anomaloop_http_requests_total", {"method": "GET", "route": "/api/v1/me", "status": "200"}
+            )
+        counts[file.stem] = found or 0.0
+    return counts
+
+
+def test_several_web_processes_share_one_port_one_metrics_count_and_the_jobs(database, tmp_path):
+    """``anomaloop serve`` with ANOMALOOP_WEB_WORKERS=2: two processes answer on one port; a scrape of either counts
+    the requests of both; a training job runs once, in whichever process took it."""
+    token = make_user(database, "admin", "admin", ["admin"])
+    auth = {"Authorization": f"Bearer {token}"}
+    with running_server(database, tmp_path, ANOMALOOP_WEB_WORKERS="2") as server:
+        assert len(_worker_pids(server.process.pid)) == 2, server.log_text()
+        # prometheus-client's multiprocess mode keeps each process's counters in a file of its own: ask on fresh
+        # connections until both processes have answered some
+        sent = 0
+        while sent < 400 and sum(n > 0 for n in _me_counts_by_process(tmp_path / "metrics").values()) < 2:
+            with httpx.Client(base_url=server.url, headers=auth) as client:
+                assert client.get("/api/v1/me").status_code == 200
+            sent += 1
+            time.sleep(0.01)  # a request is counted just after its answer
+        per_process = _me_counts_by_process(tmp_path / "metrics")
+        assert len(per_process) == 2 and all(per_process.values()), f"one process answered all {sent}: {per_process}"
+        for _ in range(4):  # whichever process answers the scrape counts both
+            with httpx.Client(base_url=server.url, headers=auth) as client:
+                text = client.get("/metrics").text
+            assert (
+                _sample(text, "anomaloop_http_requests_total", method="GET", route="/api/v1/me", status="200") == sent
+            )
+            assert _sample(text, "anomaloop_database_up") == 1.0
+        with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
+            rows = "\n".join(f"{i},{math.sin(i / 7):.4f}" for i in range(600))
+            r = client.post(
+                "/api/v1/datasets/import",
+                files={"file": ("two.csv", f"timestamp,value\n{rows}\n".encode())},
+                data={"dataset": "two"},
+            )
+            assert r.status_code == 201, r.text
+            dataset_id = client.get("/api/v1/datasets").json()[0]["id"]
+            spec = {"name": "two", "dataset_id": dataset_id, "detector": "iforest", "window": 25, "budget": 50}
+            r = client.post("/api/v1/projects", json=spec)
+            assert r.status_code == 201, r.text
+            deadline = time.monotonic() + 120
+            while not client.get(f"/api/v1/projects/{r.json()['id']}/versions").json():
+                assert time.monotonic() < deadline, server.log_text()
+                time.sleep(0.2)
+        log = server.log_text()
+    assert "unhandled error" not in log, log
+    with database.session_scope() as session:
+        assert [(job.kind, job.status) for job in session.scalars(select(Job))] == [("fit", "done")]
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
+    assert not (tmp_path / "metrics").exists()  # the shared counters go with the server
 
 
 def test_metrics_accept_an_admins_read_token_as_prometheus_sends_it(admin_client, app):
