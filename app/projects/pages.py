@@ -192,7 +192,7 @@ def project_page(request: Request, project_id: int, session: SessionDep, princip
 @router.get("/label")
 def label_home(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Straight to the queue when one project waits for answers; otherwise a list to choose from."""
-    rows = views.project_rows(session)
+    rows = views.project_rows(session, queue_of=principal.user)
     waiting = [r for r in rows if r["pending"] > 0]
     if len(waiting) == 1:
         return RedirectResponse(f"/projects/{waiting[0]['project'].id}/label", status_code=303)

@@ -16,7 +16,7 @@ over the window; the newest in force wins the consensus.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -200,9 +200,23 @@ def rows_to_undo(session: Session, project: Project, query: Query, actor: User |
 def next_query_for(session: Session, project: Project, rnd: Round, viewer: User | None) -> Query | None:
     """The first pending query of ``rnd`` (rank order) that ``viewer`` has not answered or skipped yet; in a round
     dealt to named analysts, the first of ``viewer``'s own windows (:mod:`app.projects.assignment`)."""
-    dealt = not assignment.sees_every_window(rnd, viewer)
-    if not several_answers(project) and not dealt:
+    if not several_answers(project) and assignment.sees_every_window(rnd, viewer):
         return repo.next_pending_query(session, rnd.id)
+    return next(_queue_of(session, project, rnd, viewer), None)
+
+
+def waiting_for(session: Session, project: Project, rnd: Round, viewer: User | None) -> int:
+    """How many windows of ``rnd`` wait for ``viewer``'s answer: the queries :func:`next_query_for` would still
+    hand them, one after the other."""
+    if not several_answers(project) and assignment.sees_every_window(rnd, viewer):
+        return repo.count_pending(session, rnd.id)
+    return sum(1 for _ in _queue_of(session, project, rnd, viewer))
+
+
+def _queue_of(session: Session, project: Project, rnd: Round, viewer: User | None) -> Iterator[Query]:
+    """``viewer``'s pending queries of ``rnd`` in rank order: their own windows in a dealt round, and with several
+    answers per window only those they have not answered or skipped."""
+    dealt = not assignment.sees_every_window(rnd, viewer)
     me = viewer.id if viewer else None
     queries = repo.list_queries(session, rnd.id)
     owners = assignment.assigned(project, rnd, queries) if dealt else {}
@@ -210,8 +224,7 @@ def next_query_for(session: Session, project: Project, rnd: Round, viewer: User 
         if query.status != "pending" or (dealt and me not in owners[query.id]):
             continue
         if not several_answers(project) or me not in query_rows(session, query.id).responders:
-            return query
-    return None
+            yield query
 
 
 def viewer_answers(

@@ -21,15 +21,23 @@ from app.projects.schemas import QueryOut
 from app.versions import service as versions
 
 
-def project_rows(session: Session) -> list[dict[str, Any]]:
+def project_rows(session: Session, queue_of: User | None = None) -> list[dict[str, Any]]:
     """One row per project for the project list and the labeling home: its data set, last round, pending queries,
-    labels used and the serving version's figures."""
-    return [_project_row(session, p) for p in service.list_projects(session)]
+    labels used and the serving version's figures. With ``queue_of``, "pending" counts the windows waiting for that
+    user's answer (their own windows of a round dealt to named analysts; with several answers per window, those they
+    have not answered), as their labeling queue will show them."""
+    return [_project_row(session, p, queue_of) for p in service.list_projects(session)]
 
 
-def _project_row(session: Session, project: Project) -> dict[str, Any]:
+def _project_row(session: Session, project: Project, queue_of: User | None) -> dict[str, Any]:
     last = repo.last_round(session, project.id)
-    pending = repo.count_pending(session, last.id) if last is not None and last.status == RoundStatus.OPEN else 0
+    pending = 0
+    if last is not None and last.status == RoundStatus.OPEN:
+        pending = (
+            repo.count_pending(session, last.id)
+            if queue_of is None
+            else review.waiting_for(session, project, last, queue_of)
+        )
     serving = versions.serving_version(session, project)
     return {
         "project": project,

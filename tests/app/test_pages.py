@@ -320,5 +320,9 @@ def test_a_round_dealt_to_named_analysts(app, admin_client, analyst_client, data
     # an admin stands in for an absent analyst
     assert admin_client.post(f"/api/v1/queries/{queries[1]['id']}/answer", json={"value": "normal"}).status_code == 200
     assert alice.get(f"/api/v1/projects/{project_id}/next-query").json()["rank"] == 3
+    # the labeling home counts each one's own windows: alice is taken straight to hers, carol has none waiting
+    assert alice.get("/label", follow_redirects=False).headers["location"] == f"/projects/{project_id}/label"
+    home = carol.get("/label", follow_redirects=False)
+    assert home.status_code == 200 and "Nothing to label right now" in home.text, home.text
     for client in (alice, carol):
         client.close()
