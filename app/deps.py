@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.accounts import service as accounts
 from app.accounts.guard import SAFE_METHODS, SESSION_COOKIE
@@ -36,7 +37,21 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+async def read_form(request: Request) -> FormData:
+    """The posted form, read here (asynchronously) so that the route itself can be a plain ``def`` (threadpool): its
+    database work must never run on the event loop."""
+    return await request.form()
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body as sent (JSON or CSV; the guard has already capped its size), read here for a ``def`` route
+    like :func:`read_form`."""
+    return await request.body()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+PostedForm = Annotated[FormData, Depends(read_form)]
+RawBody = Annotated[bytes, Depends(read_body)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 

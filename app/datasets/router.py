@@ -8,14 +8,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.accounts.service import audit
 from app.datasets import service
 from app.datasets.reader import SUFFIXES, ImportOptions, series_name
 from app.datasets.schemas import AppendOut, DatasetOut, ImportedOut, PointsIn, SeriesOut, SeriesViewOut
-from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
+from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, RawBody, SessionDep, SettingsDep
 from app.errors import AppError, NotFound
 from app.jobs.router import enqueue_after_commit
 from app.rendering import render, wants_json
@@ -227,11 +227,6 @@ def import_form(
     return RedirectResponse(f"/series/{imported[0].series_id}", status_code=303)
 
 
-async def raw_body(request: Request) -> bytes:
-    """The request body as sent (JSON or CSV; the guard has already capped its size)."""
-    return await request.body()
-
-
 _POINTS_BODY: dict = {
     "requestBody": {
         "required": True,
@@ -257,7 +252,7 @@ def append_points(
     background: BackgroundTasks,
     db: DatabaseDep,
     principal: CurrentPrincipal,
-    body: Annotated[bytes, Depends(raw_body)],
+    body: RawBody,
     content_type: Annotated[str, Header()] = "application/json",
     idempotency_key: Annotated[
         str | None,

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import FormData
 
 from app.datasets import service as datasets
-from app.deps import AdminPrincipal, CurrentPrincipal, Principal, SessionDep
+from app.deps import AdminPrincipal, CurrentPrincipal, PostedForm, Principal, SessionDep
 from app.errors import AppError
 from app.jobs.router import enqueue_after_commit
 from app.projects import service, views
@@ -94,19 +93,13 @@ def _new_form(
     )
 
 
-async def read_form(request: Request) -> FormData:
-    """The posted form, read asynchronously so that the route itself can be a plain ``def`` (threadpool): its
-    database work must never run on the event loop."""
-    return await request.form()
-
-
 @router.post("/projects/new")
 def create_project(
     request: Request,
     background: BackgroundTasks,
     session: SessionDep,
     principal: AdminPrincipal,
-    raw: Annotated[FormData, Depends(read_form)],
+    raw: PostedForm,
 ) -> Response:
     form: dict[str, Any] = {k: raw.get(k) for k in raw if k not in ("csrf_token", "series_ids")}
     form["series_ids"] = [int(str(v)) for v in raw.getlist("series_ids") if str(v).isdigit()]
@@ -159,7 +152,7 @@ def set_anomaly_types(
     project_id: int,
     session: SessionDep,
     principal: AdminPrincipal,
-    raw: Annotated[FormData, Depends(read_form)],
+    raw: PostedForm,
 ) -> Response:
     """The project page's anomaly-types form: back to the page with the new types (a 422 page says what to fix)."""
     try:

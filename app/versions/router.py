@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, OptionalPrincipal, Principal, SessionDep
+from app.deps import AdminPrincipal, CurrentPrincipal, DatabaseDep, OptionalPrincipal, Principal, RawBody, SessionDep
 from app.errors import Unauthorized
 from app.jobs.router import enqueue_after_commit
 from app.projects import service as projects
@@ -159,10 +159,6 @@ def scores_view(
     return service.score_view(session, project, version, series_id, start, end, width)
 
 
-async def _raw_body(request: Request) -> bytes:
-    return await request.body()
-
-
 async def _reader(principal: OptionalPrincipal) -> Principal:
     """Any signed-in caller with read scope: scoring an array stores nothing, so a read-only token may POST it."""
     if principal is None:
@@ -188,7 +184,7 @@ def score_array(
     project_id: int,
     session: SessionDep,
     principal: Annotated[Principal, Depends(_reader)],
-    body: Annotated[bytes, Depends(_raw_body)],
+    body: RawBody,
     content_type: Annotated[str, Header()] = "application/json",
 ) -> ArrayScoresOut:
     """Score uploaded values with the project's serving model without storing them (read scope): JSON

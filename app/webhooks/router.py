@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import FormData
 
-from app.deps import AdminPrincipal, Principal, SessionDep
+from app.deps import AdminPrincipal, PostedForm, Principal, SessionDep
 from app.errors import AppError
 from app.jobs.router import enqueue_after_commit
 from app.projects import service as projects
@@ -68,11 +67,6 @@ def test_webhook(
 # -- the admin page -------------------------------------------------------------------------------------------------
 
 
-async def read_form(request: Request) -> FormData:
-    """The posted form, read asynchronously so that the route itself can be a plain ``def`` (threadpool)."""
-    return await request.form()
-
-
 @router.get("/admin/webhooks", include_in_schema=False)
 def webhooks_page(request: Request, session: SessionDep, principal: AdminPrincipal) -> Response:
     return _page(request, session, principal)
@@ -83,7 +77,7 @@ def create_from_page(
     request: Request,
     session: SessionDep,
     principal: AdminPrincipal,
-    form: Annotated[FormData, Depends(read_form)],
+    form: PostedForm,
 ) -> Response:
     url, events = str(form.get("url") or ""), [str(e) for e in form.getlist("events")]
     project = str(form.get("project_id") or "")
