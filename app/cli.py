@@ -25,6 +25,7 @@ from app.jobs.executor import make_executor
 from app.observability import shared_metrics_dir
 from app.projects import service as projects
 from app.projects.schemas import ProjectCreate
+from app.serving import reuse_port_supported, serve_processes
 from app.settings import Settings
 from app.versions import service as versions
 
@@ -116,8 +117,11 @@ def serve(
         return
     db.dispose()  # each process opens its own pool; none is inherited
     with shared_metrics_dir(settings.data_dir):
-        # uvicorn starts each process afresh (spawn); it builds its app from the same environment: create_app()
-        uvicorn.run("app.web:create_app", factory=True, workers=n_web, host=host, port=port, log_level=log_level)
+        # each process starts afresh (spawn) and builds its app from the same environment: create_app()
+        if reuse_port_supported():
+            serve_processes(n_web, host, port, log_level)
+        else:  # no SO_REUSEPORT (Windows): uvicorn's workers, which share one socket (see app/serving.py)
+            uvicorn.run("app.web:create_app", factory=True, workers=n_web, host=host, port=port, log_level=log_level)
 
 
 def _prepare_demo(settings: Settings, db: Database) -> None:

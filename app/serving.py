@@ -1,0 +1,92 @@
+"""Several web processes on one port (``anomaloop serve --workers N``), each with a listening socket of its own.
+
+uvicorn's own ``--workers`` shares one listening socket between its processes, and whichever process wakes first
+accepts every connection waiting (asyncio accepts up to the backlog in one go): measured here, 50 keep-alive clients
+connecting at once were split 44 / 6 and 49 / 1 between two processes, so one process served almost everything and
+its clients' p99 latency doubled. Here every process binds the port with ``SO_REUSEPORT`` and the kernel spreads new
+connections over them by a hash of the client's address and port. A supervisor (this module, in the parent) starts
+the processes, restarts one that dies, and on SIGINT / SIGTERM asks each to shut down gracefully (running requests
+and the in-process job finish, see :func:`app.web.create_app`'s lifespan).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from types import FrameType
+
+log = logging.getLogger("anomaloop")
+
+SHUTDOWN_WAIT_S = 60.0
+"""Seconds a web process gets to finish its requests and job after SIGTERM before it is killed."""
+
+
+def reuse_port_supported() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
+
+
+def bind_shared(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` that other processes may bind too (``SO_REUSEPORT``); not yet listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto named: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP (0 would leave Nagle's
+    # algorithm on, and each small answer would wait ~40 ms for the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _web_process(host: str, port: int, log_level: str) -> None:
+    """One web process: its own socket, its own app built from the environment's settings."""
+    import uvicorn
+
+    sock = bind_shared(host, port)
+    config = uvicorn.Config("app.web:create_app", factory=True, log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_processes(n: int, host: str, port: int, log_level: str) -> None:
+    """Run ``n`` web processes on ``host:port`` until SIGINT or SIGTERM; a process that dies is started again."""
+    bind_shared(host, port).close()  # a port taken by another program fails here, once, not in every process
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: no inherited pools, threads or locks
+    stopping: int | None = None  # the signal that asked us to stop
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = spawn.Process(target=_web_process, args=(host, port, log_level), name="anomaloop-web")
+        process.start()
+        return process
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = signum
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    processes = [start() for _ in range(n)]
+    try:
+        while stopping is None:
+            time.sleep(0.5)
+            for i, process in enumerate(processes):
+                if not process.is_alive() and stopping is None:
+                    log.warning("web process %s exited with code %s; starting another", process.pid, process.exitcode)
+                    processes[i] = start()
+    finally:
+        if stopping == signal.SIGINT:
+            # Ctrl-C in a terminal reaches every process of the group: give them a moment to begin on their own (a
+            # second signal would make uvicorn stop waiting for open connections)
+            for process in processes:
+                process.join(2.0)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn's graceful shutdown
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
