@@ -18,10 +18,15 @@ import socket
 import time
 from types import FrameType
 
+from app.errors import AppError
+
 log = logging.getLogger("anomaloop")
 
 SHUTDOWN_WAIT_S = 60.0
 """Seconds a web process gets to finish its requests and job after SIGTERM before it is killed."""
+EARLY_EXIT_S = 10.0
+"""A web process that exits this soon after it started failed to start; three such exits in a row stop the server
+(a setting or the port is wrong: starting it again would fail again)."""
 
 
 def reuse_port_supported() -> bool:
@@ -51,13 +56,20 @@ def _web_process(host: str, port: int, log_level: str) -> None:
 
 def serve_processes(n: int, host: str, port: int, log_level: str) -> None:
     """Run ``n`` web processes on ``host:port`` until SIGINT or SIGTERM; a process that dies is started again."""
-    bind_shared(host, port).close()  # a port taken by another program fails here, once, not in every process
+    try:  # a port taken by another program fails here, once, not in every process
+        bind_shared(host, port).close()
+    except OSError as exc:
+        raise AppError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: no inherited pools, threads or locks
     stopping: int | None = None  # the signal that asked us to stop
+
+    started: dict[int | None, float] = {}  # pid -> time.monotonic() at its start
+    early_exits = 0
 
     def start() -> multiprocessing.process.BaseProcess:
         process = spawn.Process(target=_web_process, args=(host, port, log_level), name="anomaloop-web")
         process.start()
+        started[process.pid] = time.monotonic()
         return process
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -70,9 +82,14 @@ def serve_processes(n: int, host: str, port: int, log_level: str) -> None:
         while stopping is None:
             time.sleep(0.5)
             for i, process in enumerate(processes):
-                if not process.is_alive() and stopping is None:
-                    log.warning("web process %s exited with code %s; starting another", process.pid, process.exitcode)
-                    processes[i] = start()
+                if process.is_alive() or stopping is not None:
+                    continue
+                early = time.monotonic() - started.pop(process.pid, 0.0) < EARLY_EXIT_S
+                early_exits = early_exits + 1 if early else 0
+                if early_exits >= 3:
+                    raise AppError(f"web processes keep exiting as they start (code {process.exitcode}); see above")
+                log.warning("web process %s exited with code %s; starting another", process.pid, process.exitcode)
+                processes[i] = start()
     finally:
         if stopping == signal.SIGINT:
             # Ctrl-C in a terminal reaches every process of the group: give them a moment to begin on their own (a

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     not queue behind it. A read holds one database connection, a write at most two (an append's scoring, an
     upload's import): keep reads + 2 × writes within ``db_pool_size + db_max_overflow`` (8 + 2 × 4 = 16 of 20)."""
     web_workers: int = Field(1, ge=1, le=64)
-    """Web processes ``anomaloop serve`` starts (uvicorn's workers), all on one port. Each has its own database
+    """Web processes ``anomaloop serve`` starts, all on one port (:mod:`app.serving`). Each has its own database
     pool, admission slots, caches and, without a broker, its own in-process executor (a job is claimed with a lease
     in its row, so it runs once whichever process took it); ``/metrics`` adds up the requests of all of them. One
     per core is the usual choice; 1 keeps the app in one process (the default)."""

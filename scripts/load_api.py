@@ -31,8 +31,8 @@ them, waited for until its first model serves. Then, in this order:
 Every phase is bounded (clients, requests per client, a 60 s timeout per request, ``--max-seconds`` per phase);
 the script prints a markdown table and, with ``--json``, writes the figures. Loopback only; it stops by itself.
 ``--skip-stream`` leaves phase 3 out (it needs ~1 GB of disk and a few minutes on a 2-core machine); ``--phases
-reads,appends`` runs only those; ``--setting max_concurrent_requests=4`` (repeatable) sets a setting of the server it
-starts.
+reads,appends`` runs only those; ``--setting max_concurrent_requests=4`` (repeatable; ``web_workers=2`` for two web
+processes) sets a setting of the server it starts (``anomaloop serve``).
 """
 
 from __future__ import annotations
@@ -561,6 +561,7 @@ def main() -> None:
         "database": "external" if args.url else ("postgresql" if args.database_url else "sqlite"),
         "clients": clients,
         "requests_per_client": requests,
+        "settings": dict(args.setting),
         "phases": [p.summary() for p in phases],
         "unhandled_server_errors": unhandled,
     }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -179,7 +181,20 @@ def test_several_web_processes_share_one_port_one_metrics_count_and_the_jobs(dat
             while not client.get(f"/api/v1/projects/{r.json()['id']}/versions").json():
                 assert time.monotonic() < deadline, server.log_text()
                 time.sleep(0.2)
+        # a web process that dies is replaced; the port answers meanwhile (the kernel leaves the dead one out)
+        killed = _worker_pids(server.process.pid)[0]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+            pids = _worker_pids(server.process.pid)
+            if len(pids) == 2 and killed not in pids:
+                break
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.2)
         log = server.log_text()
+    assert server.process.returncode == 0, log  # SIGTERM: every process shut down in time, none was killed
+    assert f"web process {killed} exited" in log, log
     assert "unhandled error" not in log, log
     with database.session_scope() as session:
         assert [(job.kind, job.status) for job in session.scalars(select(Job))] == [("fit", "done")]
