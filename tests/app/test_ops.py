@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,8 +21,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from app.db import Database
+from app.errors import AppError
 from app.jobs.models import Job
 from app.observability import Metrics, observe_scoring_seconds, record_points_ingested
+from app.serving import serve_processes
 from app.settings import Settings
 from app.versions.models import ModelVersion
 from app.web import create_app
@@ -200,6 +203,15 @@ def test_several_web_processes_share_one_port_one_metrics_count_and_the_jobs(dat
         assert [(job.kind, job.status) for job in session.scalars(select(Job))] == [("fit", "done")]
         assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
     assert not (tmp_path / "metrics").exists()  # the shared counters go with the server
+
+
+def test_several_web_processes_on_a_port_another_program_holds_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(AppError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve_processes(2, "127.0.0.1", port, "warning")
 
 
 def test_metrics_accept_an_admins_read_token_as_prometheus_sends_it(admin_client, app):
