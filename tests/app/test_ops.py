@@ -161,9 +161,11 @@ def test_several_web_processes_share_one_port_one_metrics_count_and_the_jobs(dat
     with running_server(database, tmp_path, ANOMALOOP_WEB_WORKERS="2") as server:
         assert len(_worker_pids(server.process.pid)) == 2, server.log_text()
         # prometheus-client's multiprocess mode keeps each process's counters in a file of its own: ask on fresh
-        # connections until both processes have answered some
-        sent = 0
-        while sent < 400 and sum(n > 0 for n in _me_counts_by_process(tmp_path / "metrics").values()) < 2:
+        # connections until both processes have answered some (the second may still be starting)
+        sent, deadline = 0, time.monotonic() + 60
+        while (
+            time.monotonic() < deadline and sum(n > 0 for n in _me_counts_by_process(tmp_path / "metrics").values()) < 2
+        ):
             with httpx.Client(base_url=server.url, headers=auth) as client:
                 assert client.get("/api/v1/me").status_code == 200
             sent += 1
