@@ -2,13 +2,12 @@
 
 uvicorn's own ``--workers`` shares one listening socket between its processes, and whichever process wakes first
 accepts every connection waiting (asyncio accepts up to the backlog in one go): measured here, 50 keep-alive clients
-connecting at once were split 44 / 6 and 49 / 1 between two processes, so one process served almost everything and
-its clients' p99 latency doubled. Here every process binds the port with ``SO_REUSEPORT`` and the kernel spreads new
-connections over them by a hash of the client's address and port (the price: a connection the kernel had queued for
-a process at the moment that process crashes is reset, where a shared socket would have kept it for another). A
-supervisor (this module, in the parent) starts
-the processes, restarts one that dies, and on SIGINT / SIGTERM asks each to shut down gracefully (running requests
-and the in-process job finish, see :func:`app.web.create_app`'s lifespan).
+connecting at once were split 44 / 6 and 49 / 1 between two processes. Here every process binds the port with
+``SO_REUSEPORT`` and the kernel spreads new connections over them by a hash of the client's address and port (the
+price: a connection the kernel had queued for a process at the moment that process crashes is reset, where a shared
+socket would have kept it for another). A supervisor (this module, in the parent) starts the processes, restarts one
+that dies, and on SIGINT / SIGTERM asks each to shut down gracefully (running requests and the in-process job
+finish, see :func:`app.web.create_app`'s lifespan).
 """
 
 from __future__ import annotations
