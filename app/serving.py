@@ -3,9 +3,11 @@
 uvicorn's own ``--workers`` shares one listening socket between its processes, and whichever process wakes first
 accepts every connection waiting (asyncio accepts up to the backlog in one go): measured here, 50 keep-alive clients
 connecting at once were split 44 / 6 and 49 / 1 between two processes. Here every process binds the port with
-``SO_REUSEPORT`` and the kernel spreads new connections over them by a hash of the client's address and port (the
-price: a connection the kernel had queued for a process at the moment that process crashes is reset, where a shared
-socket would have kept it for another). A supervisor (this module, in the parent) starts the processes, restarts one
+``SO_REUSEPORT`` and the kernel spreads new connections over them by a hash of the client's address and port. The
+price: connections the kernel had queued for a process that crashes, up to the moment its socket closes (its last
+thread gone, a few milliseconds after the process shows as a zombie), are reset, where a shared socket would have kept
+them for another; on Linux 5.14 and later the sysctl ``net.ipv4.tcp_migrate_req=1`` hands them to another process
+instead. A supervisor (this module, in the parent) starts the processes, restarts one
 that dies, and on SIGINT / SIGTERM asks each to shut down gracefully (running requests and the in-process job
 finish, see :func:`app.web.create_app`'s lifespan).
 """
