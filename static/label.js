@@ -71,6 +71,8 @@ import { drawReview } from "./js/review.js";
   };
   const roundOpen = () => S.round && S.round.status === "open";
   const pendingQueries = () => queries().filter((q) => status(q) === "pending");
+  // one answer per window: a window another analyst was handed (q.claimed_by) is theirs for a few minutes
+  const freeQueries = () => pendingQueries().filter((q) => !q.claimed_by);
 
   // Whole points inside the series (js/view.js: the view request takes integers in [0, n] only).
   function defaultView(q) {
@@ -345,7 +347,8 @@ import { drawReview } from "./js/review.js";
       li.innerHTML = `<span class="rank">${q.rank + 1}</span><span class="where"></span><span class="val ${val}"></span>`;
       const many = Object.keys(S.series).length > 1;
       li.querySelector(".where").textContent = `${many ? S.series[q.series_id].name.slice(0, 14) + " " : ""}points ${q.start}–${q.end}`;
-      li.querySelector(".val").textContent = st === "pending" ? "to do" : (ans.split(" ")[0] || st) + (l && l.state === "pending" ? " ⋯" : "");
+      li.querySelector(".val").textContent = st === "pending" ? (q.claimed_by ? `with ${q.claimed_by}` : "to do")
+        : (ans.split(" ")[0] || st) + (l && l.state === "pending" ? " ⋯" : "");
       li.title = ans || "not answered yet";
       ul.appendChild(li);
     }
@@ -354,7 +357,7 @@ import { drawReview } from "./js/review.js";
   $("lq-queue").addEventListener("click", (ev) => {
     const li = ev.target.closest("li[data-query]");
     if (!li || !roundOpen()) return;
-    show(byId(Number(li.dataset.query)));
+    show(byId(Number(li.dataset.query)), undefined, true);
   });
 
   function drawWhy(q) {
@@ -499,9 +502,10 @@ import { drawReview } from "./js/review.js";
   }
 
   // -- showing a query -------------------------------------------------------------------------------------------
-  async function show(q, t0) {
+  async function show(q, t0, chosen = false) {
     if (!q) return;
     current = q;
+    if (status(q) === "pending") claimWindow(q, chosen);
     ranges = [];
     view = defaultView(q);
     drawTypeChoices();
@@ -521,6 +525,22 @@ import { drawReview } from "./js/review.js";
     if (!drawn) return;
     timings.shown += 1;
     if (t0 != null) requestAnimationFrame(() => timings.timings.push(performance.now() - t0));
+  }
+
+  // Take the window on screen, so that analysts on the same round are handed different ones. Held by another analyst
+  // (409): passed over, unless the analyst picked it in the queue (then they are told, and may still answer it: the
+  // first answer stored wins). Offline or failing: answer anyway.
+  async function claimWindow(q, chosen) {
+    let r;
+    try { r = await request(`/api/v1/queries/${q.id}/claim`, { method: "POST" }); } catch (e) { return; }
+    if (r.status !== 409) return;
+    const data = (await r.json().catch(() => null)) || {};
+    // the message is "<name> is answering this window; …" (app/projects/review.py, claim)
+    q.claimed_by = (data.detail || "").split(" is answering")[0] || "another analyst";
+    drawQueue();
+    if (current !== q) return;
+    if (chosen) toast(`${data.detail || "Another analyst is answering this window"}`, 5000);
+    else next();
   }
 
   function showDone() {
@@ -547,6 +567,10 @@ import { drawReview } from "./js/review.js";
         onSubmitted: (round) => { S.round.status = round.status; retrain = null; showDone(); },
         onError: (message) => toast(`Round not submitted: ${message}`, 6000),
       });
+    } else if (S.round.status === "open" && !freeQueries().length) {
+      const names = [...new Set(pendingQueries().map((q) => q.claimed_by))].join(", ");
+      done.innerHTML = `<h2>The windows left are with other analysts</h2><p class="muted"></p>`;
+      done.querySelector("p").textContent = `${pendingQueries().length} window${pendingQueries().length === 1 ? " is" : "s are"} being answered by ${names}. A window not answered within a few minutes comes back here; this page checks by itself.`;
     } else if (S.round.status === "open") {
       done.innerHTML = `<h2>Nothing on screen</h2>`;
     } else {
@@ -600,7 +624,7 @@ import { drawReview } from "./js/review.js";
   }
 
   function next(t0) {
-    const q = pendingQueries()[0];
+    const q = freeQueries()[0];
     if (q && roundOpen()) show(q, t0);
     else showDone();
   }
@@ -723,7 +747,7 @@ import { drawReview } from "./js/review.js";
         if (!outbox().length) {
           S = await getJSON(`/api/v1/projects/${projectId}/labeling`);
           local.clear();
-          if (roundOpen() && pendingQueries().length) { pollSince = null; retrain = null; next(); return; }
+          if (roundOpen() && freeQueries().length) { pollSince = null; retrain = null; next(); return; }
           await pollRetrain().catch(() => {});
         }
         showDone();

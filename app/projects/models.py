@@ -116,6 +116,10 @@ class Query(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     status: Mapped[str] = mapped_column(String(16), default="pending")
     answered_at: Mapped[datetime | None]
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    """The analyst this window was last handed to (one answer per window, a round not dealt to named analysts):
+    others are handed other windows until ``claimed_until`` (app/projects/review.py, :func:`claim_next`)."""
+    claimed_until: Mapped[datetime | None]
 
 
 class Label(Base):

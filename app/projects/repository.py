@@ -111,6 +111,33 @@ def next_pending_query(session: Session, round_id: int) -> Query | None:
     )
 
 
+def pending_queries(session: Session, round_id: int) -> list[Query]:
+    """The round's pending queries in rank order (with who holds each and until when)."""
+    return list(
+        session.scalars(select(Query).where(Query.round_id == round_id, Query.status == "pending").order_by(Query.rank))
+    )
+
+
+def claim_query(session: Session, query_id: int, user_id: int, now: datetime, until: datetime) -> bool:
+    """Hand a pending query to ``user_id`` until ``until``, unless another user holds it past ``now``: one
+    conditional UPDATE, so of two analysts claiming a window at once exactly one gets it (PostgreSQL re-reads the
+    row after the first commits; SQLite runs one writer at a time). Whether this user holds it now."""
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Query)
+            .where(
+                Query.id == query_id,
+                Query.status == "pending",
+                (Query.claimed_by_id.is_(None)) | (Query.claimed_by_id == user_id) | (Query.claimed_until <= now),
+            )
+            .values(claimed_by_id=user_id, claimed_until=until)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return result.rowcount == 1
+
+
 def count_pending(session: Session, round_id: int) -> int:
     return (
         session.scalar(select(func.count(Query.id)).where(Query.round_id == round_id, Query.status == "pending")) or 0

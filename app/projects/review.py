@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -197,9 +197,16 @@ def rows_to_undo(session: Session, project: Project, query: Query, actor: User |
     return mine
 
 
-def next_query_for(session: Session, project: Project, rnd: Round, viewer: User | None) -> Query | None:
+def next_query_for(
+    session: Session, project: Project, rnd: Round, viewer: User | None, *, claim: bool = True
+) -> Query | None:
     """The first pending query of ``rnd`` (rank order) that ``viewer`` has not answered or skipped yet; in a round
-    dealt to named analysts, the first of ``viewer``'s own windows (:mod:`app.projects.assignment`)."""
+    dealt to named analysts, the first of ``viewer``'s own windows (:mod:`app.projects.assignment`). With one
+    answer per window, not one another analyst holds, and (``claim``: the caller may answer) claimed for
+    ``viewer`` (:func:`claim_next`): analysts asking at the same time are handed different windows."""
+    if claims_apply(project, rnd, viewer):
+        assert viewer is not None
+        return claim_next(session, rnd, viewer, write=claim)
     if not several_answers(project) and assignment.sees_every_window(rnd, viewer):
         return repo.next_pending_query(session, rnd.id)
     return next(_queue_of(session, project, rnd, viewer), None)
@@ -207,10 +214,78 @@ def next_query_for(session: Session, project: Project, rnd: Round, viewer: User 
 
 def waiting_for(session: Session, project: Project, rnd: Round, viewer: User | None) -> int:
     """How many windows of ``rnd`` wait for ``viewer``'s answer: the queries :func:`next_query_for` would still
-    hand them, one after the other."""
+    hand them, one after the other (not those another analyst holds now)."""
+    if claims_apply(project, rnd, viewer):
+        now = utcnow()
+        return sum(claimed_by_other(q, viewer, now) is None for q in repo.pending_queries(session, rnd.id))
     if not several_answers(project) and assignment.sees_every_window(rnd, viewer):
         return repo.count_pending(session, rnd.id)
     return sum(1 for _ in _queue_of(session, project, rnd, viewer))
+
+
+# -- one analyst per window at a time ----------------------------------------------------------------------------
+
+CLAIM_TTL = timedelta(minutes=5)
+"""How long a window handed to an analyst (one answer per window) is kept from the others. Asking again within it
+hands the same window back and renews it; after it, the window goes to whoever asks next, and the first answer
+stored still wins (a later one gets 409)."""
+
+
+def claims_apply(project: Project, rnd: Round, viewer: User | None) -> bool:
+    """Claims are for one answer per window in a round every analyst sees: with several answers each analyst
+    answers every window, and a dealt round gives each analyst their own windows already."""
+    return viewer is not None and not several_answers(project) and assignment.sees_every_window(rnd, viewer)
+
+
+def claimed_by_other(query: Query, viewer: User | None, now: datetime) -> int | None:
+    """The id of the analyst other than ``viewer`` who holds ``query`` at ``now``, else None."""
+    holder = query.claimed_by_id
+    if holder is None or (viewer is not None and holder == viewer.id):
+        return None
+    if query.claimed_until is None or query.claimed_until <= now:
+        return None
+    return holder
+
+
+def claim_next(
+    session: Session, rnd: Round, viewer: User, ttl: timedelta = CLAIM_TTL, *, write: bool = True
+) -> Query | None:
+    """The window ``viewer`` should answer next, claimed for them until ``ttl`` from now: the one they already hold,
+    else the first pending one (rank order) nobody else holds. None when every pending window is held by others
+    (they come back when their claims lapse). A window lost to a concurrent claim is passed over. ``write`` False
+    (a read-only caller, who cannot answer): the same window, not claimed."""
+    now = utcnow()
+    pending = repo.pending_queries(session, rnd.id)
+    held = [q for q in pending if q.claimed_by_id == viewer.id and q.claimed_until and q.claimed_until > now]
+    free = [q for q in pending if q.claimed_by_id != viewer.id and claimed_by_other(q, viewer, now) is None]
+    for query in held[:1] + free:
+        if not write:
+            return query
+        if query in held and query.claimed_until and query.claimed_until - now > ttl / 2:
+            return query  # held, and for long enough: no write on every poll
+        if repo.claim_query(session, query.id, viewer.id, now, now + ttl):
+            session.expire(query)
+            return query
+    return None
+
+
+def claim(session: Session, actor: User, query_id: int, ttl: timedelta = CLAIM_TTL) -> Query:
+    """Claim one window for ``actor`` (the labeling page claims the window it shows): 409 naming the analyst who
+    holds it; a window of a round or project without claims is returned unclaimed."""
+    query = repo.get_query(session, query_id)
+    rnd = repo.get_round(session, query.round_id) if query is not None else None
+    project = session.get(Project, rnd.project_id) if rnd is not None else None
+    if query is None or rnd is None or project is None:
+        raise NotFound(f"no query with id {query_id}")
+    if query.status != "pending" or rnd.status != "open" or not claims_apply(project, rnd, actor):
+        return query
+    now = utcnow()
+    if not repo.claim_query(session, query.id, actor.id, now, now + ttl):
+        session.refresh(query)
+        holder = query.claimed_by_id
+        raise Conflict(f"{_who(session, holder)} is answering this window; take another", code="claimed")
+    session.expire(query)
+    return query
 
 
 def _queue_of(session: Session, project: Project, rnd: Round, viewer: User | None) -> Iterator[Query]:

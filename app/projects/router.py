@@ -91,8 +91,18 @@ def list_queries(round_id: int, session: SessionDep, principal: CurrentPrincipal
 
 @router.get("/api/v1/projects/{project_id}/next-query", response_model=QueryOut | None)
 def next_query(project_id: int, session: SessionDep, principal: CurrentPrincipal) -> QueryOut | None:
-    query = service.next_query(session, project_id, principal.user)
+    """The window to answer next, or null when none is left for you. With one answer per window it is handed to you
+    for a few minutes (asking again gives it back): analysts working on the same round get different windows, and
+    null while the windows left are with other analysts. A read-only caller is shown the window without taking it."""
+    query = service.next_query(session, project_id, principal.user, claim=principal.allows("write"))
     return QueryOut.model_validate(query) if query else None
+
+
+@router.post("/api/v1/queries/{query_id}/claim", response_model=QueryOut)
+def claim(query_id: int, session: SessionDep, principal: CurrentPrincipal) -> QueryOut:
+    """Take a window for a few minutes (the labeling page does when it shows one): other analysts asking for the
+    next window are handed others meanwhile. 409 when another analyst holds it (the message names them)."""
+    return QueryOut.model_validate(review.claim(session, principal.user, query_id))
 
 
 @router.post("/api/v1/queries/{query_id}/answer", response_model=AnswerOut)

@@ -505,7 +505,7 @@ def answer_query(
                     "this idempotency key was already used for a different answer; send a new key for a new answer",
                     status=422,
                 )
-            return _result(session, query, rnd, existing, duplicate=True, job_ids=[])
+            return _result(session, query, rnd, existing, duplicate=True, job_ids=[], actor=actor)
     if rnd.status != "open":
         raise Conflict(f"round {rnd.number} is {rnd.status}; its answers can no longer change")
     project = get_project(session, rnd.project_id)
@@ -569,6 +569,7 @@ def answer_query(
         [lab for lab in labels if lab.value != "retracted"],
         duplicate=False,
         job_ids=job_ids,
+        actor=actor,
     )
 
 
@@ -682,13 +683,23 @@ def _label(
 
 
 def _result(
-    session: Session, query: Query, rnd: Round, labels: list[Label], duplicate: bool, job_ids: list[int]
+    session: Session,
+    query: Query,
+    rnd: Round,
+    labels: list[Label],
+    duplicate: bool,
+    job_ids: list[int],
+    actor: User | None = None,
 ) -> AnswerResult:
     queries = repo.list_queries(session, rnd.id)
     answered = sum(q.status != "pending" for q in queries)
-    return AnswerResult(
-        query, labels, duplicate, rnd, answered, len(queries), repo.next_pending_query(session, rnd.id), job_ids
+    # the window to do next is the one next-query would hand this analyst (and claims for them)
+    following = (
+        review.next_query_for(session, get_project(session, rnd.project_id), rnd, actor)
+        if rnd.status == "open"
+        else None
     )
+    return AnswerResult(query, labels, duplicate, rnd, answered, len(queries), following, job_ids)
 
 
 def undo_answer(session: Session, actor: User | None, query_id: int) -> Query:
@@ -822,10 +833,11 @@ def query_context(session: Session, query_id: int) -> QueryContext:
     )
 
 
-def next_query(session: Session, project_id: int, viewer: User | None = None) -> Query | None:
+def next_query(session: Session, project_id: int, viewer: User | None = None, *, claim: bool = True) -> Query | None:
     """The next pending query of the project's open round, in rank order; with several answers per window, the next
-    one ``viewer`` has not answered yet. A round whose review time is over is closed first (its retraining job is
-    left queued for the sweeper)."""
+    one ``viewer`` has not answered yet; with one, the next one no other analyst holds, claimed for ``viewer`` when
+    ``claim`` (app.projects.review.claim_next). A round whose review time is over is closed first (its retraining
+    job is left queued for the sweeper)."""
     found = repo.project_and_active_round(session, project_id)  # one round trip for both
     if found is None:
         raise NotFound(f"no project with id {project_id}")
@@ -839,7 +851,7 @@ def next_query(session: Session, project_id: int, viewer: User | None = None) ->
         session.refresh(rnd)
         if rnd.status != "open":
             return None
-    return review.next_query_for(session, project, rnd, viewer)
+    return review.next_query_for(session, project, rnd, viewer, claim=claim)
 
 
 EXPORT_FIELDS = (

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.accounts import service as accounts
 from app.accounts.models import User
 from app.datasets import service as datasets
+from app.db import utcnow
 from app.jobs import service as jobs
 from app.jobs.schemas import JobOut
 from app.projects import assignment, review, service
@@ -153,6 +154,7 @@ def labeling_state(session: Session, project: Project, viewer: User | None = Non
     out["round"]["yours"] = sum(viewer.id in who for who in owners.values()) if dealt and viewer else None
     # several answers per window: the viewer sees their own answers (and windows they answered as done)
     mine = review.viewer_answers(session, project, summary.queries, viewer) if review.several_answers(project) else {}
+    claims, now = last.status == "open" and review.claims_apply(project, last, viewer), utcnow()
     for q in summary.queries:
         if dealt and viewer and viewer.id not in owners[q.id]:
             continue
@@ -161,6 +163,9 @@ def labeling_state(session: Session, project: Project, viewer: User | None = Non
         if q.id in mine:
             item["status"], answer = mine[q.id]
         item["assignees"] = [users.get(i, f"user {i}") for i in owners[q.id]]
+        # one answer per window: a pending window another analyst was handed (and holds) is theirs for now
+        holder = review.claimed_by_other(q, viewer, now) if claims and q.status == "pending" else None
+        item["claimed_by"] = users.get(holder, f"user {holder}") if holder is not None else None
         item["answer"] = [
             {
                 "start": lab.start,

@@ -5,7 +5,9 @@ a second analyst told (409) instead of silently replacing the first answer."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 from app.accounts.service import create_user
 from app.datasets.models import Dataset, Series
 from app.projects import repository as repo
+from app.projects import review
 from app.projects import service as projects
 from app.projects.models import Project, Query, Round
 
@@ -221,10 +224,10 @@ def test_adjudication_changes_the_training_label(database, client_for, admin_cli
 
 
 def test_one_answer_per_window_a_second_analyst_is_told_not_overwritten(database, client_for, analyst_client):
-    project_id, round_id = make_round(database, "single", answers_per_window=1, n_queries=2)
+    project_id, round_id = make_round(database, "single", answers_per_window=1, n_queries=3)
     alice, bob = client_for("alice"), client_for("bob")
     q = alice.get(f"/api/v1/projects/{project_id}/next-query").json()
-    assert bob.get(f"/api/v1/projects/{project_id}/next-query").json()["id"] == q["id"]  # both shown the window
+    assert bob.get(f"/api/v1/projects/{project_id}/next-query").json()["id"] != q["id"]  # handed another window
     assert alice.post(f"/api/v1/queries/{q['id']}/answer", json={"value": "anomaly"}).status_code == 200
     second = bob.post(f"/api/v1/queries/{q['id']}/answer", json={"value": "normal"})
     assert second.status_code == 409
@@ -238,3 +241,56 @@ def test_one_answer_per_window_a_second_analyst_is_told_not_overwritten(database
     assert alice.post(f"/api/v1/queries/{other['id']}/answer", json={"value": "skip"}).status_code == 200
     skipped = bob.post(f"/api/v1/queries/{other['id']}/answer", json={"value": "anomaly"})
     assert skipped.status_code == 409 and "already skipped by alice" in skipped.json()["detail"]
+
+
+def test_one_answer_per_window_analysts_on_one_round_are_handed_different_windows(
+    database, client_for, admin_client
+):
+    """Each analyst asking for the next window gets one nobody else holds: nobody answers a window for nothing."""
+    project_id, round_id = make_round(database, "claims", answers_per_window=1, n_queries=3)
+    alice, bob, carol, dave = (client_for(name) for name in ("alice", "bob", "carol", "dave"))
+    url = f"/api/v1/projects/{project_id}/next-query"
+    handed = {name: c.get(url).json() for name, c in (("alice", alice), ("bob", bob), ("carol", carol))}
+    assert len({q["id"] for q in handed.values()}) == 3
+    assert alice.get(url).json()["id"] == handed["alice"]["id"]  # asking again gives the same window back
+    assert dave.get(url).json() is None  # every window left is with someone: none for dave, none answered twice
+    state = dave.get(f"/api/v1/projects/{project_id}/labeling").json()
+    assert {q["id"]: q["claimed_by"] for q in state["queries"]} == {q["id"]: n for n, q in handed.items()}
+    home = dave.get("/label")
+    assert home.status_code == 200 and "claims" in home.text  # the chooser: nothing waits for dave
+    assert home.url.path == "/label"
+    taken = dave.post(f"/api/v1/queries/{handed['alice']['id']}/claim")
+    assert taken.status_code == 409 and taken.json()["detail"] == "alice is answering this window; take another"
+    # alice answers: her window is done, the two left are with bob and carol, so none is handed to her next
+    r = alice.post(f"/api/v1/queries/{handed['alice']['id']}/answer", json={"value": "anomaly"})
+    assert r.status_code == 200 and r.json()["next_query_id"] is None
+    # bob walks away: once his hold lapses his window goes to whoever asks next
+    with database.session_scope() as session:
+        query = session.get(Query, handed["bob"]["id"])
+        query.claimed_until = query.claimed_until - (review.CLAIM_TTL * 2)
+    assert dave.get(url).json()["id"] == handed["bob"]["id"]
+    assert bob.get(url).json() is None
+    # an admin's reading of the queue takes nothing; the page's claim of a window it shows does
+    assert admin_client.get(f"/api/v1/projects/{project_id}/labeling").json()["queries"][2]["claimed_by"] == "carol"
+    assert carol.post(f"/api/v1/queries/{handed['carol']['id']}/claim").status_code == 200
+    # the first answer stored wins, whoever held the window: bob's late answer to his lapsed window is still taken
+    assert bob.post(f"/api/v1/queries/{handed['bob']['id']}/answer", json={"value": "normal"}).status_code == 200
+    late = dave.post(f"/api/v1/queries/{handed['bob']['id']}/answer", json={"value": "anomaly"})
+    assert late.status_code == 409
+
+
+def test_one_answer_per_window_analysts_asking_at_once_get_distinct_windows(database, client_for):
+    """Eight analysts ask for their next window at the same moment: eight different windows (a conditional claim
+    per window, on SQLite and PostgreSQL alike)."""
+    project_id, _ = make_round(database, "at-once", answers_per_window=1, n_queries=8)
+    clients = [client_for(f"analyst{i}") for i in range(8)]
+    barrier = threading.Barrier(len(clients))
+
+    def ask(client: TestClient) -> int | None:
+        barrier.wait()
+        q = client.get(f"/api/v1/projects/{project_id}/next-query").json()
+        return q["id"] if q else None
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        got = list(pool.map(ask, clients))
+    assert None not in got and len(set(got)) == 8, got
