@@ -243,9 +243,7 @@ def test_one_answer_per_window_a_second_analyst_is_told_not_overwritten(database
     assert skipped.status_code == 409 and "already skipped by alice" in skipped.json()["detail"]
 
 
-def test_one_answer_per_window_analysts_on_one_round_are_handed_different_windows(
-    database, client_for, admin_client
-):
+def test_one_answer_per_window_analysts_on_one_round_are_handed_different_windows(database, client_for, admin_client):
     """Each analyst asking for the next window gets one nobody else holds: nobody answers a window for nothing."""
     project_id, round_id = make_round(database, "claims", answers_per_window=1, n_queries=3)
     alice, bob, carol, dave = (client_for(name) for name in ("alice", "bob", "carol", "dave"))

@@ -17,6 +17,7 @@ takes a function (the Content-Security-Policy forbids evaluating a string expres
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 import pytest
 
 from app.accounts import repository as accounts_repo
+from app.accounts.models import User
 from app.accounts.service import create_user
 from app.datasets.reader import ImportOptions
 from app.datasets.service import get_series, import_files
@@ -266,3 +268,75 @@ def test_a_round_dealt_to_a_named_analyst(browser, live_server, tmp_path_factory
     shot(eve, "annotators-assigned-elsewhere")
     assert not errors, errors
     context.close()
+
+
+def test_analysts_on_one_round_are_shown_different_windows(browser, live_server, tmp_path_factory):
+    """One answer per window: the page takes the window it shows, so a second analyst opening the same round is shown
+    another one — also when a third took it between the page's loading and its claim (409: passed over) — and once
+    only others' windows are left, the page says whose they are. Every answer given is stored; none is refused."""
+    database = live_server.database
+    project = fitted_project(database, tmp_path_factory.mktemp("claims"), "one-each", 4, review_grace_minutes=10)
+    first, second, third, fourth = project["queries"]
+    with database.session_scope() as session:
+        for name in ("ann", "ben", "dan"):
+            create_user(session, name, "analyst", PASSWORD)
+        dan_id = accounts_repo.get_user_by_name(session, "dan").id
+
+    def holder(query_id: int) -> int | None:
+        with database.session_scope() as session:
+            return repo.get_query(session, query_id).claimed_by_id
+
+    def new_page(name: str):  # type: ignore[no-untyped-def]
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        sign_in_as(page, name)
+        return context, page, errors
+
+    ann_context, ann, ann_errors = new_page("ann")
+    ann.goto(f"/projects/{project['id']}/label")
+    ann.wait_for_selector(f"#lq[data-query='{first}']")
+    deadline = time.monotonic() + 10
+    while holder(first) is None:  # the page's claim is on its way
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    ben_context, ben, ben_errors = new_page("ben")
+    claims: list[str] = []
+
+    def dan_takes_it_first(route) -> None:  # type: ignore[no-untyped-def]
+        # the first window ben's page shows is taken by dan (through the API, as his client would) just before
+        # ben's page claims it
+        claims.append(route.request.url)
+        if len(claims) == 1:
+            with database.session_scope() as session:
+                dan = session.get(User, dan_id)
+                taken = projects.next_query(session, project["id"], dan)
+                assert taken is not None and taken.id == second
+        route.continue_()
+
+    ben.route("**/api/v1/queries/*/claim", dan_takes_it_first)
+    ben.goto(f"/projects/{project['id']}/label")
+    ben.wait_for_selector(f"#lq[data-query='{third}']")  # not ann's window, and not dan's (409: passed over)
+    assert claims[0].endswith(f"/queries/{second}/claim") and claims[1].endswith(f"/queries/{third}/claim")
+    queue = {int(li.get_attribute("data-query")): li.inner_text() for li in ben.locator("#lq-queue li").all()}
+    assert "with ann" in queue[first] and "with dan" in queue[second], queue
+    answer_with_key(ben, "a")
+    assert ben.get_attribute("#lq", "data-query") == str(fourth)
+    answer_with_key(ben, "n")
+    wait_saved(ben)
+    ben.wait_for_selector("text=The windows left are with other analysts")
+    assert "being answered by ann, dan" in ben.inner_text("#lq-done")
+    shot(ben, "annotators-windows-with-others")
+
+    answer_with_key(ann, "n")
+    wait_saved(ann)
+    assert stored_answers(database, project["id"]) == {
+        first: {"ann": "normal"},
+        third: {"ben": "anomaly"},
+        fourth: {"ben": "normal"},
+    }
+    assert not ann_errors and not ben_errors, ann_errors + ben_errors
+    ann_context.close()
+    ben_context.close()
