@@ -202,8 +202,9 @@ def next_query_for(
 ) -> Query | None:
     """The first pending query of ``rnd`` (rank order) that ``viewer`` has not answered or skipped yet; in a round
     dealt to named analysts, the first of ``viewer``'s own windows (:mod:`app.projects.assignment`). With one
-    answer per window, not one another analyst holds, and (``claim``: the caller may answer) claimed for
-    ``viewer`` (:func:`claim_next`): analysts asking at the same time are handed different windows."""
+    answer per window in a round every analyst sees, the first one no other analyst holds, claimed for ``viewer``
+    (:func:`claim_next`) unless ``claim`` is False (a read-only caller): analysts asking at the same time are handed
+    different windows."""
     if claims_apply(project, rnd, viewer):
         assert viewer is not None
         return claim_next(session, rnd, viewer, write=claim)
@@ -282,8 +283,10 @@ def claim(session: Session, actor: User, query_id: int, ttl: timedelta = CLAIM_T
     now = utcnow()
     if not repo.claim_query(session, query.id, actor.id, now, now + ttl):
         session.refresh(query)
-        holder = query.claimed_by_id
-        raise Conflict(f"{_who(session, holder)} is answering this window; take another", code="claimed")
+        holder = claimed_by_other(query, actor, now)
+        if holder is not None:
+            raise Conflict(f"{_who(session, holder)} is answering this window; take another", code="claimed")
+        return query  # answered meanwhile: the answer path tells whoever answers it next
     session.expire(query)
     return query
 

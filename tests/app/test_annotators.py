@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from app.accounts.service import create_user
+from app.accounts.service import create_api_token, create_user
 from app.datasets.models import Dataset, Series
 from app.projects import repository as repo
 from app.projects import review
@@ -243,13 +243,21 @@ def test_one_answer_per_window_a_second_analyst_is_told_not_overwritten(database
     assert skipped.status_code == 409 and "already skipped by alice" in skipped.json()["detail"]
 
 
-def test_one_answer_per_window_analysts_on_one_round_are_handed_different_windows(database, client_for, admin_client):
+def test_one_answer_per_window_analysts_on_one_round_are_handed_different_windows(
+    app, database, client_for, admin_client
+):
     """Each analyst asking for the next window gets one nobody else holds: nobody answers a window for nothing."""
     project_id, round_id = make_round(database, "claims", answers_per_window=1, n_queries=3)
     alice, bob, carol, dave = (client_for(name) for name in ("alice", "bob", "carol", "dave"))
     url = f"/api/v1/projects/{project_id}/next-query"
+    with database.session_scope() as session:  # a read-only token is shown the next window and takes nothing
+        erin = create_user(session, "erin", "analyst", PASSWORD)
+        _, read_only = create_api_token(session, erin, "erin-read", ["read"])
+    with TestClient(app, headers={"Authorization": f"Bearer {read_only}"}) as reader:
+        shown = reader.get(url).json()
+        assert reader.get(url).json()["id"] == shown["id"]
     handed = {name: c.get(url).json() for name, c in (("alice", alice), ("bob", bob), ("carol", carol))}
-    assert len({q["id"] for q in handed.values()}) == 3
+    assert handed["alice"]["id"] == shown["id"] and len({q["id"] for q in handed.values()}) == 3
     assert alice.get(url).json()["id"] == handed["alice"]["id"]  # asking again gives the same window back
     assert dave.get(url).json() is None  # every window left is with someone: none for dave, none answered twice
     state = dave.get(f"/api/v1/projects/{project_id}/labeling").json()
