@@ -37,7 +37,7 @@ from app.datasets.models import Series
 from app.errors import AppError, NotFound
 from app.projects import service as projects
 from app.versions import repository as repo
-from app.versions import service
+from app.versions import scoring, service
 from app.versions.models import ModelVersion
 
 FORMATS = ("json", "csv")
@@ -308,15 +308,15 @@ def _raw_timestamps(session: Session, series: Series, start: int, end: int) -> n
 
 def ensure_scored(session: Session, version: ModelVersion, series: Series, end: int | None = None) -> int:
     """Make sure ``version`` has point scores of ``series`` up to ``end`` (default: its last point) and return how
-    many points it has scored. :func:`app.versions.service.read_scores` is the one place that knows how missing
+    many points it has scored. :func:`app.versions.scoring.ensure_scored` is the one place that knows how missing
     scores are made (a series imported or points appended after the version trained: scored in the request when
-    few, else a job and a 409 that names it); asking it for the last point wanted is enough."""
+    few, else a job and a 409 that names it). A range found short while its body is written ends the body short
+    (:func:`blocks`)."""
     end = series.n_points if end is None else min(end, series.n_points)
-    if end > 0:
-        last = service.read_scores(session, version, series.id, end - 1, end)
-        if len(last) != 1:
-            raise NotFound(f"model version {version.id} has no score for point {end - 1} of series {series.id}")
-    return repo.scored_length(session, version.id, series.id)
+    scored = scoring.ensure_scored(session, version, series.id, end)
+    if scored < end:
+        raise NotFound(f"model version {version.id} has no score for point {end - 1} of series {series.id}")
+    return scored
 
 
 def etag_for(version_id: int, series_id: int, start: int, end: int, fmt: str, revision: int | None = None) -> str:

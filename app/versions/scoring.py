@@ -519,16 +519,16 @@ def _score_job(session: Session, version: ModelVersion, series: Series) -> Any:
 # -- scores asked for before they exist ------------------------------------------------------------------------------
 
 
-def ensure_scored(session: Session, version: ModelVersion, series_id: int, end: int | None = None) -> None:
+def ensure_scored(session: Session, version: ModelVersion, series_id: int, end: int | None = None) -> int:
     """Make sure ``version`` has point scores of ``series_id`` up to ``end`` (default: the series' end): a series
     imported after the version trained, or points appended and not scored yet, are scored now when at most
     :data:`SYNC_POINTS` are missing; otherwise :class:`ScoresPending` (409; the web's handler starts the job and
-    names it). 409 too for a series shorter than one window."""
+    names it). 409 too for a series shorter than one window. Returns how many points the version has scored."""
     series = datasets.get_series(session, series_id)
     end = series.n_points if end is None else min(end, series.n_points)
     scored = repo.scored_length(session, version.id, series_id)
     if scored >= end:
-        return
+        return scored
     project = projects.get_project(session, version.project_id)
     if series.n_points - scored > SYNC_POINTS:
         job = _score_job(session, version, series)  # found, or created and rolled back with the error below
@@ -537,6 +537,7 @@ def ensure_scored(session: Session, version: ModelVersion, series_id: int, end: 
     outcome, _ = score_tail(session, project, version, series)
     if outcome.status == "not_enough_points":
         raise Conflict(f"model version {version.id} cannot score series {series_id} yet: {outcome.message}")
+    return repo.scored_length(session, version.id, series_id)
 
 
 def start_pending_job(session: Session, pending: ScoresPending) -> tuple[int, str]:
