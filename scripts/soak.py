@@ -8,7 +8,9 @@ PostgreSQL database is created and dropped), signs in 20 analysts with API token
 series and creates an iforest project, then for ``--duration`` seconds:
 
 - each analyst asks for the next query of the open round and answers it (anomaly or normal, a fresh idempotency
-  key per answer; a 409 for a round that just completed is expected and counted apart);
+  key per answer; a 409 for a round that just completed is expected and counted apart). With one answer per window
+  each is handed a window no other analyst holds (docs/ANNOTATORS.md), so a 409 "already answered" means two
+  analysts were given the same window;
 - each reader fetches scores of a random 1,000-point range and a chart view of the series;
 - the importer uploads a generated 5,000-point CSV, submits the open round once every window is answered (the
   review grace period would otherwise keep it open for 10 minutes), and starts a new round whenever the last one is
