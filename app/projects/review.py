@@ -256,13 +256,17 @@ def claim_next(
     (they come back when their claims lapse). A window lost to a concurrent claim is passed over. ``write`` False
     (a read-only caller, who cannot answer): the same window, not claimed."""
     now = utcnow()
-    pending = repo.pending_queries(session, rnd.id)
-    held = [q for q in pending if q.claimed_by_id == viewer.id and q.claimed_until and q.claimed_until > now]
-    free = [q for q in pending if q.claimed_by_id != viewer.id and claimed_by_other(q, viewer, now) is None]
-    for query in held[:1] + free:
+
+    def held_by_viewer(q: Query) -> bool:
+        return q.claimed_by_id == viewer.id and q.claimed_until is not None and q.claimed_until > now
+
+    # every pending window nobody else holds (an own lapsed hold included), the ones viewer holds first
+    open_to_viewer = [q for q in repo.pending_queries(session, rnd.id) if claimed_by_other(q, viewer, now) is None]
+    for query in sorted(open_to_viewer, key=lambda q: not held_by_viewer(q)):  # stable: rank order within each
         if not write:
             return query
-        if query in held and query.claimed_until and query.claimed_until - now > ttl / 2:
+        until = query.claimed_until
+        if held_by_viewer(query) and until is not None and until - now > ttl / 2:
             return query  # held, and for long enough: no write on every poll
         if repo.claim_query(session, query.id, viewer.id, now, now + ttl):
             session.expire(query)

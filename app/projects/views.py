@@ -154,7 +154,8 @@ def labeling_state(session: Session, project: Project, viewer: User | None = Non
     out["round"]["yours"] = sum(viewer.id in who for who in owners.values()) if dealt and viewer else None
     # several answers per window: the viewer sees their own answers (and windows they answered as done)
     mine = review.viewer_answers(session, project, summary.queries, viewer) if review.several_answers(project) else {}
-    claims, now = last.status == "open" and review.claims_apply(project, last, viewer), utcnow()
+    claims = last.status == "open" and review.claims_apply(project, last, viewer)
+    now = utcnow()
     for q in summary.queries:
         if dealt and viewer and viewer.id not in owners[q.id]:
             continue

@@ -276,6 +276,11 @@ def test_one_answer_per_window_analysts_on_one_round_are_handed_different_window
         query.claimed_until = query.claimed_until - (review.CLAIM_TTL * 2)
     assert dave.get(url).json()["id"] == handed["bob"]["id"]
     assert bob.get(url).json() is None
+    # carol's hold lapses and nobody takes the window meanwhile: asking again, she gets it back
+    with database.session_scope() as session:
+        query = session.get(Query, handed["carol"]["id"])
+        query.claimed_until = query.claimed_until - (review.CLAIM_TTL * 2)
+    assert carol.get(url).json()["id"] == handed["carol"]["id"]
     # an admin's reading of the queue takes nothing; the page's claim of a window it shows does
     assert admin_client.get(f"/api/v1/projects/{project_id}/labeling").json()["queries"][2]["claimed_by"] == "carol"
     assert carol.post(f"/api/v1/queries/{handed['carol']['id']}/claim").status_code == 200
