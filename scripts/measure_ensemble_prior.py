@@ -7,7 +7,8 @@ train ∪ pool as the bench plan runs them), the default members are fitted once
 window scores ``Z`` pooled offline (``pooled``), so each weighting costs a sort, not a fit. PR-AUC on the evaluation
 part, mean over the series of a set. Printed as Markdown:
 
-1. each member alone, equal weights, ``DEFAULT_PRIOR_WEIGHTS`` and the grid's best weightings;
+1. each member alone, equal weights, ``DEFAULT_PRIOR_WEIGHTS`` (and without each member in turn) and the grid's
+   best weightings;
 2. leave one set out: the grid's best on the other five sets, read on the held-out one, against equal weights;
 3. an upper bound on what re-weighting can learn: the weights learned (``learn_weights``, from the default prior)
    with **every** pool window labeled, for a few strengths — what the labels could teach at 100 % answers;
@@ -16,7 +17,9 @@ part, mean over the series of a set. Printed as Markdown:
    trees and a balanced logistic regression trained on **every** pool window, read on the evaluation part — what
    any learner of these features could reach, whatever the budget.
 
-No timing is read from it.
+``--cap NAMES`` / ``--extrapolate NAMES`` override which members' tail units stop at the fit maximum
+(``Detector.extrapolates_tail``; the ensemble's module docstring, step 2, quotes these arms), and ``--prior-only``
+prints the first section's single members, equal weights and the default only. No timing is read from it.
 """
 
 from __future__ import annotations
@@ -32,12 +35,19 @@ from app.bench.data import discover, load
 from app.bench.plan import LABEL_SUBSETS
 from app.bench.protocol import ProtocolConfig, make_split
 from app.core.detectors.ensemble import DEFAULT_PRIOR_WEIGHTS, EnsembleDetector, learn_weights, pooled
+from app.core.detectors.registry import detector_class
 from app.core.metrics import pr_auc
 from app.core.windows import end_point_scores, window_ends
 
 SETS = ("nab", "kpi", "skab", "smd", "asd", "smap")
 PAIRED = ("smd", "asd", "smap")  # train/test files: fitted on train ∪ pool, as `bench plan` runs them
-GRID = {"diff": (0.5, 1.0), "rollingz": (0.1, 0.3, 1.0), "level": (0.3, 1.0), "iforest": (1.0, 2.0, 4.0, 8.0)}
+GRID = {
+    "diff": (0.5, 1.0),
+    "rollingz": (0.1, 0.3, 1.0),
+    "level": (0.3, 1.0),
+    "iforest": (1.0, 2.0, 4.0, 8.0),
+    "knn": (1.0, 2.0, 4.0),
+}
 
 
 class Series:
@@ -99,7 +109,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cap", default="", help="members whose tail units stop at the fit maximum, comma-separated")
+    ap.add_argument("--extrapolate", default="", help="members whose tail units keep growing, comma-separated")
+    ap.add_argument("--prior-only", action="store_true", help="members alone, equal weights and the default only")
     args = ap.parse_args()
+    for names_arg, extrapolates in ((args.cap, False), (args.extrapolate, True)):
+        for name in filter(None, names_arg.split(",")):
+            detector_class(name).extrapolates_tail = extrapolates  # this process only: an arm of the measurement
     data, names = load_sets(Path(args.data_root), args.seed)
     header = f"| weighting ({', '.join(names)}) | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1)
 
@@ -112,6 +128,13 @@ def main() -> None:
     default = weights_of(names, DEFAULT_PRIOR_WEIGHTS)
     label = f"DEFAULT_PRIOR_WEIGHTS {tuple(float(w) for w in np.round(default, 3))}"
     print(row(label, per_set(data, lambda s: pooled(s.Z, default))))
+    if args.prior_only:
+        return
+    for j, name in enumerate(names):  # what each member adds to the default prior
+        rest = [i for i in range(len(names)) if i != j]
+        w = default[rest] / default[rest].sum()
+        figures = per_set(data, lambda s, rest=rest, w=w: pooled(s.Z[:, rest], w))
+        print(row(f"DEFAULT_PRIOR_WEIGHTS without {name}", figures))
     grid = []
     for combo in itertools.product(*(GRID[n] for n in names)):
         w = weights_of(names, dict(zip(names, combo, strict=True)))

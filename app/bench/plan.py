@@ -98,7 +98,7 @@ LABEL_DETECTOR_ARGS: dict[str, tuple[str, ...]] = {
     # gives ~25 near-identical windows and one 38-channel SMD machine took 500-1,100 s per run.
     "xgbod": ("--param", "label_rule=covered"),
 }
-LABEL_REFERENCES = ("random", "oneliner", "rollingz", "iforest")
+LABEL_REFERENCES = ("random", "oneliner", "rollingz", "iforest", "knn")
 """Unsupervised references (budget 0): the sanity baselines and the ensemble's members alone."""
 PAIR_SETS = ("asd", "smd", "smap")
 """Train/test sets: the label-efficiency runs fit on train ∪ pool (seed 002's *w/ unlabeled*), so their

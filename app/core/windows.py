@@ -70,6 +70,13 @@ def sliding_windows(x: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     return view[::stride].transpose(0, 2, 1)
 
 
+def flat_windows(x: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
+    """Windows as rows of ``window * C`` features: ``(n_points, C) -> (n_windows, window * C)``, point-major
+    (a zero-copy view where numpy allows it)."""
+    view = sliding_windows(x, window, stride)
+    return view.reshape(len(view), -1)
+
+
 def window_starts(n_points: int, window: int, stride: int = 1) -> np.ndarray:
     """First point index of every window, ``(n_windows,)``."""
     return np.arange(n_windows(n_points, window, stride)) * stride

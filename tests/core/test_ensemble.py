@@ -99,6 +99,10 @@ def test_tail_normalisation_is_monotone_and_keeps_growing_past_the_fit_maximum()
     # ties (|Δx| of a quantised series is often exactly 0) map to one value, the right-continuous CDF
     zeros = fit_normalizer(np.r_[np.zeros(600), rng.random(400)])
     assert normalize(np.array([0.0]), zeros, "rank")[0] == pytest.approx(0.6, abs=0.011)  # grid step 0.01
+    # a member that does not extrapolate (a distance grows with any drift) stops at the fit maximum's units
+    capped = fit_normalizer(fit, extrapolate=False)
+    v = normalize(np.array([np.quantile(fit, 0.999), fit.max(), fit.max() + 1, fit.max() + 50]), capped)
+    assert v[0] == pytest.approx(u[1]) and v[1] == v[2] == v[3] == pytest.approx(np.log(2 * 5000))
 
 
 # -- the ensemble ----------------------------------------------------------------------------------
@@ -113,15 +117,16 @@ def fitted() -> tuple[EnsembleDetector, np.ndarray]:
 def test_no_labels_is_the_documented_prior(fitted) -> None:
     det, x = fitted
     Z = det.member_window_scores(x)
-    assert det.member_names_ == ["diff", "rollingz", "level", "iforest"] and Z.shape == (det.n_windows(len(x)), 4)
+    assert det.member_names_ == ["diff", "rollingz", "level", "iforest", "knn"]
+    assert Z.shape == (det.n_windows(len(x)), 5)
     ws = det.window_scores(x)
-    # the documented prior weights: iForest 4, rolling z 0.1, the others 1, on the simplex
-    np.testing.assert_allclose(det.weights_, np.array([1, 0.1, 1, 4]) / 6.1, rtol=1e-12)
+    # the documented prior weights: iForest 4, nearest-window distance 2, rolling z 0.1, the others 1, on the simplex
+    np.testing.assert_allclose(det.weights_, np.array([1, 0.1, 1, 4, 2]) / 8.1, rtol=1e-12)
     np.testing.assert_array_equal(det.weights_, det.prior_)
     # the prior: log of the weighted mean of the members' inverse tail probabilities (harmonic-mean p-value)
     np.testing.assert_allclose(ws, logsumexp(Z, axis=1, b=det.prior_), rtol=1e-12, atol=1e-12)
     equal = EnsembleDetector(prior_weights={}, seed=0, device="cpu").fit(x[:1000])  # {}: every member weighs 1
-    np.testing.assert_allclose(equal.window_scores(x), logsumexp(Z, axis=1) - np.log(4), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(equal.window_scores(x), logsumexp(Z, axis=1) - np.log(5), rtol=1e-12, atol=1e-12)
     mean = EnsembleDetector(pool="mean")
     mean.__dict__.update({k: v for k, v in vars(det).items() if k.endswith("_") and k != "pool_"}, pool_="mean")
     np.testing.assert_allclose(mean.window_scores(x), Z @ det.prior_, rtol=1e-12)

@@ -45,6 +45,8 @@ class Detector(ABC):
     - ``can_hold_out_labels``: ``validation_window_scores(X, train_ranges, heldout_ranges)`` scores windows as if
       ``heldout_ranges`` had never been learned from (how a new version is validated on labels it did not see).
     - ``explains_windows``: ``window_drivers(X, window_scores)`` and ``member_names_`` name what drove each score.
+    - ``extrapolates_tail``: whether a score past the largest seen on the fit data should keep counting as
+      rarer (the ensemble's tail normaliser extrapolates it); False for a distance that grows with any drift.
     - ``summary`` / ``starter_params``: the "New project" form's one line of help and starting parameters.
     """
 
@@ -57,6 +59,7 @@ class Detector(ABC):
     asks_warmup: ClassVar[bool] = False
     can_hold_out_labels: ClassVar[bool] = False
     explains_windows: ClassVar[bool] = False
+    extrapolates_tail: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     """One line for the "New project" form; detectors without one (the ensemble's point scorers) are not offered."""
     starter_params: ClassVar[dict[str, Any]] = {}

@@ -2,12 +2,12 @@
 
 How it works (issue 13, item 1):
 
-1. **Members.** ``members`` names registered detectors (default ``("diff", "rollingz", "level", "iforest")``:
-   |Δx|, the rolling z-score, the global z-score against the fit data and the isolation forest; deep ones
-   such as ``"lstm_ae"``, ``"usad"`` or ``"rlad"`` may be added). Each is built with the ensemble's
-   ``window``, ``stride``, ``seed`` and ``device`` plus
-   ``member_params[name]``, and fitted unsupervised on the same ``X``. All members see the same windows,
-   so their window scores line up one to one.
+1. **Members.** ``members`` names registered detectors (default ``DEFAULT_MEMBERS``: ``("diff", "rollingz",
+   "level", "iforest", "knn")``: |Δx|, the rolling z-score, the global z-score against the fit data, the isolation
+   forest and the distance of each window's shape to the nearest fit window; deep ones such as ``"lstm_ae"``,
+   ``"usad"`` or ``"rlad"`` may be added). Each is built with the ensemble's ``window``, ``stride``, ``seed`` and
+   ``device`` plus ``member_params[name]``, and fitted unsupervised on the same ``X``. All members see the same
+   windows, so their window scores line up one to one.
 2. **Normalisation** (``normalize``), learned per member from its window scores on the fit data:
 
    - ``"tail"`` (default): the score's surprisal under the fit distribution, ``u = −log(1 − F(s))``, with
@@ -15,7 +15,14 @@ How it works (issue 13, item 1):
      fit score, an exponential tail fitted to the fit scores' top 10 % (``u`` keeps growing linearly
      instead of saturating). A window at the fit data's 90th percentile gets ``u ≈ 2.3``, at the 99.9th
      ``≈ 6.9``; units are comparable across members whatever their score scale, and a score far past
-     anything seen in the fit data still ranks above one just past it.
+     anything seen in the fit data still ranks above one just past it — **except** for members whose class
+     sets ``extrapolates_tail = False`` (``level``, ``iforest``, ``knn``): their ``u`` stops at the largest fit
+     score's, ``log 2n``. Their scores grow whenever a series drifts away from its fit data, as the later part
+     of a series often does while normal, and under ``hmp`` one member's unbounded ``u`` then drives every
+     window; a spike larger than any seen (|Δx|, the rolling z-score) is rarer, and keeps growing. Measured at
+     budget 0 (seed 0, the label-efficiency subsets, the prior weights below; mean PR-AUC over nab, kpi, skab,
+     smd, asd, smap): only ``knn`` capped 0.365, ``level`` too 0.378 (skab 0.573 → 0.651), ``iforest`` too 0.384
+     (nab 0.171 → 0.215), |Δx| too 0.372 and the rolling z-score too 0.368 (kpi's spikes 0.529 → 0.436).
    - ``"rank"``: ``F(s)`` itself, in [0, 1] (saturates at the fit maximum).
    - ``"robust"``: ``(s − median) / IQR`` (heavy-tailed members dominate a mean of these).
 
@@ -29,16 +36,18 @@ How it works (issue 13, item 1):
    - ``"mean"``: ``Z @ w`` (with ``tail`` units, Fisher's combination ``−Σ w_m log p_m``).
 
    **Prior** (no labels): the weights ``prior_`` made from ``prior_weights`` (relative, per member name, a member
-   not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``: iForest 4, rolling z 0.1, |Δx| and level 1; ``{}`` =
-   equal weights). ``window_scores`` is then exactly ``log Σ_m prior_m · exp(Z_m)``. Under ``hmp`` the rolling
-   z-score at 0.1 / 6.1 must find a window about 60 times rarer than the others to drive it, iForest about 4
-   times less rare. Measured at budget 0 on BENCHMARKS.md's label-efficiency subsets (56 series, seed 0; the
-   members' normalised scores pooled offline), PR-AUC on nab / kpi / skab / smd / asd / smap: equal weights
-   0.145 / 0.458 / 0.565 / 0.390 / 0.161 / 0.232 (mean 0.325), these weights 0.166 / 0.524 / 0.573 / 0.410 /
-   0.167 / 0.232 (0.345); iForest alone 0.186 / 0.260 / 0.711 / 0.361 / 0.143 / 0.162. They are a round-numbered
-   point of a grid of 48 weightings, within 0.003 of its best mean (0.348, |Δx| 0.5); chosen on five sets and read
-   on the sixth (leave one set out), the grid's best beat equal weights on every held-out set but smap (a tie), so
-   the gain is not the sixth set's own fit.
+   not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``: iForest 4, the nearest-window distance 2, rolling z
+   0.1, |Δx| and level 1; ``{}`` = equal weights). ``window_scores`` is then exactly ``log Σ_m prior_m ·
+   exp(Z_m)``. Under ``hmp`` the rolling z-score at 0.1 / 8.1 must find a window about 60 times rarer than the
+   others to drive it, iForest about 4 times less rare. Measured at budget 0 on BENCHMARKS.md's label-efficiency
+   subsets (56 series, seed 0; the members' normalised scores pooled offline by
+   ``scripts/measure_ensemble_prior.py``), PR-AUC on nab / kpi / skab / smd / asd / smap: equal weights 0.193 /
+   0.461 / 0.610 / 0.428 / 0.192 / 0.261 (mean 0.358), these weights 0.215 / 0.529 / 0.640 / 0.440 / 0.200 /
+   0.282 (0.384); the four members before ``knn`` and the caps 0.166 / 0.524 / 0.573 / 0.410 / 0.167 / 0.232
+   (0.345); each member alone at best 0.202 (``knn``) / 0.343 (|Δx|) / 0.711 (iForest, uncapped) / 0.414
+   (``knn``) / 0.195 (``knn``) / 0.286 (``knn``). The weights are a round-numbered point of a grid of 144
+   weightings, within 0.005 of its best mean (0.389); chosen on five sets and read on the sixth (leave one set
+   out), the grid's best beat equal weights on five held-out sets of six (skab: 0.603 against 0.610).
 4. **Learning from labels** (``feedback``). First every member runs its own feedback (deep members:
    masked minimax; ``rlad``: its DQN round) and a member whose scores can change is re-normalised on the
    feedback ``X``'s windows (unsupervised; the fit data are not kept). Then the weights are learned from
@@ -133,8 +142,8 @@ from app.core.windows import LabeledRange, ranges_to_point_labels, window_ends
 NORMALIZERS = ("tail", "rank", "robust")
 COMBINERS = ("logistic", "aad")
 POOLS = ("hmp", "mean")
-DEFAULT_MEMBERS = ("diff", "rollingz", "level", "iforest")
-DEFAULT_PRIOR_WEIGHTS: Mapping[str, float] = MappingProxyType({"iforest": 4.0, "rollingz": 0.1})
+DEFAULT_MEMBERS = ("diff", "rollingz", "level", "iforest", "knn")
+DEFAULT_PRIOR_WEIGHTS: Mapping[str, float] = MappingProxyType({"iforest": 4.0, "rollingz": 0.1, "knn": 2.0})
 """Relative prior weights when ``prior_weights`` is None; a member not named weighs 1 (module docstring, step 3)."""
 _CACHE_SIZE = 3
 """Series whose raw member scores are kept (a loop round scores the pool, learns on the labeled part, and
@@ -162,10 +171,12 @@ _TAIL_FROM = 0.9
 # -- normalisation ---------------------------------------------------------------------------------
 
 
-def fit_normalizer(scores: np.ndarray) -> dict[str, np.ndarray | float]:
+def fit_normalizer(scores: np.ndarray, extrapolate: bool = True) -> dict[str, np.ndarray | float | bool]:
     """What every normaliser needs from one member's fit window scores ``(n,)``: a quantile grid.
 
-    Returns ``{"q": (K,) increasing scores, "p": (K,) their CDF values, "median", "iqr", "beta"}``.
+    Returns ``{"q": (K,) increasing scores, "p": (K,) their CDF values, "median", "iqr", "beta", "extrapolate"}``;
+    with ``extrapolate=False`` the ``tail`` units stop at the largest fit score's (the member's
+    ``Detector.extrapolates_tail``).
     The grid has steps of 0.01 in probability up to the 90th percentile and is dense above it (down to
     ``1/n``), where anomalies live; between grid points the CDF is linear. ``beta`` is the scale of
     the exponential tail used beyond the largest fit score.
@@ -191,7 +202,7 @@ def fit_normalizer(scores: np.ndarray) -> dict[str, np.ndarray | float]:
     q_tail = float(np.quantile(s, _TAIL_FROM))
     u_gap = -np.log(0.5 / n) + np.log(1 - _TAIL_FROM)  # u(max) − u(q_tail)
     beta = max(float(s[-1]) - q_tail, iqr, spread) / max(float(u_gap), 1.0)
-    return {"q": q, "p": p, "median": float(median), "iqr": iqr, "beta": float(beta)}
+    return {"q": q, "p": p, "median": float(median), "iqr": iqr, "beta": float(beta), "extrapolate": extrapolate}
 
 
 def normalize(scores: np.ndarray, norm: dict[str, Any], kind: str = "tail") -> np.ndarray:
@@ -207,7 +218,7 @@ def normalize(scores: np.ndarray, norm: dict[str, Any], kind: str = "tail") -> n
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, not {kind!r}")
     u = -np.log1p(-cdf)
     beyond = s > q[-1]
-    if beyond.any():
+    if beyond.any() and norm.get("extrapolate", True):  # else capped: np.interp gave p[-1] beyond the fit data
         u[beyond] = -np.log1p(-p[-1]) + (s[beyond] - q[-1]) / norm["beta"]
     return u
 
@@ -500,7 +511,8 @@ class EnsembleDetector(Detector):
 
     name: ClassVar[str] = "ensemble"
     summary: ClassVar[str] = (
-        "Label-aware ensemble (default): |Δx|, rolling z-score, level and iForest combined by measured prior weights; "
+        "Label-aware ensemble (default): |Δx|, rolling z-score, level, iForest and nearest-window distance combined by "
+        "measured prior weights; "
         "the answers re-weigh the members, and a new version serves only if the answers say it is not worse."
     )
     starter_params: ClassVar[dict[str, Any]] = {}
@@ -706,7 +718,7 @@ class EnsembleDetector(Detector):
         self.member_names_ = list(self.members)
         self._cache = None
         raw = self._raw_member_scores(X)
-        self.norms_ = [fit_normalizer(raw[:, j]) for j in range(raw.shape[1])]
+        self.norms_ = [fit_normalizer(raw[:, j], m.extrapolates_tail) for j, m in enumerate(members)]
         self.prior_ = self.prior_weights_for(self.members)
         self.weights_ = self.prior_.copy()
         self.pool_ = self.pool
@@ -819,7 +831,7 @@ class EnsembleDetector(Detector):
             self._cache = None
             raw = self._raw_member_scores(X)
             for j in learners:
-                self.norms_[j] = fit_normalizer(raw[:, j])
+                self.norms_[j] = fit_normalizer(raw[:, j], self.members_[j].extrapolates_tail)
             self._cache = {self._key(X): raw}
         Z = self.member_window_scores(X)
         idx, labels = self._labeled_windows(len(X), ranges)

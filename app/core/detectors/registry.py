@@ -11,6 +11,7 @@ from app.core.detectors.base import Detector
 # name -> "module:Class"; modules are imported only when the name is asked for.
 _REGISTRY: dict[str, str] = {
     "iforest": "app.core.detectors.iforest:IForestDetector",
+    "knn": "app.core.detectors.knn:KNNDetector",
     "diff": "app.core.detectors.statistical:DiffScorer",
     "rollingz": "app.core.detectors.statistical:RollingZScorer",
     "level": "app.core.detectors.statistical:LevelScorer",

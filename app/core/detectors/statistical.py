@@ -168,6 +168,9 @@ class LevelScorer(PointScorer):
     """``|x_t − mean_fit| / std_fit``, max over channels (always standardised: the score is the z-score)."""
 
     name: ClassVar[str] = "level"
+    extrapolates_tail: ClassVar[bool] = False
+    """A drifting series leaves the fit range for good: past the fit maximum the ensemble counts it as rare as the
+    rarest fit window, no rarer (measured: BENCHMARKS.md, "Label efficiency"; skab's prior 0.573 → 0.651)."""
 
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("standardize", True)

@@ -1,0 +1,152 @@
+"""``knn``: how far each window's shape lies from the nearest window of the fit data (a discord score).
+
+A window of ``window`` points and every channel, standardised with the fit data's per-channel mean and std (as
+``iforest``) and, with ``centre=True`` (default), with each channel's mean over the window taken away (its shape,
+not its level: the ensemble's ``level`` member already scores the level), is a point in ``window · C``
+dimensions. Its score is the mean Euclidean distance to its ``k`` nearest among ``max_reference`` windows drawn at
+random (seeded) from the fit data: the matrix profile's nearest-neighbour "discord" distance (Yeh et al. 2016),
+taken against a sample of the fit data rather than every window, so that scoring is linear in the series length.
+
+**Trivial matches.** A window of the fit data would find itself, or its neighbour one point along, among the
+reference windows and score about 0, so a project scoring the series it was fitted on would see no anomaly in the
+part it fitted. ``fit`` therefore keeps a 64-bit fingerprint (:func:`window_fingerprints`) of every fit window with
+its position; a scored window equal to a fit window ignores the reference windows that overlap it (starts less
+than ``window`` points apart: the matrix profile's exclusion zone). The fitted part of a series is then scored as
+its later part is, and a series that merely continues the fit data (live appends) scores the same either way.
+
+**Why it is a member of the ensemble** (``DEFAULT_MEMBERS``): on BENCHMARKS.md's label-efficiency subsets it ranks
+the evaluation parts of the multichannel sets better than every other member alone (seed 0: smd 0.414, asd 0.195,
+smap 0.286 PR-AUC against iForest's 0.361 / 0.143 / 0.162), and the prior with it ranks every set at least as well
+as without it (mean 0.384 against 0.359; ``scripts/measure_ensemble_prior.py``). A distance also grows without
+bound when a series drifts away from anything in the fit data, so the ensemble caps its surprisal at the fit
+data's largest (``extrapolates_tail = False``): uncapped (``--extrapolate knn``), kpi's prior falls from 0.529
+to 0.455.
+
+Cost: ``O(n_windows · max_reference · window · C)`` multiply-adds (one matrix product per ``score_batch``
+windows), ``O(n_fit_windows)`` fingerprints kept. Numpy only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from app.core.detectors.base import Detector
+from app.core.runtime import Progress, ProgressCallback, report
+from app.core.windows import Scaler, as_2d, flat_windows
+
+_FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
+
+
+def window_fingerprints(flat: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """A 64-bit fingerprint of every row of ``flat`` ``(n, d)``: equal rows (bit for bit, as float32) give equal
+    fingerprints; different rows collide with probability about ``2**-64``. ``(n,)`` uint64."""
+    n, d = flat.shape
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(d, _FINGERPRINT_BASE, dtype=np.uint64), dtype=np.uint64)
+        out = np.empty(n, dtype=np.uint64)
+        for b in range(0, n, batch):
+            bits = np.ascontiguousarray(flat[b : b + batch], dtype=np.float32).view(np.uint32).astype(np.uint64)
+            out[b : b + len(bits)] = (bits * powers).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+    return out
+
+
+class KNNDetector(Detector):
+    """Distance of each window to its nearest windows of the fit data (module docstring).
+
+    Parameters: ``window``, ``stride``, ``seed`` (which fit windows become the reference), ``device`` (ignored:
+    numpy), ``k`` (neighbours averaged), ``max_reference`` (reference windows kept), ``centre`` (take each
+    channel's window mean away), ``score_batch`` (windows per matrix product).
+    """
+
+    name = "knn"
+    summary: ClassVar[str] = (
+        "Nearest-window distance: how unlike anything in the fit data each window's shape is; seconds to fit."
+    )
+    extrapolates_tail: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        window: int = 25,
+        stride: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+        k: int = 1,
+        max_reference: int = 2000,
+        centre: bool = True,
+        score_batch: int = 4096,
+    ) -> None:
+        super().__init__(window=window, stride=stride, seed=seed, device=device)
+        self.k = k
+        self.max_reference = max_reference
+        self.centre = centre
+        self.score_batch = score_batch
+
+    def _windows(self, x: np.ndarray) -> np.ndarray:
+        """Scaled (and centred) windows as rows: ``(n_points, C) -> (n_windows, window * C)`` float32."""
+        flat = flat_windows(self.scaler_.transform(x), self.window, self.stride)
+        if not self.centre:
+            return np.ascontiguousarray(flat, dtype=np.float32)
+        per_point = flat.reshape(len(flat), self.window, -1)  # (n_windows, window, C)
+        shape = per_point - per_point.mean(axis=1, keepdims=True)
+        return np.ascontiguousarray(shape.reshape(len(flat), -1), dtype=np.float32)
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> KNNDetector:
+        """Keep ``max_reference`` windows of ``X`` ``(n_points, n_channels)`` (seeded) and every window's
+        fingerprint. ``y`` is ignored: the score is unsupervised."""
+        if self.k < 1 or self.max_reference < 1 or self.score_batch < 1:
+            raise ValueError("k, max_reference and score_batch must be at least 1")
+        x = as_2d(X)
+        self.scaler_ = Scaler("standard").fit(x)
+        rows = self._windows(x)
+        rng = np.random.default_rng(self.seed)
+        chosen = np.sort(rng.choice(len(rows), min(self.max_reference, len(rows)), replace=False))
+        self.reference_ = rows[chosen]
+        self.reference_positions_ = chosen.astype(np.int64)
+        fingerprints = window_fingerprints(rows)
+        order = np.argsort(fingerprints, kind="stable")
+        self.fit_fingerprints_ = fingerprints[order]
+        self.fit_positions_ = order.astype(np.int64)
+        self.n_channels_ = x.shape[1]
+        self.fitted_ = True
+        report(progress, Progress(phase="fit", fraction=1.0, step=1, total_steps=1))
+        return self
+
+    def _fit_positions(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's window index in the fit data, or -1 when it is no fit window: ``(n,)`` int64."""
+        fingerprints = window_fingerprints(rows)
+        if len(self.fit_fingerprints_) == 0:
+            return np.full(len(rows), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.fit_fingerprints_, fingerprints), len(self.fit_fingerprints_) - 1)
+        found = self.fit_fingerprints_[at] == fingerprints
+        return np.where(found, self.fit_positions_[at], -1)
+
+    def window_scores(self, X: np.ndarray) -> np.ndarray:
+        """Mean distance to the ``k`` nearest reference windows, overlapping ones excluded: ``(n_windows,)``,
+        in units of the fit data's per-channel std."""
+        self._check_fitted()
+        rows = self._windows(X)
+        # ‖q − r‖² = ‖q‖² + (‖r‖² − 2 q·r): the bracket is one float32 matrix product plus one in-place add per
+        # batch, and ‖q‖² is added after the minimum over r (it does not depend on r)
+        minus_2_ref_t = np.ascontiguousarray(-2.0 * self.reference_.T)
+        ref_sq = np.einsum("ij,ij->i", self.reference_, self.reference_).astype(np.float32)
+        k = min(self.k, len(ref_sq))
+        out = np.empty(len(rows), dtype=np.float64)
+        for b in range(0, len(rows), self.score_batch):
+            q = rows[b : b + self.score_batch]
+            partial = q @ minus_2_ref_t
+            partial += ref_sq
+            positions = self._fit_positions(q)
+            own = np.flatnonzero(positions >= 0)
+            if len(own):  # a fit window: its trivial matches (overlapping reference windows) do not count
+                gap = np.abs(positions[own, None] - self.reference_positions_[None, :]) * self.stride
+                masked = np.where(gap < self.window, np.inf, partial[own])
+                fine = np.isfinite(masked).sum(axis=1) >= k  # a fit too short to leave k others: keep them all
+                partial[own[fine]] = masked[fine]
+            # a min is ~30 times cheaper than a partition
+            nearest = partial.min(axis=1, keepdims=True) if k == 1 else np.partition(partial, k - 1, axis=1)[:, :k]
+            q_sq = np.einsum("ij,ij->i", q, q, dtype=np.float64)[:, None]
+            out[b : b + len(q)] = np.sqrt(np.maximum(nearest + q_sq, 0.0)).mean(axis=1)
+        return out
