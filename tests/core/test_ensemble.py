@@ -14,6 +14,7 @@ from app.core.detectors.ensemble import (
     ap_gain_se,
     contributions,
     fit_normalizer,
+    forward_check,
     learn_weights,
     normalize,
 )
@@ -143,8 +144,9 @@ def _labels_favouring(det: EnsembleDetector, x: np.ndarray, j: int, n_pos: int =
     ends = window_ends(len(x), det.window)
     lead = Z[:, j] - others
     picked_pos, picked_neg = [], []
-    for i in np.argsort(-lead):
-        if len(picked_pos) < n_pos and all(abs(ends[i] - e) > 30 for e in picked_pos):
+    for i in np.argsort(-lead):  # half of them in each half of the series (the forward check needs both)
+        same_half = sum((e < len(x) // 2) == (ends[i] < len(x) // 2) for e in picked_pos)
+        if same_half < n_pos // 2 and all(abs(ends[i] - e) > 30 for e in picked_pos):
             picked_pos.append(ends[i])
     for i in np.argsort(lead):  # the others rank it high, j does not
         if len(picked_neg) < n_neg and all(abs(ends[i] - e) > 30 for e in picked_pos + picked_neg):
@@ -198,12 +200,49 @@ def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitte
     np.testing.assert_array_equal(again.window_scores(x), chosen.window_scores(x))
     # held out, the same labels choose nothing: the validation scores are the prior's
     np.testing.assert_allclose(chosen.validation_window_scores(x, ranges, ranges), base.window_scores(x))
-    # one anomalous answer is not enough to choose, however well one member ranks it
+    # one anomalous answer is not enough to choose, however well one member ranks it, nor to learn weights from
+    # (the forward check needs two of each class before and after the middle answer)
     one = [r for r in ranges if r.value == 0] + [next(r for r in ranges if r.value == 1)]
     few = load_detector(base.to_bytes())
     few.select = "members"
     few.feedback(x, one)
-    assert few.combination_ == "learned hmp" and few.selection_ == {}
+    assert few.combination_ == "prior" and few.selection_ == {} and few.forward_ == {}
+    np.testing.assert_array_equal(few.weights_, few.prior_)
+    assert "until the answers before and after their middle one each hold 2 of each class" in few.training_notes()[1]
+
+
+@pytest.mark.parametrize("later_follow", ["member 0", "member 1"])
+def test_the_forward_check_refuses_weights_the_later_answers_contradict(later_follow: str) -> None:
+    """Earlier answers are anomalous where member 0 scores high; the later ones agree (member 0) or show anomalies
+    only member 1 sees, member 0 scoring the later normal windows high. Known answer: weights learned from the
+    earlier answers rank the later ones at least as well as the prior in the first case, worse in the second."""
+    rng = np.random.default_rng(0)
+    Z = rng.exponential(size=(400, 2))
+    idx = np.arange(0, 400, 10)  # 40 labeled windows, each one answer (window 1, stride 1)
+    labels = (np.arange(len(idx)) % 4 == 0).astype(np.int8)
+    later = idx >= 200
+    Z[idx[~later & (labels == 1)], 0] += 4.0
+    if later_follow == "member 0":
+        Z[idx[later & (labels == 1)], 0] += 4.0
+    else:
+        Z[idx[later & (labels == 1)], 1] += 4.0
+        Z[idx[later & (labels == 0)][::2], 0] += 4.0
+    prior = np.array([0.5, 0.5])
+
+    def learn(mask: np.ndarray) -> np.ndarray:
+        return learn_weights(Z[idx[mask]], labels[mask], np.ones(int(mask.sum())), strength=0.3, prior=prior)[0]
+
+    figures = forward_check(Z, idx, labels, answer_groups(idx, 1, 1), learn, prior, "hmp")
+    assert figures["earlier_answers"] == figures["later_answers"] == 20
+    if later_follow == "member 0":
+        assert figures["learned_ap"] >= figures["prior_ap"]
+    else:
+        assert figures["learned_ap"] < figures["prior_ap"] - 0.1
+    # too few anomalous answers on one side: nothing to check, {}
+    assert (
+        forward_check(Z, idx, np.where(later, labels, 0).astype(np.int8), answer_groups(idx, 1, 1), learn, prior, "hmp")
+        == {}
+    )
 
 
 def test_the_gain_standard_error_shrinks_with_more_answers() -> None:

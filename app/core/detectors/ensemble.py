@@ -127,7 +127,7 @@ the default (3) keeps the weights close to the measured prior and lets the answe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
@@ -136,6 +136,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from app.core.detectors.base import Detector
+from app.core.metrics import pr_auc
 from app.core.runtime import Progress, ProgressCallback, report
 from app.core.windows import LabeledRange, ranges_to_point_labels, window_ends
 
@@ -160,6 +161,8 @@ SELECT_MODES = ("pooling", "members", "off")
 """What the labels may choose besides the weights (module docstring, step 5)."""
 SELECT_MIN_ANSWERS = 3
 """Answers of each class (anomalous and normal) needed before the labels may choose another combination."""
+FORWARD_MIN_ANSWERS = 2
+"""Answers of each class needed on each side (earlier, later) of the forward check before weights are learned."""
 BOOTSTRAP_DRAWS = 200
 """Resamples of the answers behind the standard error of a candidate's gain (:func:`ap_gain_se`)."""
 BOOTSTRAP_WINDOWS = 2000
@@ -424,6 +427,37 @@ def answers_per_class(groups: np.ndarray, y: np.ndarray) -> int:
     return min(len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
 
 
+def forward_check(
+    Z: np.ndarray,
+    idx: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    learn: Callable[[np.ndarray], np.ndarray],
+    prior: np.ndarray,
+    pool: str,
+) -> dict[str, float]:
+    """Do weights learned from the earlier answers rank the later answers better than the prior does?
+
+    ``Z`` ``(n_windows, M)``; ``idx`` ``(n,)`` sorted labeled window indices, ``labels`` their 0/1, ``groups`` their
+    answer ids (:func:`answer_groups`); ``learn(mask)`` the weights learned from the labeled windows ``mask``
+    selects. The answers are split in series order at the middle answer. Returns the figures (``earlier_answers``,
+    ``later_answers``, ``learned_ap``, ``prior_ap``: average precision on the later answers' windows), or ``{}``
+    when either side holds fewer than ``FORWARD_MIN_ANSWERS`` answers of each class."""
+    answers = np.unique(groups)  # ids grow with the position in the series
+    later = groups >= answers[len(answers) // 2]
+    for side in (~later, later):
+        if answers_per_class(groups[side], labels[side]) < FORWARD_MIN_ANSWERS:
+            return {}
+    weights = learn(~later)
+    late_z, late_y = Z[idx[later]], labels[later]
+    return {
+        "earlier_answers": float(len(np.unique(groups[~later]))),
+        "later_answers": float(len(np.unique(groups[later]))),
+        "learned_ap": pr_auc(pooled(late_z, weights, pool), late_y),
+        "prior_ap": pr_auc(pooled(late_z, prior, pool), late_y),
+    }
+
+
 def choose_combination(
     Z: np.ndarray,
     y: np.ndarray,
@@ -543,6 +577,7 @@ class EnsembleDetector(Detector):
         select_margin: float = 0.02,
         supervised: bool = False,
         prior_weights: dict[str, float] | None = None,
+        forward_check: bool = True,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -556,6 +591,7 @@ class EnsembleDetector(Detector):
         self.select_margin = select_margin
         self.supervised = supervised
         self.prior_weights = prior_weights
+        self.forward_check = forward_check
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -677,11 +713,32 @@ class EnsembleDetector(Detector):
             )
 
         weights, info = weights_under(self.pool)
+        combination, forward = f"learned {self.pool}", {}
+        if self.forward_check and len(idx):
+            groups = answer_groups(idx, self.window, self.stride)
+
+            def learn_from(mask: np.ndarray) -> np.ndarray:
+                return learn_weights(
+                    Z[idx[mask]],
+                    labels[mask],
+                    sw[mask],
+                    combine=self.combine,
+                    pool=self.pool,
+                    strength=self.strength,
+                    Z_all=Z,
+                    tau=self.tau,
+                    prior=self.prior_,
+                )[0]
+
+            forward = forward_check(Z, idx, labels, groups, learn_from, self.prior_, self.pool)
+            if not forward or forward["learned_ap"] < forward["prior_ap"]:
+                weights, combination = self.prior_.copy(), "prior"
         learned = {
             "weights_": weights,
             "pool_": self.pool,
-            "combination_": f"learned {self.pool}",
+            "combination_": combination,
             "selection_": {},
+            "forward_": forward,
             "last_fit_info_": info,
         }
         if self.select == "off" or len(idx) == 0:
@@ -724,6 +781,7 @@ class EnsembleDetector(Detector):
         self.pool_ = self.pool
         self.combination_ = "prior"
         self.selection_: dict[str, float] = {}
+        self.forward_: dict[str, float] = {}
         self.residual_: dict[str, Any] = {}
         self.labels_seen_ = 0
         self.feedback_rounds_ = 0
@@ -854,8 +912,21 @@ class EnsembleDetector(Detector):
                 "pool": self.pool_,
                 "weights": dict(zip(self.member_names_, (round(float(w), 4) for w in self.weights_), strict=True)),
                 "labeled_ap": {k: round(v, 4) for k, v in self.selection_.items()},
+                "forward_check": {k: round(v, 4) for k, v in self.forward_.items()},
             }
         }
+        if self.combination_ == "prior" and self.forward_:
+            f = self.forward_
+            return notes, (
+                f"the ensemble keeps its prior weights: weights learned from the earlier {f['earlier_answers']:.0f} "
+                f"answers ranked the later {f['later_answers']:.0f} worse than the prior does (average precision "
+                f"{f['learned_ap']:.3f} against {f['prior_ap']:.3f})"
+            )
+        if self.combination_ == "prior" and self.forward_check and self.labels_seen_ > 0:
+            return notes, (
+                f"the ensemble keeps its prior weights until the answers before and after their middle one each hold "
+                f"{FORWARD_MIN_ANSWERS} of each class (its forward check)"
+            )
         if self.combination_ in ("prior", default) or not self.selection_:
             return notes, ""
         clause = (
@@ -912,6 +983,8 @@ class EnsembleDetector(Detector):
             self.pool_ = self.pool
             self.combination_ = f"learned {self.pool}" if getattr(self, "feedback_rounds_", 0) else "prior"
             self.selection_ = {}
+        if not hasattr(self, "forward_"):  # stored before the forward check
+            self.forward_ = {}
 
 
 __all__ = [
