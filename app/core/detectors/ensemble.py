@@ -71,17 +71,17 @@ How it works (issue 13, item 1):
      a normal window below, the ``tau`` quantile of the combined scores of all of ``X``'s windows (labeled or
      not), in units of their IQR; learns from one class too.
 
-   **The forward check** (``forward_check``, on by default; :func:`forward_check`). What a version is for is
-   ranking the part of a series still to come, and the answers, all about the part already seen, can teach
-   weights that rank it worse. Measured without the check (the five members, 5 % answers, seed 0, served model):
-   on kpi's a07ac296 the answers moved ``knn``'s weight from 0.25 to 0.69 and the evaluation part's PR-AUC fell
-   0.617 → 0.313, kpi's eight series 0.529 → 0.478, although every round's held-out adoption check passed (it
-   also judges on answers about the part already seen). So the labeled windows are split in series order at the
+   **The forward check** (``forward_check``, on by default; :func:`forward_check`). What a version is for is ranking
+   the part of a series still to come, and the answers, all about the part already seen, can teach weights that rank
+   it worse. Measured without the check (the five members, 5 % answers, seed 0, served model): on kpi's a07ac296 the
+   evaluation part's PR-AUC fell 0.617 → 0.313, kpi's eight series 0.529 → 0.478, although every round's held-out
+   adoption check passed (it also judges on answers about the part already seen); taught by every pool window, the
+   weights on that series move ``knn`` from 0.25 to 0.69. So the labeled windows are split in series order at the
    middle answer, weights are learned from the earlier answers alone, and the weights learned from every answer
    serve only if those rank the later answers' windows at least as well (average precision) as the prior does;
-   otherwise, and until each side holds ``FORWARD_MIN_ANSWERS`` answers of each class, the prior serves (one
-   label never moves the ranking). The figures are in the version's metrics (``ensemble_combination`` →
-   ``forward_check``) and the verdict says why the prior serves. With the check the same run keeps 0.617.
+   otherwise, and until each side holds ``FORWARD_MIN_ANSWERS`` answers of each class, the prior serves (one label
+   never moves the ranking). The figures are in the version's metrics (``ensemble_combination`` → ``forward_check``)
+   and the verdict says why the prior serves. With the check the same run keeps 0.617.
 
 **Defaults, measured** (ANCHORS protocol, 8 series per data set of nab, kpi, skab, smd, asd, smap capped at
 25,000 points, seed 0; 1 % of pool windows answered in 4 hybrid rounds): ``tail`` beats ``rank`` and ``robust``
