@@ -550,7 +550,9 @@ class EnsembleDetector(Detector):
     pull of the weights towards the prior, in answers: see the module docstring); ``tau`` (``"aad"``'s
     quantile); ``select`` and ``select_margin`` (whether, and by how much average precision, the labels may choose
     another combination: module docstring, step 5); ``prior_weights`` (member name -> relative weight before any
-    label, a member not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``, ``{}`` = equal: step 3). Learned:
+    label, a member not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``, ``{}`` = equal: step 3); ``forward_check``
+    (weights learned from answers serve only if those from the earlier answers rank the later ones at least as well
+    as the prior: step 4). Learned:
     ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
     (the pooling in use), ``combination_`` (its name) and ``selection_`` (the figures behind the choice).
     """
@@ -1003,6 +1005,7 @@ __all__ = [
     "COMBINERS",
     "DEFAULT_MEMBERS",
     "DEFAULT_PRIOR_WEIGHTS",
+    "FORWARD_MIN_ANSWERS",
     "NORMALIZERS",
     "POOLS",
     "SELECT_MIN_ANSWERS",
@@ -1014,6 +1017,7 @@ __all__ = [
     "choose_combination",
     "contributions",
     "fit_normalizer",
+    "forward_check",
     "learn_weights",
     "normalize",
     "pooled",
