@@ -23,7 +23,7 @@ data's largest (``extrapolates_tail = False``): uncapped (``--extrapolate knn``)
 to 0.455.
 
 Cost: ``O(n_windows · max_reference · window · C)`` multiply-adds (one matrix product per ``score_batch``
-windows), ``O(n_fit_windows)`` fingerprints kept. Numpy only.
+windows), ``O(n_fit_windows)`` fingerprints kept, ``score_batch`` windows copied at a time. Numpy only.
 """
 
 from __future__ import annotations
@@ -84,14 +84,18 @@ class KNNDetector(Detector):
         self.centre = centre
         self.score_batch = score_batch
 
-    def _windows(self, x: np.ndarray) -> np.ndarray:
-        """Scaled (and centred) windows as rows: ``(n_points, C) -> (n_windows, window * C)`` float32."""
-        flat = flat_windows(self.scaler_.transform(x), self.window, self.stride)
+    def _window_view(self, x: np.ndarray) -> np.ndarray:
+        """Every scaled window of ``x`` as a row, a view: ``(n_points, C) -> (n_windows, window * C)``."""
+        return flat_windows(self.scaler_.transform(x), self.window, self.stride)
+
+    def _rows(self, view: np.ndarray) -> np.ndarray:
+        """Some rows of :meth:`_window_view`, centred per channel when ``centre``: ``(n, window * C)`` float32, a
+        copy of those rows only (scoring copies one batch at a time, so memory stays bounded)."""
         if not self.centre:
-            return np.ascontiguousarray(flat, dtype=np.float32)
-        per_point = flat.reshape(len(flat), self.window, -1)  # (n_windows, window, C)
+            return np.ascontiguousarray(view, dtype=np.float32)
+        per_point = view.reshape(len(view), self.window, -1)  # (n, window, C)
         shape = per_point - per_point.mean(axis=1, keepdims=True)
-        return np.ascontiguousarray(shape.reshape(len(flat), -1), dtype=np.float32)
+        return np.ascontiguousarray(shape.reshape(len(view), -1), dtype=np.float32)
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> KNNDetector:
         """Keep ``max_reference`` windows of ``X`` ``(n_points, n_channels)`` (seeded) and every window's
@@ -100,12 +104,17 @@ class KNNDetector(Detector):
             raise ValueError("k, max_reference and score_batch must be at least 1")
         x = as_2d(X)
         self.scaler_ = Scaler("standard").fit(x)
-        rows = self._windows(x)
+        view = self._window_view(x)
         rng = np.random.default_rng(self.seed)
-        chosen = np.sort(rng.choice(len(rows), min(self.max_reference, len(rows)), replace=False))
-        self.reference_ = rows[chosen]
+        chosen = np.sort(rng.choice(len(view), min(self.max_reference, len(view)), replace=False))
+        self.reference_ = self._rows(view[chosen])
         self.reference_positions_ = chosen.astype(np.int64)
-        fingerprints = window_fingerprints(rows)
+        fingerprints = np.concatenate(
+            [
+                window_fingerprints(self._rows(view[b : b + self.score_batch]))
+                for b in range(0, len(view), self.score_batch)
+            ]
+        )
         order = np.argsort(fingerprints, kind="stable")
         self.fit_fingerprints_ = fingerprints[order]
         self.fit_positions_ = order.astype(np.int64)
@@ -116,9 +125,9 @@ class KNNDetector(Detector):
 
     def _fit_positions(self, rows: np.ndarray) -> np.ndarray:
         """Each row's window index in the fit data, or -1 when it is no fit window: ``(n,)`` int64."""
-        fingerprints = window_fingerprints(rows)
         if len(self.fit_fingerprints_) == 0:
             return np.full(len(rows), -1, dtype=np.int64)
+        fingerprints = window_fingerprints(rows)
         at = np.minimum(np.searchsorted(self.fit_fingerprints_, fingerprints), len(self.fit_fingerprints_) - 1)
         found = self.fit_fingerprints_[at] == fingerprints
         return np.where(found, self.fit_positions_[at], -1)
@@ -127,15 +136,15 @@ class KNNDetector(Detector):
         """Mean distance to the ``k`` nearest reference windows, overlapping ones excluded: ``(n_windows,)``,
         in units of the fit data's per-channel std."""
         self._check_fitted()
-        rows = self._windows(X)
+        view = self._window_view(X)
         # ‖q − r‖² = ‖q‖² + (‖r‖² − 2 q·r): the bracket is one float32 matrix product plus one in-place add per
         # batch, and ‖q‖² is added after the minimum over r (it does not depend on r)
         minus_2_ref_t = np.ascontiguousarray(-2.0 * self.reference_.T)
         ref_sq = np.einsum("ij,ij->i", self.reference_, self.reference_).astype(np.float32)
         k = min(self.k, len(ref_sq))
-        out = np.empty(len(rows), dtype=np.float64)
-        for b in range(0, len(rows), self.score_batch):
-            q = rows[b : b + self.score_batch]
+        out = np.empty(len(view), dtype=np.float64)
+        for b in range(0, len(view), self.score_batch):
+            q = self._rows(view[b : b + self.score_batch])
             partial = q @ minus_2_ref_t
             partial += ref_sq
             positions = self._fit_positions(q)
