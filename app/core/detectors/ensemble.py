@@ -728,8 +728,8 @@ class EnsembleDetector(Detector):
 
         weights, info = weights_under(self.pool)
         combination, forward = f"learned {self.pool}", {}
+        groups = answer_groups(idx, self.window, self.stride)
         if self.forward_check and len(idx):
-            groups = answer_groups(idx, self.window, self.stride)
 
             def learn_from(mask: np.ndarray) -> np.ndarray:
                 return learn_weights(
@@ -757,7 +757,6 @@ class EnsembleDetector(Detector):
         }
         if self.select == "off" or len(idx) == 0:
             return learned
-        groups = answer_groups(idx, self.window, self.stride)
         if answers_per_class(groups, labels) < SELECT_MIN_ANSWERS:
             return learned  # checked here too: the other pooling's weights are not worth learning then
         other = next(p for p in POOLS if p != self.pool)
