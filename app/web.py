@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clean_stale_uploads(settings)
-        app.state.executor = make_executor(app.state.settings, app.state.db)
+        # this lifespan's own executor: a second lifespan of the same app (two test clients) replaces
+        # app.state.executor, and each must still shut down the executor it started, not leave its threads running
+        executor = app.state.executor = make_executor(app.state.settings, app.state.db)
         try:
             yield
         finally:
-            if app.state.executor is not None:
-                app.state.executor.shutdown()
+            executor.shutdown()
             app.state.token_touches.close()
             app.state.health.dispose()
             if database is None:

@@ -9,6 +9,7 @@ lists it, and with ``ANOMALOOP_REQUIRE_SERVICES=1`` (set by .ci/run) the skip be
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -59,6 +60,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
         for line in sorted(set(_service_skips)):
             terminalreporter.write_line(f"SKIPPED {line}")
         terminalreporter.write_line("Start PostgreSQL/Redis or install chromium to run them (see DEVELOPERS.md).")
+
+
+JOB_THREADS = ("anomaloop-sweeper", "anomaloop-later")
+"""Names of an in-process executor's long-lived threads (app/jobs/executor.py)."""
+
+
+@pytest.fixture(autouse=True)
+def no_executor_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's in-process executors are shut down when it ends: a sweeper or timer left running goes on taking
+    jobs of the (shared, session-long) PostgreSQL database, and ran a later test's job (its ids restart at 1).
+    The live server of the browser tests lives for the session and is left out."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    if "live_server" in request.fixturenames:
+        return
+    left = [t.name for t in threading.enumerate() if t.name in JOB_THREADS and t.ident not in before and t.is_alive()]
+    assert not left, f"the test left an in-process executor running (threads {left}): shut it down"
 
 
 @pytest.fixture(scope="session")
