@@ -77,6 +77,25 @@ def flat_windows(x: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     return view.reshape(len(view), -1)
 
 
+def window_shapes(flat: np.ndarray, window: int) -> np.ndarray:
+    """Rows of :func:`flat_windows` with each channel's mean over its window taken away (the window's shape, not
+    its level): ``(n, window * C)`` float32, a copy of those rows only."""
+    per_point = flat.reshape(len(flat), window, -1)  # (n, window, C)
+    shape = per_point - per_point.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(shape.reshape(len(flat), -1), dtype=np.float32)
+
+
+def nearest_distance(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each of ``rows`` ``(n, d)`` to its nearest of ``reference`` ``(m, d)``: ``(n,)``
+    float64 (one float32 matrix product; the caller batches ``rows``)."""
+    q = np.ascontiguousarray(rows, dtype=np.float32)
+    r = np.ascontiguousarray(reference, dtype=np.float32)
+    partial = q @ (-2.0 * r.T)  # ‖q − r‖² = ‖q‖² + ‖r‖² − 2 q·r, ‖q‖² added after the minimum over r
+    partial += np.einsum("ij,ij->i", r, r)
+    q_sq = np.einsum("ij,ij->i", q, q, dtype=np.float64)
+    return cast(np.ndarray, np.sqrt(np.maximum(partial.min(axis=1) + q_sq, 0.0)))
+
+
 def window_starts(n_points: int, window: int, stride: int = 1) -> np.ndarray:
     """First point index of every window, ``(n_windows,)``."""
     return np.arange(n_windows(n_points, window, stride)) * stride

@@ -180,11 +180,12 @@ def test_labels_where_one_member_ranks_high_move_the_weights_to_it(fitted, combi
 def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitted, j: int) -> None:
     base, x = fitted
     ranges = _labels_favouring(base, x, j, n_pos=10, n_neg=20)  # anomalous where member j leads, normal elsewhere
+    # the combination is this test's subject: no false-alarm exemplars lower the windows answered normal (step 7)
     fixed = load_detector(base.to_bytes())
-    fixed.select = "off"
+    fixed.select, fixed.suppress = "off", 0.0
     fixed.feedback(x, ranges)
     chosen = load_detector(base.to_bytes())
-    chosen.select = "members"
+    chosen.select, chosen.suppress = "members", 0.0
     chosen.feedback(x, ranges)
     name = f"{chosen.member_names_[j]} alone"
     assert fixed.combination_ == "learned hmp" and chosen.combination_ == name and chosen.pool_ == "mean"
@@ -358,3 +359,86 @@ def test_prior_on_a_real_slice(shared_data) -> None:
     ours = pr_auc(det.score(test), y)
     assert ours > 5 * y.mean()  # measured 0.43 against a rate of 0.047
     assert ours >= 0.9 * max(members)
+
+
+# -- false alarms answered normal (step 7) ------------------------------------------------------------
+
+
+BUMPS = (400, 800, 1200, 1600, 2000, 2400, 2800)
+"""Centres of a recurring bump on channel 0: a normal pattern of the series that the members find unusual."""
+SQUARES = (1000, 2200, 2600)
+"""Starts of a square dip on channel 1: the anomalies."""
+
+
+def bumpy_series(n: int = 3000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    # periods of 50 and 100 points: every bump (and every dip) lies on the same background, as a recurring pattern does
+    x = np.stack([np.sin(2 * np.pi * t / 50), np.cos(2 * np.pi * t / 100)], axis=1) + 0.1 * rng.standard_normal((n, 2))
+    for c in BUMPS:
+        x[:, 0] += 3.0 * np.exp(-(((t - c) / 4.0) ** 2))
+    for s in SQUARES:
+        x[s : s + 8, 1] -= 2.0
+    return x.astype(np.float32)
+
+
+def _answer(centre: int, value: int) -> LabeledRange:
+    return LabeledRange(centre - 12, centre + 13, value)
+
+
+def _peak(det: EnsembleDetector, x: np.ndarray, ws: np.ndarray, centre: int) -> float:
+    """The highest window score among the windows ending on the points an answer at ``centre`` covers."""
+    ends = window_ends(len(x), det.window)
+    return float(ws[(ends >= centre - 12) & (ends < centre + 13)].max())
+
+
+@pytest.fixture(scope="module")
+def bumpy() -> tuple[EnsembleDetector, np.ndarray]:
+    x = bumpy_series()
+    return EnsembleDetector(seed=0, device="cpu").fit(x[:1000]), x
+
+
+def test_windows_shaped_like_answered_false_alarms_score_lower(bumpy) -> None:
+    """Bumps answered normal (two before the middle answer, one after) lower every other bump; the square dips,
+    unlike any answered normal, keep their scores; the later answers confirmed it, so it serves."""
+    base, x = bumpy
+    before = base.window_scores(x)
+    det = load_detector(base.to_bytes())
+    ranges = [_answer(400, 0), _answer(800, 0), _answer(SQUARES[0] + 4, 1), _answer(2000, 0), _answer(2204, 1)]
+    det.feedback(x, ranges)
+    np.testing.assert_array_equal(det.weights_, det.prior_)  # too few answers to move the weights: step 7 alone
+    after = det.window_scores(x)
+    assert len(det.suppression_["exemplars"]) > 0
+    check = det.suppression_check_
+    assert check["earlier_answers"] == 2 and check["later_answers"] == 3
+    assert check["suppressed_ap"] >= check["plain_ap"]
+    # bumps nobody answered: lowered (a recurring pattern lies about the typical nearest-window distance from its
+    # answered twin, where the penalty is exp(-1) of the strength; here 2.4-3.0 of 10)
+    for c in (1200, 1600, 2400, 2800):
+        assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
+    assert _peak(det, x, after, 2604) == pytest.approx(_peak(det, x, before, 2604), abs=0.05)  # the unanswered dip
+    notes, clause = det.training_notes()
+    assert notes["ensemble_combination"]["false_alarm_exemplars"] == len(det.suppression_["exemplars"])
+    assert "answered normal score up to 10 lower" in clause
+    again = load_detector(det.to_bytes())
+    np.testing.assert_array_equal(again.window_scores(x), after)
+    # held out, the same answers teach nothing: the validation scores are the unanswered version's
+    np.testing.assert_allclose(det.validation_window_scores(x, ranges, ranges), before)
+    off = load_detector(base.to_bytes())
+    off.suppress = 0.0
+    off.feedback(x, ranges)
+    np.testing.assert_array_equal(off.window_scores(x), before)
+
+
+def test_false_alarms_the_later_answers_contradict_are_not_used(bumpy) -> None:
+    """Bumps answered normal early, anomalous later (and a dip answered normal): lowering bumps would rank the later
+    answers worse, so nothing is lowered; with no later answer of each class, nothing is checked or lowered."""
+    base, x = bumpy
+    det = load_detector(base.to_bytes())
+    det.feedback(x, [_answer(400, 0), _answer(800, 0), _answer(1200, 1), _answer(1600, 1), _answer(2204, 0)])
+    check = det.suppression_check_
+    assert det.suppression_ == {} and check["suppressed_ap"] < check["plain_ap"]
+    np.testing.assert_array_equal(det.window_scores(x), base.window_scores(x))
+    unchecked = load_detector(base.to_bytes())
+    unchecked.feedback(x, [_answer(400, 0), _answer(800, 0), _answer(1200, 0), _answer(1600, 0)])
+    assert unchecked.suppression_ == {} and unchecked.suppression_check_ == {}

@@ -150,7 +150,16 @@ from scipy.special import logsumexp
 from app.core.detectors.base import Detector
 from app.core.metrics import pr_auc
 from app.core.runtime import Progress, ProgressCallback, report
-from app.core.windows import LabeledRange, ranges_to_point_labels, window_ends
+from app.core.windows import (
+    LabeledRange,
+    Scaler,
+    as_2d,
+    flat_windows,
+    nearest_distance,
+    ranges_to_point_labels,
+    window_ends,
+    window_shapes,
+)
 
 NORMALIZERS = ("tail", "rank", "robust")
 COMBINERS = ("logistic", "aad")
@@ -161,6 +170,10 @@ DEFAULT_PRIOR_WEIGHTS: Mapping[str, float] = MappingProxyType({"iforest": 4.0, "
 _CACHE_SIZE = 3
 """Series whose raw member scores are kept (a loop round scores the pool, learns on the labeled part, and
 rescores the whole series)."""
+SUPPRESS_EXEMPLARS = 1024
+"""Answered-normal windows kept as false-alarm exemplars (the highest-scoring first; step 7)."""
+SHAPE_SCALE_SAMPLE = (1024, 2048)
+"""Fit windows whose nearest other fit window (of this many, seeded) sets the shape distance scale (step 7)."""
 RESIDUAL_C = (0.01, 0.1, 1.0)
 """Inverse L2 strengths the residual's logistic model is cross-validated over."""
 RESIDUAL_ALPHA = (0.5, 1.0, 2.0, 4.0)
@@ -592,6 +605,7 @@ class EnsembleDetector(Detector):
         supervised: bool = False,
         prior_weights: dict[str, float] | None = None,
         forward_check: bool = True,
+        suppress: float = 10.0,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -606,6 +620,7 @@ class EnsembleDetector(Detector):
         self.supervised = supervised
         self.prior_weights = prior_weights
         self.forward_check = forward_check
+        self.suppress = suppress
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -628,6 +643,8 @@ class EnsembleDetector(Detector):
             raise ValueError(f"combine must be one of {', '.join(COMBINERS)}, not {self.combine!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
+        if not (np.isfinite(self.suppress) and self.suppress >= 0):
+            raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
         if self.strength < 0 or not 0 < self.tau < 1:
             raise ValueError("strength must be >= 0 and tau in (0, 1)")
         if self.select not in SELECT_MODES:
@@ -796,6 +813,10 @@ class EnsembleDetector(Detector):
         self.selection_: dict[str, float] = {}
         self.forward_: dict[str, float] = {}
         self.residual_: dict[str, Any] = {}
+        self.shape_scaler_: Scaler | None = Scaler("standard").fit(as_2d(X))
+        self.shape_scale_ = self._fit_shape_scale(X)
+        self.suppression_: dict[str, Any] = {}
+        self.suppression_check_: dict[str, float] = {}
         self.labels_seen_ = 0
         self.feedback_rounds_ = 0
         self.last_fit_info_: dict[str, float] = {}
@@ -807,7 +828,9 @@ class EnsembleDetector(Detector):
             ends = window_ends(len(X), self.window, self.stride)
             idx = np.flatnonzero(labels[ends] >= 0)
             if len(idx):
-                vars(self).update(self._learn(self.member_window_scores(X), idx, labels[ends][idx].astype(np.int8)))
+                Z, idx_labels = self.member_window_scores(X), labels[ends][idx].astype(np.int8)
+                vars(self).update(self._learn(Z, idx, idx_labels))
+                vars(self).update(self._learn_suppression(X, pooled(Z, self.weights_, self.pool_), idx, idx_labels))
         return self
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
@@ -815,7 +838,85 @@ class EnsembleDetector(Detector):
         Before any label ``weights_`` is ``prior_``, ``pool_`` is ``pool`` and there is no residual (the prior, module
         docstring step 3)."""
         base = pooled(self.member_window_scores(X), self.weights_, self.pool_)
-        return base + self._residual(X, self.residual_)
+        return base + self._residual(X, self.residual_) - self._suppression(X, self.suppression_)
+
+    # -- false alarms answered normal (module docstring, step 7) ---------------------------------------
+    def _shapes(self, X: np.ndarray) -> np.ndarray:
+        """Every window of ``X`` standardised with the fit data, as a row (a view): ``(n_windows, window * C)``;
+        :func:`~app.core.windows.window_shapes` of some rows gives their shapes."""
+        if self.shape_scaler_ is None:
+            raise RuntimeError("this version was stored before false alarms were learned: it has no shape scaler")
+        return flat_windows(self.shape_scaler_.transform(X), self.window, self.stride)
+
+    def _fit_shape_scale(self, X: np.ndarray) -> float:
+        """How far a fit window's shape typically lies from its nearest other fit window (median over a seeded
+        sample, overlapping windows excluded): the distance at which a window stops looking like an exemplar."""
+        view = self._shapes(X)
+        rng = np.random.default_rng(self.seed)
+        n_query, n_reference = SHAPE_SCALE_SAMPLE
+        q = np.sort(rng.choice(len(view), min(n_query, len(view)), replace=False))
+        r = np.sort(rng.choice(len(view), min(n_reference, len(view)), replace=False))
+        Q, R = window_shapes(view[q], self.window), window_shapes(view[r], self.window)
+        d2 = (Q * Q).sum(axis=1)[:, None] + (R * R).sum(axis=1)[None, :] - 2.0 * (Q @ R.T)
+        d2[np.abs(q[:, None] - r[None, :]) * self.stride < self.window] = np.inf  # trivial matches
+        nearest = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        nearest = nearest[np.isfinite(nearest)]
+        for figure in (np.median(nearest), np.mean(nearest)) if len(nearest) else ():
+            if figure > 1e-9:  # a flat series: every shape equal, distance 0; fall back to a unit scale
+                return float(figure)
+        return 1.0
+
+    def _suppression(
+        self, X: np.ndarray, suppression: dict[str, Any], at: np.ndarray | None = None, batch: int = 4096
+    ) -> np.ndarray | float:
+        """``suppress · exp(−(d / shape_scale_)²)`` per window (or per window index of ``at``), ``d`` the distance of
+        its shape to the nearest exemplar: ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without
+        exemplars."""
+        if not suppression:
+            return 0.0
+        view, exemplars = self._shapes(X), suppression["exemplars"]
+        rows = np.arange(len(view)) if at is None else np.asarray(at)
+        d = np.concatenate(
+            [
+                nearest_distance(window_shapes(view[rows[b : b + batch]], self.window), exemplars)
+                for b in range(0, len(rows), batch)
+            ]
+            or [np.empty(0)]
+        )
+        return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))
+
+    def _exemplars(self, X: np.ndarray, base: np.ndarray, normal: np.ndarray) -> dict[str, Any]:
+        """The shapes of the answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
+        ``SUPPRESS_EXEMPLARS``: ``{"exemplars": (k, window * C) float32}``."""
+        top = normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]]
+        return {"exemplars": window_shapes(self._shapes(X)[np.sort(top)], self.window)}
+
+    def _learn_suppression(
+        self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray
+    ) -> dict[str, Any]:
+        """``suppression_`` (the exemplars, or ``{}``) and ``suppression_check_`` (its forward check's figures)
+        that the labeled windows ``idx`` (0/1 ``labels``) teach, on top of the window scores ``base`` (step 7)."""
+        off: dict[str, Any] = {"suppression_": {}, "suppression_check_": {}}
+        labels = np.asarray(labels)
+        if self.suppress <= 0 or self.shape_scaler_ is None or not (labels == 0).any():
+            return off
+        groups = answer_groups(idx, self.window, self.stride)
+        answers = np.unique(groups)  # ids grow with the position in the series
+        later = groups >= answers[len(answers) // 2]
+        earlier_normal = idx[~later & (labels == 0)]
+        if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < 1:
+            return off  # nothing to learn from earlier, or nothing to check it on later
+        late, late_y = idx[later], labels[later]
+        penalty = self._suppression(X, self._exemplars(X, base, earlier_normal), at=late)
+        check = {
+            "earlier_answers": float(len(np.unique(groups[~later]))),
+            "later_answers": float(len(np.unique(groups[later]))),
+            "suppressed_ap": pr_auc(base[late] - penalty, late_y),
+            "plain_ap": pr_auc(base[late], late_y),
+        }
+        if check["suppressed_ap"] < check["plain_ap"]:
+            return {"suppression_": {}, "suppression_check_": check}
+        return {"suppression_": self._exemplars(X, base, idx[labels == 0]), "suppression_check_": check}
 
     # -- the label-learned residual (module docstring, step 6) ------------------------------------------
     def window_features(self, X: np.ndarray) -> np.ndarray:
@@ -907,7 +1008,9 @@ class EnsembleDetector(Detector):
         Z = self.member_window_scores(X)
         idx, labels = self._labeled_windows(len(X), ranges)
         vars(self).update(self._learn(Z, idx, labels))
-        self.residual_ = self._learn_residual(X, pooled(Z, self.weights_, self.pool_), idx, labels)
+        base = pooled(Z, self.weights_, self.pool_)
+        self.residual_ = self._learn_residual(X, base, idx, labels)
+        vars(self).update(self._learn_suppression(X, base + self._residual(X, self.residual_), idx, labels))
         self.labels_seen_ = len(idx)
         self.feedback_rounds_ += 1
         report(progress, Progress(phase="feedback combine", fraction=1.0))
@@ -916,8 +1019,9 @@ class EnsembleDetector(Detector):
     # -- what the loop and the service read --------------------------------------------------------
     def training_notes(self) -> tuple[dict[str, Any], str]:
         """How the last fit or feedback combines the members (``ensemble_combination`` in the version's metrics:
-        the choice, the weights and each candidate's average precision on the labeled windows) and, when the
-        labels chose something other than the learned default, that choice in words."""
+        the choice, the weights, each candidate's average precision on the labeled windows, the forward checks'
+        figures and how many false-alarm exemplars lower the scores) and, in words, why the weights are the prior
+        or another combination, and what the exemplars do."""
         default = f"learned {self.pool}"
         notes = {
             "ensemble_combination": {
@@ -926,28 +1030,42 @@ class EnsembleDetector(Detector):
                 "weights": dict(zip(self.member_names_, (round(float(w), 4) for w in self.weights_), strict=True)),
                 "labeled_ap": {k: round(v, 4) for k, v in self.selection_.items()},
                 "forward_check": {k: round(v, 4) for k, v in self.forward_.items()},
+                "false_alarm_exemplars": len(self.suppression_.get("exemplars", ())),
+                "false_alarm_check": {k: round(v, 4) for k, v in self.suppression_check_.items()},
             }
         }
+        clauses = [self._weights_clause(default)]
+        if self.suppression_:
+            clauses.append(
+                f"windows shaped like the {len(self.suppression_['exemplars'])} highest-scoring windows answered "
+                f"normal score up to {self.suppress:g} lower (the earlier answers' false alarms, so used, ranked the "
+                f"later answers at least as well: average precision {self.suppression_check_['suppressed_ap']:.3f} "
+                f"against {self.suppression_check_['plain_ap']:.3f})"
+            )
+        return notes, "; ".join(c for c in clauses if c)
+
+    def _weights_clause(self, default: str) -> str:
+        """Why the weights are what they are, in words ("" when there is nothing to say)."""
         if self.combination_ == "prior" and self.forward_:
             f = self.forward_
-            return notes, (
+            return (
                 f"the ensemble keeps its prior weights: weights learned from the earlier {f['earlier_answers']:.0f} "
                 f"answers ranked the later {f['later_answers']:.0f} worse than the prior does (average precision "
                 f"{f['learned_ap']:.3f} against {f['prior_ap']:.3f})"
             )
         if self.combination_ == "prior" and self.forward_check and self.labels_seen_ > 0:
-            return notes, (
+            return (
                 f"the ensemble keeps its prior weights until the answers before and after their middle one each hold "
                 f"{FORWARD_MIN_ANSWERS} of each class (its forward check)"
             )
         if self.combination_ in ("prior", default) or not self.selection_:
-            return notes, ""
+            return ""
         clause = (
             f"the ensemble scores with {self.combination_}: its average precision on the labeled windows "
             f"({self.selection_[self.combination_]:.3f}) beat the {default} combination's "
             f"({self.selection_[default]:.3f}) by more than {self.select_margin:g} and two standard errors"
         )
-        return notes, clause
+        return clause
 
     def window_drivers(self, X: np.ndarray, window_scores: np.ndarray | None = None) -> np.ndarray:
         """Index into ``member_names_`` of the member contributing most (``w_m · Z_m``) to each window:
@@ -973,7 +1091,8 @@ class EnsembleDetector(Detector):
         idx, labels = self._labeled_windows(len(X), list(train_ranges), list(heldout_ranges))
         learned = self._learn(Z, idx, labels)
         base = pooled(Z, learned["weights_"], learned["pool_"])
-        return base + self._residual(X, self._learn_residual(X, base, idx, labels))
+        base = base + self._residual(X, self._learn_residual(X, base, idx, labels))
+        return base - self._suppression(X, self._learn_suppression(X, base, idx, labels)["suppression_"])
 
     # -- serialization -----------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
@@ -998,6 +1117,9 @@ class EnsembleDetector(Detector):
             self.selection_ = {}
         if not hasattr(self, "forward_"):  # stored before the forward check
             self.forward_ = {}
+        if not hasattr(self, "suppression_"):  # stored before false alarms were learned (step 7): none are
+            self.suppression_, self.suppression_check_ = {}, {}
+            self.shape_scaler_ = None
 
 
 __all__ = [

@@ -34,7 +34,7 @@ import numpy as np
 
 from app.core.detectors.base import Detector
 from app.core.runtime import Progress, ProgressCallback, report
-from app.core.windows import Scaler, as_2d, flat_windows
+from app.core.windows import Scaler, as_2d, flat_windows, window_shapes
 
 _FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
 
@@ -93,9 +93,7 @@ class KNNDetector(Detector):
         copy of those rows only (scoring copies one batch at a time, so memory stays bounded)."""
         if not self.centre:
             return np.ascontiguousarray(view, dtype=np.float32)
-        per_point = view.reshape(len(view), self.window, -1)  # (n, window, C)
-        shape = per_point - per_point.mean(axis=1, keepdims=True)
-        return np.ascontiguousarray(shape.reshape(len(view), -1), dtype=np.float32)
+        return window_shapes(view, self.window)
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> KNNDetector:
         """Keep ``max_reference`` windows of ``X`` ``(n_points, n_channels)`` (seeded) and every window's
