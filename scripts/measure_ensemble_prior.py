@@ -17,6 +17,10 @@ part, mean over the series of a set. Printed as Markdown:
    trees and a balanced logistic regression trained on **every** pool window, read on the evaluation part — what
    any learner of these features could reach, whatever the budget.
 
+5. with ``--false-alarms`` only: the false-alarm exemplars (the ensemble's step 7) against none, the answers
+   simulated as one top-k round of the prior (the highest-scoring pool windows, none overlapping, 1 % and 5 % of the
+   pool's windows, each answered by the bench's ground-truth oracle), learned by the ensemble's own ``feedback``.
+
 ``--cap NAMES`` / ``--extrapolate NAMES`` override which members' tail units stop at the fit maximum
 (``Detector.extrapolates_tail``; the ensemble's module docstring, step 2, quotes these arms), and ``--prior-only``
 prints the first section's single members, equal weights and the default only. No timing is read from it.
@@ -58,6 +62,9 @@ class Series:
     ) -> None:
         self.Z, self.y, self.evaluation, self.window, self.stride = Z, y, evaluation, window, stride
         self.F = F  # the label features of every window (EnsembleDetector.window_features), (n_windows, k)
+        self.detector: EnsembleDetector | None = None  # kept for --false-alarms: the fitted ensemble and its series
+        self.X: np.ndarray | None = None
+        self.pool: tuple[int, int] = (0, evaluation[0])
 
     def pr_auc_of(self, window_scores: np.ndarray) -> float:
         a, b = self.evaluation
@@ -71,7 +78,7 @@ class Series:
         return idx, self.y[ends[idx]].astype(np.int8)
 
 
-def load_sets(root: Path, seed: int) -> tuple[dict[str, list[Series]], list[str]]:
+def load_sets(root: Path, seed: int, keep: bool = False) -> tuple[dict[str, list[Series]], list[str]]:
     data: dict[str, list[Series]] = {}
     names: list[str] = []
     for ds in SETS:
@@ -87,7 +94,10 @@ def load_sets(root: Path, seed: int) -> tuple[dict[str, list[Series]], list[str]
             names = det.member_names_
             Z = det.member_window_scores(split.X)
             F = det.window_features(split.X)
-            data[ds].append(Series(Z, split.y.astype(int), split.evaluation, det.window, det.stride, F))
+            series = Series(Z, split.y.astype(int), split.evaluation, det.window, det.stride, F)
+            if keep:
+                series.detector, series.X, series.pool = det, split.X, split.pool
+            data[ds].append(series)
     return data, names
 
 
@@ -112,11 +122,21 @@ def main() -> None:
     ap.add_argument("--cap", default="", help="members whose tail units stop at the fit maximum, comma-separated")
     ap.add_argument("--extrapolate", default="", help="members whose tail units keep growing, comma-separated")
     ap.add_argument("--prior-only", action="store_true", help="members alone, equal weights and the default only")
+    ap.add_argument("--false-alarms", action="store_true", help="section 5 only: false-alarm exemplars or none")
     args = ap.parse_args()
     for names_arg, extrapolates in ((args.cap, False), (args.extrapolate, True)):
         for name in filter(None, names_arg.split(",")):
             detector_class(name).extrapolates_tail = extrapolates  # this process only: an arm of the measurement
-    data, names = load_sets(Path(args.data_root), args.seed)
+    data, names = load_sets(Path(args.data_root), args.seed, keep=args.false_alarms)
+    if args.false_alarms:
+        print("### One top-k round of answers: false-alarm exemplars (step 7) or none\n")
+        print("| answers, exemplars | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1))
+        print(row("none (the prior)", per_set(data, lambda s: pooled(s.Z, weights_of(names, DEFAULT_PRIOR_WEIGHTS)))))
+        for budget in (0.01, 0.05):
+            for suppress in (0.0, 10.0):
+                figures = per_set(data, lambda s, b=budget, k=suppress: after_top_k(s, b, k))
+                print(row(f"{budget:.0%} top-k, suppress {suppress:g}", figures))
+        return
     header = f"| weighting ({', '.join(names)}) | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1)
 
     print("### Budget 0: members alone and prior weightings\n")
@@ -167,6 +187,33 @@ def main() -> None:
     print(row("prior (no labels)", per_set(data, lambda s: pooled(s.Z, default))))
     for label, learner in supervised_learners(args.seed).items():
         print(row(label, per_set(data, lambda s, learner=learner: supervised(s, learner, default))))
+
+
+def after_top_k(s: Series, budget: float, suppress: float) -> np.ndarray:
+    """The ensemble's window scores after one round of ground-truth answers to the prior's top ``budget`` share of
+    the pool's windows (none overlapping), learned with ``suppress`` (0: no false-alarm exemplars)."""
+    import copy
+
+    from app.core.loop import GroundTruthOracle
+    from app.core.windows import window_starts
+
+    assert s.detector is not None and s.X is not None
+    det = copy.deepcopy(s.detector)  # the members' cached scores come along: no member runs again
+    det.suppress = suppress
+    starts = window_starts(len(s.y), s.window, s.stride)
+    inside = np.flatnonzero((starts >= s.pool[0]) & (starts + s.window <= s.pool[1]))
+    prior = det.window_scores(s.X)
+    wanted = max(1, round(budget * len(inside)))
+    oracle = GroundTruthOracle(s.y, s.pool)
+    ranges, taken = [], []
+    for i in inside[np.argsort(-prior[inside], kind="stable")]:
+        if len(taken) == wanted:
+            break
+        if all(abs(starts[i] - t) >= s.window for t in taken):
+            taken.append(int(starts[i]))
+            ranges += oracle(int(starts[i]), int(starts[i]) + s.window)
+    det.feedback(s.X, ranges)
+    return det.window_scores(s.X)
 
 
 def supervised_learners(seed: int) -> dict[str, object]:

@@ -131,6 +131,28 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    do not tell how the evaluation part will rank, and the adoption check, which sees only pool answers, did not
    catch those falls — so the default learns the weights only.
 
+7. **False alarms answered normal** (``suppress``, 10 by default; 0 turns it off). An analyst who answers "normal"
+   to a window the ensemble ranked high has shown it a pattern of this series that is not an anomaly, and the same
+   pattern usually comes back. The shapes (standardised with the fit data, each channel's window mean taken away, as
+   ``knn`` sees them) of the highest-scoring windows answered normal, ``SUPPRESS_EXEMPLARS`` at most, are kept, and
+   every window's score is lowered by ``suppress · exp(−(d / shape_scale_)²)``, ``d`` the distance of its shape to
+   the nearest exemplar and ``shape_scale_`` how far a fit window typically lies from its nearest other fit window
+   (so a recurrence of an answered pattern, about that far from it, loses about ``suppress / e``; a window unlike
+   every exemplar loses nothing). It is checked as the weights are: the exemplars of the answers before the middle
+   answer (series order) must rank the later answers' windows at least as well (average precision) as no exemplars
+   do, and the later answers must hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures
+   are in the version's metrics (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the
+   exemplars do. Why this
+   and not more weight learning: the answers say little about how the members rank the later part of a series
+   (steps 4 and 6), but a false alarm is a fact about a shape, and a shape recurs. Measured on BENCHMARKS.md's
+   label-efficiency subsets with one top-k round of ground-truth answers (``scripts/measure_ensemble_prior.py
+   --false-alarms``, seed 0), PR-AUC on nab / kpi / skab / smd / asd / smap, without and with the exemplars: 1 %
+   of the pool's windows answered 0.215 / 0.531 / 0.640 / 0.454 / 0.200 / 0.282 (mean 0.387) against 0.216 / 0.539 /
+   0.636 / 0.508 / 0.216 / 0.309 (0.404); 5 % 0.215 / 0.536 / 0.640 / 0.441 / 0.200 / 0.282 (0.386) against 0.216 /
+   0.541 / 0.639 / 0.502 / 0.224 / 0.348 (0.412). Through the product's loop: BENCHMARKS.md. Pulling windows *towards*
+   answered anomalies instead lowered the mean (an anomalous window is mostly normal-looking series), and so did
+   a strength of 30 without the check (kpi's spikes fell), in a one-off run of the same simulation.
+
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
 ``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
@@ -565,16 +587,19 @@ class EnsembleDetector(Detector):
     another combination: module docstring, step 5); ``prior_weights`` (member name -> relative weight before any
     label, a member not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``, ``{}`` = equal: step 3); ``forward_check``
     (weights learned from answers serve only if those from the earlier answers rank the later ones at least as well
-    as the prior: step 4). Learned:
+    as the prior: step 4); ``suppress`` (how much lower, in surprisal units, a window shaped like a false alarm
+    answered normal scores: step 7). Learned:
     ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
-    (the pooling in use), ``combination_`` (its name) and ``selection_`` (the figures behind the choice).
+    (the pooling in use), ``combination_`` (its name), ``selection_`` (the figures behind the choice),
+    ``shape_scaler_``, ``shape_scale_``, ``suppression_`` (the false-alarm exemplars) and ``suppression_check_``.
     """
 
     name: ClassVar[str] = "ensemble"
     summary: ClassVar[str] = (
         "Label-aware ensemble (default): |Δx|, rolling z-score, level, iForest and nearest-window distance combined by "
         "measured prior weights; "
-        "the answers re-weigh the members, and a new version serves only if the answers say it is not worse."
+        "the answers re-weigh the members, windows shaped like a false alarm answered normal score lower, and a new "
+        "version serves only if the answers say it is not worse."
     )
     starter_params: ClassVar[dict[str, Any]] = {}
     default_strategy: ClassVar[str] = "hybrid"
@@ -834,9 +859,9 @@ class EnsembleDetector(Detector):
         return self
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
-        """``pooled(Z, weights_, pool_)`` plus the label-learned residual when labels earned one: ``(n_windows,)``.
-        Before any label ``weights_`` is ``prior_``, ``pool_`` is ``pool`` and there is no residual (the prior, module
-        docstring step 3)."""
+        """``pooled(Z, weights_, pool_)`` plus the label-learned residual when labels earned one, minus the
+        false-alarm penalty when answers earned exemplars (step 7): ``(n_windows,)``. Before any label ``weights_`` is
+        ``prior_``, ``pool_`` is ``pool`` and there is neither (the prior, module docstring step 3)."""
         base = pooled(self.member_window_scores(X), self.weights_, self.pool_)
         return base + self._residual(X, self.residual_) - self._suppression(X, self.suppression_)
 
@@ -904,8 +929,8 @@ class EnsembleDetector(Detector):
         answers = np.unique(groups)  # ids grow with the position in the series
         later = groups >= answers[len(answers) // 2]
         earlier_normal = idx[~later & (labels == 0)]
-        if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < 1:
-            return off  # nothing to learn from earlier, or nothing to check it on later
+        if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < FORWARD_MIN_ANSWERS:
+            return off  # nothing to learn from earlier, or too little to check it on later
         late, late_y = idx[later], labels[later]
         penalty = self._suppression(X, self._exemplars(X, base, earlier_normal), at=late)
         check = {
