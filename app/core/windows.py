@@ -85,15 +85,34 @@ def window_shapes(flat: np.ndarray, window: int) -> np.ndarray:
     return np.ascontiguousarray(shape.reshape(len(flat), -1), dtype=np.float32)
 
 
-def nearest_distance(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each of ``rows`` ``(n, d)`` to its nearest of ``reference`` ``(m, d)``: ``(n,)``
-    float64 (one float32 matrix product; the caller batches ``rows``)."""
+def nearest_distance(rows: np.ndarray, reference: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distance from each of ``rows`` ``(n, d)`` to its nearest of ``reference`` ``(m, d)``, pairs where
+    ``exclude`` ``(n, m)`` is True left out (inf where a row has none left): ``(n,)`` float64 (one float32 matrix
+    product; the caller batches ``rows``)."""
     q = np.ascontiguousarray(rows, dtype=np.float32)
     r = np.ascontiguousarray(reference, dtype=np.float32)
     partial = q @ (-2.0 * r.T)  # ‖q − r‖² = ‖q‖² + ‖r‖² − 2 q·r, ‖q‖² added after the minimum over r
     partial += np.einsum("ij,ij->i", r, r)
+    if exclude is not None:
+        partial[exclude] = np.inf
     q_sq = np.einsum("ij,ij->i", q, q, dtype=np.float64)
     return cast(np.ndarray, np.sqrt(np.maximum(partial.min(axis=1) + q_sq, 0.0)))
+
+
+_FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
+
+
+def window_fingerprints(flat: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """A 64-bit fingerprint of every row of ``flat`` ``(n, d)``: equal rows (bit for bit, as float32) give equal
+    fingerprints; different rows collide with probability about ``2**-64``. ``(n,)`` uint64."""
+    n, d = flat.shape
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(d, _FINGERPRINT_BASE, dtype=np.uint64), dtype=np.uint64)
+        out = np.empty(n, dtype=np.uint64)
+        for b in range(0, n, batch):
+            bits = np.ascontiguousarray(flat[b : b + batch], dtype=np.float32).view(np.uint32).astype(np.uint64)
+            out[b : b + len(bits)] = (bits * powers).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+    return out
 
 
 def window_starts(n_points: int, window: int, stride: int = 1) -> np.ndarray:

@@ -418,6 +418,14 @@ def test_windows_shaped_like_answered_false_alarms_score_lower(bumpy) -> None:
     for c in (1200, 1600, 2800):
         assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
     assert _peak(det, x, after, 2604) == pytest.approx(_peak(det, x, before, 2604), abs=0.05)  # the unanswered dip
+    # an answer does not lower itself: its own windows lose what the other answers' exemplars take from them, as a
+    # recurrence does, not the whole strength their distance 0 to themselves would give (a threshold chosen on the
+    # labeled points would otherwise see every false alarm far below the anomalies)
+    penalty = det._suppression(x, det.suppression_)
+    ends = window_ends(len(x), det.window)
+    for c in (400, 800, 2000, 2400):
+        own = penalty[(ends >= c - 12) & (ends < c + 13)]
+        assert 0.15 * det.suppress < own.max() < 0.5 * det.suppress
     notes, clause = det.training_notes()
     assert notes["ensemble_combination"]["false_alarm_exemplars"] == len(det.suppression_["exemplars"])
     assert "answered normal score up to 10 lower" in clause

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.core.detectors.knn import KNNDetector, window_fingerprints
-from app.core.windows import flat_windows
+from app.core.detectors.knn import KNNDetector
+from app.core.windows import flat_windows, window_fingerprints
 
 
 def periodic(n: int, seed: int = 0) -> np.ndarray:

@@ -180,6 +180,7 @@ from app.core.windows import (
     nearest_distance,
     ranges_to_point_labels,
     window_ends,
+    window_fingerprints,
     window_shapes,
 )
 
@@ -896,25 +897,43 @@ class EnsembleDetector(Detector):
     ) -> np.ndarray | float:
         """``suppress · exp(−(d / shape_scale_)²)`` per window (or per window index of ``at``), ``d`` the distance of
         its shape to the nearest exemplar: ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without
-        exemplars."""
+        exemplars.
+
+        **An answer does not lower itself.** A window equal (bit for bit, by fingerprint) to an answered-normal window
+        at index ``p`` ignores the exemplars overlapping ``p`` (as ``knn`` ignores trivial matches): the answered
+        windows keep the score the other answers give them, so a threshold chosen on the labeled points sees the
+        false alarms as the unlabeled part will, not pushed down by their own answer."""
         if not suppression:
             return 0.0
-        view, exemplars = self._shapes(X), suppression["exemplars"]
+        view, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
+        known, known_at = suppression["fingerprints"], suppression["fingerprint_positions"]
         rows = np.arange(len(view)) if at is None else np.asarray(at)
-        d = np.concatenate(
-            [
-                nearest_distance(window_shapes(view[rows[b : b + batch]], self.window), exemplars)
-                for b in range(0, len(rows), batch)
-            ]
-            or [np.empty(0)]
-        )
+        parts = [np.empty(0)]
+        for b in range(0, len(rows), batch):
+            shapes = window_shapes(view[rows[b : b + batch]], self.window)
+            fingerprints = window_fingerprints(shapes)
+            hit = np.minimum(np.searchsorted(known, fingerprints), len(known) - 1)
+            own = np.where(known[hit] == fingerprints, known_at[hit], -(10**12))  # far from every exemplar
+            overlapping = np.abs(own[:, None] - positions[None, :]) * self.stride < self.window
+            parts.append(nearest_distance(shapes, exemplars, overlapping))
+        d = np.concatenate(parts)
         return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))
 
     def _exemplars(self, X: np.ndarray, base: np.ndarray, normal: np.ndarray) -> dict[str, Any]:
         """The shapes of the answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
-        ``SUPPRESS_EXEMPLARS``: ``{"exemplars": (k, window * C) float32}``."""
-        top = normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]]
-        return {"exemplars": window_shapes(self._shapes(X)[np.sort(top)], self.window)}
+        ``SUPPRESS_EXEMPLARS``, with their window indices, and a fingerprint of every window of ``normal`` with its
+        index: ``{"exemplars": (k, window * C) float32, "positions": (k,), "fingerprints": (n,) sorted uint64,
+        "fingerprint_positions": (n,)}`` (see :meth:`_suppression`)."""
+        top = np.sort(normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]])
+        view = self._shapes(X)
+        fingerprints = window_fingerprints(window_shapes(view[normal], self.window))
+        order = np.argsort(fingerprints, kind="stable")
+        return {
+            "exemplars": window_shapes(view[top], self.window),
+            "positions": top.astype(np.int64),
+            "fingerprints": fingerprints[order],
+            "fingerprint_positions": normal[order].astype(np.int64),
+        }
 
     def _learn_suppression(
         self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray

@@ -9,7 +9,7 @@ taken against a sample of the fit data rather than every window, so that scoring
 
 **Trivial matches.** A window of the fit data would find itself, or its neighbour one point along, among the
 reference windows and score about 0, so a project scoring the series it was fitted on would see no anomaly in the
-part it fitted. ``fit`` therefore keeps a 64-bit fingerprint (:func:`window_fingerprints`) of every fit window with
+part it fitted. ``fit`` therefore keeps a 64-bit fingerprint (``window_fingerprints``) of every fit window with
 its position; a scored window equal to a fit window ignores the reference windows that overlap it (starts less
 than ``window`` points apart: the matrix profile's exclusion zone). The fitted part of a series is then scored as
 its later part is, and a series that merely continues the fit data (live appends) scores the same either way.
@@ -34,22 +34,7 @@ import numpy as np
 
 from app.core.detectors.base import Detector
 from app.core.runtime import Progress, ProgressCallback, report
-from app.core.windows import Scaler, as_2d, flat_windows, window_shapes
-
-_FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
-
-
-def window_fingerprints(flat: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """A 64-bit fingerprint of every row of ``flat`` ``(n, d)``: equal rows (bit for bit, as float32) give equal
-    fingerprints; different rows collide with probability about ``2**-64``. ``(n,)`` uint64."""
-    n, d = flat.shape
-    with np.errstate(over="ignore"):
-        powers = np.cumprod(np.full(d, _FINGERPRINT_BASE, dtype=np.uint64), dtype=np.uint64)
-        out = np.empty(n, dtype=np.uint64)
-        for b in range(0, n, batch):
-            bits = np.ascontiguousarray(flat[b : b + batch], dtype=np.float32).view(np.uint32).astype(np.uint64)
-            out[b : b + len(bits)] = (bits * powers).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
-    return out
+from app.core.windows import Scaler, as_2d, flat_windows, window_fingerprints, window_shapes
 
 
 class KNNDetector(Detector):
