@@ -115,6 +115,17 @@ def window_fingerprints(flat: np.ndarray, batch: int = 8192) -> np.ndarray:
     return out
 
 
+def known_window_positions(rows: np.ndarray, known: np.ndarray, known_positions: np.ndarray) -> np.ndarray:
+    """Which known window each of ``rows`` ``(n, d)`` equals, bit for bit: the matching entry of ``known_positions``
+    (``known``: sorted :func:`window_fingerprints` of the known windows, ``known_positions`` their window indices in
+    the same order), or -1: ``(n,)`` int64."""
+    if len(known) == 0:
+        return np.full(len(rows), -1, dtype=np.int64)
+    fingerprints = window_fingerprints(rows)
+    at = np.minimum(np.searchsorted(known, fingerprints), len(known) - 1)
+    return np.where(known[at] == fingerprints, known_positions[at], -1).astype(np.int64)
+
+
 def window_starts(n_points: int, window: int, stride: int = 1) -> np.ndarray:
     """First point index of every window, ``(n_windows,)``."""
     return np.arange(n_windows(n_points, window, stride)) * stride

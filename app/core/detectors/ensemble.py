@@ -177,6 +177,7 @@ from app.core.windows import (
     Scaler,
     as_2d,
     flat_windows,
+    known_window_positions,
     nearest_distance,
     ranges_to_point_labels,
     window_ends,
@@ -475,6 +476,13 @@ def answers_per_class(groups: np.ndarray, y: np.ndarray) -> int:
     return min(len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
 
 
+def later_answers(groups: np.ndarray) -> np.ndarray:
+    """Which labeled windows belong to the later half of the answers, split in series order at the middle answer
+    (``groups``: answer ids, :func:`answer_groups`, which grow with the position in the series): ``(n,)`` bool."""
+    answers = np.unique(groups)
+    return cast(np.ndarray, groups >= answers[len(answers) // 2])
+
+
 def forward_check(
     Z: np.ndarray,
     idx: np.ndarray,
@@ -491,8 +499,7 @@ def forward_check(
     selects. The answers are split in series order at the middle answer. Returns the figures (``earlier_answers``,
     ``later_answers``, ``learned_ap``, ``prior_ap``: average precision on the later answers' windows), or ``{}``
     when either side holds fewer than ``FORWARD_MIN_ANSWERS`` answers of each class."""
-    answers = np.unique(groups)  # ids grow with the position in the series
-    later = groups >= answers[len(answers) // 2]
+    later = later_answers(groups)
     for side in (~later, later):
         if answers_per_class(groups[side], labels[side]) < FORWARD_MIN_ANSWERS:
             return {}
@@ -882,10 +889,8 @@ class EnsembleDetector(Detector):
         n_query, n_reference = SHAPE_SCALE_SAMPLE
         q = np.sort(rng.choice(len(view), min(n_query, len(view)), replace=False))
         r = np.sort(rng.choice(len(view), min(n_reference, len(view)), replace=False))
-        Q, R = window_shapes(view[q], self.window), window_shapes(view[r], self.window)
-        d2 = (Q * Q).sum(axis=1)[:, None] + (R * R).sum(axis=1)[None, :] - 2.0 * (Q @ R.T)
-        d2[np.abs(q[:, None] - r[None, :]) * self.stride < self.window] = np.inf  # trivial matches
-        nearest = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        trivial = np.abs(q[:, None] - r[None, :]) * self.stride < self.window  # overlapping windows
+        nearest = nearest_distance(window_shapes(view[q], self.window), window_shapes(view[r], self.window), trivial)
         nearest = nearest[np.isfinite(nearest)]
         for figure in (np.median(nearest), np.mean(nearest)) if len(nearest) else ():
             if figure > 1e-9:  # a flat series: every shape equal, distance 0; fall back to a unit scale
@@ -906,15 +911,12 @@ class EnsembleDetector(Detector):
         if not suppression:
             return 0.0
         view, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
-        known, known_at = suppression["fingerprints"], suppression["fingerprint_positions"]
         rows = np.arange(len(view)) if at is None else np.asarray(at)
         parts = [np.empty(0)]
         for b in range(0, len(rows), batch):
             shapes = window_shapes(view[rows[b : b + batch]], self.window)
-            fingerprints = window_fingerprints(shapes)
-            hit = np.minimum(np.searchsorted(known, fingerprints), len(known) - 1)
-            own = np.where(known[hit] == fingerprints, known_at[hit], -(10**12))  # far from every exemplar
-            overlapping = np.abs(own[:, None] - positions[None, :]) * self.stride < self.window
+            own = known_window_positions(shapes, suppression["fingerprints"], suppression["fingerprint_positions"])
+            overlapping = (own >= 0)[:, None] & (np.abs(own[:, None] - positions[None, :]) * self.stride < self.window)
             parts.append(nearest_distance(shapes, exemplars, overlapping))
         d = np.concatenate(parts)
         return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))
@@ -945,8 +947,7 @@ class EnsembleDetector(Detector):
         if self.suppress <= 0 or self.shape_scaler_ is None or not (labels == 0).any():
             return off
         groups = answer_groups(idx, self.window, self.stride)
-        answers = np.unique(groups)  # ids grow with the position in the series
-        later = groups >= answers[len(answers) // 2]
+        later = later_answers(groups)
         earlier_normal = idx[~later & (labels == 0)]
         if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < FORWARD_MIN_ANSWERS:
             return off  # nothing to learn from earlier, or too little to check it on later
@@ -1183,6 +1184,7 @@ __all__ = [
     "contributions",
     "fit_normalizer",
     "forward_check",
+    "later_answers",
     "learn_weights",
     "normalize",
     "pooled",

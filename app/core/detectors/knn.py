@@ -34,7 +34,14 @@ import numpy as np
 
 from app.core.detectors.base import Detector
 from app.core.runtime import Progress, ProgressCallback, report
-from app.core.windows import Scaler, as_2d, flat_windows, window_fingerprints, window_shapes
+from app.core.windows import (
+    Scaler,
+    as_2d,
+    flat_windows,
+    known_window_positions,
+    window_fingerprints,
+    window_shapes,
+)
 
 
 class KNNDetector(Detector):
@@ -108,12 +115,7 @@ class KNNDetector(Detector):
 
     def _fit_positions(self, rows: np.ndarray) -> np.ndarray:
         """Each row's window index in the fit data, or -1 when it is no fit window: ``(n,)`` int64."""
-        if len(self.fit_fingerprints_) == 0:
-            return np.full(len(rows), -1, dtype=np.int64)
-        fingerprints = window_fingerprints(rows)
-        at = np.minimum(np.searchsorted(self.fit_fingerprints_, fingerprints), len(self.fit_fingerprints_) - 1)
-        found = self.fit_fingerprints_[at] == fingerprints
-        return np.where(found, self.fit_positions_[at], -1)
+        return known_window_positions(rows, self.fit_fingerprints_, self.fit_positions_)
 
     def window_scores(self, X: np.ndarray) -> np.ndarray:
         """Mean distance to the ``k`` nearest reference windows, overlapping ones excluded: ``(n_windows,)``,
