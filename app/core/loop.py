@@ -543,7 +543,8 @@ def resolve_budget(budget: float, n_pool_windows: int) -> int:
 
 def pool_threshold(method: str, pool_scores: np.ndarray, pool_labels: np.ndarray) -> float:
     """A version's threshold from the pool's point scores ``(N,)`` and the labels gathered there (``(N,)`` 1 / 0 /
-    -1 unlabeled) — never from ground truth. The product's versions and the bench's served model use this."""
+    -1 unlabeled) — never from ground truth. The product's versions and the bench's served model use this, with
+    the detector's :meth:`~app.core.detectors.base.Detector.threshold_basis` as ``pool_scores``."""
     from app.core.thresholds import choose_threshold
 
     s = np.asarray(pool_scores, dtype=np.float64)
@@ -655,7 +656,8 @@ def run_experiment(
     served = detector
     points, windows = served.point_and_window_scores(split.X)
     score_s = time.perf_counter() - t0
-    threshold = pool_threshold(threshold_method, points[:p1], np.full(p1, -1, dtype=np.int64))
+    basis = served.threshold_basis(split.X, points)
+    threshold = pool_threshold(threshold_method, basis[:p1], np.full(p1, -1, dtype=np.int64))
     records = [RoundRecord(0, 0, evaluate(points[a:b], y_eval), score_seconds=score_s)]
     if on_round:
         on_round(records[0])
@@ -703,7 +705,8 @@ def run_experiment(
         t0 = time.perf_counter()
         c_points, c_windows = candidate.point_and_window_scores(split.X)
         pool_labels = ranges_to_point_labels(state.pool_ranges(), p1)
-        c_threshold = pool_threshold(threshold_method, c_points[:p1], pool_labels)
+        c_basis = candidate.threshold_basis(split.X, c_points)
+        c_threshold = pool_threshold(threshold_method, c_basis[:p1], pool_labels)
         flagged = float(np.mean(c_points[:p1] > c_threshold))
         verdict = validate_candidate(rule, state, newest, candidate, X_pool, [c_windows], [windows], flagged)
         cand_metrics = evaluate(c_points[a:b], y_eval)

@@ -165,6 +165,7 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     # a type checker cannot tie a flag to a method
     capable: Any = detector
     scores = {}
+    basis: dict[int, np.ndarray] = {}  # the point scores the threshold is chosen on (Detector.threshold_basis)
     for s in inp.series:
         points, windows = detector.point_and_window_scores(s.values)
         entry = {"point": points, "window": windows}
@@ -173,7 +174,8 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         if detector.explains_windows:
             entry["driver"] = np.asarray(capable.window_drivers(s.values, window_scores=windows), dtype=np.float32)
         scores[s.series_id] = entry
-    threshold, metrics = evaluate(inp, scores)
+        basis[s.series_id] = detector.threshold_basis(s.values, points)
+    threshold, metrics = evaluate(inp, scores, basis)
     if detector.explains_windows:
         metrics["member_names"] = list(capable.member_names_)
     notes, clause = detector.training_notes()  # e.g. RLAD's check of its agent against its warm-up forest
@@ -197,14 +199,18 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     return TrainingOutput(detector.to_bytes(), scores, threshold, metrics, resolve_device(device), seconds, adoption)
 
 
-def evaluate(inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]]) -> tuple[float, dict]:
-    """Threshold from the labels gathered (never from ground truth); metrics on the labels and, where imported, on
+def evaluate(
+    inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]], basis: dict[int, np.ndarray] | None = None
+) -> tuple[float, dict]:
+    """Threshold from the labels gathered (never from ground truth) on ``basis`` (per series, the point scores
+    the threshold is chosen on; the served point scores when None); metrics on the labels and, where imported, on
     ground truth of the held-back tail (or of the whole series when nothing is held back, marked as such)."""
     pool_scores = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
     labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
     known = labels >= 0
+    on = np.concatenate([basis[s.series_id][: s.pool_points] for s in inp.series]) if basis else pool_scores
     # -1 (unlabeled) entries are ignored by the label-based methods; no evaluation label is ever passed here
-    threshold = pool_threshold(inp.threshold_method, pool_scores, labels)
+    threshold = pool_threshold(inp.threshold_method, on, labels)
     out: dict = {"labels_used": inp.labels_used, "labeled_points": int(known.sum()), "threshold": threshold}
     if known.any() and 0 < labels[known].sum() < known.sum():
         out["labels_pr_auc"] = m.pr_auc(pool_scores[known], labels[known])

@@ -102,3 +102,31 @@ def test_an_admins_pick_sticks_until_the_project_follows_again(database, tmp_pat
         versions.follow_new_versions(s, None, project_id, True)
     assert _serving(database, project_id) == v2["id"]
     ex.shutdown()
+
+
+def test_answered_false_alarms_only_take_alarms_away() -> None:
+    """A version trained (``versions.train``, the worker's pure step) on answers that earn the ensemble false-alarm
+    exemplars keeps the threshold the same version without them chooses, so the exemplars flag fewer points, never
+    more: answering "normal" cannot raise new alarms elsewhere."""
+    from app.core.detectors.ensemble import EnsembleDetector
+    from app.core.loop import PoolState, SeriesPool
+    from tests.core.test_ensemble import _answer, bumpy_series
+
+    x = bumpy_series()
+    ranges = [_answer(c, 0) for c in (400, 800, 2000, 2400)] + [_answer(c, 1) for c in (1004, 1404, 2204)]
+
+    def trained(suppress: float) -> versions.TrainingOutput:
+        base = EnsembleDetector(seed=0, device="cpu", suppress=suppress).fit(x[:1000])
+        state = PoolState([SeriesPool(7, len(x), len(x))], base.window, budget=20, labels=[list(ranges)])
+        state.answers = len(ranges)
+        series = [versions.SeriesData(7, x, None, len(x), 0)]
+        inp = versions.TrainingInput(1, 1, "ensemble", {}, base.to_bytes(), x, state, series, "percentile", 4096, 7)
+        return versions.train(inp, "cpu")
+
+    with_exemplars, without = trained(10.0), trained(0.0)
+    assert with_exemplars.metrics["ensemble_combination"]["false_alarm_exemplars"] > 0
+    assert with_exemplars.threshold == pytest.approx(without.threshold)
+    flagged = {
+        k: float(np.mean(o.scores[7]["point"] > o.threshold)) for k, o in (("on", with_exemplars), ("off", without))
+    }
+    assert flagged["on"] < flagged["off"]

@@ -452,3 +452,27 @@ def test_false_alarms_the_later_answers_contradict_are_not_used(bumpy) -> None:
     unchecked = load_detector(base.to_bytes())
     unchecked.feedback(x, [_answer(400, 0), _answer(800, 0), _answer(1004, 1), _answer(1600, 0), _answer(2204, 1)])
     assert unchecked.suppression_ == {} and unchecked.suppression_check_ == {}
+
+
+def test_the_threshold_is_chosen_as_if_no_answer_had_lowered_anything(bumpy) -> None:
+    """With exemplars earned, the scores a version's threshold is chosen on (``threshold_basis``) are the same
+    version's without the penalty — what it would score had no answer lowered anything — so the exemplars only take
+    alarms away; without exemplars they are the served scores themselves."""
+    base, x = bumpy
+    ranges = [_answer(400, 0), _answer(800, 0), _answer(1004, 1), _answer(1404, 1), _answer(2000, 0), _answer(2204, 1)]
+    ranges.append(_answer(2400, 0))
+    det = load_detector(base.to_bytes())
+    det.feedback(x, ranges)
+    assert det.suppression_
+    points = det.score(x)
+    basis = det.threshold_basis(x, points)
+    off = load_detector(base.to_bytes())
+    off.suppress = 0.0
+    off.feedback(x, ranges)
+    np.testing.assert_allclose(basis, off.score(x))
+    assert (basis >= points).all()
+    ends = window_ends(len(x), det.window)
+    for c in (1200, 2800):  # unanswered bumps: served lower than the basis the threshold is chosen on
+        assert (basis - points)[ends[(ends >= c - 12) & (ends < c + 13)]].max() > 0.15 * det.suppress
+    no_exemplars = load_detector(base.to_bytes())
+    assert no_exemplars.threshold_basis(x, points) is points

@@ -107,6 +107,14 @@ class Detector(ABC):
             return end_point_scores(windows, len(x), self.window, self.stride), windows
         return self.score(X), windows
 
+    def threshold_basis(self, X: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The point scores ``(n_points,)`` a threshold is chosen on, given ``points = score(X)``. Default: ``points``.
+
+        A detector with a score term that only lowers windows resembling answered false alarms returns the score
+        without that term, so the threshold is placed as if those answers had lowered nothing and the term only
+        takes alarms away where it is applied (the ensemble's exemplars, its module docstring step 7)."""
+        return points
+
     def feedback(
         self, X: np.ndarray, ranges: Sequence[LabeledRange], progress: ProgressCallback | None = None
     ) -> Detector:

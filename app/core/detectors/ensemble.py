@@ -176,6 +176,7 @@ from app.core.windows import (
     LabeledRange,
     Scaler,
     as_2d,
+    end_point_scores,
     flat_windows,
     known_window_positions,
     nearest_distance,
@@ -870,8 +871,22 @@ class EnsembleDetector(Detector):
         """``pooled(Z, weights_, pool_)`` plus the label-learned residual when labels earned one, minus the
         false-alarm penalty when answers earned exemplars (step 7): ``(n_windows,)``. Before any label ``weights_`` is
         ``prior_``, ``pool_`` is ``pool`` and there is neither (the prior, module docstring step 3)."""
-        base = pooled(self.member_window_scores(X), self.weights_, self.pool_)
-        return base + self._residual(X, self.residual_) - self._suppression(X, self.suppression_)
+        return self._unsuppressed(X) - self._suppression(X, self.suppression_)
+
+    def _unsuppressed(self, X: np.ndarray) -> np.ndarray:
+        """The window scores ``(n_windows,)`` without the false-alarm penalty: pooled members plus the residual."""
+        return pooled(self.member_window_scores(X), self.weights_, self.pool_) + self._residual(X, self.residual_)
+
+    def threshold_basis(self, X: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The point scores ``(n_points,)`` without the false-alarm penalty when answers earned exemplars (else
+        ``points``): a threshold chosen on them is where it would be had no answer lowered anything, and the
+        penalty then only takes alarms away. Chosen on the penalised labeled points, it sat below the evaluation
+        part's new false alarms — the answered false alarms, which recur among themselves, are the windows the
+        other answers' exemplars lower most (BENCHMARKS.md, F1 at the deployable threshold)."""
+        if not self.suppression_:
+            return points
+        x = np.asarray(X)
+        return end_point_scores(self._unsuppressed(x), len(x), self.window, self.stride)
 
     # -- false alarms answered normal (module docstring, step 7) ---------------------------------------
     def _shapes(self, X: np.ndarray) -> np.ndarray:
