@@ -7,7 +7,9 @@ Usage::
 
 The series is a noisy sine with spikes (synthetic, so the script needs no data files). Each detector
 is fitted with its default hyperparameters on the first ``--fit-points`` points (fit time is
-reported but not the target), then scores the whole series. The feedback row times one masked
+reported but not the target), then scores the whole series. With ``--answers F`` each detector whose feedback
+learns from labels is first given ground-truth answers on windows covering ``F`` of its fit points (the scoring
+then includes what the answers taught, e.g. the ensemble's false-alarm exemplars). The feedback row times one masked
 minimax round of ``lstm_ae`` on a ``--feedback-points`` series with 2 % of its points labeled.
 Prints a markdown table.
 """
@@ -15,6 +17,7 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--fit-points", type=int, default=20_000)
     parser.add_argument("--feedback-points", type=int, default=100_000)
     parser.add_argument("--no-feedback", action="store_true")
+    parser.add_argument("--answers", type=float, default=0.0, help="share of fit points answered before scoring")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch default; 1 suits a shared box)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -75,7 +79,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    x, _ = synthetic_series(args.points)
+    x, y = synthetic_series(args.points)
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {args.device}, {args.points:,} points\n")
     print(f"| detector | fit s (first {args.fit_points:,} pts) | score s ({args.points:,} pts) | points/s |")
@@ -85,6 +89,12 @@ def main() -> None:
         t0 = time.perf_counter()
         det.fit(x[: args.fit_points])
         fit_s = time.perf_counter() - t0
+        if args.answers > 0:
+            t0 = time.perf_counter()
+            det.feedback(x[: args.fit_points], label_ranges(y[: args.fit_points], args.answers, det.window))
+            notes, _ = det.training_notes()
+            print(f"{name}: answers on {args.answers:.0%} of the fit points learned in "
+                  f"{time.perf_counter() - t0:.1f} s: {json.dumps(notes, default=str)}", flush=True)
         t0 = time.perf_counter()
         scores = det.score(x)
         score_s = time.perf_counter() - t0
