@@ -141,7 +141,9 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    nothing). It is checked as the weights are: the exemplars of the answers before the middle answer (series order) must
    rank the later answers' windows at least as well (average precision) as no exemplars do, and the later answers must
    hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures are in the version's metrics
-   (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the exemplars do. Why this and not more
+   (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the exemplars do. A version's threshold
+   is chosen on the scores without the penalty (:meth:`EnsembleDetector.threshold_basis`), so the exemplars only take
+   alarms away. Why this and not more
    weight learning: the answers say little about how the members rank the later part of a series (steps 4 and 6), but a
    false alarm is a fact about a shape, and a shape recurs. Measured on BENCHMARKS.md's label-efficiency subsets with
    one top-k round of ground-truth answers (``scripts/measure_ensemble_prior.py --false-alarms``, seed 0), PR-AUC on nab
