@@ -104,8 +104,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool)
         self.caches: dict[str, Any] = {}
-        """Caches services keep beside the engine (loaded model versions: app.versions.scoring); they live and die
-        with this object, so two apps or test databases in one process never share one."""
+        """Caches services keep beside the engine (loaded model versions: app.versions.scoring; chart summaries:
+        app.datasets.service); they live and die with this object, so two apps or test databases in one process
+        never share one."""
         # every session can reach its Database (and so the caches) through ``session.info["database"]``
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
 

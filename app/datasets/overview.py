@@ -5,7 +5,7 @@ them all (and downsampling them) costs time proportional to the series. Instead 
 of ``block`` points and, per channel and block, the points that can matter on screen are kept: the minimum, the
 maximum and the first missing value (so a gap stays a gap). A wide view downsamples those *candidates* with the same
 MinMaxLTTB as a narrow view uses on raw points; since a pixel then spans many blocks, every pixel still gets its true
-extremes. Pure numpy: the service feeds it blocks read from the database and keeps it in :data:`OVERVIEWS`.
+extremes. Pure numpy: the service feeds it blocks read from the database and keeps it in an :class:`OverviewCache`.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def build_overview(
 
 
 class OverviewCache:
-    """A thread-safe LRU of summaries bounded by their total size in bytes (the process's only cache of it)."""
+    """A thread-safe LRU of summaries bounded by their total size in bytes (one per :class:`~app.db.Database`)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -145,5 +145,5 @@ class OverviewCache:
         return len(self._items)
 
 
-OVERVIEWS = OverviewCache(max_bytes=256 << 20)
-"""Summaries of recently viewed long series, at most 256 MB in all; rebuilt on demand after eviction."""
+OVERVIEW_CACHE_BYTES = 256 << 20
+"""Summaries of recently viewed long series kept per database, at most 256 MB in all; rebuilt after eviction."""

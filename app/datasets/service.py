@@ -276,10 +276,19 @@ def _overview_threshold(n_points: int, n_out: int) -> int:
 
 
 def series_overview(session: Session, series: Series) -> ov.SeriesOverview:
-    """The series' min/max summary: built once by reading every chunk, then served from :data:`ov.OVERVIEWS`."""
+    """The series' min/max summary: built once by reading every chunk, then served from its database's
+    :class:`~app.datasets.overview.OverviewCache` (:attr:`app.db.Database.caches`; a session made outside
+    :class:`~app.db.Database` builds it every time)."""
+    database = session.info.get("database")
+    if database is None:
+        cache = ov.OverviewCache(0)
+    else:  # setdefault keeps the first cache two racing threads make
+        cache = database.caches.get("overviews") or database.caches.setdefault(
+            "overviews", ov.OverviewCache(ov.OVERVIEW_CACHE_BYTES)
+        )
     # created_at tells a re-imported series with a reused id apart; n_points changes when points are appended.
-    key = (str(session.get_bind().engine.url), series.id, series.n_points, series.created_at)
-    found = ov.OVERVIEWS.get(key)
+    key = (series.id, series.n_points, series.created_at)
+    found = cache.get(key)
     if found is not None:
         return found
     block = ov.block_size(series.n_points)
@@ -295,7 +304,7 @@ def series_overview(session: Session, series: Series) -> ov.SeriesOverview:
     summary = ov.build_overview(
         parts(), series.n_points, series.n_channels, block, truth_segments(truth) if truth is not None else []
     )
-    ov.OVERVIEWS.put(key, summary)
+    cache.put(key, summary)
     return summary
 
 
