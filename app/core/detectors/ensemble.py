@@ -933,7 +933,12 @@ class EnsembleDetector(Detector):
         for b in range(0, len(rows), batch):
             shapes = window_shapes(view[rows[b : b + batch]], self.window)
             own = known_window_positions(shapes, suppression["fingerprints"], suppression["fingerprint_positions"])
-            overlapping = (own >= 0)[:, None] & (np.abs(own[:, None] - positions[None, :]) * self.stride < self.window)
+            answered = np.flatnonzero(own >= 0)
+            overlapping = None  # most windows are no answer's: no (batch, k) mask to build for them
+            if len(answered):
+                overlapping = np.zeros((len(shapes), len(positions)), dtype=bool)
+                gap = np.abs(own[answered, None] - positions[None, :]) * self.stride
+                overlapping[answered] = gap < self.window
             parts.append(nearest_distance(shapes, exemplars, overlapping))
         d = np.concatenate(parts)
         return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))
