@@ -126,6 +126,17 @@ def known_window_positions(rows: np.ndarray, known: np.ndarray, known_positions:
     return np.where(known[at] == fingerprints, known_positions[at], -1).astype(np.int64)
 
 
+def overlapping_known(
+    positions: np.ndarray, reference_positions: np.ndarray, window: int, stride: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """The trivial matches a nearest-window distance leaves out: which rows are a known window (``positions``
+    ``(n,)``: its window index, or -1 for none) and, for each, which windows at ``reference_positions`` ``(m,)``
+    overlap it — ``(rows (r,) int64, mask (r, m) bool)``. Only the known rows get a mask row: most rows are none."""
+    rows = np.flatnonzero(np.asarray(positions) >= 0)
+    gap = np.abs(np.asarray(positions)[rows, None] - np.asarray(reference_positions)[None, :]) * stride
+    return rows, gap < window
+
+
 def window_starts(n_points: int, window: int, stride: int = 1) -> np.ndarray:
     """First point index of every window, ``(n_windows,)``."""
     return np.arange(n_windows(n_points, window, stride)) * stride

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.core.detectors.knn import KNNDetector
-from app.core.windows import flat_windows, window_fingerprints
+from app.core.windows import flat_windows, overlapping_known, window_fingerprints
 
 
 def periodic(n: int, seed: int = 0) -> np.ndarray:
@@ -70,3 +70,15 @@ def test_the_seed_draws_the_reference_sample() -> None:
     scores = KNNDetector(seed=0, max_reference=200).fit(x[:2000]).window_scores(x)
     np.testing.assert_array_equal(KNNDetector(seed=0, max_reference=200).fit(x[:2000]).window_scores(x), scores)
     assert not np.array_equal(KNNDetector(seed=1, max_reference=200).fit(x[:2000]).window_scores(x), scores)
+
+
+def test_overlapping_known_names_the_trivial_matches_of_known_windows_only() -> None:
+    """Rows that are no known window (-1) get no mask row; a known window at 5 overlaps the reference windows at 0
+    and 10 (gap < 25) but not the one at 30 (gap 25) or 60; one at 40 overlaps 30 and 60 only."""
+    rows, mask = overlapping_known(np.array([-1, 5, 40]), np.array([0, 10, 30, 60]), window=25)
+    np.testing.assert_array_equal(rows, [1, 2])
+    np.testing.assert_array_equal(mask, [[True, True, False, False], [False, False, True, True]])
+    rows, mask = overlapping_known(np.array([-1, -1]), np.array([0, 10]), window=25)
+    assert rows.shape == (0,) and mask.shape == (0, 2)
+    _, strided = overlapping_known(np.array([2]), np.array([0, 1, 2, 5]), window=25, stride=10)  # gaps in points
+    np.testing.assert_array_equal(strided, [[True, True, True, False]])  # 20, 10, 0, 30 points apart

@@ -131,29 +131,29 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    do not tell how the evaluation part will rank, and the adoption check, which sees only pool answers, did not
    catch those falls — so the default learns the weights only.
 
-7. **False alarms answered normal** (``suppress``, 10 by default; 0 turns it off). An analyst who answers "normal" to a
-   window the ensemble ranked high has shown it a pattern of this series that is not an anomaly, and the same pattern
-   usually comes back. The shapes (standardised with the fit data, each channel's window mean taken away, as ``knn``
-   sees them) of the highest-scoring windows answered normal, ``SUPPRESS_EXEMPLARS`` at most, are kept, and every
-   window's score is lowered by ``suppress · exp(−(d / shape_scale_)²)``, ``d`` the distance of its shape to the nearest
-   exemplar and ``shape_scale_`` how far a fit window typically lies from its nearest other fit window (so a recurrence
-   of an answered pattern, about that far from it, loses about ``suppress / e``; a window unlike every exemplar loses
-   nothing). It is checked as the weights are: the exemplars of the answers before the middle answer (series order) must
-   rank the later answers' windows at least as well (average precision) as no exemplars do, and the later answers must
-   hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures are in the version's metrics
-   (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the exemplars do. A version's threshold
-   is chosen on the scores without the penalty (:meth:`EnsembleDetector.threshold_basis`), so the exemplars only take
-   alarms away. Why this and not more
-   weight learning: the answers say little about how the members rank the later part of a series (steps 4 and 6), but a
+7. **False alarms answered normal** (``suppress``, 10 by default; 0 turns it off). An analyst who answers "normal" to
+   a window the ensemble ranked high has shown it a pattern of this series that is not an anomaly, and the same
+   pattern usually comes back. The shapes (standardised with the fit data, each channel's window mean taken away, as
+   ``knn`` sees them) of the highest-scoring windows answered normal, ``SUPPRESS_EXEMPLARS`` at most, are kept, and
+   every window's score is lowered by ``suppress · exp(−(d / shape_scale_)²)``, ``d`` the distance of its shape to
+   the nearest exemplar and ``shape_scale_`` how far a fit window typically lies from its nearest other fit window
+   (so a recurrence of an answered pattern, about that far from it, loses about ``suppress / e``; a window unlike
+   every exemplar loses nothing). It is checked as the weights are: the exemplars of the answers before the middle
+   answer (series order) must rank the later answers' windows at least as well (average precision) as no exemplars
+   do, and the later answers must hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures
+   are in the version's metrics (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the
+   exemplars do. A version's threshold is chosen on the scores without the penalty
+   (:meth:`EnsembleDetector.threshold_basis`), so the exemplars only take alarms away. Why this and not more weight
+   learning: the answers say little about how the members rank the later part of a series (steps 4 and 6), but a
    false alarm is a fact about a shape, and a shape recurs. Measured on BENCHMARKS.md's label-efficiency subsets with
-   one top-k round of ground-truth answers (``scripts/measure_ensemble_prior.py --false-alarms``, seed 0), PR-AUC on nab
-   / kpi / skab / smd / asd / smap, without and with the exemplars: 1 % of the pool's windows answered 0.215 / 0.531 /
-   0.640 / 0.454 / 0.200 / 0.282 (mean 0.387) against 0.217 / 0.539 / 0.637 / 0.499 / 0.198 / 0.309 (0.400); 5 % 0.215 /
-   0.536 / 0.640 / 0.441 / 0.200 / 0.282 (0.386) against 0.216 / 0.541 / 0.639 / 0.500 / 0.219 / 0.348 (0.411). Through
-   the product's loop (BENCHMARKS.md, 3 seeds) smd's served PR-AUC at 1 % rose from 0.450 to 0.508, asd's from 0.193 to
-   0.207, kpi's from 0.531 to 0.538. Pulling windows *towards* answered anomalies instead lowered the mean (an anomalous
-   window is mostly normal-looking series), and so did a strength of 30 without the check (kpi's spikes fell), in a
-   one-off run of the same simulation.
+   one top-k round of ground-truth answers (``scripts/measure_ensemble_prior.py --false-alarms``, seed 0), PR-AUC on
+   nab / kpi / skab / smd / asd / smap, without and with the exemplars: 1 % of the pool's windows answered 0.215 /
+   0.531 / 0.640 / 0.454 / 0.200 / 0.282 (mean 0.387) against 0.217 / 0.539 / 0.637 / 0.499 / 0.198 / 0.309 (0.400);
+   5 % 0.215 / 0.536 / 0.640 / 0.441 / 0.200 / 0.282 (0.386) against 0.216 / 0.541 / 0.639 / 0.500 / 0.219 / 0.348
+   (0.411). Through the product's loop (BENCHMARKS.md, 3 seeds) smd's served PR-AUC at 1 % rose from 0.450 to 0.508,
+   asd's from 0.193 to 0.208, kpi's from 0.531 to 0.538. Pulling windows *towards* answered anomalies instead lowered
+   the mean (an anomalous window is mostly normal-looking series), and so did a strength of 30 without the check
+   (kpi's spikes fell), in a one-off run of the same simulation.
 
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
@@ -182,6 +182,7 @@ from app.core.windows import (
     flat_windows,
     known_window_positions,
     nearest_distance,
+    overlapping_known,
     ranges_to_point_labels,
     window_ends,
     window_fingerprints,
@@ -906,7 +907,7 @@ class EnsembleDetector(Detector):
         n_query, n_reference = SHAPE_SCALE_SAMPLE
         q = np.sort(rng.choice(len(view), min(n_query, len(view)), replace=False))
         r = np.sort(rng.choice(len(view), min(n_reference, len(view)), replace=False))
-        trivial = np.abs(q[:, None] - r[None, :]) * self.stride < self.window  # overlapping windows
+        _, trivial = overlapping_known(q, r, self.window, self.stride)  # every sampled row is a fit window
         nearest = nearest_distance(window_shapes(view[q], self.window), window_shapes(view[r], self.window), trivial)
         nearest = nearest[np.isfinite(nearest)]
         for figure in (np.median(nearest), np.mean(nearest)) if len(nearest) else ():
@@ -933,12 +934,11 @@ class EnsembleDetector(Detector):
         for b in range(0, len(rows), batch):
             shapes = window_shapes(view[rows[b : b + batch]], self.window)
             own = known_window_positions(shapes, suppression["fingerprints"], suppression["fingerprint_positions"])
-            answered = np.flatnonzero(own >= 0)
+            answered, trivial = overlapping_known(own, positions, self.window, self.stride)
             overlapping = None  # most windows are no answer's: no (batch, k) mask to build for them
             if len(answered):
                 overlapping = np.zeros((len(shapes), len(positions)), dtype=bool)
-                gap = np.abs(own[answered, None] - positions[None, :]) * self.stride
-                overlapping[answered] = gap < self.window
+                overlapping[answered] = trivial
             parts.append(nearest_distance(shapes, exemplars, overlapping))
         d = np.concatenate(parts)
         return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))

@@ -39,6 +39,7 @@ from app.core.windows import (
     as_2d,
     flat_windows,
     known_window_positions,
+    overlapping_known,
     window_fingerprints,
     window_shapes,
 )
@@ -132,11 +133,11 @@ class KNNDetector(Detector):
             q = self._rows(view[b : b + self.score_batch])
             partial = q @ minus_2_ref_t
             partial += ref_sq
-            positions = self._fit_positions(q)
-            own = np.flatnonzero(positions >= 0)
+            own, trivial = overlapping_known(
+                self._fit_positions(q), self.reference_positions_, self.window, self.stride
+            )
             if len(own):  # a fit window: its trivial matches (overlapping reference windows) do not count
-                gap = np.abs(positions[own, None] - self.reference_positions_[None, :]) * self.stride
-                masked = np.where(gap < self.window, np.inf, partial[own])
+                masked = np.where(trivial, np.inf, partial[own])
                 fine = np.isfinite(masked).sum(axis=1) >= k  # a fit too short to leave k others: keep them all
                 partial[own[fine]] = masked[fine]
             # a min is ~30 times cheaper than a partition
