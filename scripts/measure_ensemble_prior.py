@@ -19,7 +19,8 @@ part, mean over the series of a set. Printed as Markdown:
 
 5. with ``--false-alarms`` only: the false-alarm exemplars (the ensemble's step 7) against none, the answers
    simulated as one top-k round of the prior (the highest-scoring pool windows, none overlapping, 1 % and 5 % of the
-   pool's windows, each answered by the bench's ground-truth oracle), learned by the ensemble's own ``feedback``.
+   pool's windows, each answered by the bench's ground-truth oracle), learned by the ensemble's own ``feedback``;
+   ``--views shape,level,auto`` adds an arm per ``exemplar_view`` (default: ``auto`` alone).
 
 ``--cap NAMES`` / ``--extrapolate NAMES`` override which members' tail units stop at the fit maximum
 (``Detector.extrapolates_tail``; the ensemble's module docstring, step 2, quotes these arms), and ``--prior-only``
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--extrapolate", default="", help="members whose tail units keep growing, comma-separated")
     ap.add_argument("--prior-only", action="store_true", help="members alone, equal weights and the default only")
     ap.add_argument("--false-alarms", action="store_true", help="section 5 only: false-alarm exemplars or none")
+    ap.add_argument("--views", default="auto", help="with --false-alarms: exemplar_view arms, comma-separated")
     args = ap.parse_args()
     for names_arg, extrapolates in ((args.cap, False), (args.extrapolate, True)):
         for name in filter(None, names_arg.split(",")):
@@ -132,10 +134,11 @@ def main() -> None:
         print("### One top-k round of answers: false-alarm exemplars (step 7) or none\n")
         print("| answers, exemplars | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1))
         print(row("none (the prior)", per_set(data, lambda s: pooled(s.Z, weights_of(names, DEFAULT_PRIOR_WEIGHTS)))))
+        arms = [(0.0, "auto")] + [(10.0, view) for view in args.views.split(",")]
         for budget in (0.01, 0.05):
-            for suppress in (0.0, 10.0):
-                figures = per_set(data, lambda s, b=budget, k=suppress: after_top_k(s, b, k))
-                print(row(f"{budget:.0%} top-k, suppress {suppress:g}", figures))
+            for suppress, view in arms:
+                figures = per_set(data, lambda s, b=budget, k=suppress, v=view: after_top_k(s, b, k, v))
+                print(row(f"{budget:.0%} top-k, suppress {suppress:g}" + (f", {view}" if suppress else ""), figures))
         return
     header = f"| weighting ({', '.join(names)}) | " + " | ".join(SETS) + " | mean |\n|---|" + "---|" * (len(SETS) + 1)
 
@@ -189,9 +192,10 @@ def main() -> None:
         print(row(label, per_set(data, lambda s, learner=learner: supervised(s, learner, default))))
 
 
-def after_top_k(s: Series, budget: float, suppress: float) -> np.ndarray:
+def after_top_k(s: Series, budget: float, suppress: float, view: str = "auto") -> np.ndarray:
     """The ensemble's window scores after one round of ground-truth answers to the prior's top ``budget`` share of
-    the pool's windows (none overlapping), learned with ``suppress`` (0: no false-alarm exemplars)."""
+    the pool's windows (none overlapping), learned with ``suppress`` (0: no false-alarm exemplars) and the exemplars
+    compared under ``view`` (the ensemble's ``exemplar_view``)."""
     import copy
 
     from app.core.loop import GroundTruthOracle
@@ -199,7 +203,7 @@ def after_top_k(s: Series, budget: float, suppress: float) -> np.ndarray:
 
     assert s.detector is not None and s.X is not None
     det = copy.deepcopy(s.detector)  # the members' cached scores come along: no member runs again
-    det.suppress = suppress
+    det.suppress, det.exemplar_view = suppress, view
     starts = window_starts(len(s.y), s.window, s.stride)
     inside = np.flatnonzero((starts >= s.pool[0]) & (starts + s.window <= s.pool[1]))
     prior = det.window_scores(s.X)

@@ -476,3 +476,58 @@ def test_the_threshold_is_chosen_as_if_no_answer_had_lowered_anything(bumpy) -> 
         assert (basis - points)[ends[(ends >= c - 12) & (ends < c + 13)]].max() > 0.15 * det.suppress
     no_exemplars = load_detector(base.to_bytes())
     assert no_exemplars.threshold_basis(x, points) is points
+
+
+LEVEL_BUMPS = (400, 800, 1200, 1600, 2000, 2400, 2800, 3200, 3600)
+"""Centres of the recurring normal bump of ``raised_bumps``."""
+RAISED = (1300, 1700, 2100, 2500, 2900, 3300, 3700)
+"""Centres of the same bump on a plateau 0.8 higher (channel 0, 60 points): the anomalies of ``raised_bumps``."""
+
+
+def raised_bumps(n: int = 4000, seed: int = 0) -> np.ndarray:
+    """The background of ``bumpy_series`` with a bump at each of ``LEVEL_BUMPS`` and, at each of ``RAISED``, the same
+    bump on a raised plateau: shaped like the recurring normal bump, at another level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = np.stack([np.sin(2 * np.pi * t / 50), np.cos(2 * np.pi * t / 100)], axis=1) + 0.1 * rng.standard_normal((n, 2))
+    for c in LEVEL_BUMPS + RAISED:
+        x[:, 0] += 3.0 * np.exp(-(((t - c) / 4.0) ** 2))
+    for c in RAISED:
+        x[c - 30 : c + 30, 0] += 0.8
+    return x.astype(np.float32)
+
+
+def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared_with_their_level() -> None:
+    """Bumps answered normal, the same bumps on a plateau answered anomalous: compared by shape, an exemplar would
+    lower the anomalies with the false alarms; the forward check sees that keeping the level ranks the later answers
+    clearly better (by more than two standard errors), so the level serves: unanswered normal bumps score lower,
+    unanswered raised ones keep their score."""
+    x = raised_bumps()
+    base = EnsembleDetector(seed=0, device="cpu").fit(x[:1000])
+    before = base.window_scores(x)
+    answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
+    ranges = [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]]
+    det = load_detector(base.to_bytes())
+    det.feedback(x, ranges)
+    check = det.suppression_check_
+    assert det.suppression_["view"] == "level"
+    assert check["level_ap"] > check["shape_ap"] and check["suppressed_ap"] == check["level_ap"] >= check["plain_ap"]
+    after = det.window_scores(x)
+    for c in (1200, 1600, 3200):
+        assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
+    for c in (2900, 3700):
+        assert _peak(det, x, after, c) == pytest.approx(_peak(det, x, before, c), abs=0.05)
+    assert "like (shape and level) the" in det.training_notes()[1]
+    assert det.training_notes()[0]["ensemble_combination"]["false_alarm_view"] == "level"
+    np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), after)
+    by_shape = load_detector(base.to_bytes())  # told to compare shapes: the raised bumps are lowered too
+    by_shape.exemplar_view = "shape"
+    by_shape.feedback(x, ranges)
+    assert by_shape.suppression_["view"] == "shape" and "level_ap" not in by_shape.suppression_check_
+    shaped = by_shape.window_scores(x)
+    for c in (2900, 3700):
+        assert _peak(by_shape, x, shaped, c) < _peak(by_shape, x, before, c) - 0.15 * det.suppress
+    few = load_detector(base.to_bytes())  # four later answers: level's gain is within two standard errors, shape serves
+    few.feedback(x, ranges[:7])
+    assert few.suppression_check_["level_ap"] > few.suppression_check_["shape_ap"]
+    assert few.suppression_["view"] == "shape"

@@ -141,8 +141,8 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    every exemplar loses nothing). It is checked as the weights are: the exemplars of the answers before the middle
    answer (series order) must rank the later answers' windows at least as well (average precision) as no exemplars
    do, and the later answers must hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures
-   are in the version's metrics (``false_alarm_check``, ``false_alarm_exemplars``) and the verdict says what the
-   exemplars do. A version's threshold is chosen on the scores without the penalty
+   are in the version's metrics (``false_alarm_check``, ``false_alarm_exemplars``, ``false_alarm_view``) and the
+   verdict says what the exemplars do. A version's threshold is chosen on the scores without the penalty
    (:meth:`EnsembleDetector.threshold_basis`), so the exemplars only take alarms away. Why this and not more weight
    learning: the answers say little about how the members rank the later part of a series (steps 4 and 6), but a
    false alarm is a fact about a shape, and a shape recurs. Measured on BENCHMARKS.md's label-efficiency subsets with
@@ -154,6 +154,17 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    asd's from 0.193 to 0.208, kpi's from 0.531 to 0.538. Pulling windows *towards* answered anomalies instead lowered
    the mean (an anomalous window is mostly normal-looking series), and so did a strength of 30 without the check
    (kpi's spikes fell), in a one-off run of the same simulation.
+
+   **Shape or level** (``exemplar_view``, ``"auto"`` by default). A shape does not see the level: on skab, whose
+   anomalies are mostly level shifts of ordinary-looking signals, shape exemplars lowered the anomalies with the
+   false alarms. Compared on the standardised windows themselves (``"level"``, with its own distance scale), an
+   exemplar lowers only windows at its level. Under ``"auto"`` the forward check scores both views on the later
+   answers and the level serves only when it ranks them better than shapes by more than two standard errors
+   (bootstrapped over answers, :func:`ap_gain_se`); otherwise shapes, the measured default, serve. Measured with the
+   simulation above (seed 0), PR-AUC at 1 % / 5 %, mean over the six sets: shapes 0.400 / 0.411, level 0.398 / 0.408
+   (skab 0.643 / 0.659 and smap 0.326 / 0.356 better, smd 0.466 / 0.457 against 0.499 / 0.500 worse), the better of
+   the two by the check alone 0.400 / 0.413 (smd 0.494 / 0.484), and with the two-standard-error rule 0.401 / 0.416 —
+   at or above shapes on every set (skab 0.642 / 0.659, smd 0.502 / 0.503, smap 0.309 / 0.356).
 
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
@@ -214,6 +225,9 @@ SELECT_MODES = ("pooling", "members", "off")
 """What the labels may choose besides the weights (module docstring, step 5)."""
 SELECT_MIN_ANSWERS = 3
 """Answers of each class (anomalous and normal) needed before the labels may choose another combination."""
+EXEMPLAR_VIEWS = ("shape", "level")
+"""How a false-alarm exemplar and a window are compared (step 7): ``"shape"`` takes each channel's window mean away,
+``"level"`` keeps it; ``exemplar_view="auto"`` lets the forward check choose, the first on a tie."""
 FORWARD_MIN_ANSWERS = 2
 """Answers of each class needed on each side (earlier, later) of the forward check before weights are learned."""
 BOOTSTRAP_DRAWS = 200
@@ -600,10 +614,12 @@ class EnsembleDetector(Detector):
     label, a member not named weighing 1; None = ``DEFAULT_PRIOR_WEIGHTS``, ``{}`` = equal: step 3); ``forward_check``
     (weights learned from answers serve only if those from the earlier answers rank the later ones at least as well
     as the prior: step 4); ``suppress`` (how much lower, in surprisal units, a window shaped like a false alarm
-    answered normal scores: step 7). Learned:
+    answered normal scores: step 7); ``exemplar_view`` (``"shape"``, ``"level"`` or ``"auto"``: how a window is
+    compared with those exemplars, step 7). Learned:
     ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
     (the pooling in use), ``combination_`` (its name), ``selection_`` (the figures behind the choice),
-    ``shape_scaler_``, ``shape_scale_``, ``suppression_`` (the false-alarm exemplars) and ``suppression_check_``.
+    ``shape_scaler_``, ``shape_scale_``, ``level_scale_``, ``suppression_`` (the false-alarm exemplars and their view)
+    and ``suppression_check_``.
     """
 
     name: ClassVar[str] = "ensemble"
@@ -643,6 +659,7 @@ class EnsembleDetector(Detector):
         prior_weights: dict[str, float] | None = None,
         forward_check: bool = True,
         suppress: float = 10.0,
+        exemplar_view: str = "auto",
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -658,6 +675,7 @@ class EnsembleDetector(Detector):
         self.prior_weights = prior_weights
         self.forward_check = forward_check
         self.suppress = suppress
+        self.exemplar_view = exemplar_view
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -682,6 +700,8 @@ class EnsembleDetector(Detector):
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
         if not (np.isfinite(self.suppress) and self.suppress >= 0):
             raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
+        if self.exemplar_view not in ("auto", *EXEMPLAR_VIEWS):
+            raise ValueError(f"exemplar_view must be auto, {', '.join(EXEMPLAR_VIEWS)}, not {self.exemplar_view!r}")
         if self.strength < 0 or not 0 < self.tau < 1:
             raise ValueError("strength must be >= 0 and tau in (0, 1)")
         if self.select not in SELECT_MODES:
@@ -851,7 +871,8 @@ class EnsembleDetector(Detector):
         self.forward_: dict[str, float] = {}
         self.residual_: dict[str, Any] = {}
         self.shape_scaler_: Scaler | None = Scaler("standard").fit(as_2d(X))
-        self.shape_scale_ = self._fit_shape_scale(X)
+        self.shape_scale_ = self._fit_scale(X, "shape")
+        self.level_scale_: float | None = self._fit_scale(X, "level")
         self.suppression_: dict[str, Any] = {}
         self.suppression_check_: dict[str, float] = {}
         self.labels_seen_ = 0
@@ -894,33 +915,46 @@ class EnsembleDetector(Detector):
     # -- false alarms answered normal (module docstring, step 7) ---------------------------------------
     def _shapes(self, X: np.ndarray) -> np.ndarray:
         """Every window of ``X`` standardised with the fit data, as a row (a view): ``(n_windows, window * C)``;
-        :func:`~app.core.windows.window_shapes` of some rows gives their shapes."""
+        :meth:`_compared` of some rows gives what an exemplar is compared on."""
         if self.shape_scaler_ is None:
             raise RuntimeError("this version was stored before false alarms were learned: it has no shape scaler")
         return flat_windows(self.shape_scaler_.transform(X), self.window, self.stride)
 
-    def _fit_shape_scale(self, X: np.ndarray) -> float:
-        """How far a fit window's shape typically lies from its nearest other fit window (median over a seeded
-        sample, overlapping windows excluded): the distance at which a window stops looking like an exemplar."""
-        view = self._shapes(X)
+    def _compared(self, rows: np.ndarray, view: str) -> np.ndarray:
+        """Rows of :meth:`_shapes` as ``view`` compares them: ``(n, window * C)`` float32, a copy. ``"shape"``: each
+        channel's window mean taken away (:func:`~app.core.windows.window_shapes`); ``"level"``: as standardised."""
+        if view == "shape":
+            return window_shapes(rows, self.window)
+        return np.ascontiguousarray(rows, dtype=np.float32)
+
+    def _scale(self, view: str) -> float | None:
+        """The distance at which a window stops looking like an exemplar under ``view`` (None: not known, a version
+        stored before exemplars could keep the level)."""
+        return self.shape_scale_ if view == "shape" else getattr(self, "level_scale_", None)
+
+    def _fit_scale(self, X: np.ndarray, view: str) -> float:
+        """How far a fit window typically lies from its nearest other fit window under ``view`` (median over a
+        seeded sample, overlapping windows excluded): the distance at which a window stops looking like an
+        exemplar."""
+        rows = self._shapes(X)
         rng = np.random.default_rng(self.seed)
         n_query, n_reference = SHAPE_SCALE_SAMPLE
-        q = np.sort(rng.choice(len(view), min(n_query, len(view)), replace=False))
-        r = np.sort(rng.choice(len(view), min(n_reference, len(view)), replace=False))
+        q = np.sort(rng.choice(len(rows), min(n_query, len(rows)), replace=False))
+        r = np.sort(rng.choice(len(rows), min(n_reference, len(rows)), replace=False))
         _, trivial = overlapping_known(q, r, self.window, self.stride)  # every sampled row is a fit window
-        nearest = nearest_distance(window_shapes(view[q], self.window), window_shapes(view[r], self.window), trivial)
+        nearest = nearest_distance(self._compared(rows[q], view), self._compared(rows[r], view), trivial)
         nearest = nearest[np.isfinite(nearest)]
         for figure in (np.median(nearest), np.mean(nearest)) if len(nearest) else ():
-            if figure > 1e-9:  # a flat series: every shape equal, distance 0; fall back to a unit scale
+            if figure > 1e-9:  # a flat series: every window equal, distance 0; fall back to a unit scale
                 return float(figure)
         return 1.0
 
     def _suppression(
         self, X: np.ndarray, suppression: dict[str, Any], at: np.ndarray | None = None, batch: int = 4096
     ) -> np.ndarray | float:
-        """``suppress · exp(−(d / shape_scale_)²)`` per window (or per window index of ``at``), ``d`` the distance of
-        its shape to the nearest exemplar: ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without
-        exemplars.
+        """``suppress · exp(−(d / scale)²)`` per window (or per window index of ``at``), ``d`` the distance of the
+        window to the nearest exemplar under the exemplars' view and ``scale`` that view's (:meth:`_scale`):
+        ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without exemplars.
 
         **An answer does not lower itself.** A window equal (bit for bit, by fingerprint) to an answered-normal window
         at index ``p`` ignores the exemplars overlapping ``p`` (as ``knn`` ignores trivial matches): the answered
@@ -928,32 +962,34 @@ class EnsembleDetector(Detector):
         false alarms as the unlabeled part will, not pushed down by their own answer."""
         if not suppression:
             return 0.0
-        view, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
-        rows = np.arange(len(view)) if at is None else np.asarray(at)
+        view = suppression.get("view", "shape")  # stored before the level view: shapes
+        rows_of, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
+        rows = np.arange(len(rows_of)) if at is None else np.asarray(at)
         parts = [np.empty(0)]
         for b in range(0, len(rows), batch):
-            shapes = window_shapes(view[rows[b : b + batch]], self.window)
-            own = known_window_positions(shapes, suppression["fingerprints"], suppression["fingerprint_positions"])
+            compared = self._compared(rows_of[rows[b : b + batch]], view)
+            own = known_window_positions(compared, suppression["fingerprints"], suppression["fingerprint_positions"])
             answered, trivial = overlapping_known(own, positions, self.window, self.stride)
             overlapping = None  # most windows are no answer's: no (batch, k) mask to build for them
             if len(answered):
-                overlapping = np.zeros((len(shapes), len(positions)), dtype=bool)
+                overlapping = np.zeros((len(compared), len(positions)), dtype=bool)
                 overlapping[answered] = trivial
-            parts.append(nearest_distance(shapes, exemplars, overlapping))
+            parts.append(nearest_distance(compared, exemplars, overlapping))
         d = np.concatenate(parts)
-        return cast(np.ndarray, self.suppress * np.exp(-((d / self.shape_scale_) ** 2)))
+        return cast(np.ndarray, self.suppress * np.exp(-((d / cast(float, self._scale(view))) ** 2)))
 
-    def _exemplars(self, X: np.ndarray, base: np.ndarray, normal: np.ndarray) -> dict[str, Any]:
-        """The shapes of the answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
-        ``SUPPRESS_EXEMPLARS``, with their window indices, and a fingerprint of every window of ``normal`` with its
-        index: ``{"exemplars": (k, window * C) float32, "positions": (k,), "fingerprints": (n,) sorted uint64,
-        "fingerprint_positions": (n,)}`` (see :meth:`_suppression`)."""
+    def _exemplars(self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str) -> dict[str, Any]:
+        """The answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
+        ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, and a fingerprint of every window
+        of ``normal`` with its index: ``{"view": view, "exemplars": (k, window * C) float32, "positions": (k,),
+        "fingerprints": (n,) sorted uint64, "fingerprint_positions": (n,)}`` (see :meth:`_suppression`)."""
         top = np.sort(normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]])
-        view = self._shapes(X)
-        fingerprints = window_fingerprints(window_shapes(view[normal], self.window))
+        rows = self._shapes(X)
+        fingerprints = window_fingerprints(self._compared(rows[normal], view))
         order = np.argsort(fingerprints, kind="stable")
         return {
-            "exemplars": window_shapes(view[top], self.window),
+            "view": view,
+            "exemplars": self._compared(rows[top], view),
             "positions": top.astype(np.int64),
             "fingerprints": fingerprints[order],
             "fingerprint_positions": normal[order].astype(np.int64),
@@ -962,8 +998,11 @@ class EnsembleDetector(Detector):
     def _learn_suppression(
         self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray
     ) -> dict[str, Any]:
-        """``suppression_`` (the exemplars, or ``{}``) and ``suppression_check_`` (its forward check's figures)
-        that the labeled windows ``idx`` (0/1 ``labels``) teach, on top of the window scores ``base`` (step 7)."""
+        """``suppression_`` (the exemplars, or ``{}``) and ``suppression_check_`` (its forward check's figures: the
+        later answers' average precision without exemplars, ``plain_ap``, with each view's, ``<view>_ap``, and with
+        the best view's, ``suppressed_ap``) that the labeled windows ``idx`` (0/1 ``labels``) teach, on top of the
+        window scores ``base`` (step 7). The view that ranks the later answers best serves, if it ranks them at least
+        as well as no exemplars do; a tie goes to the view first in ``EXEMPLAR_VIEWS``."""
         off: dict[str, Any] = {"suppression_": {}, "suppression_check_": {}}
         labels = np.asarray(labels)
         if self.suppress <= 0 or self.shape_scaler_ is None or not (labels == 0).any():
@@ -974,16 +1013,29 @@ class EnsembleDetector(Detector):
         if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < FORWARD_MIN_ANSWERS:
             return off  # nothing to learn from earlier, or too little to check it on later
         late, late_y = idx[later], labels[later]
-        penalty = self._suppression(X, self._exemplars(X, base, earlier_normal), at=late)
         check = {
             "earlier_answers": float(len(np.unique(groups[~later]))),
             "later_answers": float(len(np.unique(groups[later]))),
-            "suppressed_ap": pr_auc(base[late] - penalty, late_y),
             "plain_ap": pr_auc(base[late], late_y),
         }
+        views: tuple[str, ...] = EXEMPLAR_VIEWS if self.exemplar_view == "auto" else (self.exemplar_view,)
+        views = tuple(v for v in views if self._scale(v) is not None)
+        if not views:
+            return off
+        scored = {}
+        for view in views:
+            scored[view] = base[late] - self._suppression(X, self._exemplars(X, base, earlier_normal, view), at=late)
+            check[f"{view}_ap"] = pr_auc(scored[view], late_y)
+        best = views[0]
+        for view in views[1:]:  # another view replaces the first only when it ranks the later answers clearly better
+            gain = check[f"{view}_ap"] - check[f"{best}_ap"]
+            rng = np.random.default_rng(self.seed)
+            if gain > 0 and gain > 2 * ap_gain_se(scored[view], scored[best], late_y, groups[later], rng):
+                best = view
+        check["suppressed_ap"] = check[f"{best}_ap"]
         if check["suppressed_ap"] < check["plain_ap"]:
             return {"suppression_": {}, "suppression_check_": check}
-        return {"suppression_": self._exemplars(X, base, idx[labels == 0]), "suppression_check_": check}
+        return {"suppression_": self._exemplars(X, base, idx[labels == 0], best), "suppression_check_": check}
 
     # -- the label-learned residual (module docstring, step 6) ------------------------------------------
     def window_features(self, X: np.ndarray) -> np.ndarray:
@@ -1098,13 +1150,15 @@ class EnsembleDetector(Detector):
                 "labeled_ap": {k: round(v, 4) for k, v in self.selection_.items()},
                 "forward_check": {k: round(v, 4) for k, v in self.forward_.items()},
                 "false_alarm_exemplars": len(self.suppression_.get("exemplars", ())),
+                "false_alarm_view": self.suppression_.get("view", "shape") if self.suppression_ else None,
                 "false_alarm_check": {k: round(v, 4) for k, v in self.suppression_check_.items()},
             }
         }
         clauses = [self._weights_clause(default)]
         if self.suppression_:
+            like = "shaped like" if self.suppression_.get("view", "shape") == "shape" else "like (shape and level)"
             clauses.append(
-                f"windows shaped like the {len(self.suppression_['exemplars'])} highest-scoring windows answered "
+                f"windows {like} the {len(self.suppression_['exemplars'])} highest-scoring windows answered "
                 f"normal score up to {self.suppress:g} lower (the earlier answers' false alarms, so used, ranked the "
                 f"later answers at least as well: average precision {self.suppression_check_['suppressed_ap']:.3f} "
                 f"against {self.suppression_check_['plain_ap']:.3f})"
@@ -1193,6 +1247,7 @@ __all__ = [
     "COMBINERS",
     "DEFAULT_MEMBERS",
     "DEFAULT_PRIOR_WEIGHTS",
+    "EXEMPLAR_VIEWS",
     "FORWARD_MIN_ANSWERS",
     "NORMALIZERS",
     "POOLS",
