@@ -183,7 +183,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from app.core.detectors.base import Detector
-from app.core.metrics import pr_auc
+from app.core.metrics import best_f1, pr_auc, precision_recall_f1
 from app.core.runtime import Progress, ProgressCallback, report
 from app.core.windows import (
     LabeledRange,
@@ -1022,18 +1022,23 @@ class EnsembleDetector(Detector):
         views = tuple(v for v in views if self._scale(v) is not None)
         if not views:
             return off
+        # the threshold is chosen on the scores without exemplars (threshold_basis): at the later answers' best-F1
+        # threshold of those, the exemplars must take away false alarms rather than anomalies
+        check["plain_f1"], threshold = best_f1(base[late], late_y)
         scored = {}
         for view in views:
             scored[view] = base[late] - self._suppression(X, self._exemplars(X, base, earlier_normal, view), at=late)
             check[f"{view}_ap"] = pr_auc(scored[view], late_y)
-        best = views[0]
-        for view in views[1:]:  # another view replaces the first only when it ranks the later answers clearly better
+            check[f"{view}_f1"] = precision_recall_f1(scored[view], late_y, threshold)[2]
+        passed = [v for v in views if check[f"{v}_ap"] >= check["plain_ap"] and check[f"{v}_f1"] >= check["plain_f1"]]
+        best = (passed or list(views))[0]
+        for view in passed[1:]:  # another view replaces the first only when it ranks the later answers clearly better
             gain = check[f"{view}_ap"] - check[f"{best}_ap"]
             rng = np.random.default_rng(self.seed)
             if gain > 0 and gain > 2 * ap_gain_se(scored[view], scored[best], late_y, groups[later], rng):
                 best = view
-        check["suppressed_ap"] = check[f"{best}_ap"]
-        if check["suppressed_ap"] < check["plain_ap"]:
+        check["suppressed_ap"], check["suppressed_f1"] = check[f"{best}_ap"], check[f"{best}_f1"]
+        if not passed:
             return {"suppression_": {}, "suppression_check_": check}
         return {"suppression_": self._exemplars(X, base, idx[labels == 0], best), "suppression_check_": check}
 
