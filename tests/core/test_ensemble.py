@@ -8,6 +8,7 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import spearmanr
 
+from app.core import persist
 from app.core.detectors.ensemble import (
     EnsembleDetector,
     answer_groups,
@@ -531,3 +532,21 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     assert by_shape.suppression_ == {} and "level_ap" not in check
     assert check["shape_ap"] > check["plain_ap"] and check["shape_f1"] < check["plain_f1"]
     np.testing.assert_array_equal(by_shape.window_scores(x), before)
+
+
+def test_a_version_stored_before_the_level_view_keeps_its_shape_exemplars_and_learns_shapes(bumpy) -> None:
+    """A version stored before exemplars could keep the level (no ``exemplar_view`` parameter, no ``level_scale_``,
+    exemplars without a view) scores as it did, and its next feedback compares shapes only."""
+    base, x = bumpy
+    ranges = [_answer(400, 0), _answer(800, 0), _answer(1004, 1), _answer(1404, 1), _answer(2000, 0), _answer(2204, 1)]
+    ranges.append(_answer(2400, 0))
+    det = load_detector(base.to_bytes())
+    det.feedback(x, ranges)
+    assert det.suppression_["view"] == "shape"
+    payload = persist.loads(det.to_bytes())
+    del payload["params"]["exemplar_view"], payload["state"]["level_scale_"], payload["state"]["suppression_"]["view"]
+    old = load_detector(persist.dumps("ensemble", payload["params"], payload["state"]))
+    np.testing.assert_array_equal(old.window_scores(x), det.window_scores(x))
+    old.feedback(x, ranges)
+    assert old.suppression_["view"] == "shape" and "level_ap" not in old.suppression_check_
+    np.testing.assert_array_equal(old.window_scores(x), det.window_scores(x))
