@@ -413,7 +413,7 @@ def test_windows_shaped_like_answered_false_alarms_score_lower(bumpy) -> None:
     assert len(det.suppression_["exemplars"]) > 0
     check = det.suppression_check_
     assert check["earlier_answers"] == 3 and check["later_answers"] == 4
-    assert check["suppressed_ap"] >= check["plain_ap"] and check["suppressed_f1"] >= check["plain_f1"]
+    assert check["suppressed_ap"] >= check["plain_ap"]
     # on one background the level adds little (average precision 0.853 against 0.849), not two standard errors
     assert check["level_ap"] > check["shape_ap"] and det.suppression_["view"] == "shape"
     # bumps nobody answered: lowered (a recurring pattern lies about the typical nearest-window distance from its
@@ -523,15 +523,17 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     assert "like (shape and level) the" in det.training_notes()[1]
     assert det.training_notes()[0]["ensemble_combination"]["false_alarm_view"] == "level"
     np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), after)
-    # told to compare shapes: they rank the later answers better than no exemplars do, but lower the raised bumps
-    # with the normal ones, below the threshold the scores without exemplars would set: refused, nothing is lowered
-    by_shape = load_detector(base.to_bytes())
+    by_shape = load_detector(base.to_bytes())  # told to compare shapes: the raised bumps are lowered too
     by_shape.exemplar_view = "shape"
     by_shape.feedback(x, ranges)
-    check = by_shape.suppression_check_
-    assert by_shape.suppression_ == {} and "level_ap" not in check
-    assert check["shape_ap"] > check["plain_ap"] and check["shape_f1"] < check["plain_f1"]
-    np.testing.assert_array_equal(by_shape.window_scores(x), before)
+    assert by_shape.suppression_["view"] == "shape" and "level_ap" not in by_shape.suppression_check_
+    shaped = by_shape.window_scores(x)
+    for c in (2900, 3700):
+        assert _peak(by_shape, x, shaped, c) < _peak(by_shape, x, before, c) - 0.15 * det.suppress
+    few = load_detector(base.to_bytes())  # four later answers: level's gain is within two standard errors, shape serves
+    few.feedback(x, ranges[:7])
+    assert few.suppression_check_["level_ap"] > few.suppression_check_["shape_ap"]
+    assert few.suppression_["view"] == "shape"
 
 
 def test_a_version_stored_before_the_level_view_keeps_its_shape_exemplars_and_learns_shapes(bumpy) -> None:

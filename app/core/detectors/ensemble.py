@@ -140,11 +140,8 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    (so a recurrence of an answered pattern, about that far from it, loses about ``suppress / e``; a window unlike
    every exemplar loses nothing). It is checked as the weights are: the exemplars of the answers before the middle
    answer (series order) must rank the later answers' windows at least as well (average precision) as no exemplars
-   do **and** keep their F1 at the threshold that suits the later answers' scores without exemplars best (a version's
-   threshold is chosen on those, below: exemplars that lower anomalies under it take true alarms away, as they did on
-   skab's other__3 once they could keep the level, F1 0.60 → 0.10 at 5 % with the ranking unchanged), and the later
-   answers must hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures are in the version's
-   metrics (``false_alarm_check``, ``false_alarm_exemplars``, ``false_alarm_view``) and the
+   do, and the later answers must hold ``FORWARD_MIN_ANSWERS`` of each class; otherwise none are used. The figures
+   are in the version's metrics (``false_alarm_check``, ``false_alarm_exemplars``, ``false_alarm_view``) and the
    verdict says what the exemplars do. A version's threshold is chosen on the scores without the penalty
    (:meth:`EnsembleDetector.threshold_basis`), so the exemplars only take alarms away. Why this and not more weight
    learning: the answers say little about how the members rank the later part of a series (steps 4 and 6), but a
@@ -186,7 +183,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from app.core.detectors.base import Detector
-from app.core.metrics import best_f1, pr_auc, precision_recall_f1
+from app.core.metrics import pr_auc
 from app.core.runtime import Progress, ProgressCallback, report
 from app.core.windows import (
     LabeledRange,
@@ -1025,23 +1022,18 @@ class EnsembleDetector(Detector):
         views = tuple(v for v in views if self._scale(v) is not None)
         if not views:
             return off
-        # the threshold is chosen on the scores without exemplars (threshold_basis): at the later answers' best-F1
-        # threshold of those, the exemplars must take away false alarms rather than anomalies
-        check["plain_f1"], threshold = best_f1(base[late], late_y)
         scored = {}
         for view in views:
             scored[view] = base[late] - self._suppression(X, self._exemplars(X, base, earlier_normal, view), at=late)
             check[f"{view}_ap"] = pr_auc(scored[view], late_y)
-            check[f"{view}_f1"] = precision_recall_f1(scored[view], late_y, threshold)[2]
-        passed = [v for v in views if check[f"{v}_ap"] >= check["plain_ap"] and check[f"{v}_f1"] >= check["plain_f1"]]
-        best = (passed or list(views))[0]
-        for view in passed[1:]:  # another view replaces the first only when it ranks the later answers clearly better
+        best = views[0]
+        for view in views[1:]:  # another view replaces the first only when it ranks the later answers clearly better
             gain = check[f"{view}_ap"] - check[f"{best}_ap"]
             rng = np.random.default_rng(self.seed)
             if gain > 0 and gain > 2 * ap_gain_se(scored[view], scored[best], late_y, groups[later], rng):
                 best = view
-        check["suppressed_ap"], check["suppressed_f1"] = check[f"{best}_ap"], check[f"{best}_f1"]
-        if not passed:
+        check["suppressed_ap"] = check[f"{best}_ap"]
+        if check["suppressed_ap"] < check["plain_ap"]:
             return {"suppression_": {}, "suppression_check_": check}
         return {"suppression_": self._exemplars(X, base, idx[labels == 0], best), "suppression_check_": check}
 
