@@ -874,8 +874,9 @@ class EnsembleDetector(Detector):
         self.forward_: dict[str, float] = {}
         self.residual_: dict[str, Any] = {}
         self.shape_scaler_: Scaler | None = Scaler("standard").fit(as_2d(X))
-        self.shape_scale_ = self._fit_scale(X, "shape")
-        self.level_scale_: float | None = self._fit_scale(X, "level")
+        scales = self._fit_scales(X)  # one sample of fit windows for both views
+        self.shape_scale_ = scales["shape"]
+        self.level_scale_: float | None = scales["level"]  # None only in versions stored before the level view
         self.suppression_: dict[str, Any] = {}
         self.suppression_check_: dict[str, float] = {}
         self.labels_seen_ = 0
@@ -935,22 +936,23 @@ class EnsembleDetector(Detector):
         stored before exemplars could keep the level)."""
         return self.shape_scale_ if view == "shape" else getattr(self, "level_scale_", None)
 
-    def _fit_scale(self, X: np.ndarray, view: str) -> float:
-        """How far a fit window typically lies from its nearest other fit window under ``view`` (median over a
-        seeded sample, overlapping windows excluded): the distance at which a window stops looking like an
-        exemplar."""
+    def _fit_scales(self, X: np.ndarray) -> dict[str, float]:
+        """Per view of ``EXEMPLAR_VIEWS``, how far a fit window typically lies from its nearest other fit window (median
+        over one seeded sample of windows, overlapping windows excluded): the distance at which a window stops looking
+        like an exemplar."""
         rows = self._shapes(X)
         rng = np.random.default_rng(self.seed)
         n_query, n_reference = SHAPE_SCALE_SAMPLE
         q = np.sort(rng.choice(len(rows), min(n_query, len(rows)), replace=False))
         r = np.sort(rng.choice(len(rows), min(n_reference, len(rows)), replace=False))
         _, trivial = overlapping_known(q, r, self.window, self.stride)  # every sampled row is a fit window
-        nearest = nearest_distance(self._compared(rows[q], view), self._compared(rows[r], view), trivial)
-        nearest = nearest[np.isfinite(nearest)]
-        for figure in (np.median(nearest), np.mean(nearest)) if len(nearest) else ():
-            if figure > 1e-9:  # a flat series: every window equal, distance 0; fall back to a unit scale
-                return float(figure)
-        return 1.0
+        scales = {}
+        for view in EXEMPLAR_VIEWS:
+            nearest = nearest_distance(self._compared(rows[q], view), self._compared(rows[r], view), trivial)
+            nearest = nearest[np.isfinite(nearest)]
+            figures = [f for f in ((np.median(nearest), np.mean(nearest)) if len(nearest) else ()) if f > 1e-9]
+            scales[view] = float(figures[0]) if figures else 1.0  # a flat series: every window equal; a unit scale
+        return scales
 
     def _suppression(
         self, X: np.ndarray, suppression: dict[str, Any], at: np.ndarray | None = None, batch: int = 4096
