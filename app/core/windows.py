@@ -80,9 +80,9 @@ def flat_windows(x: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
 def window_shapes(flat: np.ndarray, window: int) -> np.ndarray:
     """Rows of :func:`flat_windows` with each channel's mean over its window taken away (the window's shape, not
     its level): ``(n, window * C)`` float32, a copy of those rows only."""
-    per_point = flat.reshape(len(flat), window, -1)  # (n, window, C)
+    per_point = flat.reshape(len(flat), window, flat.shape[1] // window)  # (n, window, C); n may be 0
     shape = per_point - per_point.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(shape.reshape(len(flat), -1), dtype=np.float32)
+    return np.ascontiguousarray(shape.reshape(flat.shape), dtype=np.float32)
 
 
 def nearest_distance(rows: np.ndarray, reference: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:

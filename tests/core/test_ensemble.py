@@ -523,13 +523,19 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     assert "like (shape and level) the" in det.training_notes()[1]
     assert det.training_notes()[0]["ensemble_combination"]["false_alarm_view"] == "level"
     np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), after)
-    by_shape = load_detector(base.to_bytes())  # told to compare shapes: the raised bumps are lowered too
-    by_shape.exemplar_view = "shape"
+    by_shape = load_detector(base.to_bytes())  # told to compare shapes, unprotected: the raised bumps are lowered too
+    by_shape.exemplar_view, by_shape.protect_anomalies = "shape", False
     by_shape.feedback(x, ranges)
     assert by_shape.suppression_["view"] == "shape" and "level_ap" not in by_shape.suppression_check_
     shaped = by_shape.window_scores(x)
     for c in (2900, 3700):
         assert _peak(by_shape, x, shaped, c) < _peak(by_shape, x, before, c) - 0.15 * det.suppress
+    protected = load_detector(base.to_bytes())  # shapes, the answered raised bumps protecting their likes
+    protected.exemplar_view = "shape"
+    protected.feedback(x, ranges)
+    assert len(protected.suppression_["protectors"]) > 0
+    kept = [_peak(protected, x, protected.window_scores(x), c) - _peak(by_shape, x, shaped, c) for c in (2900, 3700)]
+    assert min(kept) > 0 and sum(kept) > 0.2 * det.suppress  # answered ~half of each bump's windows: half-protected
     few = load_detector(base.to_bytes())  # four later answers: level's gain is within two standard errors, shape serves
     few.feedback(x, ranges[:7])
     assert few.suppression_check_["level_ap"] > few.suppression_check_["shape_ap"]

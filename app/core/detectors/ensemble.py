@@ -214,6 +214,10 @@ _CACHE_SIZE = 3
 rescores the whole series)."""
 SUPPRESS_EXEMPLARS = 1024
 """Answered-normal windows kept as false-alarm exemplars (the highest-scoring first; step 7)."""
+PROTECT_SHARE = 0.5
+"""An answered window protects its likes from the false-alarm penalty (step 7) when at least this share of its
+points (seen through the labeled window end points inside it) was answered anomalous: a picture of the anomaly, not
+ordinary series that ends in one."""
 SHAPE_SCALE_SAMPLE = (1024, 2048)
 """Fit windows whose nearest other fit window (of this many, seeded) sets the shape distance scale (step 7)."""
 RESIDUAL_C = (0.01, 0.1, 1.0)
@@ -446,6 +450,21 @@ def answer_groups(window_idx: np.ndarray, window: int, stride: int) -> np.ndarra
     return ids.reshape(-1).astype(np.int64)
 
 
+def mostly_anomalous(window_idx: np.ndarray, labels: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Which labeled windows picture an anomaly: ``window_idx`` ``(n,)`` sorted window indices with 0/1 ``labels``
+    (each its end point's) -> ``(n,)`` bool, True where the window's own label is 1 and at least ``PROTECT_SHARE`` of
+    the window end points inside it (the ``window // stride`` windows ending in it, itself included) are labeled 1.
+    An unlabeled end point counts as not anomalous."""
+    idx = np.asarray(window_idx, dtype=np.int64)
+    anomalous = np.asarray(labels) == 1
+    per_window = max(1, window // stride)
+    ones = np.concatenate([[0], np.cumsum(anomalous)])  # anomalous labeled windows among the first k
+    # labeled windows ending inside window i: indices in (i - per_window, i]
+    first = np.searchsorted(idx, idx - per_window, side="right")
+    inside = ones[np.arange(1, len(idx) + 1)] - ones[first]
+    return cast(np.ndarray, anomalous & (inside >= PROTECT_SHARE * per_window))
+
+
 def _bootstrap_ap(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Average precision of ``scores`` ``(n,)`` against ``y`` ``(n,)`` 0/1 under each row of case weights
     ``weights`` ``(B, n)`` (a bootstrap draw's multiplicities): ``(B,)``. Tied scores share the precision at the
@@ -663,6 +682,7 @@ class EnsembleDetector(Detector):
         forward_check: bool = True,
         suppress: float = 10.0,
         exemplar_view: str = "auto",
+        protect_anomalies: bool = True,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -679,6 +699,7 @@ class EnsembleDetector(Detector):
         self.forward_check = forward_check
         self.suppress = suppress
         self.exemplar_view = exemplar_view
+        self.protect_anomalies = protect_anomalies
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -705,6 +726,8 @@ class EnsembleDetector(Detector):
             raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
         if self.exemplar_view not in ("auto", *EXEMPLAR_VIEWS):
             raise ValueError(f"exemplar_view must be auto, {', '.join(EXEMPLAR_VIEWS)}, not {self.exemplar_view!r}")
+        if not isinstance(self.protect_anomalies, bool):
+            raise ValueError(f"protect_anomalies must be true or false, not {self.protect_anomalies!r}")
         if self.strength < 0 or not 0 < self.tau < 1:
             raise ValueError("strength must be >= 0 and tau in (0, 1)")
         if self.select not in SELECT_MODES:
@@ -957,9 +980,11 @@ class EnsembleDetector(Detector):
     def _suppression(
         self, X: np.ndarray, suppression: dict[str, Any], at: np.ndarray | None = None, batch: int = 4096
     ) -> np.ndarray | float:
-        """``suppress · exp(−(d / scale)²)`` per window (or per window index of ``at``), ``d`` the distance of the
-        window to the nearest exemplar under the exemplars' view and ``scale`` that view's (:meth:`_scale`):
-        ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without exemplars.
+        """``suppress · max(0, exp(−(d / scale)²) − exp(−(a / scale)²))`` per window (or per window index of ``at``),
+        ``d`` the distance of the window to the nearest exemplar under the exemplars' view, ``a`` to the nearest
+        protector (an answered anomaly; no term without protectors) and ``scale`` that view's (:meth:`_scale`):
+        ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without exemplars. A window at least as like an
+        answered anomaly as an answered false alarm loses nothing.
 
         **An answer does not lower itself.** A window equal (bit for bit, by fingerprint) to an answered-normal window
         at index ``p`` ignores the exemplars overlapping ``p`` (as ``knn`` ignores trivial matches): the answered
@@ -969,7 +994,10 @@ class EnsembleDetector(Detector):
             return 0.0
         view = suppression.get("view", "shape")  # stored before the level view: shapes
         rows_of, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
+        protectors = suppression.get("protectors")  # stored before answered anomalies protected: none
+        protectors = protectors if protectors is not None and len(protectors) else None
         rows = np.arange(len(rows_of)) if at is None else np.asarray(at)
+        scale = cast(float, self._scale(view))
         parts = [np.empty(0)]
         for b in range(0, len(rows), batch):
             compared = self._compared(rows_of[rows[b : b + batch]], view)
@@ -979,25 +1007,36 @@ class EnsembleDetector(Detector):
             if len(answered):
                 overlapping = np.zeros((len(compared), len(positions)), dtype=bool)
                 overlapping[answered] = trivial
-            parts.append(nearest_distance(compared, exemplars, overlapping))
-        d = np.concatenate(parts)
-        return cast(np.ndarray, self.suppress * np.exp(-((d / cast(float, self._scale(view))) ** 2)))
+            likeness = np.exp(-((nearest_distance(compared, exemplars, overlapping) / scale) ** 2))
+            if protectors is not None:
+                likeness -= np.exp(-((nearest_distance(compared, protectors) / scale) ** 2))
+            parts.append(np.maximum(likeness, 0.0))
+        return cast(np.ndarray, self.suppress * np.concatenate(parts))
 
-    def _exemplars(self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str) -> dict[str, Any]:
+    def _exemplars(
+        self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str, anomalous: np.ndarray
+    ) -> dict[str, Any]:
         """The answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
-        ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, and a fingerprint of every window
-        of ``normal`` with its index: ``{"view": view, "exemplars": (k, window * C) float32, "positions": (k,),
-        "fingerprints": (n,) sorted uint64, "fingerprint_positions": (n,)}`` (see :meth:`_suppression`)."""
+        ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, a fingerprint of every window
+        of ``normal`` with its index, and (with ``protect_anomalies``) the answered-anomalous windows ``anomalous``
+        (at most ``SUPPRESS_EXEMPLARS``, evenly spaced) as protectors: ``{"view": view, "exemplars": (k, window * C)
+        float32, "positions": (k,), "fingerprints": (n,) sorted uint64, "fingerprint_positions": (n,), "protectors":
+        (p, window * C) float32}`` (see :meth:`_suppression`)."""
         top = np.sort(normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]])
         rows = self._shapes(X)
         fingerprints = window_fingerprints(self._compared(rows[normal], view))
         order = np.argsort(fingerprints, kind="stable")
+        if not getattr(self, "protect_anomalies", False) or not len(anomalous):
+            anomalous = np.empty(0, dtype=np.int64)
+        elif len(anomalous) > SUPPRESS_EXEMPLARS:
+            anomalous = anomalous[np.linspace(0, len(anomalous) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
         return {
             "view": view,
             "exemplars": self._compared(rows[top], view),
             "positions": top.astype(np.int64),
             "fingerprints": fingerprints[order],
             "fingerprint_positions": normal[order].astype(np.int64),
+            "protectors": self._compared(rows[anomalous], view),
         }
 
     def _learn_suppression(
@@ -1019,6 +1058,8 @@ class EnsembleDetector(Detector):
         if not len(earlier_normal) or answers_per_class(groups[later], labels[later]) < FORWARD_MIN_ANSWERS:
             return off  # nothing to learn from earlier, or too little to check it on later
         late, late_y = idx[later], labels[later]
+        pictured = mostly_anomalous(idx, labels, self.window, self.stride)  # the protectors (step 7)
+        earlier_anomalous = idx[~later & pictured]
         check = {
             "earlier_answers": float(len(np.unique(groups[~later]))),
             "later_answers": float(len(np.unique(groups[later]))),
@@ -1030,7 +1071,8 @@ class EnsembleDetector(Detector):
             return off
         scored = {}
         for view in views:
-            scored[view] = base[late] - self._suppression(X, self._exemplars(X, base, earlier_normal, view), at=late)
+            exemplars = self._exemplars(X, base, earlier_normal, view, earlier_anomalous)
+            scored[view] = base[late] - self._suppression(X, exemplars, at=late)
             check[f"{view}_ap"] = pr_auc(scored[view], late_y)
         best, rng = views[0], np.random.default_rng(self.seed)
         for view in views[1:]:  # another view replaces the first only when it ranks the later answers clearly better
@@ -1040,7 +1082,8 @@ class EnsembleDetector(Detector):
         check["suppressed_ap"] = check[f"{best}_ap"]
         if check["suppressed_ap"] < check["plain_ap"]:
             return {"suppression_": {}, "suppression_check_": check}
-        return {"suppression_": self._exemplars(X, base, idx[labels == 0], best), "suppression_check_": check}
+        exemplars = self._exemplars(X, base, idx[labels == 0], best, idx[pictured])
+        return {"suppression_": exemplars, "suppression_check_": check}
 
     # -- the label-learned residual (module docstring, step 6) ------------------------------------------
     def window_features(self, X: np.ndarray) -> np.ndarray:
@@ -1268,6 +1311,7 @@ __all__ = [
     "forward_check",
     "later_answers",
     "learn_weights",
+    "mostly_anomalous",
     "normalize",
     "pooled",
 ]
