@@ -530,12 +530,8 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     shaped = by_shape.window_scores(x)
     for c in (2900, 3700):
         assert _peak(by_shape, x, shaped, c) < _peak(by_shape, x, before, c) - 0.15 * det.suppress
-    protected = load_detector(base.to_bytes())  # shapes, the answered raised bumps protecting their likes
-    protected.exemplar_view = "shape"
-    protected.feedback(x, ranges)
-    assert len(protected.suppression_["protectors"]) > 0
-    kept = [_peak(protected, x, protected.window_scores(x), c) - _peak(by_shape, x, shaped, c) for c in (2900, 3700)]
-    assert min(kept) > 0 and sum(kept) > 0.2 * det.suppress  # answered ~half of each bump's windows: half-protected
+    assert len(det.suppression_["protectors"]) > 0  # the answered raised bumps, at their level
+    assert len(by_shape.suppression_["protectors"]) == 0  # a shape of an anomaly is mostly ordinary series
     # four later answers, unprotected: level's gain is within two standard errors, shape serves (protected shapes
     # cannot lower these bumps either — the raised ones share their shape — so the level gains more)
     few = load_detector(base.to_bytes())

@@ -169,6 +169,14 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    but skab's F1 at the deployable threshold at 5 % fell from 0.574 to 0.496: on one series the exemplars lower the
    evaluation part's anomalies with its normal points, below the threshold chosen as if nothing had been lowered.
 
+   **Answered anomalies protect their likes** (``protect_anomalies``, on by default). The windows answered anomalous
+   whose points are mostly anomalous (``PROTECT_SHARE`` of the labeled window end points inside them:
+   :func:`mostly_anomalous`), ``SUPPRESS_EXEMPLARS`` at most, are kept beside the exemplars, compared under the same
+   view, and a window's penalty becomes ``suppress · max(0, exp(−(d / s)²) − exp(−(a / s)²))``, ``a`` its distance to
+   the nearest of them: a window at least as like an answered anomaly as an answered false alarm loses nothing. An
+   anomaly that recurs with the shape (or level) of ordinary series the analyst called normal keeps its score where
+   the analyst has also called it anomalous. The forward check scores the protected exemplars.
+
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
 ``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
@@ -1026,7 +1034,7 @@ class EnsembleDetector(Detector):
         rows = self._shapes(X)
         fingerprints = window_fingerprints(self._compared(rows[normal], view))
         order = np.argsort(fingerprints, kind="stable")
-        if not getattr(self, "protect_anomalies", False) or not len(anomalous):
+        if view != "level" or not getattr(self, "protect_anomalies", False) or not len(anomalous):
             anomalous = np.empty(0, dtype=np.int64)
         elif len(anomalous) > SUPPRESS_EXEMPLARS:
             anomalous = anomalous[np.linspace(0, len(anomalous) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
