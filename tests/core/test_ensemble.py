@@ -17,6 +17,7 @@ from app.core.detectors.ensemble import (
     fit_normalizer,
     forward_check,
     learn_weights,
+    mostly_anomalous,
     normalize,
 )
 from app.core.detectors.registry import load_detector, make_detector
@@ -487,16 +488,16 @@ RAISED = (1300, 1700, 2100, 2500, 2900, 3300, 3700)
 """Centres of the same bump on a plateau 0.8 higher (channel 0, 60 points): the anomalies of ``raised_bumps``."""
 
 
-def raised_bumps(n: int = 4000, seed: int = 0) -> np.ndarray:
+def raised_bumps(n: int = 4000, seed: int = 0, plateau: float = 0.8) -> np.ndarray:
     """The background of ``bumpy_series`` with a bump at each of ``LEVEL_BUMPS`` and, at each of ``RAISED``, the same
-    bump on a raised plateau: shaped like the recurring normal bump, at another level."""
+    bump on a plateau ``plateau`` higher: shaped like the recurring normal bump, at another level."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     x = np.stack([np.sin(2 * np.pi * t / 50), np.cos(2 * np.pi * t / 100)], axis=1) + 0.1 * rng.standard_normal((n, 2))
     for c in LEVEL_BUMPS + RAISED:
         x[:, 0] += 3.0 * np.exp(-(((t - c) / 4.0) ** 2))
     for c in RAISED:
-        x[c - 30 : c + 30, 0] += 0.8
+        x[c - 30 : c + 30, 0] += plateau
     return x.astype(np.float32)
 
 
@@ -539,6 +540,41 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     few.feedback(x, ranges[:7])
     assert few.suppression_check_["level_ap"] > few.suppression_check_["shape_ap"]
     assert few.suppression_["view"] == "shape"
+
+
+def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_alarms() -> None:
+    """The raised bumps only a little higher (0.2) than the normal ones: level exemplars of the normal bumps lower
+    the unanswered raised bumps too, unless the answered raised bumps protect their likes (``protect_anomalies``,
+    the default): then those keep their score while the unanswered normal bumps are still lowered."""
+    x = raised_bumps(plateau=0.2)
+    base = EnsembleDetector(seed=0, device="cpu", exemplar_view="level").fit(x[:1000])
+    before = base.window_scores(x)
+    answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
+    ranges = [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]]
+    lowered = {}
+    for protect in (True, False):
+        det = load_detector(base.to_bytes())
+        det.protect_anomalies = protect
+        det.feedback(x, ranges)
+        assert det.suppression_["view"] == "level"
+        assert (len(det.suppression_["protectors"]) > 0) == protect
+        after = det.window_scores(x)
+        lowered[protect] = {c: _peak(det, x, before, c) - _peak(det, x, after, c) for c in (1200, 1600, 2900, 3700)}
+    for c in (2900, 3700):  # the unanswered raised bumps
+        assert lowered[False][c] > 0.1 * det.suppress and lowered[True][c] < 0.02 * det.suppress
+    for c in (1200, 1600):  # the unanswered normal bumps
+        assert lowered[True][c] > 0.2 * det.suppress
+
+
+def test_mostly_anomalous_counts_the_labeled_window_ends_inside_each_window() -> None:
+    """Window 4, stride 1: windows 10-13 labeled normal, 14-17 anomalous, 20 and 23 anomalous. Window 14 holds one
+    anomalous end of four (itself), 15 two — half, enough; window 20 holds 17 and 20; window 23 holds 20 and 23
+    (21 and 22 unlabeled count as not anomalous); a normal window never pictures an anomaly."""
+    idx = np.array([10, 11, 12, 13, 14, 15, 16, 17, 20, 23])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], dtype=np.int8)
+    expected = [False] * 5 + [True] * 5
+    np.testing.assert_array_equal(mostly_anomalous(idx, labels, window=4, stride=1), expected)
+    np.testing.assert_array_equal(mostly_anomalous(idx[:8], labels[:8] * 0, window=4, stride=1), [False] * 8)
 
 
 def test_a_version_stored_before_the_level_view_keeps_its_shape_exemplars_and_learns_shapes(bumpy) -> None:
