@@ -558,6 +558,10 @@ def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_a
         det.feedback(x, ranges)
         assert det.suppression_["view"] == "level"
         assert (len(det.suppression_["protectors"]) > 0) == protect
+        notes, verdict = det.training_notes()
+        protectors = notes["ensemble_combination"]["false_alarm_protectors"]
+        assert protectors == len(det.suppression_["protectors"])
+        assert (f"unless as like one of the {protectors} answered anomalous" in verdict) == protect
         after = det.window_scores(x)
         lowered[protect] = {c: _peak(det, x, before, c) - _peak(det, x, after, c) for c in (1200, 1600, 2900, 3700)}
     for c in (2900, 3700):  # the unanswered raised bumps
