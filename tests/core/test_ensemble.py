@@ -551,7 +551,7 @@ def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_a
     before = base.window_scores(x)
     answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
     ranges = [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]]
-    lowered = {}
+    lowered, served = {}, {}
     for protect in (True, False):
         det = load_detector(base.to_bytes())
         det.protect_anomalies = protect
@@ -564,10 +564,19 @@ def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_a
         assert (f"unless as like one of the {protectors} answered anomalous" in verdict) == protect
         after = det.window_scores(x)
         lowered[protect] = {c: _peak(det, x, before, c) - _peak(det, x, after, c) for c in (1200, 1600, 2900, 3700)}
+        served[protect] = det
     for c in (2900, 3700):  # the unanswered raised bumps
         assert lowered[False][c] > 0.1 * det.suppress and lowered[True][c] < 0.02 * det.suppress
     for c in (1200, 1600):  # the unanswered normal bumps
         assert lowered[True][c] > 0.2 * det.suppress
+    # a version stored before answered anomalies protected (no parameter, exemplars without protectors) scores as it
+    # did — as the unprotected one — and its next feedback protects
+    payload = persist.loads(served[True].to_bytes())
+    del payload["params"]["protect_anomalies"], payload["state"]["suppression_"]["protectors"]
+    old = load_detector(persist.dumps("ensemble", payload["params"], payload["state"]))
+    np.testing.assert_array_equal(old.window_scores(x), served[False].window_scores(x))
+    old.feedback(x, ranges)
+    np.testing.assert_array_equal(old.window_scores(x), served[True].window_scores(x))
 
 
 def test_mostly_anomalous_counts_the_labeled_window_ends_inside_each_window() -> None:
