@@ -87,16 +87,22 @@ def window_shapes(flat: np.ndarray, window: int) -> np.ndarray:
 
 def nearest_distance(rows: np.ndarray, reference: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     """Euclidean distance from each of ``rows`` ``(n, d)`` to its nearest of ``reference`` ``(m, d)``, pairs where
-    ``exclude`` ``(n, m)`` is True left out (inf where a row has none left): ``(n,)`` float64 (one float32 matrix
-    product; the caller batches ``rows``)."""
+    ``exclude`` ``(n, m)`` is True left out (inf where a row has none left): ``(n,)`` float64. The nearest is found
+    with one float32 matrix product (the caller batches ``rows``); its distance is then recomputed directly in
+    float64, because ``‖q‖² + ‖r‖² − 2 q·r`` loses the digits of a small distance between rows far from the origin
+    (windows compared with their level), and those digits would vary with the batch a row is scored in."""
     q = np.ascontiguousarray(rows, dtype=np.float32)
     r = np.ascontiguousarray(reference, dtype=np.float32)
-    partial = q @ (-2.0 * r.T)  # ‖q − r‖² = ‖q‖² + ‖r‖² − 2 q·r, ‖q‖² added after the minimum over r
+    if len(q) == 0 or len(r) == 0:
+        return np.full(len(q), np.inf)
+    partial = q @ (-2.0 * r.T)  # ‖q − r‖² − ‖q‖²: ‖q‖² is the same for every r, so it does not change the nearest
     partial += np.einsum("ij,ij->i", r, r)
     if exclude is not None:
         partial[exclude] = np.inf
-    q_sq = np.einsum("ij,ij->i", q, q, dtype=np.float64)
-    return cast(np.ndarray, np.sqrt(np.maximum(partial.min(axis=1) + q_sq, 0.0)))
+    nearest = partial.argmin(axis=1)
+    found = np.isfinite(partial[np.arange(len(q)), nearest])
+    gap = q.astype(np.float64) - r[nearest].astype(np.float64)
+    return cast(np.ndarray, np.where(found, np.sqrt(np.einsum("ij,ij->i", gap, gap)), np.inf))
 
 
 _FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
