@@ -102,7 +102,7 @@ def nearest_distance(rows: np.ndarray, reference: np.ndarray, exclude: np.ndarra
     nearest = partial.argmin(axis=1)
     found = np.isfinite(partial[np.arange(len(q)), nearest])
     gap = q.astype(np.float64) - r[nearest].astype(np.float64)
-    return cast(np.ndarray, np.where(found, np.sqrt(np.einsum("ij,ij->i", gap, gap)), np.inf))
+    return np.where(found, np.sqrt(np.einsum("ij,ij->i", gap, gap)), np.inf)
 
 
 _FINGERPRINT_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so every power is a distinct unit mod 2**64
