@@ -1041,7 +1041,7 @@ class EnsembleDetector(Detector):
         rows = self._shapes(X)
         fingerprints = window_fingerprints(self._compared(rows[normal], view))
         order = np.argsort(fingerprints, kind="stable")
-        if view != "level" or not getattr(self, "protect_anomalies", False) or not len(anomalous):
+        if view != "level" or not self.protect_anomalies or not len(anomalous):
             anomalous = np.empty(0, dtype=np.int64)
         elif len(anomalous) > SUPPRESS_EXEMPLARS:
             anomalous = anomalous[np.linspace(0, len(anomalous) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
