@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.adoption import AdoptionRule, agreement, flag_limit, judge, percentile_ranks
+from app.core.adoption import AdoptionRule, agreement, estimated_anomaly_rate, flag_limit, judge, percentile_ranks
 
 
 def test_percentile_ranks_known_answers():
@@ -30,7 +30,7 @@ def _judge(cand, serv, labels, **kw):
         None if serv is None else np.array(serv),
         held_out=kw.pop("held_out", True),
         flag_share=kw.pop("flag_share", 0.01),
-        labeled_anomaly_rate=kw.pop("rate", 0.0),
+        anomaly_rate=kw.pop("rate", 0.0),
     )
 
 
@@ -55,8 +55,30 @@ def test_the_threshold_guard_refuses_an_alarm_storm_unless_labels_show_that_many
     labels, same = [1, 0], [0.9, 0.1]
     v = _judge(same, same, labels, flag_share=0.6)
     assert not v.serve and "flags 60.0%" in v.reason
-    assert _judge(same, same, labels, flag_share=0.6, rate=0.25).serve  # 3 x 25 % labeled anomalies allows 75 %
+    assert _judge(same, same, labels, flag_share=0.6, rate=0.25).serve  # 3 x 25 % anomalies allows 75 %
     assert flag_limit(AdoptionRule(), 0.001) == 0.05
+
+
+def test_the_anomaly_rate_is_estimated_without_the_queries_bias():
+    """2,000 points scored 0..1 in order, the top 5 % anomalous. The four top-k windows answered (points 1,900-1,999,
+    all anomalous) and five interval picks (windows of 25 at 0, 400, ..., 1,600, normal): the labeled points are 44 %
+    anomalous, and three times that let a version flagging half the points serve. The isotonic fit is 0 up to point
+    1,624, 1 from 1,900, linear between: (137.5 + 100) / 2,000 = 0.11875, so the limit is 35.6 %."""
+    scores = np.linspace(0.0, 1.0, 2_000)
+    labels = np.full(2_000, -1)
+    labels[1_900:] = 1
+    for start in range(0, 1_601, 400):
+        labels[start : start + 25] = 0
+    assert labels[labels >= 0].mean() == pytest.approx(100 / 225)
+    rate = estimated_anomaly_rate(scores, labels)
+    assert rate == pytest.approx(0.11875)
+    storm = _judge([0.9, 0.1], [0.9, 0.1], [1, 0], flag_share=0.5, rate=rate)
+    assert not storm.serve and "flags 50.0%" in storm.reason and "about 11.9% of them anomalous" in storm.reason
+    assert storm.anomaly_rate == pytest.approx(0.11875) and storm.flag_limit == pytest.approx(0.35625)
+    assert _judge([0.9, 0.1], [0.9, 0.1], [1, 0], flag_share=0.06, rate=rate).serve
+    # no label: nothing known (the guard's own share holds); one class only: that class everywhere
+    assert estimated_anomaly_rate(scores, np.full(2_000, -1)) == 0.0
+    assert estimated_anomaly_rate(scores, np.where(labels == 1, 1, -1)) == 1.0
 
 
 def test_nothing_serving_or_no_answers_serves_and_always_policy_serves():
