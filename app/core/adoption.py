@@ -25,7 +25,8 @@ where scores are high, so a first round of top-k answers is often a third anomal
 a few percent of its points, and three times that share let any alarm storm through (an LSTM-AE project on NAB's
 nyc_taxi, 10 % of its points anomalous, served versions flagging 53 % and then 42 % of them: the labels were 30 %
 anomalous, the limit 90 %). The labels tell how likely a point of a given score is anomalous; that, averaged over
-every pool point's score, estimates the pool's rate.
+every pool point's score, estimates the pool's rate. The scores are the serving version's, which chose the queries
+(the candidate's when nothing serves yet): a candidate that scores every window high cannot raise its own allowance.
 """
 
 from __future__ import annotations

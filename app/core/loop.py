@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
-from app.core.windows import LabeledRange, n_windows, ranges_to_point_labels, window_starts
+from app.core.windows import LabeledRange, end_point_scores, n_windows, ranges_to_point_labels, window_starts
 
 Metrics = dict[str, float]
 EvaluateFn = Callable[[np.ndarray, np.ndarray], Metrics]
@@ -454,7 +454,6 @@ def validate_candidate(
     candidate_window_scores: Sequence[np.ndarray],
     serving_window_scores: Sequence[np.ndarray] | None,
     flag_share: float,
-    pool_point_scores: np.ndarray,
 ) -> Any:
     """Judge a candidate trained with every label, on the newest round's answers (:mod:`app.core.adoption`).
 
@@ -463,9 +462,10 @@ def validate_candidate(
     all its windows (``serving_window_scores`` None: nothing serves yet); the serving version never learned from the
     newest answers, so its figure is honest. When the candidate can hold labels out (``can_hold_out_labels``), its
     figure is cross-fitted (:func:`_cross_fitted_ranks`); else it is in-sample and can only refuse. ``flag_share``:
-    share of pool points above the candidate's threshold; ``pool_point_scores``: ``(len(X_pool),)`` the candidate's
-    point scores of the concatenated pool, from which the labels estimate the pool's anomaly rate (the threshold
-    guard's allowance). Returns an :class:`~app.core.adoption.Verdict`."""
+    share of pool points above the candidate's threshold. The threshold guard's allowance comes from the pool's anomaly
+    rate as the labels estimate it on the scores that chose the queries: the serving version's (the candidate's when
+    nothing serves), so a candidate that scores every window high cannot raise its own allowance. Returns an
+    :class:`~app.core.adoption.Verdict`."""
     from app.core.adoption import estimated_anomaly_rate, judge, percentile_ranks
 
     kept = [(q, y) for q, y in ((q, window_label(r, q.start, q.end)) for q, r in newest) if y is not None]
@@ -484,7 +484,12 @@ def validate_candidate(
         cand_ranks = ranks(candidate_window_scores)
     serving_ranks = ranks(serving_window_scores) if serving_window_scores is not None else None
     known = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
-    rate = estimated_anomaly_rate(pool_point_scores, known)
+    chose = serving_window_scores if serving_window_scores is not None else candidate_window_scores
+    chose_points = [
+        end_point_scores(as_stored(chose[i])[slice(*state.pool_windows(i))], s.pool_end, state.window, state.stride)
+        for i, s in enumerate(state.series)
+    ]
+    rate = estimated_anomaly_rate(np.concatenate(chose_points), known)
     return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share, anomaly_rate=rate)
 
 
@@ -709,9 +714,7 @@ def run_experiment(
         c_basis = candidate.threshold_basis(split.X, c_points)
         c_threshold = pool_threshold(threshold_method, c_basis[:p1], pool_labels)
         flagged = float(np.mean(c_points[:p1] > c_threshold))
-        verdict = validate_candidate(
-            rule, state, newest, candidate, X_pool, [c_windows], [windows], flagged, c_points[:p1]
-        )
+        verdict = validate_candidate(rule, state, newest, candidate, X_pool, [c_windows], [windows], flagged)
         cand_metrics = evaluate(c_points[a:b], y_eval)
         if verdict.serve:
             served, points, windows, threshold = candidate, c_points, c_windows, c_threshold

@@ -192,7 +192,6 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         [scores[s.series_id]["window"] for s in inp.series],
         inp.serving_windows if inp.weights is not None else None,
         flag_share,
-        pool_points,
     )
     adoption = verdict.as_dict()
     if clause:  # what scores this version, said where the verdict is shown
