@@ -11,6 +11,7 @@ from app.core.loop import (
     GroundTruthOracle,
     OracleRefused,
     PoolState,
+    Query,
     SeriesPool,
     Split,
     ask,
@@ -22,6 +23,7 @@ from app.core.loop import (
     run_experiment,
     runs_to_ranges,
     truth_answer,
+    validate_candidate,
 )
 from app.core.windows import LabeledRange
 
@@ -324,3 +326,41 @@ def test_no_evaluation_label_reaches_the_loop(detector):
     assert [(q.start, q.end) for q in runs[0].queries] == [(q.start, q.end) for q in runs[1].queries]
     assert len(runs[0].queries) == 18 and runs[0].ranges == runs[1].ranges
     np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
+
+
+def test_the_threshold_guard_reads_the_anomaly_rate_off_the_scores_that_chose_the_queries():
+    """One 2,000-point series, windows of 25 (stride 1), its last 100 points anomalous. The serving version's window
+    scores rise with the position, so a top-k round asks about the last four windows (all anomalous) and five interval
+    picks about normal windows: 100 of the 225 labeled points are anomalous, and three times that share let any
+    candidate serve. Estimated on the serving scores the rate is about 12 % (tests/core/test_adoption.py works the
+    same case by hand), so a candidate flagging half the pool is held back and one flagging 6 % serves — even when the
+    candidate scores every window alike, which would put its own estimate at the labels' 44 %."""
+    window, n = 25, 2_000
+    starts = [1_975, 1_950, 1_925, 1_900, 0, 400, 800, 1_200, 1_600]
+    newest = [
+        (Query(s, s, s + window, "top_k", rank, float(s)), [LabeledRange(s, s + window, int(s >= 1_900))])
+        for rank, s in enumerate(starts)
+    ]
+    state = PoolState([SeriesPool("s", n, n)], window=window, budget=20, labels=[[r for _, rs in newest for r in rs]])
+    state.answers = len(newest)
+    serving = np.arange(n - window + 1, dtype=np.float64)
+
+    class InSample:  # the candidate's figure is in-sample: the guard and the agreement check still apply
+        can_hold_out_labels = False
+
+    X_pool = np.zeros((n, 1))
+
+    def verdict(candidate_windows: np.ndarray, flag_share: float, serving_windows=serving):  # type: ignore[no-untyped-def]
+        chose = None if serving_windows is None else [serving_windows]
+        return validate_candidate(
+            AdoptionRule(), state, newest, InSample(), X_pool, [candidate_windows], chose, flag_share
+        )
+
+    storm = verdict(serving, 0.5)
+    assert not storm.serve and "above the limit" in storm.reason
+    assert 0.08 < storm.anomaly_rate < 0.16 and storm.flag_limit < 0.5
+    assert verdict(serving, 0.06).serve
+    flat = np.ones(n - window + 1)  # every window alike: estimated on these, the rate would be the labels' 44 %
+    assert verdict(flat + serving * 1e-9, 0.5).anomaly_rate == pytest.approx(storm.anomaly_rate)
+    first = verdict(flat, 0.5, serving_windows=None)  # nothing serves yet: served, its own scores estimate the rate
+    assert first.serve and first.anomaly_rate == pytest.approx(100 / 225)
