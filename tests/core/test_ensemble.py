@@ -432,7 +432,7 @@ def test_windows_shaped_like_answered_false_alarms_score_lower(bumpy) -> None:
         assert 0.15 * det.suppress < own.max() < 0.5 * det.suppress
     notes, clause = det.training_notes()
     assert notes["ensemble_combination"]["false_alarm_exemplars"] == len(det.suppression_["exemplars"])
-    assert "answered normal score up to 10 lower" in clause
+    assert "highest-scoring windows inside answers 'normal' score up to 10 lower" in clause
     again = load_detector(det.to_bytes())
     np.testing.assert_array_equal(again.window_scores(x), after)
     # held out, the same answers teach nothing: the validation scores are the unanswered version's
@@ -561,7 +561,7 @@ def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_a
         notes, verdict = det.training_notes()
         protectors = notes["ensemble_combination"]["false_alarm_protectors"]
         assert protectors == len(det.suppression_["protectors"])
-        assert (f"unless as like one of the {protectors} answered anomalous" in verdict) == protect
+        assert (f"unless as like one of the {protectors} inside answers 'anomaly'" in verdict) == protect
         after = det.window_scores(x)
         lowered[protect] = {c: _peak(det, x, before, c) - _peak(det, x, after, c) for c in (1200, 1600, 2900, 3700)}
         served[protect] = det

@@ -1222,10 +1222,12 @@ class EnsembleDetector(Detector):
         if self.suppression_:
             like = "shaped like" if self.suppression_.get("view", "shape") == "shape" else "like (shape and level)"
             protectors = len(self.suppression_.get("protectors", ()))
-            unless = f", unless as like one of the {protectors} answered anomalous," if protectors else ""
+            unless = f", unless as like one of the {protectors} inside answers 'anomaly'," if protectors else ""
             clauses.append(
-                f"windows {like} the {len(self.suppression_['exemplars'])} highest-scoring windows answered "
-                f"normal{unless} score up to {self.suppress:g} lower (the earlier answers' false alarms, so used, "
+                # exemplars are windows (one per stride) inside the answers, not answers: say so, or 7 answers read
+                # as "the 175 highest-scoring windows answered normal"
+                f"windows {like} the {len(self.suppression_['exemplars'])} highest-scoring windows inside answers "
+                f"'normal'{unless} score up to {self.suppress:g} lower (the earlier answers' false alarms, so used, "
                 f"ranked the later answers at least as well: average precision "
                 f"{self.suppression_check_['suppressed_ap']:.3f} against {self.suppression_check_['plain_ap']:.3f})"
             )
