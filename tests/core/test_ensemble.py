@@ -211,7 +211,7 @@ def test_agreeing_answers_choose_the_member_the_pooled_score_cannot_follow(fitte
     few.feedback(x, one)
     assert few.combination_ == "prior" and few.selection_ == {} and few.forward_ == {}
     np.testing.assert_array_equal(few.weights_, few.prior_)
-    assert "until the answers before and after their middle one each hold 2 of each class" in few.training_notes()[1]
+    assert "until the answers, split in series order, hold 2 of each class on each side" in few.training_notes()[1]
 
 
 @pytest.mark.parametrize("later_follow", ["member 0", "member 1"])
@@ -241,11 +241,15 @@ def test_the_forward_check_refuses_weights_the_later_answers_contradict(later_fo
         assert figures["learned_ap"] >= figures["prior_ap"]
     else:
         assert figures["learned_ap"] < figures["prior_ap"] - 0.1
-    # too few anomalous answers on one side: nothing to check, {}
-    assert (
-        forward_check(Z, idx, np.where(later, labels, 0).astype(np.int8), answer_groups(idx, 1, 1), learn, prior, "hmp")
-        == {}
-    )
+    # anomalies only in the later half (answers 20, 24, ..., 36): the split moves to the nearest answer that leaves two
+    # on each side, the 25th (a split at the middle answer would find none earlier and check nothing)
+    late_only = np.where(later, labels, 0).astype(np.int8)
+    moved = forward_check(Z, idx, late_only, answer_groups(idx, 1, 1), learn, prior, "hmp")
+    assert moved["earlier_answers"] == 25 and moved["later_answers"] == 15
+    # three anomalous answers in all: no split leaves two on each side, nothing to check, {}
+    three = np.zeros_like(labels)
+    three[np.flatnonzero(labels)[:3]] = 1
+    assert forward_check(Z, idx, three, answer_groups(idx, 1, 1), learn, prior, "hmp") == {}
 
 
 def test_the_gain_standard_error_shrinks_with_more_answers() -> None:
@@ -445,7 +449,8 @@ def test_windows_shaped_like_answered_false_alarms_score_lower(bumpy) -> None:
 
 def test_false_alarms_the_later_answers_contradict_are_not_used(bumpy) -> None:
     """Bumps answered normal early, anomalous later (and dips answered normal): lowering bumps would rank the later
-    answers worse, so nothing is lowered; with fewer than two later answers of each class, nothing is checked."""
+    answers worse, so nothing is lowered; when no split leaves an answer "normal" before it and two answers of each
+    class after it, nothing is checked."""
     base, x = bumpy
     det = load_detector(base.to_bytes())
     ranges = [_answer(400, 0), _answer(800, 0), _answer(1200, 1), _answer(1600, 1), _answer(2000, 1)]
@@ -454,7 +459,7 @@ def test_false_alarms_the_later_answers_contradict_are_not_used(bumpy) -> None:
     assert det.suppression_ == {} and check["suppressed_ap"] < check["plain_ap"]
     np.testing.assert_array_equal(det.window_scores(x), base.window_scores(x))
     unchecked = load_detector(base.to_bytes())
-    unchecked.feedback(x, [_answer(400, 0), _answer(800, 0), _answer(1004, 1), _answer(1600, 0), _answer(2204, 1)])
+    unchecked.feedback(x, [_answer(400, 0), _answer(1004, 1), _answer(1600, 0), _answer(2204, 1)])
     assert unchecked.suppression_ == {} and unchecked.suppression_check_ == {}
 
 
