@@ -67,6 +67,8 @@ def test_admin_creates_a_project_watches_training_starts_a_round_and_rolls_back(
     assert "4 / 4 answered" in page.inner_text("#rounds")
     rows = version_rows(page)
     assert "serving" in rows[0] and "serving" not in rows[1]
+    # the threshold guard's figures beside the check: the share flagged, its limit, the anomaly rate the labels estimate
+    assert "% of points (limit " in rows[0] and "% anomalous by the labels)" in rows[0]
     shot(page, "project-two-versions")
 
     # roll back to the first version
