@@ -262,6 +262,8 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
                 "served": r.served,
                 "candidate_pr_auc": r.candidate_metrics.get("pr_auc"),
                 "n_anomalous_queries": r.n_anomalous_queries,
+                # why the candidate served or not, and the threshold guard's figures (app/core/adoption.py)
+                **{k: r.verdict.get(k) for k in ("reason", "flag_share", "flag_limit", "anomaly_rate")},
             }
             for r in res.rounds
         ],

@@ -129,6 +129,8 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
     for rec in doc1["series"]:
         assert rec["labels_used"] == 12 and rec["rounds"] == 3
         assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
+        for c in rec["curve"][1:]:  # each round says why its candidate served or not, with the guard's figures
+            assert c["reason"] and 0.0 <= c["flag_share"] <= 1.0 and c["flag_limit"] >= 0.05 and c["anomaly_rate"] >= 0
     assert doc1["pooled"]["all"]["pr_auc"]["per_seed"] and len(doc1["pooled"]["all"]["seeds"]) == 2
 
     html = tmp_path / "report.html"
