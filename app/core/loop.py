@@ -470,12 +470,14 @@ def validate_candidate(
 
     kept = [(q, y) for q, y in ((q, window_label(r, q.start, q.end)) for q, r in newest) if y is not None]
     labels = np.array([y for _, y in kept], dtype=np.int64)
-    n_series = range(len(state.series))
+
+    def in_pool(per_series: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each series' scores of its pool windows, as stored."""
+        return [as_stored(w)[slice(*state.pool_windows(i))] for i, w in enumerate(per_series)]
 
     def ranks(per_series: Sequence[np.ndarray]) -> np.ndarray:
-        per_series = [as_stored(w) for w in per_series]
-        ref = np.concatenate([per_series[i][slice(*state.pool_windows(i))] for i in n_series])
-        return percentile_ranks(np.array([float(per_series[q.series][q.index]) for q, _ in kept]), ref)
+        values = [float(as_stored(per_series[q.series][q.index])) for q, _ in kept]
+        return percentile_ranks(np.array(values), np.concatenate(in_pool(per_series)))
 
     held_out = bool(candidate.can_hold_out_labels) and len(kept) > 0
     if held_out:
@@ -486,8 +488,8 @@ def validate_candidate(
     known = ranges_to_point_labels(state.pool_ranges(), len(X_pool))
     chose = serving_window_scores if serving_window_scores is not None else candidate_window_scores
     chose_points = [
-        end_point_scores(as_stored(chose[i])[slice(*state.pool_windows(i))], s.pool_end, state.window, state.stride)
-        for i, s in enumerate(state.series)
+        end_point_scores(w, s.pool_end, state.window, state.stride)
+        for w, s in zip(in_pool(chose), state.series, strict=True)
     ]
     rate = estimated_anomaly_rate(np.concatenate(chose_points), known)
     return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share, anomaly_rate=rate)

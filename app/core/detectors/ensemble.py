@@ -548,11 +548,11 @@ def later_answers(
     where = where.reshape(-1)
     y = np.asarray(labels)
     n = len(answers)
-    has = [np.bincount(where, weights=(y == c), minlength=n) > 0 for c in (1, 0)]  # per answer: holds that class
-    before = [np.concatenate([[0], np.cumsum(h)]) for h in has]  # answers of that class among the first k
-    ok = np.ones(n + 1, dtype=bool)
-    for c in (0, 1):
-        ok &= (before[c] >= earlier[c]) & (before[c][-1] - before[c] >= later[c])
+    ok = np.ones(n + 1, dtype=bool)  # ok[k]: the first k answers earlier, the rest later
+    for c, value in enumerate((1, 0)):  # earlier / later are (anomalous, normal) counts
+        holds = np.bincount(where, weights=(y == value), minlength=n) > 0  # per answer: holds this class
+        first_k = np.concatenate([[0], np.cumsum(holds)])  # answers holding it among the first k
+        ok &= (first_k >= earlier[c]) & (first_k[-1] - first_k >= later[c])
     ok[[0, n]] = False  # both sides hold an answer
     middle = n // 2
     valid = np.flatnonzero(ok)
