@@ -82,6 +82,7 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
         "rounds": rounds,
         "versions": version_rows,
         "serving_id": serving_id,
+        "adoption_rule": versions.adoption_rule(project),
         "users": accounts.usernames(session),
         # who a round can be dealt to (the start-round form's "Assign…")
         "analysts": [u.username for u in accounts.list_users(session) if u.is_active and u.role == "analyst"],

@@ -83,6 +83,11 @@ class TrainingOutput:
     adoption: dict = field(default_factory=dict)
 
 
+def adoption_rule(project: Project) -> AdoptionRule:
+    """The rule that decides whether the project's new versions serve (its settings, the core's other defaults)."""
+    return AdoptionRule(policy=project.adoption_policy, max_flag_share=project.max_flag_share)
+
+
 def prepare_training(session: Session, job: Job) -> TrainingInput | None:
     """Inputs for ``job`` (kind ``fit`` or ``retrain``); ``None`` when its version already exists (a rerun)."""
     if job.project_id is None:
@@ -116,7 +121,7 @@ def prepare_training(session: Session, job: Job) -> TrainingInput | None:
             SeriesData(s.id, projects.model_input(session, s), datasets.read_truth(session, s), part.pool_end, offset)
         )
     params = {"window": project.window, "stride": project.stride, "seed": project.seed, **project.detector_params}
-    rule = AdoptionRule(policy=project.adoption_policy, max_flag_share=project.max_flag_share)
+    rule = adoption_rule(project)
     return TrainingInput(
         project.id,
         number,
