@@ -9,8 +9,9 @@ How it works (issue 13, item 1):
    ``device`` plus ``member_params[name]``, and fitted unsupervised on the same ``X``. All members see the same
    windows, so their window scores line up one to one.
    A deep member is measured as an option, not made a default (BENCHMARKS.md, "A deep member in the ensemble"):
-   ``lstm_ae`` lifts smap at 1 % answers (0.287 → 0.360 PR-AUC against the default members, 3 seeds) but lowers nab and skab, and on asd its own
-   minimax feedback takes the served model below its unlabeled start (0.235 → 0.212).
+   against the default members, ``lstm_ae`` lifts smap at 1 % answers (0.287 → 0.360 PR-AUC, 3 seeds) but lowers
+   nab and skab, and on asd its own minimax feedback takes the served model below its unlabeled start
+   (0.235 → 0.212).
 2. **Normalisation** (``normalize``), learned per member from its window scores on the fit data:
 
    - ``"tail"`` (default): the score's surprisal under the fit distribution, ``u = −log(1 − F(s))``, with
