@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.core.adoption import AdoptionRule
 from app.schemas_common import UtcDateTime
 
 ANSWERS = ("anomaly", "normal", "unsure", "skip")
@@ -61,7 +62,9 @@ class ProjectCreate(BaseModel):
     adoption_policy: Literal["validate", "always"] = Field(
         "validate",
         description="validate: a new version serves only if the newest answers say it is not worse and "
-        "its threshold flags at most max_flag_share of the points; always: the newest version serves.",
+        "its threshold flags at most max_flag_share of the points (or "
+        f"{AdoptionRule.flag_rate_factor:g} times the anomaly rate the labels estimate, where that is more); "
+        "always: the newest version serves.",
     )
     max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
     answers_per_window: int = Field(
