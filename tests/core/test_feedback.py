@@ -213,23 +213,6 @@ def test_feedback_is_reproducible_and_survives_serialization() -> None:
     assert c.feedback_rounds_ == 1
 
 
-def test_a_deep_candidate_is_judged_by_its_last_round_learned_again_without_the_held_out_answers() -> None:
-    """How a new version of a deep detector is validated on answers it did not learn from (app/core/adoption.py):
-    the last feedback round again, from the weights before it, with the held-out answers unlabeled."""
-    x = _sine_with_shift()
-    params = {"seed": 0, "window": 20, "epochs": 2, "max_train_windows": 128, "feedback_epochs": 2}
-    det = make_detector("lstm_ae", **params).fit(x[:500])
-    anomaly, normal = LabeledRange(600, 620, 1), LabeledRange(300, 320, 0)
-    det.feedback(x, [normal])  # an earlier round: the copy starts after it, not from the unrefined model
-    det.feedback(x, [normal, anomaly])
-    learned = det.window_scores(x)
-    np.testing.assert_array_equal(det.validation_window_scores(x, [normal, anomaly], []), learned)
-    held_out = det.validation_window_scores(x, [normal, anomaly], [anomaly])
-    assert held_out[600] < learned[600]  # never told the window is anomalous, the copy does not learn to fail there
-    np.testing.assert_array_equal(det.window_scores(x), learned)  # the detector itself is unchanged
-    np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), learned)
-
-
 def _ground_truth_ranges(y: np.ndarray, starts: list[int], window: int) -> list[LabeledRange]:
     """The oracle's answer for each queried window: one range per run of equal labels (per-step labels)."""
     out = []
