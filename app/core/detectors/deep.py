@@ -313,8 +313,7 @@ class TorchWindowDetector(Detector):
         series = self._scaled(X)
         labels = ranges_to_point_labels(list(ranges), len(series))
         self._before_feedback = (copy.deepcopy(self.module_.state_dict()), self.feedback_rounds_)
-        result = self._refine(self.module_, series, labels, self.feedback_rounds_, progress)
-        self.last_feedback_: FeedbackResult = result
+        self.last_feedback_: FeedbackResult = self._refine(self.module_, series, labels, self.feedback_rounds_, progress)
         self.feedback_rounds_ += 1
         return self
 
