@@ -25,7 +25,6 @@ series and their errors are added into two ``(n_points,)`` accumulators.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 from collections.abc import Sequence
@@ -132,7 +131,6 @@ class TorchWindowDetector(Detector):
     default_window: ClassVar[int] = 50  # seed 002's window
     default_strategy: ClassVar[str] = "hybrid"  # top-k ∪ interval random (002)
     method_label: ClassVar[str] = "{name}+minimax"
-    can_hold_out_labels: ClassVar[bool] = True  # validation_window_scores: the last round again, some labels held out
 
     def __init__(self, *, seed: int = 0, device: str = "auto", **params: Any) -> None:
         fields = {f.name: f.default for f in dataclasses.fields(self.config_cls)}
@@ -307,30 +305,14 @@ class TorchWindowDetector(Detector):
         """Refine the model with labeled point ranges on ``X`` by masked minimax feedback (002 §3.5).
 
         Each call uses a fresh Adam and a generator seeded by ``seed`` and the round number, so a
-        sequence of calls is reproducible. The weights before the call are kept in memory (never stored), so
-        :meth:`validation_window_scores` can learn the same round again without some of its labels.
+        sequence of calls is reproducible.
         """
         series = self._scaled(X)
         labels = ranges_to_point_labels(list(ranges), len(series))
-        self._before_feedback = (copy.deepcopy(self.module_.state_dict()), self.feedback_rounds_)
-        self.last_feedback_: FeedbackResult = self._refine(self.module_, series, labels, self.feedback_rounds_, progress)
-        self.feedback_rounds_ += 1
-        return self
-
-    def _refine(
-        self,
-        module: nn.Module,
-        series: torch.Tensor,
-        labels: np.ndarray,
-        feedback_round: int,
-        progress: ProgressCallback | None = None,
-    ) -> FeedbackResult:
-        """Run one feedback round on ``module`` in place: ``series`` scaled ``(n_points, C)``, ``labels``
-        ``(n_points,)`` 1 / 0 / -1 (unlabeled); ``feedback_round`` seeds the generator."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.feedback_rounds_ + 1)
         cfg = self.config
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + feedback_round + 1)
-        return run_feedback(
-            module,
+        self.last_feedback_: FeedbackResult = run_feedback(
+            self.module_,
             lambda m, x_in, target: self._step_error(m, x_in, target, squared=True),
             series,
             labels,
@@ -341,27 +323,8 @@ class TorchWindowDetector(Detector):
             progress,
             masked_step_error=lambda m, x, mask, target: self._masked_step_error(m, x, mask, target, squared=True),
         )
-
-    def validation_window_scores(
-        self, X: np.ndarray, train_ranges: Sequence[LabeledRange], heldout_ranges: Sequence[LabeledRange]
-    ) -> np.ndarray:
-        """Window scores ``(n_windows,)`` of ``X`` from a copy of the model as it was before its last
-        :meth:`feedback`, refined the same way with ``train_ranges`` only.
-
-        Points in ``heldout_ranges`` count as unlabeled even where ``train_ranges`` also cover them, so the caller
-        can score the held-out labels honestly: this is how a new version is judged on answers it did not learn
-        from (:mod:`app.core.adoption`). Without an earlier feedback call the copy starts from the current weights.
-        The detector itself is not changed."""
-        series = self._scaled(X)
-        state, feedback_round = getattr(self, "_before_feedback", (self.module_.state_dict(), self.feedback_rounds_))
-        module = copy.deepcopy(self.module_)
-        module.load_state_dict(state)
-        labels = ranges_to_point_labels(list(train_ranges), len(series))
-        labels[ranges_to_point_labels(list(heldout_ranges), len(series)) >= 0] = -1
-        self._refine(module, series, labels, feedback_round)
-        held_out = copy.copy(self)
-        held_out.module_ = module
-        return held_out.window_scores(X)
+        self.feedback_rounds_ += 1
+        return self
 
     # -- serialization -----------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
