@@ -187,7 +187,7 @@ def _sine_with_shift(n: int = 800) -> np.ndarray:
 # the anomaly differs from the sine in shape, not in value, so a near-pointwise model that raises the anomaly's
 # error raises the normal error with it. Measured on seeds 0-4 with masking=False (so not a masking effect): at
 # lr 1e-3, minimize only, normal error falls on 5 of 5; add the maximize phase and it rises on 5 of 5; at the
-# default lr 1e-2 it rises even without an anomaly. A learned mask token (mask_token=True) or masked pretraining
+# paper's lr 1e-2 it rises even without an anomaly. A learned mask token (mask_token=True) or masked pretraining
 # shrink the rise (seed 0: normal 0.03 -> 12.9 with 0-fill, -> 5.3 with the token) but do not reverse it.
 @pytest.mark.parametrize("name", ["ae", "vae", "lstm_ae", "lstm_vae", "usad"])
 def test_one_feedback_epoch_moves_anomalous_error_up_and_normal_error_down(name: str) -> None:
@@ -230,24 +230,27 @@ def test_minimax_feedback_beats_the_unrefined_lstm_ae_with_2_percent_labels(shar
     """KPI series, fit on the first 3,000 points; the pool is points [0, 5,000), evaluation [5,000, end).
 
     2 % of the pool (2 windows of 50) is labeled from ground truth: the top-scored window plus one
-    random window (002's hybrid query, shrunk to the budget). PR-AUC on the evaluation part must rise.
-    Seeds 0, 1, 2 gave 0.28 -> 0.52, 0.60, 0.61 when the defaults were chosen; seed 0 is asserted.
+    random window (002's hybrid query, shrunk to the budget). PR-AUC on the evaluation part must rise, on average
+    over seeds 0, 1, 2: with the default feedback learning rate (1e-3) they gave 0.277 -> 0.310, 0.280 -> 0.565 and
+    0.275 -> 0.325 (002's 1e-2: -> 0.52, 0.60, 0.61; why the default is smaller: ``FeedbackConfig.lr``).
     """
     x, y = load_series("kpi/a8c06b47-cc41-3738-9110-12df0ee4c721.csv.gz")
     pool_end, window = 5000, 50
-    det = make_detector("lstm_ae", seed=0, window=window, epochs=5, max_train_windows=512).fit(x[:3000])
-    before = det.score(x)
     n_windows = pool_end // window
     budget = int(0.02 * pool_end) // window
-    window_means = before[: n_windows * window].reshape(n_windows, window).mean(axis=1)
-    top = int(np.argmax(window_means))
-    rng = np.random.default_rng(0)
-    rest = [int(i) for i in rng.permutation(n_windows) if i != top][: budget - 1]
-    ranges = _ground_truth_ranges(y, [i * window for i in [top, *rest]], window)
-    assert sum(r.end - r.start for r in ranges) == budget * window == 0.02 * pool_end
-
-    det.feedback(x[:pool_end], ranges)
     ev = slice(pool_end, None)
-    pr_before = average_precision_score(y[ev], before[ev])
-    pr_after = average_precision_score(y[ev], det.score(x)[ev])
-    assert pr_after > pr_before + 0.05, (pr_before, pr_after)
+    gains = []
+    for seed in (0, 1, 2):
+        det = make_detector("lstm_ae", seed=seed, window=window, epochs=5, max_train_windows=512).fit(x[:3000])
+        before = det.score(x)
+        window_means = before[: n_windows * window].reshape(n_windows, window).mean(axis=1)
+        top = int(np.argmax(window_means))
+        rng = np.random.default_rng(0)
+        rest = [int(i) for i in rng.permutation(n_windows) if i != top][: budget - 1]
+        ranges = _ground_truth_ranges(y, [i * window for i in [top, *rest]], window)
+        assert sum(r.end - r.start for r in ranges) == budget * window == 0.02 * pool_end
+
+        det.feedback(x[:pool_end], ranges)
+        pr_before = average_precision_score(y[ev], before[ev])
+        gains.append(average_precision_score(y[ev], det.score(x)[ev]) - pr_before)
+    assert np.mean(gains) > 0.05 and min(gains) > 0, gains

@@ -2,7 +2,8 @@
 
 The series is the first 8,000 points of KPI a8c06b47 (349 anomalous points, 102 of them in the held-back last
 30 %). Measured through the services on it (3 rounds of 10): lstm_ae (hybrid) PR-AUC on the held-back part
-0.287 -> 0.452 -> 0.608 -> 0.603; rlad (margin, 15 warm-up windows, then rounds of 10; the "New project" form's
+0.287 -> 0.522 -> 0.593 -> 0.602 (in-process, 2026-12-07; 0.452 -> 0.608 -> 0.603 with 002's feedback learning rate
+1e-2, the default before that day); rlad (margin, 15 warm-up windows, then rounds of 10; the "New project" form's
 training budget of 10 episodes x 300 steps) 0.794 (its unsupervised version scores with the iForest warm-up model)
 -> 0.775 -> 0.825 -> 0.840 (in-process, numpy 2.4.6, torch 2.13.0+cpu, 2026-12-03; 0.794 -> 0.774 -> 0.812 ->
 0.823 with 5 x 200 steps and the packages of 2026-12-02). Before the warm-up score became a state feature and every

@@ -63,7 +63,7 @@ class DeepConfig:
     """Windows reconstructed per forward pass at inference (bounds memory)."""
     feedback_epochs: int = 10
     """See :attr:`FeedbackConfig.epochs`."""
-    feedback_lr: float = 1e-2
+    feedback_lr: float = 1e-3
     """See :attr:`FeedbackConfig.lr`."""
     feedback_batch_size: int = 8
     """See :attr:`FeedbackConfig.batch_size` (002: 8)."""
