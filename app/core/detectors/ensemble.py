@@ -12,7 +12,7 @@ How it works (issue 13, item 1):
    against the default members, ``lstm_ae`` lifts smap at 1 % answers (0.287 → 0.360 PR-AUC, 3 seeds) but lowers
    nab and skab, and on asd its own minimax feedback at 002's learning rate took the served model below its unlabeled
    start (0.235 → 0.212); at the feedback's default since (1e-3, "LSTM-AE's feedback step") asd held on one seed
-   (0.247 → 0.249) and fell on another (0.240 → 0.219), and smap's gain varied (0.319, 0.361).
+   of three (0.247 → 0.249; 0.240 → 0.219 and 0.224 → 0.208 on the others), and smap's gain varied (0.319, 0.361).
 2. **Normalisation** (``normalize``), learned per member from its window scores on the fit data:
 
    - ``"tail"`` (default): the score's surprisal under the fit distribution, ``u = −log(1 − F(s))``, with
