@@ -65,7 +65,7 @@ class FeedbackConfig:
     lr: float = 1e-3
     """Adam learning rate of the feedback optimizer, a fresh Adam per call. 002 §4.3 uses 1e-2; 1e-3 was measured
     through the product's loop (BENCHMARKS.md, "LSTM-AE's feedback step"; 1 % answers, 3 seeds, served PR-AUC): asd
-    0.175 → 0.223 (its unlabeled start is 0.225: at 1e-2 the answers took it below), smap 0.352 ± 0.103 → 0.477 ±
+    0.175 → 0.223 (its unlabeled start is 0.223: at 1e-2 the answers took it below), smap 0.352 ± 0.103 → 0.477 ±
     0.035, nab 0.126 → 0.134; skab 0.752 → 0.681 and kpi 0.322 → 0.302 (seed 0), where the larger step paid more.
     Adam moves every weight by about ``lr`` a step whatever the gradient's size, and one round's answers give
     hundreds of steps."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts import service as accounts
 from app.accounts.models import User
+from app.core.detectors import detector_class
 from app.datasets import service as datasets
 from app.db import utcnow
 from app.jobs import service as jobs
@@ -83,6 +84,8 @@ def project_page(session: Session, project_id: int) -> dict[str, Any]:
         "versions": version_rows,
         "serving_id": serving_id,
         "adoption_rule": versions.adoption_rule(project),
+        # whether the check judges a version on answers it did not learn from (else in-sample: it can only refuse)
+        "adoption_held_out": detector_class(project.detector).can_hold_out_labels,
         "users": accounts.usernames(session),
         # who a round can be dealt to (the start-round form's "Assign…")
         "analysts": [u.username for u in accounts.list_users(session) if u.is_active and u.role == "analyst"],

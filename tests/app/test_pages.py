@@ -142,6 +142,8 @@ def test_project_page_shows_rounds_answers_versions_jobs_and_exports(app, admin_
     assert "held-back tail" in text  # ground-truth PR-AUC says which part it was measured on
     # the adoption rule as the project's training applies it (its flag share, the core's rate factor)
     assert "flags at most 5% of points, or 3 times the share the labels say is anomalous" in text
+    # an iforest version learns from the answers it is judged on: the page does not call them held out
+    assert "this detector cannot hold labels out, so the check can only refuse" in text and "held out, that" not in text
     charts = json.loads(re.search(r'<script type="application/json" id="charts-data">(.*?)</script>', text, re.S)[1])
     assert charts["curve"][0]["labels_used"] == 0 and 0.0 <= charts["curve"][0]["pr_auc"] <= 1.0
     assert charts["per_round"] == [{"round": 1, "anomaly": 1, "normal": 2, "unsure": 1}]
