@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.core.detectors.knn import KNNDetector
-from app.core.windows import flat_windows, overlapping_known, window_fingerprints
+from app.core.windows import flat_windows, nearest_distance, overlapping_known, window_fingerprints
 
 
 def periodic(n: int, seed: int = 0) -> np.ndarray:
@@ -82,3 +82,15 @@ def test_overlapping_known_names_the_trivial_matches_of_known_windows_only() -> 
     assert rows.shape == (0,) and mask.shape == (0, 2)
     _, strided = overlapping_known(np.array([2]), np.array([0, 1, 2, 5]), window=25, stride=10)  # gaps in points
     np.testing.assert_array_equal(strided, [[True, True, True, False]])  # 20, 10, 0, 30 points apart
+
+
+def test_nearest_distance_known_answers() -> None:
+    """The mean distance to the k nearest reference rows, excluded pairs left out, inf where fewer than k remain."""
+    rows = np.array([[0.0, 0.0], [3.0, 4.0]])
+    reference = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+    np.testing.assert_allclose(nearest_distance(rows, reference), [1.0, 0.0])
+    np.testing.assert_allclose(nearest_distance(rows, reference, k=2), [1.5, (0.0 + np.sqrt(13.0)) / 2])
+    exclude = np.array([[False, True, False], [True, True, False]])
+    np.testing.assert_allclose(nearest_distance(rows, reference, exclude), [2.0, np.sqrt(13.0)])
+    assert nearest_distance(rows, reference, exclude, k=2)[1] == np.inf
+    assert nearest_distance(rows, reference, exclude, k=2)[0] == 3.5

@@ -39,6 +39,7 @@ from app.core.windows import (
     as_2d,
     flat_windows,
     known_window_positions,
+    nearest_distance,
     overlapping_known,
     window_fingerprints,
     window_shapes,
@@ -123,27 +124,16 @@ class KNNDetector(Detector):
         in units of the fit data's per-channel std."""
         self._check_fitted()
         view = self._window_view(X)
-        # ‖q − r‖² = ‖q‖² + (‖r‖² − 2 q·r): the bracket, one float32 matrix product plus one in-place add per batch,
-        # finds the nearest (‖q‖² does not depend on r)
-        minus_2_ref_t = np.ascontiguousarray(-2.0 * self.reference_.T)
-        ref_sq = np.einsum("ij,ij->i", self.reference_, self.reference_).astype(np.float32)
-        k = min(self.k, len(ref_sq))
+        k = min(self.k, len(self.reference_))
         out = np.empty(len(view), dtype=np.float64)
         for b in range(0, len(view), self.score_batch):
             q = self._rows(view[b : b + self.score_batch])
-            partial = q @ minus_2_ref_t
-            partial += ref_sq
+            exclude = np.zeros((len(q), len(self.reference_)), dtype=bool)
             own, trivial = overlapping_known(
                 self._fit_positions(q), self.reference_positions_, self.window, self.stride
             )
             if len(own):  # a fit window: its trivial matches (overlapping reference windows) do not count
-                masked = np.where(trivial, np.inf, partial[own])
-                fine = np.isfinite(masked).sum(axis=1) >= k  # a fit too short to leave k others: keep them all
-                partial[own[fine]] = masked[fine]
-            # an argmin is ~30 times cheaper than a partition
-            nearest = partial.argmin(axis=1)[:, None] if k == 1 else np.argpartition(partial, k - 1, axis=1)[:, :k]
-            # the distances to the nearest recomputed directly in float64: the expansion's float32 rounding varies
-            # with the BLAS threads and batch (a window's score would differ between a 1-thread worker and the bench)
-            gap = q[:, None, :].astype(np.float64) - self.reference_[nearest].astype(np.float64)
-            out[b : b + len(q)] = np.sqrt(np.einsum("ijk,ijk->ij", gap, gap)).mean(axis=1)
+                fine = (~trivial).sum(axis=1) >= k  # a fit too short to leave k others: keep them all
+                exclude[own[fine]] = trivial[fine]
+            out[b : b + len(q)] = nearest_distance(q, self.reference_, exclude, k)
         return out
