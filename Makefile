@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The tests also run the benchmark's label-efficient peers (the `peers` extra: coniferest, PyOD, xgboost-cpu);
-# `make run` never needs them.
+# The tests also run the benchmark's label-efficient peers (the `peers` extra: coniferest, PyOD, xgboost-cpu; and
+# deepod for the `deepsad` peer, installed without its dependencies because it pins torch<1.13.1 yet runs on the
+# torch above: app/bench/peers.py); `make run` never needs them.
 PEERS_STAMP := $(VENV)/.peers-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 $(PEERS_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,peers]'
+	$(PY) -m pip install -q --no-deps deepod==0.4.1 tqdm
 	rm -f $(VENV)/.peers-*
 	touch $@
 
