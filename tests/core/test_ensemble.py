@@ -23,7 +23,7 @@ from app.core.detectors.ensemble import (
 from app.core.detectors.registry import load_detector, make_detector
 from app.core.detectors.statistical import DiffScorer, RollingZScorer, rolling_z
 from app.core.metrics import pr_auc
-from app.core.windows import LabeledRange, window_ends
+from app.core.windows import LabeledRange, end_point_scores, window_ends
 
 from .conftest import load_series
 
@@ -510,7 +510,8 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     """Bumps answered normal, the same bumps on a plateau answered anomalous: compared by shape, an exemplar would
     lower the anomalies with the false alarms; the forward check sees that keeping the level ranks the later answers
     clearly better (by more than two standard errors), so the level serves: unanswered normal bumps score lower,
-    unanswered raised ones keep their score."""
+    unanswered raised ones, like the answered anomalies, higher (the pull, ``attract``; without it they keep their
+    score)."""
     x = raised_bumps()
     base = EnsembleDetector(seed=0, device="cpu").fit(x[:1000])
     before = base.window_scores(x)
@@ -525,7 +526,13 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     for c in (1200, 1600, 3200):
         assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
     for c in (2900, 3700):
-        assert _peak(det, x, after, c) == pytest.approx(_peak(det, x, before, c), abs=0.05)
+        assert _peak(det, x, after, c) > _peak(det, x, before, c) + 0.15 * det.attract
+    unpulled = load_detector(base.to_bytes())
+    unpulled.attract = 0.0
+    unpulled.feedback(x, ranges)
+    for c in (2900, 3700):
+        kept = unpulled.window_scores(x)
+        assert _peak(unpulled, x, kept, c) == pytest.approx(_peak(det, x, before, c), abs=0.05)
     assert "like (shape and level) the" in det.training_notes()[1]
     assert det.training_notes()[0]["ensemble_combination"]["false_alarm_view"] == "level"
     np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), after)
@@ -545,6 +552,41 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     few.feedback(x, ranges[:7])
     assert few.suppression_check_["level_ap"] > few.suppression_check_["shape_ap"]
     assert few.suppression_["view"] == "shape"
+
+
+def test_an_answered_anomaly_is_not_pulled_up_by_its_own_answer() -> None:
+    """The pull ignores the protectors that overlap the window it scores when that window was itself answered
+    anomalous (as the penalty ignores an answered false alarm's own exemplars): kept to the protectors of one
+    answer, that answer's windows gain nothing, while an unanswered raised bump, like them, gains; the
+    threshold's basis keeps the pull and leaves out the penalty."""
+    x = raised_bumps()
+    det = EnsembleDetector(seed=0, device="cpu").fit(x[:1000])
+    answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
+    det.feedback(x, [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]])
+    assert det.suppression_["view"] == "level" and det.suppression_["attract"] == det.attract
+    notes, verdict = det.training_notes()
+    assert notes["ensemble_combination"]["anomaly_pull"] == det.attract
+    assert f"than like them up to {det.attract:g} higher" in verdict
+    ends = window_ends(len(x), det.window)
+    one = dict(det.suppression_)
+    mine = np.abs(ends[one["protector_positions"]] - 1300) <= 12
+    own = one["protector_positions"][mine]
+    one["protectors"], one["protector_positions"] = one["protectors"][mine], own
+    one["exemplars"], one["positions"] = one["exemplars"][:0], one["positions"][:0]  # the pull alone
+    assert len(own) > 5
+    np.testing.assert_array_equal(det._suppression(x, one, at=own), 0.0)
+    twin = np.flatnonzero(np.abs(ends - 2900) <= 12)
+    assert np.max(-det._suppression(x, one, at=twin)) > 0.3 * det.attract
+    full = det._suppression(x, det.suppression_)
+    points = end_point_scores(det.window_scores(x), len(x), det.window)
+    basis = det.threshold_basis(x, points)
+    assert np.any(full < 0) and np.any(full > 0)  # some windows pulled up, some lowered
+    # a version stored before the pull (no parameter, exemplars without a strength) scores as it did: no pull
+    payload = persist.loads(det.to_bytes())
+    del payload["params"]["attract"], payload["state"]["suppression_"]["attract"]
+    old = load_detector(persist.dumps("ensemble", payload["params"], payload["state"]))
+    np.testing.assert_allclose(old.window_scores(x), det.window_scores(x) + np.minimum(full, 0.0))
+    np.testing.assert_allclose(basis, end_point_scores(det.window_scores(x) + np.maximum(full, 0.0), len(x), 25))
 
 
 def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_alarms() -> None:

@@ -727,6 +727,7 @@ class EnsembleDetector(Detector):
         suppress: float = 10.0,
         exemplar_view: str = "auto",
         protect_anomalies: bool = True,
+        attract: float = 30.0,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -744,6 +745,7 @@ class EnsembleDetector(Detector):
         self.suppress = suppress
         self.exemplar_view = exemplar_view
         self.protect_anomalies = protect_anomalies
+        self.attract = attract
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -768,6 +770,8 @@ class EnsembleDetector(Detector):
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
         if not (np.isfinite(self.suppress) and self.suppress >= 0):
             raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
+        if not (np.isfinite(self.attract) and self.attract >= 0):
+            raise ValueError(f"attract must be a number >= 0, not {self.attract!r}")
         if self.exemplar_view not in ("auto", *EXEMPLAR_VIEWS):
             raise ValueError(f"exemplar_view must be auto, {', '.join(EXEMPLAR_VIEWS)}, not {self.exemplar_view!r}")
         if not isinstance(self.protect_anomalies, bool):
@@ -974,14 +978,16 @@ class EnsembleDetector(Detector):
 
     def threshold_basis(self, X: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The point scores ``(n_points,)`` without the false-alarm penalty when answers earned exemplars (else
-        ``points``): a threshold chosen on them is where it would be had no answer lowered anything, and the
-        penalty then only takes alarms away. Chosen on the penalised labeled points, it sat below the evaluation
-        part's new false alarms — the answered false alarms, which recur among themselves, are the windows the
-        other answers' exemplars lower most (BENCHMARKS.md, F1 at the deployable threshold)."""
+        ``points``), but with the answered anomalies' pull (step 7): a threshold chosen on them is where it would be
+        had no answer lowered anything, and the penalty then only takes alarms away. Chosen on the penalised labeled
+        points, it sat below the evaluation part's new false alarms — the answered false alarms, which recur among
+        themselves, are the windows the other answers' exemplars lower most (BENCHMARKS.md, F1 at the deployable
+        threshold)."""
         if not self.suppression_:
             return points
         x = np.asarray(X)
-        return end_point_scores(self._unsuppressed(x), len(x), self.window, self.stride)
+        pull = np.maximum(-self._suppression(x, self.suppression_), 0.0)
+        return end_point_scores(self._unsuppressed(x) + pull, len(x), self.window, self.stride)
 
     # -- false alarms answered normal (module docstring, step 7) ---------------------------------------
     def _shapes(self, X: np.ndarray) -> np.ndarray:
@@ -1024,38 +1030,60 @@ class EnsembleDetector(Detector):
     def _suppression(
         self, X: np.ndarray, suppression: dict[str, Any], at: np.ndarray | None = None, batch: int = 4096
     ) -> np.ndarray | float:
-        """``suppress · max(0, exp(−(d / scale)²) − exp(−(a / scale)²))`` per window (or per window index of ``at``),
-        ``d`` the distance of the window to the nearest exemplar under the exemplars' view, ``a`` to the nearest
-        protector (an answered anomaly; no term without protectors) and ``scale`` that view's (:meth:`_scale`):
-        ``(n_windows,)`` (``(len(at),)``) in surprisal units; 0 without exemplars. A window at least as like an
-        answered anomaly as an answered false alarm loses nothing.
+        """What the answers take off each window's score (or each window index of ``at``): ``(n_windows,)``
+        (``(len(at),)``) in surprisal units; 0 without exemplars. With ``n = exp(−(d / scale)²)`` and
+        ``a = exp(−(e / scale)²)``, ``d`` the window's distance to the nearest exemplar (an answered false alarm)
+        under the exemplars' view, ``e`` to the nearest protector (an answered anomaly; ``a = 0`` without
+        protectors) and ``scale`` that view's (:meth:`_scale`), it is ``suppress · max(0, n − a)`` (the false-alarm
+        penalty: a window at least as like an answered anomaly as an answered false alarm loses nothing) minus
+        ``attract · max(0, a − n)`` (the pull: a window more like an answered anomaly gains), ``attract`` the
+        strength stored with the exemplars (none in versions stored before the pull).
 
-        **An answer does not lower itself.** A window equal (bit for bit, by fingerprint) to an answered-normal window
-        at index ``p`` ignores the exemplars overlapping ``p`` (as ``knn`` ignores trivial matches): the answered
-        windows keep the score the other answers give them, so a threshold chosen on the labeled points sees the
-        false alarms as the unlabeled part will, not pushed down by their own answer."""
+        **An answer does not lower or raise itself.** A window equal (bit for bit, by fingerprint) to an
+        answered-normal window at index ``p`` ignores the exemplars overlapping ``p``, and one equal to an
+        answered-anomalous window the protectors overlapping it in the pull (as ``knn`` ignores trivial matches):
+        the answered windows keep the score the other answers give them, so a threshold chosen on the labeled points
+        sees the false alarms and the anomalies as the unlabeled part will, not moved by their own answer."""
         if not suppression:
             return 0.0
         view = suppression.get("view", "shape")  # stored before the level view: shapes
         rows_of, exemplars, positions = self._shapes(X), suppression["exemplars"], suppression["positions"]
         protectors = suppression.get("protectors")  # stored before answered anomalies protected: none
         protectors = protectors if protectors is not None and len(protectors) else None
+        attract = float(suppression.get("attract", 0.0)) if protectors is not None else 0.0
         rows = np.arange(len(rows_of)) if at is None else np.asarray(at)
         scale = cast(float, self._scale(view))
         parts = [np.empty(0)]
         for b in range(0, len(rows), batch):
             compared = self._compared(rows_of[rows[b : b + batch]], view)
             own = known_window_positions(compared, suppression["fingerprints"], suppression["fingerprint_positions"])
-            answered, trivial = overlapping_known(own, positions, self.window, self.stride)
-            overlapping = None  # most windows are no answer's: no (batch, k) mask to build for them
-            if len(answered):
-                overlapping = np.zeros((len(compared), len(positions)), dtype=bool)
-                overlapping[answered] = trivial
-            likeness = np.exp(-((nearest_distance(compared, exemplars, overlapping) / scale) ** 2))
-            if protectors is not None:
-                likeness -= np.exp(-((nearest_distance(compared, protectors) / scale) ** 2))
-            parts.append(np.maximum(likeness, 0.0))
-        return cast(np.ndarray, self.suppress * np.concatenate(parts))
+            normal = np.exp(-((nearest_distance(compared, exemplars, self._own_matches(own, positions)) / scale) ** 2))
+            if protectors is None:
+                parts.append(self.suppress * normal)
+                continue
+            anomaly = np.exp(-((nearest_distance(compared, protectors) / scale) ** 2))
+            part = self.suppress * np.maximum(normal - anomaly, 0.0)
+            if attract > 0:
+                own = known_window_positions(
+                    compared, suppression["protector_fingerprints"], suppression["protector_fingerprint_positions"]
+                )
+                mask = self._own_matches(own, suppression["protector_positions"])
+                if mask is not None:
+                    anomaly = np.exp(-((nearest_distance(compared, protectors, mask) / scale) ** 2))
+                part -= attract * np.maximum(anomaly - normal, 0.0)
+            parts.append(part)
+        return cast(np.ndarray, np.concatenate(parts))
+
+    def _own_matches(self, own: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
+        """For rows that are known windows (``own`` ``(n,)``: a window index, or -1), which references at
+        ``positions`` ``(k,)`` overlap them: an ``(n, k)`` bool mask, or None when no row is known (most windows are
+        no answer's: no mask to build for them)."""
+        answered, trivial = overlapping_known(own, positions, self.window, self.stride)
+        if not len(answered):
+            return None
+        mask = np.zeros((len(own), len(positions)), dtype=bool)
+        mask[answered] = trivial
+        return mask
 
     def _exemplars(
         self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str, anomalous: np.ndarray
@@ -1063,24 +1091,34 @@ class EnsembleDetector(Detector):
         """The answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
         ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, a fingerprint of every window
         of ``normal`` with its index, and (``view`` ``"level"`` with ``protect_anomalies``; else none) the
-        answered-anomalous windows ``anomalous`` (at most ``SUPPRESS_EXEMPLARS``, evenly spaced) as protectors:
+        answered-anomalous windows ``anomalous`` (at most ``SUPPRESS_EXEMPLARS``, evenly spaced) as protectors, with
+        their indices, a fingerprint of every window of ``anomalous``, and the pull's strength ``attract``:
         ``{"view": view, "exemplars": (k, window * C) float32, "positions": (k,), "fingerprints": (n,) sorted uint64,
-        "fingerprint_positions": (n,), "protectors": (p, window * C) float32}`` (see :meth:`_suppression`)."""
+        "fingerprint_positions": (n,), "protectors": (p, window * C) float32, "protector_positions": (p,),
+        "protector_fingerprints": (q,) sorted uint64, "protector_fingerprint_positions": (q,), "attract": float}``
+        (see :meth:`_suppression`)."""
         top = np.sort(normal[np.argsort(-base[normal], kind="stable")[:SUPPRESS_EXEMPLARS]])
         rows = self._shapes(X)
         fingerprints = window_fingerprints(self._compared(rows[normal], view))
         order = np.argsort(fingerprints, kind="stable")
         if view != "level" or not self.protect_anomalies or not len(anomalous):
             anomalous = np.empty(0, dtype=np.int64)
-        elif len(anomalous) > SUPPRESS_EXEMPLARS:
-            anomalous = anomalous[np.linspace(0, len(anomalous) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
+        kept = anomalous
+        if len(kept) > SUPPRESS_EXEMPLARS:
+            kept = kept[np.linspace(0, len(kept) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
+        anomaly_fingerprints = window_fingerprints(self._compared(rows[anomalous], view))
+        anomaly_order = np.argsort(anomaly_fingerprints, kind="stable")
         return {
             "view": view,
             "exemplars": self._compared(rows[top], view),
             "positions": top.astype(np.int64),
             "fingerprints": fingerprints[order],
             "fingerprint_positions": normal[order].astype(np.int64),
-            "protectors": self._compared(rows[anomalous], view),
+            "protectors": self._compared(rows[kept], view),
+            "protector_positions": kept.astype(np.int64),
+            "protector_fingerprints": anomaly_fingerprints[anomaly_order],
+            "protector_fingerprint_positions": anomalous[anomaly_order].astype(np.int64),
+            "attract": float(self.attract),
         }
 
     def _learn_suppression(
@@ -1244,6 +1282,7 @@ class EnsembleDetector(Detector):
                 "false_alarm_exemplars": len(self.suppression_.get("exemplars", ())),
                 "false_alarm_view": self.suppression_.get("view", "shape") if self.suppression_ else None,
                 "false_alarm_protectors": len(self.suppression_.get("protectors", ())),
+                "anomaly_pull": self._pull(),
                 "false_alarm_check": {k: round(v, 4) for k, v in self.suppression_check_.items()},
             }
         }
@@ -1252,15 +1291,25 @@ class EnsembleDetector(Detector):
             like = "shaped like" if self.suppression_.get("view", "shape") == "shape" else "like (shape and level)"
             protectors = len(self.suppression_.get("protectors", ()))
             unless = f", unless as like one of the {protectors} inside answers 'anomaly'," if protectors else ""
+            pull, used = "", "the earlier answers' false alarms"
+            if self._pull():
+                pull = f", and windows more like one of those {protectors} than like them up to {self._pull():g} higher"
+                used = "the earlier answers"
             clauses.append(
                 # exemplars are windows (one per stride) inside the answers, not answers: say so, or 7 answers read
                 # as "the 175 highest-scoring windows answered normal"
                 f"windows {like} the {len(self.suppression_['exemplars'])} highest-scoring windows inside answers "
-                f"'normal'{unless} score up to {self.suppress:g} lower (the earlier answers' false alarms, so used, "
+                f"'normal'{unless} score up to {self.suppress:g} lower{pull} ({used}, so used, "
                 f"ranked the later answers at least as well: average precision "
                 f"{self.suppression_check_['suppressed_ap']:.3f} against {self.suppression_check_['plain_ap']:.3f})"
             )
         return notes, "; ".join(c for c in clauses if c)
+
+    def _pull(self) -> float:
+        """How much higher a window just like an answered anomaly scores (step 7; 0 without protectors)."""
+        if not len(self.suppression_.get("protectors", ())):
+            return 0.0
+        return float(self.suppression_.get("attract", 0.0))
 
     def _weights_clause(self, default: str) -> str:
         """Why the weights are what they are, in words ("" when there is nothing to say)."""
