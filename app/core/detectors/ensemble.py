@@ -191,20 +191,6 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    serves elsewhere, smd's F1 at 1 % 0.412 → 0.399 and smap's PR-AUC at 5 % 0.341 → 0.331; mean F1 over the six sets
    at 5 % 0.308 → 0.322, mean PR-AUC unchanged. The forward check scores the protected exemplars.
 
-   **Answered anomalies pull their likes up** (``attract``, 30 by default; 0 turns it off). Where protectors serve
-   (level exemplars), the term becomes ``suppress · max(0, n − a) − attract · max(0, a − n)``, ``n`` and ``a`` the
-   likeness ``exp(−(d / s)²)`` to the nearest answered false alarm and to the nearest answered anomaly: a window more
-   like an answered anomaly than like any false alarm scores up to ``attract`` higher. An answer about a level
-   shift says more than "this window": the shift lasts, and the windows at its level are anomalous too, while the few
-   answers of 1 % (six a series on skab) never reach the two of each class on each side that re-learning the
-   weights needs. The pull is part of what the forward check scores (the earlier answers' anomalies pull the later
-   answers' windows), so it serves only where it ranks the later answers at least as well as no exemplars do. An
-   answered anomaly is not pulled up by its own answer (the protectors overlapping it are left out of its pull, as an
-   answered false alarm's own exemplars are left out of its penalty), and the threshold is chosen on the scores with
-   the pull but without the penalty: the pull can add alarms, the penalty only takes them away. 30 is the plateau of
-   a sweep on skab (1 % answers, seed 0, served PR-AUC: 0 → 0.647, 3 → 0.652, 10 → 0.662, 30 → 0.679, 100 → 0.682);
-   through the product's loop (BENCHMARKS.md, "Answered anomalies pull their likes up") PULL_FIGURES.
-
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
 ``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
@@ -695,8 +681,7 @@ class EnsembleDetector(Detector):
     as the prior: step 4); ``suppress`` (how much lower, in surprisal units, a window shaped like a false alarm
     answered normal scores: step 7); ``exemplar_view`` (``"shape"``, ``"level"`` or ``"auto"``: how a window is
     compared with those exemplars, step 7); ``protect_anomalies`` (windows like an answered anomaly are not lowered
-    by level exemplars, step 7); ``attract`` (how much higher, in surprisal units, a window more like an answered
-    anomaly than like any answered false alarm scores where level exemplars serve; 0 = off: step 7). Learned:
+    by level exemplars, step 7). Learned:
     ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
     (the pooling in use), ``combination_`` (its name), ``selection_`` (the figures behind the choice),
     ``shape_scaler_``, ``shape_scale_``, ``level_scale_``, ``suppression_`` (the false-alarm exemplars, their view and
@@ -707,9 +692,8 @@ class EnsembleDetector(Detector):
     summary: ClassVar[str] = (
         "Label-aware ensemble (default): |Δx|, rolling z-score, level, iForest and nearest-window distance combined by "
         "measured prior weights; "
-        "the answers re-weigh the members, windows shaped like a false alarm answered normal score lower (and, where "
-        "the level tells the answers apart, windows like an answered anomaly higher), and a new version serves only "
-        "if the answers say it is not worse."
+        "the answers re-weigh the members, windows shaped like a false alarm answered normal score lower, and a new "
+        "version serves only if the answers say it is not worse."
     )
     starter_params: ClassVar[dict[str, Any]] = {}
     default_strategy: ClassVar[str] = "hybrid"
@@ -1102,13 +1086,13 @@ class EnsembleDetector(Detector):
         return mask
 
     def _exemplars(
-        self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str, anomalous: np.ndarray, pull: float = 0.0
+        self, X: np.ndarray, base: np.ndarray, normal: np.ndarray, view: str, anomalous: np.ndarray
     ) -> dict[str, Any]:
         """The answered-normal windows ``normal`` (indices) that score highest under ``base``, at most
         ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, a fingerprint of every window
         of ``normal`` with its index, and (``view`` ``"level"`` with ``protect_anomalies``; else none) the
         answered-anomalous windows ``anomalous`` (at most ``SUPPRESS_EXEMPLARS``, evenly spaced) as protectors, with
-        their indices, a fingerprint of every window of ``anomalous``, and the pull's strength ``pull`` (0: none):
+        their indices, a fingerprint of every window of ``anomalous``, and the pull's strength ``attract``:
         ``{"view": view, "exemplars": (k, window * C) float32, "positions": (k,), "fingerprints": (n,) sorted uint64,
         "fingerprint_positions": (n,), "protectors": (p, window * C) float32, "protector_positions": (p,),
         "protector_fingerprints": (q,) sorted uint64, "protector_fingerprint_positions": (q,), "attract": float}``
@@ -1134,19 +1118,18 @@ class EnsembleDetector(Detector):
             "protector_positions": kept.astype(np.int64),
             "protector_fingerprints": anomaly_fingerprints[anomaly_order],
             "protector_fingerprint_positions": anomalous[anomaly_order].astype(np.int64),
-            "attract": float(pull) if len(kept) else 0.0,
+            "attract": float(self.attract),
         }
 
     def _learn_suppression(
         self, X: np.ndarray, base: np.ndarray, idx: np.ndarray, labels: np.ndarray
     ) -> dict[str, Any]:
         """``suppression_`` (the exemplars, or ``{}``) and ``suppression_check_`` (its forward check's figures: the
-        later answers' average precision without exemplars, ``plain_ap``, with each view's, ``<view>_ap``, with the
-        level view's and the answered anomalies' pull, ``pulled_ap``, and with the best of these, ``suppressed_ap``)
-        that the labeled windows ``idx`` (0/1 ``labels``) teach, on top of the window scores ``base`` (step 7). The
-        candidates are tried in that order (the views of ``EXEMPLAR_VIEWS`` allowed, then the pull): each replaces the
-        best so far only when it ranks the later answers better by more than two standard errors, and the best serves
-        only if it ranks them at least as well as no exemplars do."""
+        later answers' average precision without exemplars, ``plain_ap``, with each view's, ``<view>_ap``, and with
+        the best view's, ``suppressed_ap``) that the labeled windows ``idx`` (0/1 ``labels``) teach, on top of the
+        window scores ``base`` (step 7). The first view of ``EXEMPLAR_VIEWS`` (of those allowed) serves unless another
+        ranks the later answers better by more than two standard errors, and only if it ranks them at least as well
+        as no exemplars do."""
         off: dict[str, Any] = {"suppression_": {}, "suppression_check_": {}}
         labels = np.asarray(labels)
         if self.suppress <= 0 or self.shape_scaler_ is None or not (labels == 0).any():
@@ -1168,25 +1151,20 @@ class EnsembleDetector(Detector):
         views = tuple(v for v in views if self._scale(v) is not None)
         if not views:
             return off
-        candidates = {view: (view, 0.0) for view in views}  # name -> (view, pull)
-        if "level" in views and self.protect_anomalies and self.attract > 0 and len(earlier_anomalous):
-            candidates["pulled"] = ("level", self.attract)
         scored = {}
-        for name, (view, pull) in candidates.items():
-            exemplars = self._exemplars(X, base, earlier_normal, view, earlier_anomalous, pull)
-            scored[name] = base[late] - self._suppression(X, exemplars, at=late)
-            check[f"{name}_ap"] = pr_auc(scored[name], late_y)
-        names = list(candidates)
-        best, rng = names[0], np.random.default_rng(self.seed)
-        for name in names[1:]:  # a later candidate replaces the best only if it ranks the later answers clearly better
-            gain = check[f"{name}_ap"] - check[f"{best}_ap"]
-            if gain > 0 and gain > 2 * ap_gain_se(scored[name], scored[best], late_y, groups[later], rng):
-                best = name
+        for view in views:
+            exemplars = self._exemplars(X, base, earlier_normal, view, earlier_anomalous)
+            scored[view] = base[late] - self._suppression(X, exemplars, at=late)
+            check[f"{view}_ap"] = pr_auc(scored[view], late_y)
+        best, rng = views[0], np.random.default_rng(self.seed)
+        for view in views[1:]:  # another view replaces the first only when it ranks the later answers clearly better
+            gain = check[f"{view}_ap"] - check[f"{best}_ap"]
+            if gain > 0 and gain > 2 * ap_gain_se(scored[view], scored[best], late_y, groups[later], rng):
+                best = view
         check["suppressed_ap"] = check[f"{best}_ap"]
         if check["suppressed_ap"] < check["plain_ap"]:
             return {"suppression_": {}, "suppression_check_": check}
-        view, pull = candidates[best]
-        exemplars = self._exemplars(X, base, idx[labels == 0], view, idx[pictured], pull)
+        exemplars = self._exemplars(X, base, idx[labels == 0], best, idx[pictured])
         return {"suppression_": exemplars, "suppression_check_": check}
 
     # -- the label-learned residual (module docstring, step 6) ------------------------------------------
