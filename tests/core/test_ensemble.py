@@ -510,8 +510,7 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     """Bumps answered normal, the same bumps on a plateau answered anomalous: compared by shape, an exemplar would
     lower the anomalies with the false alarms; the forward check sees that keeping the level ranks the later answers
     clearly better (by more than two standard errors), so the level serves: unanswered normal bumps score lower,
-    unanswered raised ones, like the answered anomalies, higher (the pull, ``attract``; without it they keep their
-    score)."""
+    unanswered raised ones keep their score (the answered anomalies' pull is off by default)."""
     x = raised_bumps()
     base = EnsembleDetector(seed=0, device="cpu").fit(x[:1000])
     before = base.window_scores(x)
@@ -526,13 +525,8 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     for c in (1200, 1600, 3200):
         assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
     for c in (2900, 3700):
-        assert _peak(det, x, after, c) > _peak(det, x, before, c) + 0.15 * det.attract
-    unpulled = load_detector(base.to_bytes())
-    unpulled.attract = 0.0
-    unpulled.feedback(x, ranges)
-    for c in (2900, 3700):
-        kept = unpulled.window_scores(x)
-        assert _peak(unpulled, x, kept, c) == pytest.approx(_peak(det, x, before, c), abs=0.05)
+        assert _peak(det, x, after, c) == pytest.approx(_peak(det, x, before, c), abs=0.05)
+    assert det.suppression_["attract"] == 0.0 and "higher" not in det.training_notes()[1]
     assert "like (shape and level) the" in det.training_notes()[1]
     assert det.training_notes()[0]["ensemble_combination"]["false_alarm_view"] == "level"
     np.testing.assert_array_equal(load_detector(det.to_bytes()).window_scores(x), after)
@@ -554,16 +548,24 @@ def test_false_alarms_that_differ_from_the_anomalies_in_level_alone_are_compared
     assert few.suppression_["view"] == "shape"
 
 
-def test_an_answered_anomaly_is_not_pulled_up_by_its_own_answer() -> None:
-    """The pull ignores the protectors that overlap the window it scores when that window was itself answered
-    anomalous (as the penalty ignores an answered false alarm's own exemplars): kept to the protectors of one
-    answer, that answer's windows gain nothing, while an unanswered raised bump, like them, gains; the
-    threshold's basis keeps the pull and leaves out the penalty."""
+def test_answered_anomalies_pull_their_likes_up_when_asked_to() -> None:
+    """With ``attract`` (off by default), where the level exemplars serve, the unanswered raised bumps — like the
+    answered anomalies, unlike the answered false alarms — score higher (without it they keep their score: the test
+    above) and the unanswered normal bumps still lower. An answered anomaly is not pulled up by its own answer: kept
+    to the protectors of one answer, that answer's windows gain nothing, while an unanswered raised bump, like them,
+    gains. The threshold's basis keeps the pull and leaves out the penalty."""
     x = raised_bumps()
-    det = EnsembleDetector(seed=0, device="cpu").fit(x[:1000])
+    base = EnsembleDetector(seed=0, device="cpu", attract=30.0).fit(x[:1000])
+    before = base.window_scores(x)
     answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
+    det = load_detector(base.to_bytes())
     det.feedback(x, [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]])
-    assert det.suppression_["view"] == "level" and det.suppression_["attract"] == det.attract
+    assert det.suppression_["view"] == "level" and det.suppression_["attract"] == det.attract == 30.0
+    after = det.window_scores(x)
+    for c in (2900, 3700):
+        assert _peak(det, x, after, c) > _peak(det, x, before, c) + 0.15 * det.attract
+    for c in (1200, 1600, 3200):
+        assert _peak(det, x, after, c) < _peak(det, x, before, c) - 0.15 * det.suppress
     notes, verdict = det.training_notes()
     assert notes["ensemble_combination"]["anomaly_pull"] == det.attract
     assert f"than like them up to {det.attract:g} higher" in verdict
