@@ -1093,7 +1093,7 @@ class EnsembleDetector(Detector):
                     anomaly = np.exp(-((nearest_distance(compared, protectors, mask) / scale) ** 2))
                 part -= attract * np.maximum(anomaly - normal, 0.0)
             parts.append(part)
-        return cast(np.ndarray, np.concatenate(parts))
+        return np.concatenate(parts)
 
     def _own_matches(self, own: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
         """For rows that are known windows (``own`` ``(n,)``: a window index, or -1), which references at
