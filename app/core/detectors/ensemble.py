@@ -205,10 +205,11 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    5 %, 0.777 ± 0.014 against 0.657 ± 0.006), nab, kpi, asd, smap and smd at 1 % stayed within 0.002, but at 5 %
    smap fell from 0.331 ± 0.026 to its unlabeled start (0.288 ± 0.005) and one nab series from 0.455 to 0.214: NAB
    labels wide windows around an anomaly, its answered anomalies lay at the series' ordinary level, and the pull lifted
-   30 % of the later part. The forward check cannot tell these from skab's case: on that series the later answers' average precision is 0.02–0.03 with or without the pull, and tried as a
-   candidate of its own, one that must rank the later answers better than the level view without it, the pull never
-   served on skab (by more than two standard errors or by any margin), nor by two standard errors on nab. A project
-   whose anomalies are level shifts can turn it on (detector parameters ``{"attract": 30}``).
+   30 % of the later part. The forward check cannot tell these from skab's case: on that series the later answers'
+   average precision is 0.02–0.03 with or without the pull, and tried as a candidate of its own, one that must rank
+   the later answers better than the level view without it, the pull never served on skab (by more than two standard
+   errors or by any margin), nor by two standard errors on nab. A project whose anomalies are level shifts can turn
+   it on (detector parameters ``{"attract": 30}``).
 
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
