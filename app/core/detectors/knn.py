@@ -128,12 +128,13 @@ class KNNDetector(Detector):
         out = np.empty(len(view), dtype=np.float64)
         for b in range(0, len(view), self.score_batch):
             q = self._rows(view[b : b + self.score_batch])
-            exclude = np.zeros((len(q), len(self.reference_)), dtype=bool)
             own, trivial = overlapping_known(
                 self._fit_positions(q), self.reference_positions_, self.window, self.stride
             )
+            exclude = None  # most windows of new data are no fit window's: no (batch, reference) mask for them
             if len(own):  # a fit window: its trivial matches (overlapping reference windows) do not count
                 fine = (~trivial).sum(axis=1) >= k  # a fit too short to leave k others: keep them all
+                exclude = np.zeros((len(q), len(self.reference_)), dtype=bool)
                 exclude[own[fine]] = trivial[fine]
             out[b : b + len(q)] = nearest_distance(q, self.reference_, exclude, k)
         return out
