@@ -94,6 +94,8 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.text and "<form" in bad_json.text
     unknown = create_form_error(admin_client, dataset_id, detector_params='{"bogus": 1}')
     assert unknown.status_code == 400 and "detector parameters" in unknown.text and "bogus" in unknown.text
+    not_a_number = create_form_error(admin_client, dataset_id, detector="ensemble", detector_params='{"attract": "x"}')
+    assert not_a_number.status_code == 400 and "attract must be a number" in not_a_number.text
     stride = create_form_error(admin_client, dataset_id, stride="30")
     assert stride.status_code == 422 and "stride must not exceed the window" in stride.text
     assert 'value="servers"' in stride.text  # what the admin typed is kept

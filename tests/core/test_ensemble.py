@@ -351,6 +351,9 @@ def test_deep_member_feedback_roundtrip_and_validation() -> None:
     np.testing.assert_array_equal(again.score(x), det.score(x))
     with pytest.raises(ValueError, match="members take the ensemble's"):
         EnsembleDetector(member_params={"iforest": {"window": 10}}).fit(x)
+    for bad in ({"attract": "x"}, {"suppress": None}, {"attract": -1.0}, {"tau": float("nan")}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a number"):
+            EnsembleDetector(**bad)  # refused when built, not in the first training job
     with pytest.raises(ValueError, match="not a member"):
         EnsembleDetector(member_params={"usad": {}}).fit(x)
 

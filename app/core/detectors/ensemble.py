@@ -768,6 +768,7 @@ class EnsembleDetector(Detector):
         self.exemplar_view = exemplar_view
         self.protect_anomalies = protect_anomalies
         self.attract = attract
+        self._validate_params()  # a bad parameter is refused where the project is made, not in its first job
 
     # -- helpers -------------------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -790,9 +791,13 @@ class EnsembleDetector(Detector):
             raise ValueError(f"combine must be one of {', '.join(COMBINERS)}, not {self.combine!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
-        if not (np.isfinite(self.suppress) and self.suppress >= 0):
+        for name in ("suppress", "attract", "strength", "tau", "select_margin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+        if self.suppress < 0:
             raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
-        if not (np.isfinite(self.attract) and self.attract >= 0):
+        if self.attract < 0:
             raise ValueError(f"attract must be a number >= 0, not {self.attract!r}")
         if self.exemplar_view not in ("auto", *EXEMPLAR_VIEWS):
             raise ValueError(f"exemplar_view must be auto, {', '.join(EXEMPLAR_VIEWS)}, not {self.exemplar_view!r}")
