@@ -1013,8 +1013,10 @@ class EnsembleDetector(Detector):
         if not self.suppression_:
             return points
         x = np.asarray(X)
-        pull = np.maximum(-self._suppression(x, self.suppression_), 0.0)
-        return end_point_scores(self._unsuppressed(x) + pull, len(x), self.window, self.stride)
+        basis = self._unsuppressed(x)
+        if self._pull():  # the whole term again only where it can pull (off by default)
+            basis = basis + np.maximum(-self._suppression(x, self.suppression_), 0.0)
+        return end_point_scores(basis, len(x), self.window, self.stride)
 
     # -- false alarms answered normal (module docstring, step 7) ---------------------------------------
     def _shapes(self, X: np.ndarray) -> np.ndarray:
@@ -1119,7 +1121,8 @@ class EnsembleDetector(Detector):
         ``SUPPRESS_EXEMPLARS``, as ``view`` compares them, with their window indices, a fingerprint of every window
         of ``normal`` with its index, and (``view`` ``"level"`` with ``protect_anomalies``; else none) the
         answered-anomalous windows ``anomalous`` (at most ``SUPPRESS_EXEMPLARS``, evenly spaced) as protectors, with
-        their indices, a fingerprint of every window of ``anomalous``, and the pull's strength ``attract``:
+        their indices, a fingerprint of every window of ``anomalous`` (none when ``attract`` is 0: only the pull
+        looks an answer's own windows up), and the pull's strength ``attract``:
         ``{"view": view, "exemplars": (k, window * C) float32, "positions": (k,), "fingerprints": (n,) sorted uint64,
         "fingerprint_positions": (n,), "protectors": (p, window * C) float32, "protector_positions": (p,),
         "protector_fingerprints": (q,) sorted uint64, "protector_fingerprint_positions": (q,), "attract": float}``
@@ -1133,7 +1136,8 @@ class EnsembleDetector(Detector):
         kept = anomalous
         if len(kept) > SUPPRESS_EXEMPLARS:
             kept = kept[np.linspace(0, len(kept) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
-        anomaly_fingerprints = window_fingerprints(self._compared(rows[anomalous], view))
+        pulled = anomalous if self.attract > 0 else anomalous[:0]  # only the pull looks its own answer up
+        anomaly_fingerprints = window_fingerprints(self._compared(rows[pulled], view))
         anomaly_order = np.argsort(anomaly_fingerprints, kind="stable")
         return {
             "view": view,
@@ -1144,7 +1148,7 @@ class EnsembleDetector(Detector):
             "protectors": self._compared(rows[kept], view),
             "protector_positions": kept.astype(np.int64),
             "protector_fingerprints": anomaly_fingerprints[anomaly_order],
-            "protector_fingerprint_positions": anomalous[anomaly_order].astype(np.int64),
+            "protector_fingerprint_positions": pulled[anomaly_order].astype(np.int64),
             "attract": float(self.attract),
         }
 
