@@ -119,7 +119,8 @@ def build_detector(name: str, seed: int, device: str, params: dict[str, Any], qu
     if quick:
         kw.update({k: v for k, v in QUICK_PARAMS.items() if k in accepted})
     kw.update(params)
-    return cls(**kw)
+    detector = cls(**kw)
+    return detector.check_params() if isinstance(detector, Detector) else detector  # a peer checks its own
 
 
 def _accepted_params(cls: type) -> set[str]:

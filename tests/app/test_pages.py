@@ -96,6 +96,8 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
     assert unknown.status_code == 400 and "detector parameters" in unknown.text and "bogus" in unknown.text
     not_a_number = create_form_error(admin_client, dataset_id, detector="ensemble", detector_params='{"attract": "x"}')
     assert not_a_number.status_code == 400 and "attract must be a number" in not_a_number.text
+    out_of_range = create_form_error(admin_client, dataset_id, detector="knn", detector_params='{"k": 0}')
+    assert out_of_range.status_code == 400 and "k must be a whole number in [1, inf), not 0" in out_of_range.text
     stride = create_form_error(admin_client, dataset_id, stride="30")
     assert stride.status_code == 422 and "stride must not exceed the window" in stride.text
     assert 'value="servers"' in stride.text  # what the admin typed is kept

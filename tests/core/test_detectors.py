@@ -103,6 +103,39 @@ def test_unknown_parameter_and_unfitted_use_fail_clearly() -> None:
         make_detector("ae", **FAST).fit(np.zeros(10))
 
 
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("knn", {"k": "x"}, "k must be a whole number, not 'x'"),
+        ("knn", {"k": 0}, r"k must be a whole number in \[1, inf\), not 0"),
+        ("iforest", {"n_estimators": 2.5}, "n_estimators must be a whole number, not 2.5"),
+        ("lstm_ae", {"hidden": -1}, r"hidden must be a whole number in \[1, inf\)"),
+        ("lstm_ae", {"lr": 0.0}, r"lr must be a number in \(0, inf\), not 0.0"),
+        ("lstm_ae", {"mask_ratio": 1.5}, r"mask_ratio must be a number in \(0, 1\)"),
+        ("lstm_ae", {"feedback_loss": "x"}, "feedback loss must be one of"),
+        ("transformer", {"dropout": float("nan")}, "dropout must be a number, not nan"),
+        ("rlad", {"gamma": 5}, r"gamma must be a number in \[0, 1\], not 5"),
+        ("rlad", {"propagation_method": "x"}, "propagation_method must be one of 'propagation', 'spreading'"),
+        ("rollingz", {"history": 1}, r"history must be a whole number in \[2, inf\)"),
+        ("diff", {"standardize": "yes"}, "standardize must be true or false, not 'yes'"),
+        ("ensemble", {"members": "iforest"}, "members must be a list of strings, not 'iforest'"),
+        ("ensemble", {"member_params": {"knn": {"k": 0}}}, "member knn: k must be a whole number"),
+    ],
+)
+def test_a_bad_parameter_is_refused_when_the_detector_is_built(name: str, params: dict, message: str) -> None:
+    """What the "New project" form shows: the parameter, what it must be and what was given, before any training."""
+    with pytest.raises(ValueError, match=message):
+        make_detector(name, **params)
+
+
+@pytest.mark.parametrize("name", available_detectors())
+def test_every_detector_accepts_its_defaults_and_starter_parameters(name: str) -> None:
+    cls = detector_class(name)
+    assert make_detector(name).get_params() == cls().get_params()
+    make_detector(name, **cls.starter_params)
+    make_detector(name, seed=np.int64(3), window=np.int64(30))  # numpy integers are whole numbers too
+
+
 def test_fit_reports_progress_and_cancel_leaves_it_unfitted() -> None:
     x, _ = synthetic()
     seen: list[Progress] = []

@@ -14,15 +14,82 @@
 
 from __future__ import annotations
 
+import math
+import types
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, Union
 
 import numpy as np
 
 from app.core import persist
 from app.core.runtime import ProgressCallback
 from app.core.windows import LabeledRange, end_point_scores, n_windows
+
+
+def fits_type(value: Any, hint: Any) -> bool:
+    """Whether a parameter ``value`` (as parsed from JSON or given in Python) is of the annotated type ``hint``.
+
+    ``int`` takes whole numbers only (not ``True``), ``float`` any finite number, ``bool`` only ``True``/``False``;
+    lists, tuples and mappings are checked element by element; an annotation this does not know passes."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(fits_type(value, arg) for arg in args)
+    if hint is None or hint is type(None):
+        return value is None
+    if origin is Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False
+    if hint is int:
+        return isinstance(value, int | np.integer)
+    if hint is float:
+        return isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence):
+        element = args[0] if args and (origin is not tuple or args[-1] is Ellipsis or len(args) == 1) else Any
+        return isinstance(value, list | tuple) and all(fits_type(v, element) for v in value)
+    if origin in (dict, Mapping):
+        return (
+            isinstance(value, Mapping)
+            and all(fits_type(k, args[0]) and fits_type(v, args[1]) for k, v in value.items())
+            if args
+            else isinstance(value, Mapping)
+        )
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def describe_type(hint: Any) -> str:
+    """The annotated type ``hint`` in words for an error message ("a whole number", "a number or null")."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe_type(arg) for arg in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text", type(None): "null"}
+    if hint in words:
+        return words[hint]
+    if origin in (list, tuple, Sequence):
+        plural = {str: "strings", int: "whole numbers", float: "numbers"}
+        return f"a list of {plural[args[0]]}" if args and args[0] in plural else "a list"
+    if origin in (dict, Mapping):
+        return "a mapping (a JSON object)"
+    return getattr(hint, "__name__", str(hint))
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written ``"[low, high)"`` (``[``/``]`` closed, ``(``/``)`` open,
+    ``inf`` unbounded)."""
+    low, high = (float(part) for part in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
 
 
 class NotFittedError(RuntimeError):
@@ -48,6 +115,8 @@ class Detector(ABC):
     - ``extrapolates_tail``: whether a score past the largest seen on the fit data should keep counting as
       rarer (the ensemble's tail normaliser extrapolates it); False for a distance that grows with any drift.
     - ``summary`` / ``starter_params``: the "New project" form's one line of help and starting parameters.
+    - ``param_bounds``: the interval each numeric parameter must lie in (``"[1, inf)"``, ``"(0, 1)"``), read with
+      the constructor's annotations by :meth:`check_params`; a subclass declares only its own parameters' bounds.
     """
 
     name: ClassVar[str]
@@ -64,6 +133,7 @@ class Detector(ABC):
     """One line for the "New project" form; detectors without one (the ensemble's point scorers) are not offered."""
     starter_params: ClassVar[dict[str, Any]] = {}
     """Parameters the form starts from: small on purpose (a first model in seconds on a CPU)."""
+    param_bounds: ClassVar[dict[str, str]] = {"window": "[1, inf)", "stride": "[1, inf)"}
 
     @classmethod
     def method(cls) -> str:
@@ -80,6 +150,42 @@ class Detector(ABC):
     def get_params(self) -> dict[str, Any]:
         """Constructor keyword arguments (those not ending in ``_``), as stored in ``__init__``."""
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    @classmethod
+    def param_types(cls) -> dict[str, Any]:
+        """Each constructor parameter's annotation, read from every ``__init__`` up the class hierarchy (a subclass
+        taking ``**kw`` still gets its parents' types)."""
+        hints: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if klass is not object and init is not None:
+                hints.update(typing.get_type_hints(init))
+        hints.pop("return", None)
+        return hints
+
+    @classmethod
+    def all_param_bounds(cls) -> dict[str, str]:
+        """``param_bounds`` merged up the class hierarchy (the subclass's interval wins)."""
+        merged: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("param_bounds", {}))
+        return merged
+
+    def check_params(self) -> Detector:
+        """Refuse a parameter of the wrong type (its annotation) or outside its ``param_bounds`` with a
+        ``ValueError`` saying what to fix ("k must be a whole number in [1, inf), not 0").
+
+        :func:`~app.core.detectors.registry.make_detector` calls it, so the "New project" form answers 400 at once
+        instead of the project's first training job failing inside numpy or torch. Returns ``self``."""
+        hints, bounds = self.param_types(), self.all_param_bounds()
+        for name, value in self.get_params().items():
+            hint = hints.get(name, Any)
+            if not fits_type(value, hint):
+                raise ValueError(f"{name} must be {describe_type(hint)}, not {value!r}")
+            interval = bounds.get(name)
+            if interval is not None and isinstance(value, int | float) and not in_interval(value, interval):
+                raise ValueError(f"{name} must be {describe_type(hint)} in {interval}, not {value!r}")
+        return self
 
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

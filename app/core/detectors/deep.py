@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -131,6 +132,16 @@ class TorchWindowDetector(Detector):
     default_window: ClassVar[int] = 50  # seed 002's window
     default_strategy: ClassVar[str] = "hybrid"  # top-k ∪ interval random (002)
     method_label: ClassVar[str] = "{name}+minimax"
+    param_bounds: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("epochs", "feedback_epochs", "score_stride", "feedback_stride"), "[0, inf)"),
+        **dict.fromkeys(("batch_size", "max_train_windows", "score_batch", "feedback_batch_size"), "[1, inf)"),
+        **dict.fromkeys(("feedback_max_windows", "hidden", "latent", "layers", "d_model", "heads", "ff"), "[1, inf)"),
+        **dict.fromkeys(("lr", "feedback_lr", "grad_clip"), "(0, inf)"),
+        **dict.fromkeys(("margin", "anomaly_weight", "unlabeled_weight", "alpha", "beta"), "[0, inf)"),
+        "window": "[2, inf)",
+        "mask_ratio": "(0, 1)",
+        "dropout": "[0, 1)",
+    }
 
     def __init__(self, *, seed: int = 0, device: str = "auto", **params: Any) -> None:
         fields = {f.name: f.default for f in dataclasses.fields(self.config_cls)}
@@ -146,6 +157,17 @@ class TorchWindowDetector(Detector):
         for name, default in fields.items():
             if name not in ("window", "stride"):
                 setattr(self, name, params.get(name, default))
+
+    @classmethod
+    def param_types(cls) -> dict[str, Any]:
+        """The config dataclass's field annotations (the constructor takes them as ``**params``), seed, device."""
+        return {**super().param_types(), **typing.get_type_hints(cls.config_cls)}
+
+    def check_params(self) -> TorchWindowDetector:
+        """Types and bounds (:meth:`Detector.check_params`), then the config dataclasses' own checks."""
+        super().check_params()
+        self.config.feedback_config()
+        return self
 
     @property
     def config(self) -> DeepConfig:

@@ -725,6 +725,11 @@ class EnsembleDetector(Detector):
     """``validation_window_scores`` can score with the weights learned from a subset of the labels."""
     explains_windows: ClassVar[bool] = True
     """``window_drivers`` and ``member_names_`` name the member that drove each window's score."""
+    param_bounds: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("suppress", "attract", "strength"), "[0, inf)"),
+        "tau": "(0, 1)",
+        "select_margin": "[0, 1)",
+    }
     _cache: dict[Any, np.ndarray] | None  # the members' raw window scores of the last series, by ``_key``
 
     def __init__(
@@ -768,10 +773,22 @@ class EnsembleDetector(Detector):
         self.exemplar_view = exemplar_view
         self.protect_anomalies = protect_anomalies
         self.attract = attract
-        self._validate_params()  # a bad parameter is refused where the project is made, not in its first job
+        self.check_params()  # a bad parameter is refused where the project is made, not in its first job
 
     # -- helpers -------------------------------------------------------------------------------
-    def _validate_params(self) -> None:
+    def check_params(self) -> EnsembleDetector:
+        """Types and bounds (:meth:`Detector.check_params`), how the parameters fit together, and each member's own
+        parameters (the members are built, not fitted: cheap)."""
+        super().check_params()
+        self._check_combination()
+        for name in self.members:
+            try:
+                self._make_members([name])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"member {name}: {exc}") from None
+        return self
+
+    def _check_combination(self) -> None:
         names = list(self.members)
         if not names:
             raise ValueError("an ensemble needs at least one member")
@@ -791,24 +808,10 @@ class EnsembleDetector(Detector):
             raise ValueError(f"combine must be one of {', '.join(COMBINERS)}, not {self.combine!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
-        for name in ("suppress", "attract", "strength", "tau", "select_margin"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f"{name} must be a number, not {value!r}")
-        if self.suppress < 0:
-            raise ValueError(f"suppress must be a number >= 0, not {self.suppress!r}")
-        if self.attract < 0:
-            raise ValueError(f"attract must be a number >= 0, not {self.attract!r}")
         if self.exemplar_view not in ("auto", *EXEMPLAR_VIEWS):
             raise ValueError(f"exemplar_view must be auto, {', '.join(EXEMPLAR_VIEWS)}, not {self.exemplar_view!r}")
-        if not isinstance(self.protect_anomalies, bool):
-            raise ValueError(f"protect_anomalies must be true or false, not {self.protect_anomalies!r}")
-        if self.strength < 0 or not 0 < self.tau < 1:
-            raise ValueError("strength must be >= 0 and tau in (0, 1)")
         if self.select not in SELECT_MODES:
             raise ValueError(f"select must be one of {', '.join(SELECT_MODES)}, not {self.select!r}")
-        if not 0 <= self.select_margin < 1:
-            raise ValueError(f"select_margin must be in [0, 1), not {self.select_margin}")
         for name, weight in (self.prior_weights or {}).items():
             if name not in names:
                 raise ValueError(f"prior_weights names {name!r}, which is not a member ({names})")
@@ -822,7 +825,8 @@ class EnsembleDetector(Detector):
         w = np.array([float(given.get(name, 1.0)) for name in names])
         return cast(np.ndarray, w / w.sum())
 
-    def _make_members(self) -> list[Detector]:
+    def _make_members(self, names: Sequence[str] | None = None) -> list[Detector]:
+        """Unfitted members ``names`` (default: every member), each checked by ``make_detector``."""
         from app.core.detectors.registry import make_detector
 
         extra = self.member_params or {}
@@ -830,7 +834,7 @@ class EnsembleDetector(Detector):
             make_detector(
                 name, window=self.window, stride=self.stride, seed=self.seed, device=self.device, **extra.get(name, {})
             )
-            for name in self.members
+            for name in (self.members if names is None else names)
         ]
 
     @staticmethod
@@ -955,7 +959,7 @@ class EnsembleDetector(Detector):
         """Fit every member unsupervised on ``X`` ``(n_points, n_channels)``, then each member's normaliser on
         its window scores of ``X``. Weights start at the prior. ``y`` (optional point labels, -1 unknown)
         goes to the members and, where any is known, the weights are learned from it as in ``feedback``."""
-        self._validate_params()
+        self.check_params()
         members = self._make_members()
         for i, member in enumerate(members):
             member.fit(X, y, progress=_scaled_progress(progress, "fit", i, len(members)))

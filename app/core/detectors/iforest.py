@@ -106,6 +106,9 @@ class IForestDetector(Detector):
     extrapolates_tail: ClassVar[bool] = False
     """Windows unlike the fit data's all isolate at once when a series drifts: the ensemble caps the forest's
     surprisal at the fit maximum's (measured with ``level`` capped too: nab's prior 0.171 → 0.215)."""
+    param_bounds: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("n_estimators", "max_fit_windows", "score_batch"), "[1, inf)"
+    )
 
     def __init__(
         self,

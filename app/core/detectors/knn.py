@@ -59,6 +59,7 @@ class KNNDetector(Detector):
         "Nearest-window distance: how unlike anything in the fit data each window's shape is; seconds to fit."
     )
     extrapolates_tail: ClassVar[bool] = False
+    param_bounds: ClassVar[dict[str, str]] = dict.fromkeys(("k", "max_reference", "score_batch"), "[1, inf)")
 
     def __init__(
         self,

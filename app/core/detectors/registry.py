@@ -42,8 +42,9 @@ def detector_class(name: str) -> type[Detector]:
 
 
 def make_detector(name: str, **params: Any) -> Detector:
-    """Build an unfitted detector by name with keyword parameters."""
-    return detector_class(name)(**params)
+    """Build an unfitted detector by name with keyword parameters, checked (:meth:`Detector.check_params`):
+    ``TypeError`` for an unknown parameter, ``ValueError`` saying what to fix for a wrong type or value."""
+    return detector_class(name)(**params).check_params()
 
 
 def load_detector(data: bytes, device: str | None = None) -> Detector:

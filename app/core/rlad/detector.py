@@ -44,7 +44,7 @@ and the first ``window − 1`` points take the first window's score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 
@@ -80,6 +80,15 @@ class RLADDetector(Detector):
     answer_mode: ClassVar[str] = "end_point"  # a window's label is its end point's: one point per answer
     provides_margins: ClassVar[bool] = True
     asks_warmup: ClassVar[bool] = True
+    param_bounds: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("n_warmup", "episodes", "steps_per_episode", "n_pseudo", "epsilon_decay_steps"), "[0, inf)"),
+        **dict.fromkeys(("hidden_size", "batch_size", "replay_size", "target_update_every"), "[1, inf)"),
+        **dict.fromkeys(("propagation_nodes", "score_batch"), "[1, inf)"),
+        **dict.fromkeys(("gamma", "epsilon_start", "epsilon_end"), "[0, 1]"),
+        "learning_rate": "(0, inf)",
+        "gate_folds": "[2, inf)",
+        "gate_margin": "[0, 1)",
+    }
 
     def __init__(
         self,
@@ -106,7 +115,7 @@ class RLADDetector(Detector):
         steps_per_episode: int = 300,
         n_pseudo: int = 200,
         propagation_nodes: int = 2000,
-        propagation_method: str = "propagation",
+        propagation_method: Literal["propagation", "spreading"] = "propagation",
         score_batch: int = 2048,
         agent_gate: bool = True,
         gate_folds: int = 3,
@@ -133,8 +142,6 @@ class RLADDetector(Detector):
         self.propagation_nodes = propagation_nodes
         self.propagation_method = propagation_method
         self.score_batch = score_batch
-        if gate_folds < 2:
-            raise ValueError(f"gate_folds must be at least 2, not {gate_folds}")
         self.agent_gate = agent_gate
         self.gate_folds = gate_folds
         self.gate_margin = gate_margin
