@@ -577,6 +577,7 @@ def test_answered_anomalies_pull_their_likes_up_when_asked_to() -> None:
     mine = np.abs(ends[one["protector_positions"]] - 1300) <= 12
     own = one["protector_positions"][mine]
     one["protectors"], one["protector_positions"] = one["protectors"][mine], own
+    one["protector_pulls"] = one["protector_pulls"][mine]
     one["exemplars"], one["positions"] = one["exemplars"][:0], one["positions"][:0]  # the pull alone
     assert len(own) > 5
     np.testing.assert_array_equal(det._suppression(x, one, at=own), 0.0)
@@ -592,6 +593,34 @@ def test_answered_anomalies_pull_their_likes_up_when_asked_to() -> None:
     old = load_detector(persist.dumps("ensemble", payload["params"], payload["state"]))
     np.testing.assert_allclose(old.window_scores(x), det.window_scores(x) + np.minimum(full, 0.0))
     np.testing.assert_allclose(basis, end_point_scores(det.window_scores(x) + np.maximum(full, 0.0), len(x), 25))
+
+
+def test_the_pull_comes_only_from_answered_anomalies_at_an_unusual_level() -> None:
+    """``pull_quantile``: an answered-anomalous window pulls its likes up only if its level (largest absolute window
+    mean over channels, in fit standard deviations) is at or above that quantile of the series' window levels; the
+    others still protect their likes from the false alarms' penalty but lift nothing (NAB marks a wide stretch
+    around an anomaly, and those answers at the ordinary level lifted the ordinary series)."""
+    x = raised_bumps()
+    answers = [(400, 0), (800, 0), (1300, 1), (1700, 1), (2000, 0), (2100, 1), (2400, 0), (2500, 1), (2800, 0)]
+    ranges = [_answer(c, v) for c, v in [*answers, (3300, 1), (3600, 0)]]
+    pulling, gated = {}, {}
+    for q in (0.0, 0.8, 0.99):
+        det = EnsembleDetector(seed=0, device="cpu", attract=30.0, pull_quantile=q).fit(x[:1000])
+        det.feedback(x, ranges)
+        found = det.suppression_
+        levels = det._window_levels(x)
+        assert levels.shape == (det.n_windows(len(x)),)
+        expected = levels[found["protector_positions"]] >= (np.quantile(levels, q) if q else -np.inf)
+        np.testing.assert_array_equal(found["protector_pulls"], expected)
+        pulling[q], gated[q] = int(found["protector_pulls"].sum()), det
+    assert pulling[0.0] == len(found["protectors"]) > pulling[0.8] > pulling[0.99]
+    det, found = gated[0.8], gated[0.8].suppression_  # the default gate
+    ends = window_ends(len(x), det.window)
+    twin = np.flatnonzero(np.abs(ends - 2900) <= 12)  # an unanswered raised bump
+    quiet = dict(found, exemplars=found["exemplars"][:0], positions=found["positions"][:0])
+    assert np.max(-det._suppression(x, quiet, at=twin)) > 0.3 * det.attract  # pulled by the few that pull
+    quiet["protector_pulls"] = np.zeros_like(found["protector_pulls"])
+    np.testing.assert_array_equal(det._suppression(x, quiet, at=twin), 0.0)  # none pulls: nothing is lifted
 
 
 def test_answered_anomalies_keep_their_likes_from_being_lowered_with_the_false_alarms() -> None:

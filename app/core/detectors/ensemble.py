@@ -211,6 +211,17 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    errors or by any margin), nor by two standard errors on nab. A project whose anomalies are level shifts can turn
    it on (detector parameters ``{"attract": 30}``).
 
+   **Only answers at an unusual level pull** (``pull_quantile``, 0.8): an answered-anomalous window pulls its likes
+   up only if its level — the largest absolute window mean over channels, in the fit data's standard deviations — is
+   at or above that quantile of the series' window levels; the others still protect their likes from the penalty.
+   A level shift's answers are at an unusual level (skab's answered anomalies: median window level 1.5–2.2 against
+   its normal windows' 0.75–1.16); NAB's wide anomaly labels are mostly at the ordinary level (0.11–0.36, as its
+   normal windows). Measured with ``attract=30`` (3 seeds, served, BENCHMARKS.md): nab at 5 % 0.205 ± 0.011 →
+   0.210 ± 0.006, smap at 5 % 0.288 ± 0.005 → 0.326 ± 0.023, skab 0.688 → 0.688 at 1 % and 0.777 → 0.769 at 5 %; the
+   nab series above still falls (0.439 → 0.312, seed 0: some of its answered anomalies are above the gate), so the
+   pull stays off by default. A gate on the level of every channel at once is crude: a window can pass on a channel
+   that has nothing to do with the anomaly.
+
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
 ``validation_window_scores`` learns the weights from some labels only, to validate a version on others.
@@ -243,6 +254,7 @@ from app.core.windows import (
     window_ends,
     window_fingerprints,
     window_shapes,
+    window_starts,
 )
 
 NORMALIZERS = ("tail", "rank", "robust")
@@ -702,7 +714,9 @@ class EnsembleDetector(Detector):
     answered normal scores: step 7); ``exemplar_view`` (``"shape"``, ``"level"`` or ``"auto"``: how a window is
     compared with those exemplars, step 7); ``protect_anomalies`` (windows like an answered anomaly are not lowered
     by level exemplars, step 7); ``attract`` (how much higher, in surprisal units, a window more like an answered
-    anomaly than like any answered false alarm scores where level exemplars serve; 0, the default, is off: step 7).
+    anomaly than like any answered false alarm scores where level exemplars serve; 0, the default, is off: step 7);
+    ``pull_quantile`` (an answered anomaly pulls only if its window's level is at or above this quantile of the
+    series' window levels; 0 lets every one pull: step 7).
     Learned:
     ``members_``, ``member_names_``, ``norms_``, ``prior_`` (the prior's simplex weights), ``weights_``, ``pool_``
     (the pooling in use), ``combination_`` (its name), ``selection_`` (the figures behind the choice),
@@ -729,6 +743,7 @@ class EnsembleDetector(Detector):
         **dict.fromkeys(("suppress", "attract", "strength"), "[0, inf)"),
         "tau": "(0, 1)",
         "select_margin": "[0, 1)",
+        "pull_quantile": "[0, 1]",
     }
     _cache: dict[Any, np.ndarray] | None  # the members' raw window scores of the last series, by ``_key``
 
@@ -755,6 +770,7 @@ class EnsembleDetector(Detector):
         exemplar_view: str = "auto",
         protect_anomalies: bool = True,
         attract: float = 0.0,
+        pull_quantile: float = 0.8,
     ) -> None:
         super().__init__(window=window, stride=stride, seed=seed, device=device)
         self.members = members
@@ -773,6 +789,7 @@ class EnsembleDetector(Detector):
         self.exemplar_view = exemplar_view
         self.protect_anomalies = protect_anomalies
         self.attract = attract
+        self.pull_quantile = pull_quantile
         self.check_params()  # a bad parameter is refused where the project is made, not in its first job
 
     # -- helpers -------------------------------------------------------------------------------
@@ -1030,6 +1047,16 @@ class EnsembleDetector(Detector):
             raise RuntimeError("this version was stored before false alarms were learned: it has no shape scaler")
         return flat_windows(self.shape_scaler_.transform(X), self.window, self.stride)
 
+    def _window_levels(self, X: np.ndarray) -> np.ndarray:
+        """Each window's level: the largest absolute window mean over channels of ``X`` standardised with the fit
+        data, ``(n_windows,)`` in fit standard deviations (what the pull's gate compares, step 7)."""
+        assert self.shape_scaler_ is not None
+        scaled = self.shape_scaler_.transform(X)
+        sums = np.vstack([np.zeros((1, scaled.shape[1])), np.cumsum(scaled, axis=0)])
+        starts = window_starts(len(scaled), self.window, self.stride)
+        means = (sums[starts + self.window] - sums[starts]) / self.window
+        return cast(np.ndarray, np.abs(means).max(axis=1))
+
     def _compared(self, rows: np.ndarray, view: str) -> np.ndarray:
         """Rows of :meth:`_shapes` as ``view`` compares them: ``(n, window * C)`` float32, a copy. ``"shape"``: each
         channel's window mean taken away (:func:`~app.core.windows.window_shapes`); ``"level"``: as standardised."""
@@ -1096,13 +1123,16 @@ class EnsembleDetector(Detector):
                 continue
             anomaly = np.exp(-((nearest_distance(compared, protectors) / scale) ** 2))
             part = self.suppress * np.maximum(normal - anomaly, 0.0)
-            if attract > 0:
+            pulls = suppression.get("protector_pulls")  # stored before the level gate: every protector pulls
+            pulls = np.ones(len(protectors), dtype=bool) if pulls is None else np.asarray(pulls, dtype=bool)
+            if attract > 0 and pulls.any():
                 own = known_window_positions(
                     compared, suppression["protector_fingerprints"], suppression["protector_fingerprint_positions"]
                 )
                 mask = self._own_matches(own, suppression["protector_positions"])
-                if mask is not None:
-                    anomaly = np.exp(-((nearest_distance(compared, protectors, mask) / scale) ** 2))
+                if mask is not None or not pulls.all():
+                    mask = None if mask is None else mask[:, pulls]
+                    anomaly = np.exp(-((nearest_distance(compared, protectors[pulls], mask) / scale) ** 2))
                 part -= attract * np.maximum(anomaly - normal, 0.0)
             parts.append(part)
         return np.concatenate(parts)
@@ -1141,6 +1171,10 @@ class EnsembleDetector(Detector):
         if len(kept) > SUPPRESS_EXEMPLARS:
             kept = kept[np.linspace(0, len(kept) - 1, SUPPRESS_EXEMPLARS).round().astype(np.int64)]
         pulled = anomalous if self.attract > 0 else anomalous[:0]  # only the pull looks its own answer up
+        pulls = np.ones(len(kept), dtype=bool)
+        if self.attract > 0 and self.pull_quantile > 0 and len(kept):
+            levels = self._window_levels(X)
+            pulls = levels[kept] >= np.quantile(levels, self.pull_quantile)
         anomaly_fingerprints = window_fingerprints(self._compared(rows[pulled], view))
         anomaly_order = np.argsort(anomaly_fingerprints, kind="stable")
         return {
@@ -1154,6 +1188,7 @@ class EnsembleDetector(Detector):
             "protector_fingerprints": anomaly_fingerprints[anomaly_order],
             "protector_fingerprint_positions": pulled[anomaly_order].astype(np.int64),
             "attract": float(self.attract),
+            "protector_pulls": pulls,
         }
 
     def _learn_suppression(
@@ -1328,7 +1363,13 @@ class EnsembleDetector(Detector):
             unless = f", unless as like one of the {protectors} inside answers 'anomaly'," if protectors else ""
             pull, used = "", "the earlier answers' false alarms"
             if self._pull():
-                pull = f", and windows more like one of those {protectors} than like them up to {self._pull():g} higher"
+                pulls = self.suppression_.get("protector_pulls")
+                of = (
+                    "those"
+                    if pulls is None or np.all(pulls)
+                    else f"the {int(np.sum(pulls))} at an unusual level of those"
+                )
+                pull = f", and windows more like one of {of} {protectors} than like them up to {self._pull():g} higher"
                 used = "the earlier answers"
             clauses.append(
                 # exemplars are windows (one per stride) inside the answers, not answers: say so, or 7 answers read
@@ -1341,8 +1382,10 @@ class EnsembleDetector(Detector):
         return notes, "; ".join(c for c in clauses if c)
 
     def _pull(self) -> float:
-        """How much higher a window just like an answered anomaly scores (step 7; 0 without protectors)."""
-        if not len(self.suppression_.get("protectors", ())):
+        """How much higher a window just like an answered anomaly scores (step 7; 0 without a protector that pulls)."""
+        protectors = self.suppression_.get("protectors", ())
+        pulls = self.suppression_.get("protector_pulls")  # stored before the level gate: every protector pulls
+        if not len(protectors) or (pulls is not None and not np.any(pulls)):
             return 0.0
         return float(self.suppression_.get("attract", 0.0))
 
