@@ -108,6 +108,7 @@ def test_unknown_parameter_and_unfitted_use_fail_clearly() -> None:
     [
         ("knn", {"k": "x"}, "k must be a whole number, not 'x'"),
         ("knn", {"k": 0}, r"k must be a whole number in \[1, inf\), not 0"),
+        ("knn", {"k": np.int64(0)}, r"k must be a whole number in \[1, inf\)"),
         ("iforest", {"n_estimators": 2.5}, "n_estimators must be a whole number, not 2.5"),
         ("lstm_ae", {"hidden": -1}, r"hidden must be a whole number in \[1, inf\)"),
         ("lstm_ae", {"lr": 0.0}, r"lr must be a number in \(0, inf\), not 0.0"),

@@ -183,7 +183,8 @@ class Detector(ABC):
             if not fits_type(value, hint):
                 raise ValueError(f"{name} must be {describe_type(hint)}, not {value!r}")
             interval = bounds.get(name)
-            if interval is not None and isinstance(value, int | float) and not in_interval(value, interval):
+            numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+            if interval is not None and numeric and not in_interval(float(value), interval):
                 raise ValueError(f"{name} must be {describe_type(hint)} in {interval}, not {value!r}")
         return self
 
