@@ -103,7 +103,7 @@ def run_cmd(
     ] = "validate",
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
-    from app.bench.runner import RunConfig, detector_names, run
+    from app.bench.runner import RunConfig, build_detector, detector_names, run
 
     if detector not in detector_names():
         raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(detector_names())}")
@@ -126,6 +126,10 @@ def run_cmd(
         tag=tag,
         adoption=adoption,
     )
+    try:  # a bad --param is refused here, with what to fix, not once per series
+        build_detector(detector, cfg.seeds[0], "cpu", cfg.params, quick)
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(f"--param: {exc}") from None
     if threads > 0 and detector not in ("random", "oneliner", "rollingz", "iforest"):
         import torch
 

@@ -164,6 +164,8 @@ def test_bad_inputs_fail_with_a_message(tmp_path: Path):
     assert result.exit_code != 0
     result = runner.invoke(bench_app, ["run", "--data", str(tmp_path), "--detector", "nope"])
     assert result.exit_code != 0 and "unknown detector" in result.output
+    result = runner.invoke(bench_app, ["run", "--data", str(tmp_path), "--detector", "knn", "--param", "k=0"])
+    assert result.exit_code == 2 and "k must be a whole number in [1, inf), not 0" in result.output
     (tmp_path / "x.json").write_text("{}")
     result = runner.invoke(bench_app, ["table", str(tmp_path / "x.json")])
     assert result.exit_code != 0
