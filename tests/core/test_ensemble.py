@@ -613,7 +613,7 @@ def test_the_pull_comes_only_from_answered_anomalies_at_an_unusual_level() -> No
         expected = levels[found["protector_positions"]] >= (np.quantile(levels, q) if q else -np.inf)
         np.testing.assert_array_equal(found["protector_pulls"], expected)
         pulling[q], gated[q] = int(found["protector_pulls"].sum()), det
-    assert pulling[0.0] == len(found["protectors"]) > pulling[0.8] > pulling[0.99]
+    assert pulling[0.0] == len(gated[0.0].suppression_["protectors"]) > pulling[0.8] > pulling[0.99]
     det, found = gated[0.8], gated[0.8].suppression_  # the default gate
     ends = window_ends(len(x), det.window)
     twin = np.flatnonzero(np.abs(ends - 2900) <= 12)  # an unanswered raised bump
