@@ -211,16 +211,16 @@ the default (3) keeps the weights close to the measured prior and lets the answe
    errors or by any margin), nor by two standard errors on nab. A project whose anomalies are level shifts can turn
    it on (detector parameters ``{"attract": 30}``).
 
-   **Only answers at an unusual level pull** (``pull_quantile``, 0.8): an answered-anomalous window pulls its likes
-   up only if its level — the largest absolute window mean over channels, in the fit data's standard deviations — is
-   at or above that quantile of the series' window levels; the others still protect their likes from the penalty.
-   A level shift's answers are at an unusual level (skab's answered anomalies: median window level 1.5–2.2 against
-   its normal windows' 0.75–1.16); NAB's wide anomaly labels are mostly at the ordinary level (0.11–0.36, as its
-   normal windows). Measured with ``attract=30`` (3 seeds, served, BENCHMARKS.md): nab at 5 % 0.205 ± 0.011 →
-   0.210 ± 0.006, smap at 5 % 0.288 ± 0.005 → 0.326 ± 0.023, skab 0.688 → 0.688 at 1 % and 0.777 → 0.769 at 5 %; the
-   nab series above still falls (0.439 → 0.312, seed 0: some of its answered anomalies are above the gate), so the
-   pull stays off by default. A gate on the level of every channel at once is crude: a window can pass on a channel
-   that has nothing to do with the anomaly.
+   **Only answers at an unusual level pull** (``pull_quantile``, 0.8): an answered-anomalous window pulls its likes up
+   only if its level — the largest absolute window mean over channels, in the fit data's standard deviations — is at or
+   above that quantile of the series' window levels; the others still protect their likes from the penalty. A level
+   shift's answers are at an unusual level (skab's anomalous windows: median window level 1.5–2.2 against their normal
+   windows' 0.75–1.16 on six of its eight series); NAB's wide anomaly labels are mostly at the ordinary level
+   (0.11–0.36, as its normal windows). Measured with ``attract=30`` (3 seeds, served, BENCHMARKS.md): nab at 5 % 0.205 ±
+   0.011 → 0.210 ± 0.006, smap at 5 % 0.288 ± 0.005 → 0.326 ± 0.023, skab 0.688 → 0.688 at 1 % and 0.777 → 0.769 at 5 %;
+   the nab series above still falls (0.439 → 0.312, seed 0: some of its answered anomalies are above the gate), so the
+   pull stays off by default. A gate on the level of every channel at once is crude: a window can pass on a channel that
+   has nothing to do with the anomaly.
 
 ``window_drivers`` names, per window, the member with the largest contribution (``log w_m + Z_m`` for
 ``hmp``, ``w_m · Z_m`` for ``mean``: :func:`contributions`; a member chosen alone drives every window);
