@@ -132,14 +132,11 @@ class TorchWindowDetector(Detector):
     default_window: ClassVar[int] = 50  # seed 002's window
     default_strategy: ClassVar[str] = "hybrid"  # top-k ∪ interval random (002)
     method_label: ClassVar[str] = "{name}+minimax"
+    # only what the config dataclasses do not check themselves (window, strides, epochs, batch sizes, mask_ratio)
     param_bounds: ClassVar[dict[str, str]] = {
-        **dict.fromkeys(("epochs", "feedback_epochs", "score_stride", "feedback_stride"), "[0, inf)"),
-        **dict.fromkeys(("batch_size", "max_train_windows", "score_batch", "feedback_batch_size"), "[1, inf)"),
-        **dict.fromkeys(("feedback_max_windows", "hidden", "latent", "layers", "d_model", "heads", "ff"), "[1, inf)"),
+        **dict.fromkeys(("hidden", "latent", "layers", "d_model", "heads", "ff"), "[1, inf)"),
         **dict.fromkeys(("lr", "feedback_lr", "grad_clip"), "(0, inf)"),
         **dict.fromkeys(("margin", "anomaly_weight", "unlabeled_weight", "alpha", "beta"), "[0, inf)"),
-        "window": "[2, inf)",
-        "mask_ratio": "(0, 1)",
         "dropout": "[0, 1)",
     }
 

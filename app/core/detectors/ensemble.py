@@ -1111,6 +1111,9 @@ class EnsembleDetector(Detector):
         protectors = suppression.get("protectors")  # stored before answered anomalies protected: none
         protectors = protectors if protectors is not None and len(protectors) else None
         attract = float(suppression.get("attract", 0.0)) if protectors is not None else 0.0
+        pulls = suppression.get("protector_pulls")  # stored before the level gate: every protector pulls
+        if attract > 0 and pulls is not None and not np.any(pulls):
+            attract = 0.0
         rows = np.arange(len(rows_of)) if at is None else np.asarray(at)
         scale = cast(float, self._scale(view))
         parts = [np.empty(0)]
@@ -1123,16 +1126,15 @@ class EnsembleDetector(Detector):
                 continue
             anomaly = np.exp(-((nearest_distance(compared, protectors) / scale) ** 2))
             part = self.suppress * np.maximum(normal - anomaly, 0.0)
-            pulls = suppression.get("protector_pulls")  # stored before the level gate: every protector pulls
-            pulls = np.ones(len(protectors), dtype=bool) if pulls is None else np.asarray(pulls, dtype=bool)
-            if attract > 0 and pulls.any():
+            if attract > 0:
                 own = known_window_positions(
                     compared, suppression["protector_fingerprints"], suppression["protector_fingerprint_positions"]
                 )
                 mask = self._own_matches(own, suppression["protector_positions"])
-                if mask is not None or not pulls.all():
-                    mask = None if mask is None else mask[:, pulls]
-                    anomaly = np.exp(-((nearest_distance(compared, protectors[pulls], mask) / scale) ** 2))
+                if mask is not None or (pulls is not None and not np.all(pulls)):
+                    pulling = slice(None) if pulls is None else np.asarray(pulls, dtype=bool)
+                    mask = None if mask is None else mask[:, pulling]
+                    anomaly = np.exp(-((nearest_distance(compared, protectors[pulling], mask) / scale) ** 2))
                 part -= attract * np.maximum(anomaly - normal, 0.0)
             parts.append(part)
         return np.concatenate(parts)

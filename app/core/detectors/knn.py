@@ -93,8 +93,7 @@ class KNNDetector(Detector):
     def fit(self, X: np.ndarray, y: np.ndarray | None = None, progress: ProgressCallback | None = None) -> KNNDetector:
         """Keep ``max_reference`` windows of ``X`` ``(n_points, n_channels)`` (seeded) and every window's
         fingerprint. ``y`` is ignored: the score is unsupervised."""
-        if self.k < 1 or self.max_reference < 1 or self.score_batch < 1:
-            raise ValueError("k, max_reference and score_batch must be at least 1")
+        self.check_params()  # built directly (not by name), a bad k or batch is still refused before any work
         x = as_2d(X)
         self.scaler_ = Scaler("standard").fit(x)
         view = self._window_view(x)

@@ -155,7 +155,7 @@ class RollingZScorer(PointScorer):
     """``|x_t − mean| / std`` of the previous ``history`` points, max over channels."""
 
     name: ClassVar[str] = "rollingz"
-    param_bounds: ClassVar[dict[str, str]] = {"history": "[2, inf)"}
+    param_bounds: ClassVar[dict[str, str]] = {"history": "[1, inf)"}  # as rolling_z checks it
 
     def __init__(self, *, history: int = 50, **kw: Any) -> None:
         super().__init__(**kw)
