@@ -101,6 +101,14 @@ def run_cmd(
             "is reported) or 'always' (the newest serves)."
         ),
     ] = "validate",
+    threshold_method: Annotated[
+        str,
+        typer.Option(
+            "--threshold-method",
+            help="How each version's threshold is chosen from the labels, as a project's setting: best_f1 (on the "
+            "labeled points), expected_f1 (over every pool point), percentile, mean_std, fpr.",
+        ),
+    ] = "best_f1",
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
     from app.bench.runner import RunConfig, build_detector, detector_names, run
@@ -109,6 +117,10 @@ def run_cmd(
         raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(detector_names())}")
     if not 0 < fit_frac < 1 or not 0 < pool_frac < 1:
         raise typer.BadParameter("--fit-frac and --pool-frac must be in (0, 1)")
+    from app.core.thresholds import THRESHOLD_METHODS
+
+    if threshold_method not in THRESHOLD_METHODS:
+        raise typer.BadParameter(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}")
     cfg = RunConfig(
         detector=detector,
         strategy=strategy,
@@ -125,6 +137,7 @@ def run_cmd(
         protocol=ProtocolConfig(fit_frac=fit_frac, pool_frac=pool_frac, fit_with_pool=fit_with_pool),
         tag=tag,
         adoption=adoption,
+        threshold_method=threshold_method,
     )
     try:  # a bad --param is refused here, with what to fix, not once per series
         build_detector(detector, cfg.seeds[0], "cpu", cfg.params, quick)

@@ -72,6 +72,9 @@ class RunConfig:
     """The product's adoption policy the bench applies: ``validate`` (default; the served model is reported) or
     ``always`` (the newest version, what the product did before safe adoption)."""
 
+    threshold_method: str = "best_f1"
+    """How each version's threshold is chosen (a project's ``threshold_method``; :mod:`app.core.thresholds`)."""
+
     @property
     def strategy_name(self) -> str:
         """The detector's own default strategy (``Detector.default_strategy``) unless one is given."""
@@ -227,13 +230,17 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
         evaluate=per_round_metrics,
         n_rounds=cfg.rounds,
         adoption=AdoptionRule(policy=cfg.adoption),
+        threshold_method=cfg.threshold_method,
     )
     wall = time.perf_counter() - t0
     a, b = split.evaluation
-    # the served model's threshold, chosen as the product chooses it (best F1 on the labels, else the 99th
-    # percentile of the pool's scores): the F1 a user of this project would get
+    # the served model's threshold, chosen as the product chooses it (the project's threshold method, by default
+    # best F1 on the labels, else the 99th percentile of the pool's scores): the F1 a user of this project would get
     metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), res.threshold)
-    metrics["threshold_method"] = "best_f1_on_labels" if any(r.value == 1 for r in res.ranges) else "percentile_99_pool"
+    method, labeled = cfg.threshold_method, any(r.value == 1 for r in res.ranges)
+    if method in ("best_f1", "expected_f1"):  # both fall back to a percentile without a labeled anomaly
+        method = f"{method}_on_labels" if labeled else "percentile_99_pool"
+    metrics["threshold_method"] = method
     labels_seen = getattr(res.detector, "labels_seen_", None)
     return {
         "series": series.key,

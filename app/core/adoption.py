@@ -112,20 +112,12 @@ def estimated_anomaly_rate(pool_scores: np.ndarray, point_labels: np.ndarray) ->
     """The pool's anomalous share of points, estimated from its labeled points without the queries' bias.
 
     ``pool_scores``: ``(n,)`` a version's point scores of the pool; ``point_labels``: ``(n,)`` -1 (unlabeled), 0 or
-    1. The chance that a point is anomalous given its score is fitted to the labeled points by isotonic regression
-    (non-decreasing in the score; linear between labeled scores, flat beyond the lowest and the highest), then
-    averaged over every pool point. Unbiased when which points were asked about depends on their scores only (the
+    1. The chance that a point is anomalous given its score (:func:`app.core.thresholds.anomaly_chance`: isotonic
+    regression on the labeled points), averaged over every pool point. Unbiased when which points were asked about depends on their scores only (the
     queries follow a version's ranking); with no label it is 0, with labels of one class that class's 0 or 1."""
-    from sklearn.isotonic import IsotonicRegression
+    from app.core.thresholds import anomaly_chance
 
-    scores = np.asarray(pool_scores, dtype=np.float64)
-    labels = np.asarray(point_labels)
-    known = labels >= 0
-    if not known.any():
-        return 0.0
-    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-    fit.fit(scores[known], (labels[known] == 1).astype(np.float64))
-    return float(np.mean(fit.predict(scores)))
+    return float(np.mean(anomaly_chance(np.asarray(pool_scores, dtype=np.float64), np.asarray(point_labels))))
 
 
 def flag_limit(rule: AdoptionRule, anomaly_rate: float) -> float:

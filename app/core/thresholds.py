@@ -2,8 +2,9 @@
 
 The methods of seed 001 (§4.1.2 and §4.5.3): a percentile of the training scores, mean + kσ of the
 training scores, the best-F1 threshold on the labels gathered so far, and a target false-positive
-rate on the scores of labeled normals. None of them sees evaluation labels: callers pass training
-scores and the analysts' labels only (in an experiment the Best-F1 threshold on the *test* labels is
+rate on the scores of labeled normals; and one of ours, ``expected_f1``: the best F1 expected over
+*every* pool point, not only the labeled ones (:func:`expected_f1_threshold`). None of them sees
+evaluation labels: callers pass training scores and the analysts' labels only (in an experiment the Best-F1 threshold on the *test* labels is
 an upper bound and belongs to :mod:`app.core.metrics`, not here).
 
 Every selector returns a float threshold; predict anomalous where ``score >= threshold`` (the same
@@ -24,13 +25,15 @@ __all__ = [
     "ThresholdConfig",
     "available_methods",
     "best_f1_threshold",
+    "anomaly_chance",
     "choose_threshold",
+    "expected_f1_threshold",
     "fpr_threshold",
     "mean_std_threshold",
     "percentile_threshold",
 ]
 
-THRESHOLD_METHODS = ("percentile", "mean_std", "best_f1", "fpr")
+THRESHOLD_METHODS = ("percentile", "mean_std", "best_f1", "expected_f1", "fpr")
 
 
 def _scores(x: np.ndarray, name: str) -> np.ndarray:
@@ -91,6 +94,61 @@ def best_f1_threshold(
     return best_f1(s[known], y[known])[1]
 
 
+def anomaly_chance(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The chance that each entry is anomalous given its score: ``(n,)`` in [0, 1].
+
+    ``scores`` ``(n,)`` and ``labels`` ``(n,)`` (1 anomaly, 0 normal, -1 unlabeled). Isotonic regression of the
+    labeled entries' labels on their scores (non-decreasing in the score; linear between labeled scores, flat
+    beyond the lowest and the highest), read at every entry's score. Queries go where scores are high, so the
+    labeled entries' anomalous share overstates the whole pool's; read through the score, it does not, as long as
+    which entries were asked about depends on their scores only. All zeros without labels."""
+    from sklearn.isotonic import IsotonicRegression
+
+    s = _scores(scores, "scores")
+    y = np.asarray(labels)
+    known = y >= 0
+    if not known.any():
+        return np.zeros(len(s))
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    fit.fit(s[known], (y[known] == 1).astype(np.float64))
+    return np.asarray(fit.predict(s), dtype=np.float64)
+
+
+def expected_f1_threshold(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    fallback_q: float = 99.0,
+    fallback_scores: np.ndarray | None = None,
+) -> float:
+    """The threshold maximising F1 expected over **every** entry, labeled or not.
+
+    ``scores`` ``(n,)`` (a version's pool point scores) and ``labels`` ``(n,)`` with 1 anomaly, 0 normal, -1
+    unlabeled. A labeled entry counts as its label; an unlabeled one as anomalous with the chance
+    :func:`anomaly_chance` gives its score. For a threshold flagging the ``k`` highest entries, the expected true
+    positives are the sum of their chances and F1 ≈ ``2 · TP / (k + P)``, ``P`` the sum over all entries. Why:
+    :func:`best_f1_threshold` sees the labeled entries only, and they sit where scores are high (that is where the
+    queries went), so it cannot see how many ordinary points a lower threshold would also flag; this does.
+
+    Among equal expected F1 the highest threshold wins; the threshold is an entry's score. Without a labeled normal
+    the chances are 1 everywhere and say nothing: :func:`best_f1_threshold` (the lowest labeled anomaly's score);
+    without a labeled anomaly, its percentile fallback.
+    """
+    s = _scores(scores, "scores")
+    y = np.asarray(labels)
+    if y.shape != s.shape:
+        raise ValueError(f"labels shape {y.shape} differs from scores shape {s.shape}")
+    if not (y == 1).any() or not (y == 0).any():
+        return best_f1_threshold(s, y, fallback_q=fallback_q, fallback_scores=fallback_scores)
+    chance = np.where(y >= 0, (y == 1).astype(np.float64), anomaly_chance(s, y))
+    order = np.argsort(-s, kind="stable")
+    ranked, hits = s[order], np.cumsum(chance[order])
+    flagged = np.arange(1, len(s) + 1)
+    tie_end = np.r_[ranked[1:] != ranked[:-1], True]  # a threshold flags a whole group of equal scores
+    f1 = np.where(tie_end, 2.0 * hits / (flagged + hits[-1]), -1.0)
+    return float(ranked[int(np.argmax(f1))])  # argmax: the first best, i.e. the highest threshold among equals
+
+
 def fpr_threshold(normal_scores: np.ndarray, target_fpr: float = 0.01) -> float:
     """The lowest threshold whose false-positive rate on ``normal_scores`` ``(n,)`` is at most ``target_fpr``.
 
@@ -115,9 +173,9 @@ class ThresholdConfig:
     """Which threshold selector to use and its parameters (saved beside a model version)."""
 
     method: str = "percentile"
-    """One of ``percentile``, ``mean_std``, ``best_f1``, ``fpr``."""
+    """One of ``percentile``, ``mean_std``, ``best_f1``, ``expected_f1``, ``fpr``."""
     q: float = 99.0
-    """Percentile (0..100) for ``percentile``, and the fallback percentile of ``best_f1``."""
+    """Percentile (0..100) for ``percentile``, and the fallback percentile of ``best_f1`` and ``expected_f1``."""
     k: float = 3.0
     """Number of standard deviations above the mean for ``mean_std``."""
     target_fpr: float = 0.01
@@ -158,6 +216,8 @@ def choose_threshold(
     - ``best_f1``: ``scores`` and ``labels`` (1 / 0 / -1 unlabeled) of the windows or points labeled so
       far; with no labeled anomaly, the ``q`` percentile of ``train_scores`` (or of ``scores`` if no
       training scores are given).
+    - ``expected_f1``: as ``best_f1``, every pool entry's ``scores`` with ``labels`` (-1 where unlabeled: those
+      count too, by their chance of being anomalous); the same fallback.
     - ``fpr``: the ``scores`` whose ``labels`` are 0; with no labeled normal, ``train_scores`` stand in
       for normal scores (the reconstruction setting trains on normal data).
     """
@@ -185,6 +245,8 @@ def choose_threshold(
         raise ValueError(f"threshold method {config.method!r} needs scores and labels")
     if config.method == "best_f1":
         return best_f1_threshold(scores, labels, fallback_q=config.q, fallback_scores=train_scores)
+    if config.method == "expected_f1":
+        return expected_f1_threshold(scores, labels, fallback_q=config.q, fallback_scores=train_scores)
     s = _scores(scores, "scores")
     y = np.asarray(labels)
     if y.shape != s.shape:

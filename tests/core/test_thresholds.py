@@ -44,6 +44,41 @@ def test_best_f1_threshold_falls_back_to_percentile_without_anomaly() -> None:
     assert th.best_f1_threshold(s, y, fallback_q=50, fallback_scores=train) == 5.0
 
 
+def test_anomaly_chance_follows_the_score_and_is_zero_without_labels() -> None:
+    s = np.array([1.0, 3.0, 4.0, 6.0, 9.0, 10.0, 5.0, 0.0, 12.0])
+    y = np.array([0, 1, 0, 0, 0, 1, -1, -1, -1])
+    # pool adjacent violators: 3 (1), 4, 6, 9 (0) pool to 1/4; linear between labeled scores, flat beyond them
+    np.testing.assert_allclose(th.anomaly_chance(s, y), [0, 0.25, 0.25, 0.25, 0.25, 1, 0.25, 0, 1])
+    np.testing.assert_array_equal(th.anomaly_chance(s, np.full(len(s), -1)), np.zeros(len(s)))
+
+
+def test_expected_f1_counts_the_unlabeled_points_between_the_labels() -> None:
+    # labeled: anomalies 10 and 3, normals 9, 6, 4, 1; on the labels alone 10 is best (F1 2/3 against 4/7 at 3)
+    labeled_s = np.array([10.0, 9.0, 6.0, 4.0, 3.0, 1.0])
+    labeled_y = np.array([1, 0, 0, 0, 1, 0])
+    assert th.best_f1_threshold(labeled_s, labeled_y) == 10.0
+    # with every point labeled the chances are the labels: the same answer
+    assert th.expected_f1_threshold(labeled_s, labeled_y) == 10.0
+    # eight unlabeled points at 5, each anomalous with chance 1/4 (above), so P = 2 + 2: threshold 10 flags one point
+    # for an expected F1 of 2·1 / (1 + 4) = 0.40, 5 eleven for 2·3 / (11 + 4) = 0.40, 3 thirteen for 2·4 / (13 + 4) ≈ 0.47
+    s = np.r_[labeled_s, np.full(8, 5.0)]
+    y = np.r_[labeled_y, np.full(8, -1)]
+    assert th.best_f1_threshold(s, y) == 10.0  # blind to them
+    assert th.expected_f1_threshold(s, y) == 3.0
+    assert th.choose_threshold("expected_f1", scores=s, labels=y) == 3.0
+
+
+def test_expected_f1_falls_back_like_best_f1_when_the_labels_hold_one_class() -> None:
+    s = np.array([3.0, 1.0, 2.0, 0.5])
+    assert th.expected_f1_threshold(s, np.array([1, -1, 1, -1])) == 2.0  # anomalies only: the lowest one
+    scores = np.arange(101, dtype=float)
+    normals_only = np.full(101, -1)
+    normals_only[:10] = 0
+    assert th.expected_f1_threshold(scores, normals_only, fallback_q=90) == 90.0
+    with pytest.raises(ValueError, match="labels shape"):
+        th.expected_f1_threshold(s, np.array([1, 0]))
+
+
 def test_fpr_threshold_known_answers() -> None:
     normals = np.arange(100, dtype=float)  # 0..99
     assert th.fpr_threshold(normals, 0.05) == 95.0  # 95..99: exactly 5 false positives
@@ -72,7 +107,7 @@ def test_threshold_config_is_frozen_and_validated() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.q = 50  # type: ignore[misc]
     assert cfg.to_dict() == {"method": "fpr", "q": 99.0, "k": 3.0, "target_fpr": 0.05}
-    with pytest.raises(ValueError, match="percentile, mean_std, best_f1, fpr"):
+    with pytest.raises(ValueError, match="percentile, mean_std, best_f1, expected_f1, fpr"):
         th.ThresholdConfig(method="otsu")
     with pytest.raises(ValueError, match="q must be"):
         th.ThresholdConfig(q=120)
@@ -84,11 +119,12 @@ def test_choose_threshold_by_name_and_config() -> None:
     train = np.arange(101, dtype=float)
     s = np.array([0.9, 0.8, 0.7, 0.2, 0.1, 0.75])
     y = np.array([1, 0, 1, 0, 0, -1])
-    assert th.available_methods() == ("percentile", "mean_std", "best_f1", "fpr")
+    assert th.available_methods() == ("percentile", "mean_std", "best_f1", "expected_f1", "fpr")
     assert th.choose_threshold("percentile", train_scores=train, q=95) == 95.0
     assert th.choose_threshold(th.ThresholdConfig(method="percentile", q=95), train_scores=train) == 95.0
     assert th.choose_threshold("mean_std", train_scores=train, k=0) == 50.0
     assert th.choose_threshold("best_f1", scores=s, labels=y) == 0.7
+    assert th.choose_threshold("expected_f1", scores=s, labels=y) == 0.7
     # fpr on labeled normals 0.8, 0.2, 0.1: 0 % false positives -> just above 0.8
     t = th.choose_threshold("fpr", scores=s, labels=y, target_fpr=0.0)
     assert 0.8 < t < 0.8 + 1e-12
