@@ -113,8 +113,9 @@ def estimated_anomaly_rate(pool_scores: np.ndarray, point_labels: np.ndarray) ->
 
     ``pool_scores``: ``(n,)`` a version's point scores of the pool; ``point_labels``: ``(n,)`` -1 (unlabeled), 0 or
     1. The chance that a point is anomalous given its score (:func:`app.core.thresholds.anomaly_chance`: isotonic
-    regression on the labeled points), averaged over every pool point. Unbiased when which points were asked about depends on their scores only (the
-    queries follow a version's ranking); with no label it is 0, with labels of one class that class's 0 or 1."""
+    regression on the labeled points), averaged over every pool point. Unbiased when which points were asked about
+    depends on their scores only (the queries follow a version's ranking); with no label it is 0, with labels of one
+    class that class's 0 or 1."""
     from app.core.thresholds import anomaly_chance
 
     return float(np.mean(anomaly_chance(np.asarray(pool_scores, dtype=np.float64), np.asarray(point_labels))))

@@ -4,8 +4,9 @@ The methods of seed 001 (§4.1.2 and §4.5.3): a percentile of the training scor
 training scores, the best-F1 threshold on the labels gathered so far, and a target false-positive
 rate on the scores of labeled normals; and one of ours, ``expected_f1``: the best F1 expected over
 *every* pool point, not only the labeled ones (:func:`expected_f1_threshold`). None of them sees
-evaluation labels: callers pass training scores and the analysts' labels only (in an experiment the Best-F1 threshold on the *test* labels is
-an upper bound and belongs to :mod:`app.core.metrics`, not here).
+evaluation labels: callers pass training scores and the analysts' labels only (in an experiment the
+Best-F1 threshold on the *test* labels is an upper bound and belongs to :mod:`app.core.metrics`, not
+here).
 
 Every selector returns a float threshold; predict anomalous where ``score >= threshold`` (the same
 convention as :mod:`app.core.metrics`).

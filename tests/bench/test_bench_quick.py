@@ -119,6 +119,8 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
             "0",
             "--seed",
             "1",
+            "--threshold-method",
+            "expected_f1",
             "--quick",
             "--out",
             str(out1),
@@ -126,7 +128,9 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
     )
     doc1 = json.loads(out1.read_text())
     _check_doc(doc1, "iforest", 12.0)
-    for rec in doc1["series"]:
+    assert doc1["config"]["threshold_method"] == "expected_f1"
+    for rec in doc1["series"]:  # the served threshold as such a project chooses it
+        assert rec["metrics"]["threshold_method"] in ("expected_f1_on_labels", "percentile_99_pool")
         assert rec["labels_used"] == 12 and rec["rounds"] == 3
         assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
         for c in rec["curve"][1:]:  # each round says why its candidate served or not, with the guard's figures
@@ -166,6 +170,10 @@ def test_bad_inputs_fail_with_a_message(tmp_path: Path):
     assert result.exit_code != 0 and "unknown detector" in result.output
     result = runner.invoke(bench_app, ["run", "--data", str(tmp_path), "--detector", "knn", "--param", "k=0"])
     assert result.exit_code == 2 and "k must be a whole number in [1, inf), not 0" in result.output
+    result = runner.invoke(
+        bench_app, ["run", "--data", str(tmp_path), "--detector", "knn", "--threshold-method", "otsu"]
+    )
+    assert result.exit_code == 2 and "--threshold-method must be one of" in result.output
     (tmp_path / "x.json").write_text("{}")
     result = runner.invoke(bench_app, ["table", str(tmp_path / "x.json")])
     assert result.exit_code != 0

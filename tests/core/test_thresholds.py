@@ -59,8 +59,9 @@ def test_expected_f1_counts_the_unlabeled_points_between_the_labels() -> None:
     assert th.best_f1_threshold(labeled_s, labeled_y) == 10.0
     # with every point labeled the chances are the labels: the same answer
     assert th.expected_f1_threshold(labeled_s, labeled_y) == 10.0
-    # eight unlabeled points at 5, each anomalous with chance 1/4 (above), so P = 2 + 2: threshold 10 flags one point
-    # for an expected F1 of 2·1 / (1 + 4) = 0.40, 5 eleven for 2·3 / (11 + 4) = 0.40, 3 thirteen for 2·4 / (13 + 4) ≈ 0.47
+    # eight unlabeled points at 5, each anomalous with chance 1/4 (above), so P = 2 + 2: threshold 10 flags one
+    # point for an expected F1 of 2·1 / (1 + 4) = 0.40, 5 eleven for 2·3 / (11 + 4) = 0.40, 3 thirteen for
+    # 2·4 / (13 + 4) ≈ 0.47
     s = np.r_[labeled_s, np.full(8, 5.0)]
     y = np.r_[labeled_y, np.full(8, -1)]
     assert th.best_f1_threshold(s, y) == 10.0  # blind to them
