@@ -24,9 +24,9 @@ from app.core.metrics import best_f1
 __all__ = [
     "THRESHOLD_METHODS",
     "ThresholdConfig",
+    "anomaly_chance",
     "available_methods",
     "best_f1_threshold",
-    "anomaly_chance",
     "choose_threshold",
     "expected_f1_threshold",
     "fpr_threshold",
