@@ -108,7 +108,7 @@ def run_cmd(
             help="How each version's threshold is chosen from the labels, as a project's setting: best_f1 (on the "
             "labeled points), expected_f1 (over every pool point), percentile, mean_std, fpr.",
         ),
-    ] = "best_f1",
+    ] = "expected_f1",
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
     from app.bench.runner import RunConfig, build_detector, detector_names, run

@@ -72,7 +72,7 @@ class RunConfig:
     """The product's adoption policy the bench applies: ``validate`` (default; the served model is reported) or
     ``always`` (the newest version, what the product did before safe adoption)."""
 
-    threshold_method: str = "best_f1"
+    threshold_method: str = "expected_f1"
     """How each version's threshold is chosen (a project's ``threshold_method``; :mod:`app.core.thresholds`)."""
 
     @property
@@ -235,7 +235,7 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
     wall = time.perf_counter() - t0
     a, b = split.evaluation
     # the served model's threshold, chosen as the product chooses it (the project's threshold method, by default
-    # best F1 on the labels, else the 99th percentile of the pool's scores): the F1 a user of this project would get
+    # the best F1 expected over the pool, else the 99th percentile of its scores): the F1 a user of this project would get
     metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), res.threshold)
     method, labeled = cfg.threshold_method, any(r.value == 1 for r in res.ranges)
     if method in ("best_f1", "expected_f1"):  # both fall back to a percentile without a labeled anomaly

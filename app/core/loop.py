@@ -629,7 +629,7 @@ def run_experiment(
     n_rounds: int | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     adoption: Any = None,
-    threshold_method: str = "best_f1",
+    threshold_method: str = "expected_f1",
 ) -> ExperimentResult:
     """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent.
 

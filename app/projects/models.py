@@ -41,7 +41,7 @@ class Project(Base):
     budget: Mapped[int] = mapped_column(Integer)
     auto_next: Mapped[bool] = mapped_column(default=False)
     oracle: Mapped[str] = mapped_column(String(16), default="human")
-    threshold_method: Mapped[str] = mapped_column(String(32), default="best_f1")
+    threshold_method: Mapped[str] = mapped_column(String(32), default="expected_f1")
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     """The last fraction of every series is never queried: model versions are evaluated there."""
     seed: Mapped[int] = mapped_column(Integer, default=0)

@@ -31,12 +31,12 @@ def test_rest_loop(admin_client, analyst_client, database, shared_data):
             "strategy": "top_k",
             "round_size": 3,
             "budget": 6,
-            "threshold_method": "expected_f1",  # the threshold over every pool point (best_f1 is the default)
+            "threshold_method": "best_f1",  # the best F1 on the labeled points (expected_f1 is the default)
         },
     )
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
-    assert admin_client.get(f"/api/v1/projects/{pid}").json()["threshold_method"] == "expected_f1"
+    assert admin_client.get(f"/api/v1/projects/{pid}").json()["threshold_method"] == "best_f1"
     bad = admin_client.post("/api/v1/projects", json={"name": "x", "dataset_id": dataset_id, "detector": "nope"})
     assert bad.status_code == 400 and "unknown detector 'nope'" in bad.json()["detail"]
     bad = admin_client.post(

@@ -89,6 +89,8 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
     assert page.status_code == 200
     assert "Isolation Forest on windows" in page.text and "masked minimax" in page.text  # one line of help each
     assert '"epochs": 10' in page.text  # the default detector's parameters are filled in
+    # the threshold over every pool point is the default, the best F1 on the labeled points a choice
+    assert '<option value="expected_f1" selected>' in page.text and '<option value="best_f1" >' in page.text
     assert 'name="csrf_token"' in page.text
     bad_json = create_form_error(admin_client, dataset_id, detector_params="{epochs: 3")
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.text and "<form" in bad_json.text

@@ -120,7 +120,7 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
             "--seed",
             "1",
             "--threshold-method",
-            "expected_f1",
+            "best_f1",
             "--quick",
             "--out",
             str(out1),
@@ -128,9 +128,9 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
     )
     doc1 = json.loads(out1.read_text())
     _check_doc(doc1, "iforest", 12.0)
-    assert doc1["config"]["threshold_method"] == "expected_f1"
-    for rec in doc1["series"]:  # the served threshold as such a project chooses it
-        assert rec["metrics"]["threshold_method"] in ("expected_f1_on_labels", "percentile_99_pool")
+    assert doc1["config"]["threshold_method"] == "best_f1"
+    for rec in doc1["series"]:  # the served threshold as such a project chooses it (not the default)
+        assert rec["metrics"]["threshold_method"] in ("best_f1_on_labels", "percentile_99_pool")
         assert rec["labels_used"] == 12 and rec["rounds"] == 3
         assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
         for c in rec["curve"][1:]:  # each round says why its candidate served or not, with the guard's figures
