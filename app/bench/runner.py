@@ -235,7 +235,7 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
     wall = time.perf_counter() - t0
     a, b = split.evaluation
     # the served model's threshold, chosen as the product chooses it (the project's threshold method, by default
-    # the best F1 expected over the pool, else the 99th percentile of its scores): the F1 a user of this project would get
+    # the best F1 expected over the pool, else the 99th percentile of its scores): the F1 a user of it would get
     metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), res.threshold)
     method, labeled = cfg.threshold_method, any(r.value == 1 for r in res.ranges)
     if method in ("best_f1", "expected_f1"):  # both fall back to a percentile without a labeled anomaly
