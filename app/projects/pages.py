@@ -52,6 +52,14 @@ FORM_DEFAULTS: dict[str, Any] = {
     "answers_per_window": 1,
     "review_grace_minutes": 10,
 }
+THRESHOLD_CHOICES: dict[str, str] = {
+    "expected_f1": "best F1 expected over all points",
+    "best_f1": "best F1 on the labeled points",
+    "percentile": "score percentile",
+    "mean_std": "mean + k·std",
+    "fpr": "target false-positive rate",
+}
+"""How each of :data:`app.core.thresholds.THRESHOLD_METHODS` is named on the form and the project page."""
 
 
 # -- project list and creation ------------------------------------------------------------------------------------
@@ -90,6 +98,7 @@ def _new_form(
         datasets=datasets.list_datasets(session),
         detectors=detectors,
         strategies=STRATEGIES,
+        thresholds=THRESHOLD_CHOICES,
     )
 
 
@@ -175,6 +184,7 @@ def project_page(request: Request, project_id: int, session: SessionDep, princip
         principal,
         **page,
         strategies=STRATEGIES,
+        thresholds=THRESHOLD_CHOICES,
         detector_help=service.detector_choices().get(page["project"].detector, ("", {}))[0],
     )
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.core.thresholds import THRESHOLD_METHODS
 from app.datasets import service as datasets
 from app.datasets.reader import ImportOptions
 
@@ -89,8 +90,10 @@ def test_new_project_form_shows_help_and_defaults_and_reports_bad_input(admin_cl
     assert page.status_code == 200
     assert "Isolation Forest on windows" in page.text and "masked minimax" in page.text  # one line of help each
     assert '"epochs": 10' in page.text  # the default detector's parameters are filled in
-    # the threshold over every pool point is the default, the best F1 on the labeled points a choice
+    # the threshold over every pool point is the default, the best F1 on the labeled points a choice; every
+    # method the core knows is offered
     assert '<option value="expected_f1" selected>' in page.text and '<option value="best_f1" >' in page.text
+    assert all(f'<option value="{m}"' in page.text for m in THRESHOLD_METHODS)
     assert 'name="csrf_token"' in page.text
     bad_json = create_form_error(admin_client, dataset_id, detector_params="{epochs: 3")
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.text and "<form" in bad_json.text
@@ -146,6 +149,7 @@ def test_project_page_shows_rounds_answers_versions_jobs_and_exports(app, admin_
     [version] = project["versions"]
     assert f"<b>v{version['id']}</b>" in text and "serving" in text
     assert "held-back tail" in text  # ground-truth PR-AUC says which part it was measured on
+    assert "threshold: best F1 on the labeled points" in text  # how its alarms are set (the fixture's choice)
     # the adoption rule as the project's training applies it (its flag share, the core's rate factor)
     assert "flags at most 5% of points, or 3 times the share the labels say is anomalous" in text
     # an iforest version learns from the answers it is judged on: the page does not call them held out
