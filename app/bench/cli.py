@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from app.bench.protocol import ProtocolConfig
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD, THRESHOLD_METHODS
 
 bench_app = typer.Typer(
     help="Benchmark detectors on labeled series (see BENCHMARKS.md for the protocol).", no_args_is_help=True
@@ -108,7 +109,7 @@ def run_cmd(
             help="How each version's threshold is chosen from the labels, as a project's setting: best_f1 (on the "
             "labeled points), expected_f1 (over every pool point), percentile, mean_std, fpr.",
         ),
-    ] = "expected_f1",
+    ] = DEFAULT_THRESHOLD_METHOD,
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
     from app.bench.runner import RunConfig, build_detector, detector_names, run
@@ -117,8 +118,6 @@ def run_cmd(
         raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(detector_names())}")
     if not 0 < fit_frac < 1 or not 0 < pool_frac < 1:
         raise typer.BadParameter("--fit-frac and --pool-frac must be in (0, 1)")
-    from app.core.thresholds import THRESHOLD_METHODS
-
     if threshold_method not in THRESHOLD_METHODS:
         raise typer.BadParameter(f"--threshold-method must be one of {', '.join(THRESHOLD_METHODS)}")
     cfg = RunConfig(

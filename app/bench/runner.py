@@ -31,6 +31,7 @@ from app.bench.protocol import ProtocolConfig, make_split
 from app.core.adoption import AdoptionRule
 from app.core.detectors.base import Detector
 from app.core.loop import GroundTruthOracle, Split, run_experiment
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD
 
 SCHEMA = "anomaloop.bench/1"
 METRIC_KEYS = ("pr_auc", "roc_auc", "vus_pr", "best_f1", "f1_deployable", "f1_pa", "pa_k_auc")
@@ -72,7 +73,7 @@ class RunConfig:
     """The product's adoption policy the bench applies: ``validate`` (default; the served model is reported) or
     ``always`` (the newest version, what the product did before safe adoption)."""
 
-    threshold_method: str = "expected_f1"
+    threshold_method: str = DEFAULT_THRESHOLD_METHOD
     """How each version's threshold is chosen (a project's ``threshold_method``; :mod:`app.core.thresholds`)."""
 
     @property

@@ -26,6 +26,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD, choose_threshold
 from app.core.windows import LabeledRange, end_point_scores, n_windows, ranges_to_point_labels, window_starts
 
 Metrics = dict[str, float]
@@ -553,8 +554,6 @@ def pool_threshold(method: str, pool_scores: np.ndarray, pool_labels: np.ndarray
     """A version's threshold from the pool's point scores ``(N,)`` and the labels gathered there (``(N,)`` 1 / 0 /
     -1 unlabeled) — never from ground truth. The product's versions and the bench's served model use this, with
     the detector's :meth:`~app.core.detectors.base.Detector.threshold_basis` as ``pool_scores``."""
-    from app.core.thresholds import choose_threshold
-
     s = np.asarray(pool_scores, dtype=np.float64)
     return float(choose_threshold(method, train_scores=s, scores=s, labels=np.asarray(pool_labels, dtype=np.int64)))
 
@@ -629,7 +628,7 @@ def run_experiment(
     n_rounds: int | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     adoption: Any = None,
-    threshold_method: str = "expected_f1",
+    threshold_method: str = DEFAULT_THRESHOLD_METHOD,
 ) -> ExperimentResult:
     """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent.
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Final
 
 import numpy as np
 
 from app.core.metrics import best_f1
 
 __all__ = [
+    "DEFAULT_THRESHOLD_METHOD",
     "THRESHOLD_METHODS",
     "ThresholdConfig",
     "anomaly_chance",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 THRESHOLD_METHODS = ("percentile", "mean_std", "best_f1", "expected_f1", "fpr")
+DEFAULT_THRESHOLD_METHOD: Final = "expected_f1"
+"""What new projects (and the bench) choose a version's threshold by: the best F1 expected over every pool point."""
 
 
 def _scores(x: np.ndarray, name: str) -> np.ndarray:

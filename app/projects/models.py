@@ -8,6 +8,7 @@ from sqlalchemy import JSON, CheckConstraint, Column, Float, ForeignKey, Integer
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD
 from app.datasets.models import Series
 from app.db import Base, utcnow
 
@@ -41,7 +42,7 @@ class Project(Base):
     budget: Mapped[int] = mapped_column(Integer)
     auto_next: Mapped[bool] = mapped_column(default=False)
     oracle: Mapped[str] = mapped_column(String(16), default="human")
-    threshold_method: Mapped[str] = mapped_column(String(32), default="expected_f1")
+    threshold_method: Mapped[str] = mapped_column(String(32), default=DEFAULT_THRESHOLD_METHOD)
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.0)
     """The last fraction of every series is never queried: model versions are evaluated there."""
     seed: Mapped[int] = mapped_column(Integer, default=0)

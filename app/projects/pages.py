@@ -15,6 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD
 from app.datasets import service as datasets
 from app.deps import AdminPrincipal, CurrentPrincipal, PostedForm, Principal, SessionDep
 from app.errors import AppError
@@ -43,7 +44,7 @@ FORM_DEFAULTS: dict[str, Any] = {
     "budget": 100,
     "auto_next": False,
     "oracle": "human",
-    "threshold_method": "expected_f1",
+    "threshold_method": DEFAULT_THRESHOLD_METHOD,
     "holdout_fraction": 0.0,
     "seed": 0,
     "adoption_policy": "validate",
@@ -130,7 +131,7 @@ def create_project(
             budget=form.get("budget") or 100,
             auto_next=form["auto_next"],
             oracle=form.get("oracle") or "human",
-            threshold_method=form.get("threshold_method") or "expected_f1",
+            threshold_method=form.get("threshold_method") or DEFAULT_THRESHOLD_METHOD,
             holdout_fraction=form.get("holdout_fraction") or 0.0,
             seed=form.get("seed") or 0,
             adoption_policy=form.get("adoption_policy") or "validate",

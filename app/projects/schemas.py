@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.core.adoption import AdoptionRule
+from app.core.thresholds import DEFAULT_THRESHOLD_METHOD
 from app.schemas_common import UtcDateTime
 
 ANSWERS = ("anomaly", "normal", "unsure", "skip")
@@ -54,7 +55,7 @@ class ProjectCreate(BaseModel):
     budget: int = Field(100, ge=1, le=1_000_000, description="Most windows the analysts will be asked in all.")
     auto_next: bool = Field(False, description="Open the next round as soon as a model version is stored.")
     oracle: Literal["human", "ground_truth"] = "human"
-    threshold_method: Literal["percentile", "mean_std", "best_f1", "expected_f1", "fpr"] = "expected_f1"
+    threshold_method: Literal["percentile", "mean_std", "best_f1", "expected_f1", "fpr"] = DEFAULT_THRESHOLD_METHOD
     holdout_fraction: float = Field(
         0.0, ge=0.0, lt=0.9, description="Last fraction of each series never queried; versions are evaluated there."
     )
