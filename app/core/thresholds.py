@@ -52,6 +52,16 @@ def _scores(x: np.ndarray, name: str) -> np.ndarray:
     return s
 
 
+def _labels(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``labels`` as an array checked against ``scores`` ``(n,)``: one per score, each 1, 0 or -1 (unlabeled)."""
+    y = np.asarray(labels)
+    if y.shape != scores.shape:
+        raise ValueError(f"labels shape {y.shape} differs from scores shape {scores.shape}")
+    if not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError(f"labels must be 1 (anomaly), 0 (normal) or -1 (unlabeled), found {np.unique(y)[:5]}")
+    return y
+
+
 def percentile_threshold(train_scores: np.ndarray, q: float = 99.0) -> float:
     """The ``q``-th percentile (0..100, linear interpolation) of ``train_scores`` ``(n,)``.
 
@@ -88,11 +98,7 @@ def best_f1_threshold(
     labeled or not — no label is used).
     """
     s = _scores(scores, "scores")
-    y = np.asarray(labels)
-    if y.shape != s.shape:
-        raise ValueError(f"labels shape {y.shape} differs from scores shape {s.shape}")
-    if not np.isin(y, (-1, 0, 1)).all():
-        raise ValueError(f"labels must be 1 (anomaly), 0 (normal) or -1 (unlabeled), found {np.unique(y)[:5]}")
+    y = _labels(labels, s)
     known = y >= 0
     if not (y == 1).any():
         return percentile_threshold(s if fallback_scores is None else fallback_scores, fallback_q)
@@ -110,7 +116,7 @@ def anomaly_chance(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     from sklearn.isotonic import IsotonicRegression
 
     s = _scores(scores, "scores")
-    y = np.asarray(labels)
+    y = _labels(labels, s)
     known = y >= 0
     if not known.any():
         return np.zeros(len(s))
@@ -140,9 +146,7 @@ def expected_f1_threshold(
     without a labeled anomaly, its percentile fallback.
     """
     s = _scores(scores, "scores")
-    y = np.asarray(labels)
-    if y.shape != s.shape:
-        raise ValueError(f"labels shape {y.shape} differs from scores shape {s.shape}")
+    y = _labels(labels, s)
     if not (y == 1).any() or not (y == 0).any():
         return best_f1_threshold(s, y, fallback_q=fallback_q, fallback_scores=fallback_scores)
     chance = np.where(y >= 0, (y == 1).astype(np.float64), anomaly_chance(s, y))
@@ -253,10 +257,7 @@ def choose_threshold(
     if config.method == "expected_f1":
         return expected_f1_threshold(scores, labels, fallback_q=config.q, fallback_scores=train_scores)
     s = _scores(scores, "scores")
-    y = np.asarray(labels)
-    if y.shape != s.shape:
-        raise ValueError(f"labels shape {y.shape} differs from scores shape {s.shape}")
-    normals = s[y == 0]
+    normals = s[_labels(labels, s) == 0]
     if len(normals) == 0:
         if train_scores is None:
             raise ValueError("threshold method 'fpr' needs labeled normals or train_scores")

@@ -78,6 +78,8 @@ def test_expected_f1_falls_back_like_best_f1_when_the_labels_hold_one_class() ->
     assert th.expected_f1_threshold(scores, normals_only, fallback_q=90) == 90.0
     with pytest.raises(ValueError, match="labels shape"):
         th.expected_f1_threshold(s, np.array([1, 0]))
+    with pytest.raises(ValueError, match="labels must be 1"):  # a 2 is not read as "normal"
+        th.expected_f1_threshold(s, np.array([1, 0, 2, -1]))
 
 
 def test_fpr_threshold_known_answers() -> None:
