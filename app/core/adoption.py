@@ -15,10 +15,14 @@ above, and every labeled normal below, every other window. It is defined for any
 "normal" answers still tells whether a version stopped flagging them).
 
 **The rule** (``policy="validate"``, the default): the candidate is refused when its mean paired difference from the
-serving version is below ``-max(tolerance, one standard error)`` (worse beyond noise), or when its threshold would
-flag more than ``max(max_flag_share, flag_rate_factor × the pool's anomaly rate as the labels estimate it)`` of the
-pool's points (a model that flags 60 % of points is an alarm storm, whatever its ranking). ``policy="always"`` serves
-every candidate but still records the figures.
+serving version is below ``-max(tolerance, one standard error)`` (worse beyond noise). **The threshold guard**: a
+threshold may flag at most ``max(max_flag_share, flag_rate_factor × the pool's anomaly rate as the labels estimate
+it)`` of the pool's points (a model that flags 60 % of points is an alarm storm, whatever its ranking); a candidate's
+threshold that would flag more is *raised* to that limit (:func:`capped_threshold`) and the candidate is judged on its
+ranking like any other. Refusing it instead kept the older version's ranking *and* its alarms: on KPI and SMAP the
+guard held back candidates that ranked the evaluation part better than the serving version (BENCHMARKS.md, "The guard
+caps the threshold"); capped, their ranking serves and the alarms stay within the limit. ``policy="always"`` serves
+every candidate with the threshold its labels chose, and still records the figures.
 
 **The anomaly rate** (:func:`estimated_anomaly_rate`) is not the anomalous share of the labeled points: queries go
 where scores are high, so a first round of top-k answers is often a third anomalous on a series whose anomalies are
@@ -78,6 +82,10 @@ class Verdict:
     flag_limit: float = 1.0
     anomaly_rate: float = 0.0
     """The pool's anomalous share of points as the labels estimate it (:func:`estimated_anomaly_rate`)."""
+    threshold: float | None = None
+    """The threshold the candidate serves with (raised by the guard when ``raised_from`` is set)."""
+    raised_from: float | None = None
+    """The threshold its labels chose, when the guard raised it; ``flag_share`` is then the raised one's share."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -126,6 +134,17 @@ def flag_limit(rule: AdoptionRule, anomaly_rate: float) -> float:
     return min(1.0, max(rule.max_flag_share, rule.flag_rate_factor * max(0.0, anomaly_rate)))
 
 
+def capped_threshold(threshold: float, pool_points: np.ndarray, limit: float) -> float:
+    """``threshold``, raised if need be so that at most ``limit`` (a share) of ``pool_points`` ``(n,)`` lie above it
+    (a point is flagged when its score is above the threshold). Never lowered; ties at the new threshold are not
+    flagged, so a raised threshold may flag fewer than the limit allows."""
+    s = np.sort(np.asarray(pool_points, dtype=np.float64))
+    allowed = int(np.floor(limit * len(s) + 1e-9))
+    if allowed >= len(s):
+        return float(threshold)
+    return max(float(threshold), float(s[len(s) - allowed - 1]))  # the allowed top points lie above it
+
+
 def judge(
     rule: AdoptionRule,
     labels: np.ndarray,
@@ -133,25 +152,42 @@ def judge(
     serving_ranks: np.ndarray | None,
     *,
     held_out: bool,
-    flag_share: float,
+    pool_points: np.ndarray,
+    threshold: float,
     anomaly_rate: float,
 ) -> Verdict:
-    """Decide whether a candidate serves.
+    """Decide whether a candidate serves, and with which threshold.
 
     ``labels``: ``(m,)`` 0/1 labels of the validation windows; ``candidate_ranks`` / ``serving_ranks``: their
-    :func:`percentile_ranks` under each version (``serving_ranks`` None: nothing serves yet). ``flag_share``: share
-    of pool points above the candidate's threshold; ``anomaly_rate``: the pool's anomalous share of points as the
-    labels estimate it (:func:`estimated_anomaly_rate`).
+    :func:`percentile_ranks` under each version (``serving_ranks`` None: nothing serves yet). ``pool_points``:
+    ``(n,)`` the candidate's point scores of the pool; ``threshold``: the one its labels chose (raised by the guard,
+    under ``policy="validate"``, when it flags more than the limit); ``anomaly_rate``: the pool's anomalous share of
+    points as the labels estimate it (:func:`estimated_anomaly_rate`).
     """
     limit = flag_limit(rule, anomaly_rate)
+    points = np.asarray(pool_points, dtype=np.float64)
+    share = float(np.mean(points > threshold)) if len(points) else 0.0
+    served_threshold, raised_from, guard_note = float(threshold), None, ""
+    if rule.policy == "validate" and share > limit:
+        served_threshold = capped_threshold(threshold, points, limit)
+        raised_from = float(threshold)
+        capped = float(np.mean(points > served_threshold))
+        guard_note = (
+            f"; its threshold was raised from {threshold:.4g} (flagging {share:.1%} of the pool's points) to "
+            f"{served_threshold:.4g}, flagging {capped:.1%}: the limit is {limit:.1%} (the labels put about "
+            f"{anomaly_rate:.1%} of them anomalous)"
+        )
+        share = capped
     y = np.asarray(labels).astype(np.int64)
     base: dict[str, Any] = {
         "n_validation": len(y),
         "n_anomalous": int(y.sum()),
         "held_out": held_out,
-        "flag_share": float(flag_share),
+        "flag_share": share,
         "flag_limit": float(limit),
         "anomaly_rate": float(anomaly_rate),
+        "threshold": served_threshold,
+        "raised_from": raised_from,
     }
     cand_v, weights = agreement(candidate_ranks, y)
     cand_fig = float(np.sum(weights * cand_v)) if len(y) else None
@@ -160,51 +196,36 @@ def judge(
         serv_v, _ = agreement(serving_ranks, y)
         serv_fig = float(np.sum(weights * serv_v))
     figures: dict[str, Any] = {"candidate_figure": cand_fig, "serving_figure": serv_fig}
+
+    def verdict(serve: bool, reason: str) -> Verdict:
+        return Verdict(serve, reason + guard_note, **base, **figures)
+
     if rule.policy == "always":
-        return Verdict(True, "the project serves every new version (adoption policy 'always')", **base, **figures)
+        note = f"; its threshold flags {share:.1%} of the pool's points (limit {limit:.1%})" if share > limit else ""
+        return verdict(True, f"the project serves every new version (adoption policy 'always'){note}")
     if serving_ranks is None:  # the first version serves whatever: there is nothing better to keep
-        note = (
-            f"; its threshold flags {flag_share:.1%} of the pool's points (limit {limit:.1%})"
-            if flag_share > limit
-            else ""
-        )
-        return Verdict(True, f"served: nothing serves yet{note}", **base, **figures)
-    if flag_share > limit:
-        return Verdict(
-            False,
-            f"its threshold flags {flag_share:.1%} of the pool's points, above the limit of {limit:.1%} (the labels "
-            f"put about {anomaly_rate:.1%} of them anomalous)",
-            **base,
-            **figures,
-        )
+        return verdict(True, "served: nothing serves yet")
     if serv_fig is None or cand_fig is None:
-        return Verdict(True, "served: no new answer to validate on", **base, **figures)
+        return verdict(True, "served: no new answer to validate on")
     diff = cand_v - serv_v
     mean = float(np.sum(weights * diff))
     se = float(np.sqrt(np.sum(weights**2 * (diff - mean) ** 2)))
     margin = max(rule.tolerance, se)
     kind = "held-out" if held_out else "in-sample"
     if mean < -margin:
-        return Verdict(
+        return verdict(
             False,
             f"worse on the {len(y)} newest answers ({kind}): agreement {cand_fig:.3f} against "
             f"{serv_fig:.3f} for the serving version",
-            **base,
-            **figures,
         )
     if not held_out:
-        return Verdict(
+        return verdict(
             True,
             f"not worse in-sample on the {len(y)} newest answers ({cand_fig:.3f} vs {serv_fig:.3f}); "
             "this detector cannot hold labels out, so the check can only refuse",
-            **base,
-            **figures,
         )
-    return Verdict(
-        True,
-        f"not worse on the {len(y)} newest answers, held out: agreement {cand_fig:.3f} vs {serv_fig:.3f}",
-        **base,
-        **figures,
+    return verdict(
+        True, f"not worse on the {len(y)} newest answers, held out: agreement {cand_fig:.3f} vs {serv_fig:.3f}"
     )
 
 
@@ -213,6 +234,7 @@ __all__ = [
     "AdoptionRule",
     "Verdict",
     "agreement",
+    "capped_threshold",
     "estimated_anomaly_rate",
     "flag_limit",
     "judge",

@@ -454,7 +454,8 @@ def validate_candidate(
     X_pool: np.ndarray,
     candidate_window_scores: Sequence[np.ndarray],
     serving_window_scores: Sequence[np.ndarray] | None,
-    flag_share: float,
+    pool_points: np.ndarray,
+    threshold: float,
 ) -> Any:
     """Judge a candidate trained with every label, on the newest round's answers (:mod:`app.core.adoption`).
 
@@ -462,11 +463,12 @@ def validate_candidate(
     ``state.labels``). ``candidate_window_scores`` / ``serving_window_scores``: per series, each version's scores of
     all its windows (``serving_window_scores`` None: nothing serves yet); the serving version never learned from the
     newest answers, so its figure is honest. When the candidate can hold labels out (``can_hold_out_labels``), its
-    figure is cross-fitted (:func:`_cross_fitted_ranks`); else it is in-sample and can only refuse. ``flag_share``:
-    share of pool points above the candidate's threshold. The threshold guard's allowance comes from the pool's anomaly
-    rate as the labels estimate it on the scores that chose the queries: the serving version's (the candidate's when
-    nothing serves), so a candidate that scores every window high cannot raise its own allowance. Returns an
-    :class:`~app.core.adoption.Verdict`."""
+    figure is cross-fitted (:func:`_cross_fitted_ranks`); else it is in-sample and can only refuse. ``pool_points``:
+    ``(n,)`` the candidate's point scores of the pool (every series' pool part, in order); ``threshold``: the one its
+    labels chose. The threshold guard's allowance comes from the pool's anomaly rate as the labels estimate it on the
+    scores that chose the queries: the serving version's (the candidate's when nothing serves), so a candidate that
+    scores every window high cannot raise its own allowance. Returns an :class:`~app.core.adoption.Verdict`, whose
+    ``threshold`` is the one the candidate serves with (raised to the guard's limit when its own flags more)."""
     from app.core.adoption import estimated_anomaly_rate, judge, percentile_ranks
 
     kept = [(q, y) for q, y in ((q, window_label(r, q.start, q.end)) for q, r in newest) if y is not None]
@@ -493,7 +495,16 @@ def validate_candidate(
         for w, s in zip(in_pool(chose), state.series, strict=True)
     ]
     rate = estimated_anomaly_rate(np.concatenate(chose_points), known)
-    return judge(rule, labels, cand_ranks, serving_ranks, held_out=held_out, flag_share=flag_share, anomaly_rate=rate)
+    return judge(
+        rule,
+        labels,
+        cand_ranks,
+        serving_ranks,
+        held_out=held_out,
+        pool_points=pool_points,
+        threshold=threshold,
+        anomaly_rate=rate,
+    )
 
 
 VALIDATION_FOLDS = 5
@@ -714,11 +725,12 @@ def run_experiment(
         pool_labels = ranges_to_point_labels(state.pool_ranges(), p1)
         c_basis = candidate.threshold_basis(split.X, c_points)
         c_threshold = pool_threshold(threshold_method, c_basis[:p1], pool_labels)
-        flagged = float(np.mean(c_points[:p1] > c_threshold))
-        verdict = validate_candidate(rule, state, newest, candidate, X_pool, [c_windows], [windows], flagged)
+        verdict = validate_candidate(
+            rule, state, newest, candidate, X_pool, [c_windows], [windows], c_points[:p1], c_threshold
+        )
         cand_metrics = evaluate(c_points[a:b], y_eval)
-        if verdict.serve:
-            served, points, windows, threshold = candidate, c_points, c_windows, c_threshold
+        if verdict.serve:  # with the guard's threshold (its labels' own unless that flags too much)
+            served, points, windows, threshold = candidate, c_points, c_windows, verdict.threshold
         score_s += time.perf_counter() - t0 + plan_s
         all_queries.extend(queries)
         n_anom = sum(1 for q, rs in newest if window_label(rs, q.start, q.end) == 1)

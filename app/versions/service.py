@@ -170,7 +170,7 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
     # a type checker cannot tie a flag to a method
     capable: Any = detector
     scores = {}
-    basis: dict[int, np.ndarray] = {}  # the point scores the threshold is chosen on (Detector.threshold_basis)
+    basis = []  # per series, the pool's point scores the threshold is chosen on (Detector.threshold_basis)
     for s in inp.series:
         points, windows = detector.point_and_window_scores(s.values)
         entry = {"point": points, "window": windows}
@@ -179,15 +179,11 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         if detector.explains_windows:
             entry["driver"] = np.asarray(capable.window_drivers(s.values, window_scores=windows), dtype=np.float32)
         scores[s.series_id] = entry
-        basis[s.series_id] = detector.threshold_basis(s.values, points)
-    threshold, metrics = evaluate(inp, scores, basis)
-    if detector.explains_windows:
-        metrics["member_names"] = list(capable.member_names_)
-    notes, clause = detector.training_notes()  # e.g. RLAD's check of its agent against its warm-up forest
-    metrics.update(notes)
+        basis.append(detector.threshold_basis(s.values, points)[: s.pool_points])
     pool_points = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
-    flag_share = float(np.mean(pool_points > threshold))
-    metrics["flag_share"] = round(flag_share, 6)
+    # from the labels gathered, never from ground truth (-1 entries are unlabeled)
+    labels = ranges_to_point_labels(list(inp.ranges), len(pool_points))
+    chosen = pool_threshold(inp.threshold_method, np.concatenate(basis), labels)
     verdict = validate_candidate(
         inp.rule,
         inp.state,
@@ -196,8 +192,16 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
         inp.pool,
         [scores[s.series_id]["window"] for s in inp.series],
         inp.serving_windows if inp.weights is not None else None,
-        flag_share,
+        pool_points,
+        chosen,
     )
+    threshold = float(verdict.threshold)  # the guard's, when the labels' own flags more than its limit
+    metrics = evaluate(inp, scores, labels, threshold)
+    metrics["flag_share"] = round(verdict.flag_share, 6)
+    if detector.explains_windows:
+        metrics["member_names"] = list(capable.member_names_)
+    notes, clause = detector.training_notes()  # e.g. RLAD's check of its agent against its warm-up forest
+    metrics.update(notes)
     adoption = verdict.as_dict()
     if clause:  # what scores this version, said where the verdict is shown
         adoption["reason"] += "; " + clause
@@ -205,17 +209,13 @@ def train(inp: TrainingInput, device: str, progress=None) -> TrainingOutput:  # 
 
 
 def evaluate(
-    inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]], basis: dict[int, np.ndarray] | None = None
-) -> tuple[float, dict]:
-    """Threshold from the labels gathered (never from ground truth) on ``basis`` (per series, the point scores
-    the threshold is chosen on; the served point scores when None); metrics on the labels and, where imported, on
-    ground truth of the held-back tail (or of the whole series when nothing is held back, marked as such)."""
+    inp: TrainingInput, scores: dict[int, dict[str, np.ndarray]], labels: np.ndarray, threshold: float
+) -> dict:
+    """A version's metrics: on the pool's ``labels`` ``(N,)`` (1 / 0 / -1 unlabeled) and, where imported, on ground
+    truth of the held-back tail (or of the whole series when nothing is held back, marked as such), with the
+    ``threshold`` it serves with."""
     pool_scores = np.concatenate([scores[s.series_id]["point"][: s.pool_points] for s in inp.series])
-    labels = ranges_to_point_labels(list(inp.ranges), len(pool_scores))
     known = labels >= 0
-    on = np.concatenate([basis[s.series_id][: s.pool_points] for s in inp.series]) if basis else pool_scores
-    # -1 (unlabeled) entries are ignored by the label-based methods; no evaluation label is ever passed here
-    threshold = pool_threshold(inp.threshold_method, on, labels)
     out: dict = {"labels_used": inp.labels_used, "labeled_points": int(known.sum()), "threshold": threshold}
     if known.any() and 0 < labels[known].sum() < known.sum():
         out["labels_pr_auc"] = m.pr_auc(pool_scores[known], labels[known])
@@ -244,7 +244,7 @@ def evaluate(
                     "f1_at_threshold": m.precision_recall_f1(ev_scores, ev_truth, threshold)[2],
                 }
             )
-    return threshold, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def store_training(

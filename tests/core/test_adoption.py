@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.adoption import AdoptionRule, agreement, estimated_anomaly_rate, flag_limit, judge, percentile_ranks
+from app.core.adoption import (
+    AdoptionRule,
+    agreement,
+    capped_threshold,
+    estimated_anomaly_rate,
+    flag_limit,
+    judge,
+    percentile_ranks,
+)
 
 
 def test_percentile_ranks_known_answers():
@@ -21,6 +29,10 @@ def test_agreement_balances_classes():
     assert float(np.sum(values * weights)) == pytest.approx(0.45 + 0.4)
 
 
+POOL = np.arange(1_000, dtype=np.float64)
+"""A pool of 1,000 point scores 0..999: a threshold of ``999.5 - 1000 * share`` flags ``share`` of it."""
+
+
 def _judge(cand, serv, labels, **kw):
     rule = kw.pop("rule", AdoptionRule())
     return judge(
@@ -29,7 +41,8 @@ def _judge(cand, serv, labels, **kw):
         np.array(cand),
         None if serv is None else np.array(serv),
         held_out=kw.pop("held_out", True),
-        flag_share=kw.pop("flag_share", 0.01),
+        pool_points=POOL,
+        threshold=999.5 - 1_000 * kw.pop("flag_share", 0.01),
         anomaly_rate=kw.pop("rate", 0.0),
     )
 
@@ -51,11 +64,29 @@ def test_noise_sized_losses_do_not_refuse():
     assert _judge(slightly, serving, labels).serve
 
 
-def test_the_threshold_guard_refuses_an_alarm_storm_unless_labels_show_that_many_anomalies():
+def test_capped_threshold_known_answers():
+    points = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 3.0, 6.0, 0.0, 8.0, 7.0])
+    assert capped_threshold(2.5, points, 0.3) == 5.0  # 6, 7 and 8 lie above it: 30 %
+    assert capped_threshold(6.5, points, 0.3) == 6.5  # flags 20 % already: never lowered
+    assert capped_threshold(0.5, points, 0.25) == 6.0  # 2.5 points allowed: two lie above
+    assert capped_threshold(-1.0, points, 1.0) == -1.0  # every point may be flagged
+    ties = np.array([1.0, 2.0, 2.0, 2.0, 2.0])
+    assert capped_threshold(0.0, ties, 0.4) == 2.0  # the ties are not flagged: none is, rather than three of five
+    assert np.mean(points > capped_threshold(-np.inf, points, 0.05)) == 0.0
+
+
+def test_the_threshold_guard_caps_an_alarm_storm_unless_labels_show_that_many_anomalies():
+    """A candidate whose threshold flags 60 % of the pool serves with its threshold raised to the guard's 5 %; its
+    ranking is judged as any other's (a worse one is still refused, its threshold raised all the same)."""
     labels, same = [1, 0], [0.9, 0.1]
     v = _judge(same, same, labels, flag_share=0.6)
-    assert not v.serve and "flags 60.0%" in v.reason
-    assert _judge(same, same, labels, flag_share=0.6, rate=0.25).serve  # 3 x 25 % anomalies allows 75 %
+    assert v.serve and v.raised_from == pytest.approx(399.5) and v.threshold == 949.0
+    assert v.flag_share == pytest.approx(0.05) and "flagging 60.0%" in v.reason and "the limit is 5.0%" in v.reason
+    roomy = _judge(same, same, labels, flag_share=0.6, rate=0.25)  # 3 x 25 % anomalies allows 75 %
+    assert roomy.serve and roomy.raised_from is None and roomy.threshold == pytest.approx(399.5)
+    assert roomy.flag_share == pytest.approx(0.6)
+    worse = _judge([0.1, 0.9], same, labels, flag_share=0.6)
+    assert not worse.serve and "worse" in worse.reason and worse.threshold == 949.0
     assert flag_limit(AdoptionRule(), 0.001) == 0.05
 
 
@@ -73,9 +104,10 @@ def test_the_anomaly_rate_is_estimated_without_the_queries_bias():
     rate = estimated_anomaly_rate(scores, labels)
     assert rate == pytest.approx(0.11875)
     storm = _judge([0.9, 0.1], [0.9, 0.1], [1, 0], flag_share=0.5, rate=rate)
-    assert not storm.serve and "flags 50.0%" in storm.reason and "about 11.9% of them anomalous" in storm.reason
+    assert "flagging 50.0%" in storm.reason and "about 11.9% of them anomalous" in storm.reason
     assert storm.anomaly_rate == pytest.approx(0.11875) and storm.flag_limit == pytest.approx(0.35625)
-    assert _judge([0.9, 0.1], [0.9, 0.1], [1, 0], flag_share=0.06, rate=rate).serve
+    assert storm.flag_share == pytest.approx(0.356)  # 356 of the 1,000 points: the most within the limit
+    assert _judge([0.9, 0.1], [0.9, 0.1], [1, 0], flag_share=0.06, rate=rate).raised_from is None
     # no label: nothing known (the guard's own share holds); one class only: that class everywhere
     assert estimated_anomaly_rate(scores, np.full(2_000, -1)) == 0.0
     assert estimated_anomaly_rate(scores, np.where(labels == 1, 1, -1)) == 1.0
@@ -87,6 +119,7 @@ def test_nothing_serving_or_no_answers_serves_and_always_policy_serves():
     always = AdoptionRule(policy="always")
     v = _judge([0.1, 0.9], [0.9, 0.1], [1, 0], rule=always, flag_share=0.9)
     assert v.serve and v.candidate_figure < v.serving_figure  # figures still recorded
+    assert v.raised_from is None and v.flag_share == pytest.approx(0.9) and "flags 90.0%" in v.reason
     with pytest.raises(ValueError):
         AdoptionRule(policy="sometimes")
 

@@ -333,8 +333,9 @@ def test_the_threshold_guard_reads_the_anomaly_rate_off_the_scores_that_chose_th
     scores rise with the position, so a top-k round asks about the last four windows (all anomalous) and five interval
     picks about normal windows: 100 of the 225 labeled points are anomalous, and three times that share let any
     candidate serve. Estimated on the serving scores the rate is about 12 % (tests/core/test_adoption.py works the
-    same case by hand), so a candidate flagging half the pool is held back and one flagging 6 % serves — even when the
-    candidate scores every window alike, which would put its own estimate at the labels' 44 %."""
+    same case by hand), so a candidate flagging half the pool has its threshold raised to the limit and one flagging 6 %
+    keeps its own — even when the candidate scores every window alike, which would put its own estimate at the labels'
+    44 %."""
     window, n = 25, 2_000
     starts = [1_975, 1_950, 1_925, 1_900, 0, 400, 800, 1_200, 1_600]
     newest = [
@@ -352,14 +353,24 @@ def test_the_threshold_guard_reads_the_anomaly_rate_off_the_scores_that_chose_th
 
     def verdict(candidate_windows: np.ndarray, flag_share: float, serving_windows=serving):  # type: ignore[no-untyped-def]
         chose = None if serving_windows is None else [serving_windows]
+        pool_points = np.arange(n, dtype=np.float64)  # a threshold of n - 0.5 - n * share flags that share
         return validate_candidate(
-            AdoptionRule(), state, newest, InSample(), X_pool, [candidate_windows], chose, flag_share
+            AdoptionRule(),
+            state,
+            newest,
+            InSample(),
+            X_pool,
+            [candidate_windows],
+            chose,
+            pool_points,
+            n - 0.5 - n * flag_share,
         )
 
     storm = verdict(serving, 0.5)
-    assert not storm.serve and "above the limit" in storm.reason
+    assert storm.serve and storm.raised_from == pytest.approx(999.5) and "the limit is" in storm.reason
     assert 0.08 < storm.anomaly_rate < 0.16 and storm.flag_limit < 0.5
-    assert verdict(serving, 0.06).serve
+    assert storm.flag_share <= storm.flag_limit and storm.threshold > storm.raised_from
+    assert verdict(serving, 0.06).raised_from is None
     flat = np.ones(n - window + 1)  # every window alike: estimated on these, the rate would be the labels' 44 %
     assert verdict(flat, 0.5).anomaly_rate == pytest.approx(storm.anomaly_rate)
     first = verdict(flat, 0.5, serving_windows=None)  # nothing serves yet: served, its own scores estimate the rate
