@@ -271,8 +271,9 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
                 "served": r.served,
                 "candidate_pr_auc": r.candidate_metrics.get("pr_auc"),
                 "n_anomalous_queries": r.n_anomalous_queries,
-                # why the candidate served or not, and the threshold guard's figures (app/core/adoption.py)
-                **{k: r.verdict.get(k) for k in ("reason", "flag_share", "flag_limit", "anomaly_rate")},
+                # why the candidate served or not, and the threshold guard's figures (app/core/adoption.py): raised_from
+                # is the threshold its labels chose when the guard raised it
+                **{k: r.verdict.get(k) for k in ("reason", "flag_share", "flag_limit", "anomaly_rate", "raised_from")},
             }
             for r in res.rounds
         ],

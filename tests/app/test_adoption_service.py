@@ -1,5 +1,5 @@
 """Safe adoption through the real services and jobs: a worse candidate is stored but not served, a better one
-serves, the threshold guard holds back an alarm storm, and an admin's pick sticks until the project follows again."""
+serves, the threshold guard raises an alarm storm's threshold to its limit, and an admin's pick sticks until the project follows again."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from app.core.detectors import registry
 from app.projects.models import Project
+from app.versions.models import ModelVersion
 from app.versions import repository as versions_repo
 from app.versions import service as versions
 from tests.app.loop_helpers import create, executor, import_series, run_rounds
@@ -66,15 +67,21 @@ def test_a_worse_candidate_is_stored_not_served_and_a_better_one_serves(database
             assert v1["adoption"]["candidate_figure"] < v1["adoption"]["serving_figure"]
 
 
-def test_the_threshold_guard_holds_back_a_version_that_flags_too_much(database, tmp_path, flip_detector):
-    # "worse" ranks the spikes last: the best-F1 threshold on the labels must then flag every point
+def test_the_threshold_guard_raises_a_storms_threshold_to_its_limit(database, tmp_path, flip_detector):
+    # "worse" ranks the spikes last: the threshold its labels choose must then flag nearly every point
     project_id, job_id = _project(database, tmp_path, "worse", max_flag_share=0.05)
     ex = executor(database, tmp_path)
     ex.enqueue(job_id)
     v0, v1 = run_rounds(database, ex.enqueue, project_id, rounds=1, timeout=120)
     ex.shutdown()
-    assert not v1["adoption"]["serve"] and "of the pool's points, above the limit" in v1["adoption"]["reason"]
-    assert v1["adoption"]["flag_share"] > v1["adoption"]["flag_limit"]
+    adoption = v1["adoption"]
+    assert "its threshold was raised from" in adoption["reason"] and adoption["raised_from"] < adoption["threshold"]
+    with database.session_scope() as s:  # the version stores the raised one
+        assert s.get(ModelVersion, v1["id"]).threshold == pytest.approx(adoption["threshold"], rel=1e-5)
+    assert v1["threshold"] == pytest.approx(adoption["threshold"], rel=1e-5)
+    assert v1["flag_share"] == adoption["flag_share"] <= adoption["flag_limit"] < 0.5
+    # its ranking is still judged: the spikes last is worse on the answers, so v0 keeps serving
+    assert not adoption["serve"] and "worse on the" in adoption["reason"]
     assert _serving(database, project_id) == v0["id"]
 
 

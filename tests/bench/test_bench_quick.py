@@ -135,6 +135,9 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
         assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
         for c in rec["curve"][1:]:  # each round says why its candidate served or not, with the guard's figures
             assert c["reason"] and 0.0 <= c["flag_share"] <= 1.0 and c["flag_limit"] >= 0.05 and c["anomaly_rate"] >= 0
+            # no threshold flags more than the guard allows: raised to the limit when its labels chose a lower one
+            assert c["flag_share"] <= c["flag_limit"]
+            assert (c["raised_from"] is None) == ("its threshold was raised" not in c["reason"])
     assert doc1["pooled"]["all"]["pr_auc"]["per_seed"] and len(doc1["pooled"]["all"]["seeds"]) == 2
 
     html = tmp_path / "report.html"
