@@ -135,14 +135,18 @@ def flag_limit(rule: AdoptionRule, anomaly_rate: float) -> float:
 
 
 def capped_threshold(threshold: float, pool_points: np.ndarray, limit: float) -> float:
-    """``threshold``, raised if need be so that at most ``limit`` (a share) of ``pool_points`` ``(n,)`` lie above it
-    (a point is flagged when its score is above the threshold). Never lowered; ties at the new threshold are not
-    flagged, so a raised threshold may flag fewer than the limit allows."""
+    """``threshold``, raised if need be so that at most ``limit`` (a share) of ``pool_points`` ``(n,)`` are flagged —
+    a point is flagged when its score is at or above the threshold, as everywhere in the product. Never lowered. The
+    raised threshold lies halfway between the highest point that must not be flagged and the next higher score, so no
+    point sits on it; ties are never split, so it may flag fewer than the limit allows."""
     s = np.sort(np.asarray(pool_points, dtype=np.float64))
     allowed = int(np.floor(limit * len(s) + 1e-9))
-    if allowed >= len(s):
+    if len(s) - np.searchsorted(s, threshold, side="left") <= allowed:  # flags few enough already
         return float(threshold)
-    return max(float(threshold), float(s[len(s) - allowed - 1]))  # the allowed top points lie above it
+    kept = s[len(s) - allowed - 1]  # the highest score that must not be flagged
+    higher = s[s > kept]
+    raised = (kept + higher[0]) / 2.0 if len(higher) else kept
+    return float(raised if raised > kept else np.nextafter(kept, np.inf))
 
 
 def judge(
@@ -160,18 +164,19 @@ def judge(
 
     ``labels``: ``(m,)`` 0/1 labels of the validation windows; ``candidate_ranks`` / ``serving_ranks``: their
     :func:`percentile_ranks` under each version (``serving_ranks`` None: nothing serves yet). ``pool_points``:
-    ``(n,)`` the candidate's point scores of the pool; ``threshold``: the one its labels chose (raised by the guard,
+    ``(n,)`` the candidate's point scores of the pool (a point is flagged when at or above the threshold);
+    ``threshold``: the one its labels chose (raised by the guard,
     under ``policy="validate"``, when it flags more than the limit); ``anomaly_rate``: the pool's anomalous share of
     points as the labels estimate it (:func:`estimated_anomaly_rate`).
     """
     limit = flag_limit(rule, anomaly_rate)
     points = np.asarray(pool_points, dtype=np.float64)
-    share = float(np.mean(points > threshold)) if len(points) else 0.0
+    share = float(np.mean(points >= threshold)) if len(points) else 0.0
     served_threshold, raised_from, guard_note = float(threshold), None, ""
     if rule.policy == "validate" and share > limit:
         served_threshold = capped_threshold(threshold, points, limit)
         raised_from = float(threshold)
-        capped = float(np.mean(points > served_threshold))
+        capped = float(np.mean(points >= served_threshold))
         guard_note = (
             f"; its threshold was raised from {threshold:.4g} (flagging {share:.1%} of the pool's points) to "
             f"{served_threshold:.4g}, flagging {capped:.1%}: the limit is {limit:.1%} (the labels put about "
