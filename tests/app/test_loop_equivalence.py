@@ -3,7 +3,7 @@
 The product path is what a ground-truth project does on SQLite with the in-process executor (fit job, rounds
 started through ``projects.start_round``, answers from the stored ground truth, retraining jobs with safe
 adoption); the bench path is ``app.core.loop.run_experiment`` as ``anomaloop bench run`` calls it. Both read the same
-float32 values, so every query of every round and the served model's final scores must agree.
+float32 values, so every query of every round and the served model's final scores and threshold must agree.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def test_bench_and_product_run_the_same_loop(detector, sqlite_url, tmp_path):
                 s, served.id, series.id, "point", 0, N_POINTS, series.chunk_points
             )
             verdicts = [v.adoption.get("serve") for v in versions_repo.list_for_project(s, project_id)]
+            product_threshold = served.threshold
             window, strategy, pool_end = project.window, project.strategy, int(round(N_POINTS * (1 - HOLDOUT)))
 
         det = make_detector(detector, window=window, stride=1, seed=SEED, device="cpu", **CASES[detector])
@@ -95,6 +96,7 @@ def test_bench_and_product_run_the_same_loop(detector, sqlite_url, tmp_path):
         assert bench_queries == product_queries
         assert [r.served for r in res.rounds[1:]] == verdicts[1:]
         np.testing.assert_allclose(product_scores, res.scores.astype(np.float32), rtol=1e-5, atol=1e-6)
+        assert product_threshold == pytest.approx(res.threshold, rel=1e-5, abs=1e-6)  # the alarms a client gets
     finally:
         from tests.conftest import _wipe
 
