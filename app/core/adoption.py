@@ -165,9 +165,9 @@ def judge(
     ``labels``: ``(m,)`` 0/1 labels of the validation windows; ``candidate_ranks`` / ``serving_ranks``: their
     :func:`percentile_ranks` under each version (``serving_ranks`` None: nothing serves yet). ``pool_points``:
     ``(n,)`` the candidate's point scores of the pool (a point is flagged when at or above the threshold);
-    ``threshold``: the one its labels chose (raised by the guard,
-    under ``policy="validate"``, when it flags more than the limit); ``anomaly_rate``: the pool's anomalous share of
-    points as the labels estimate it (:func:`estimated_anomaly_rate`).
+    ``threshold``: the one its labels chose (raised by the guard, under ``policy="validate"``, when it flags more than
+    the limit); ``anomaly_rate``: the pool's anomalous share of points as the labels estimate it
+    (:func:`estimated_anomaly_rate`).
     """
     limit = flag_limit(rule, anomaly_rate)
     points = np.asarray(pool_points, dtype=np.float64)
