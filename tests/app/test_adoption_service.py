@@ -1,5 +1,6 @@
 """Safe adoption through the real services and jobs: a worse candidate is stored but not served, a better one
-serves, the threshold guard raises an alarm storm's threshold to its limit, and an admin's pick sticks until the project follows again."""
+serves, the threshold guard raises an alarm storm's threshold to its limit, and an admin's pick sticks until the
+project follows again."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 
 from app.core.detectors import registry
 from app.projects.models import Project
-from app.versions.models import ModelVersion
 from app.versions import repository as versions_repo
 from app.versions import service as versions
+from app.versions.models import ModelVersion
 from tests.app.loop_helpers import create, executor, import_series, run_rounds
 
 
