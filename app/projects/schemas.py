@@ -62,12 +62,12 @@ class ProjectCreate(BaseModel):
     seed: int = Field(0, ge=0)
     adoption_policy: Literal["validate", "always"] = Field(
         "validate",
-        description="validate: a new version serves only if the newest answers say it is not worse and "
-        "its threshold flags at most max_flag_share of the points (or "
+        description="validate: a new version serves only if the newest answers say it is not worse, and "
+        "its threshold is raised where need be so it flags at most max_flag_share of the points (or "
         f"{AdoptionRule.flag_rate_factor:g} times the anomaly rate the labels estimate, where that is more); "
-        "always: the newest version serves.",
+        "always: the newest version serves with the threshold its labels chose.",
     )
-    max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard (share of pool points).")
+    max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard: the share of pool points a version's threshold may flag.")
     answers_per_window: int = Field(
         1,
         ge=1,
