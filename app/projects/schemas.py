@@ -67,7 +67,9 @@ class ProjectCreate(BaseModel):
         f"{AdoptionRule.flag_rate_factor:g} times the anomaly rate the labels estimate, where that is more); "
         "always: the newest version serves with the threshold its labels chose.",
     )
-    max_flag_share: float = Field(0.05, gt=0.0, le=1.0, description="The threshold guard: the share of pool points a version's threshold may flag.")
+    max_flag_share: float = Field(
+        0.05, gt=0.0, le=1.0, description="The threshold guard: the share of pool points a version's threshold may flag."
+    )
     answers_per_window: int = Field(
         1,
         ge=1,
