@@ -68,7 +68,7 @@ class ProjectCreate(BaseModel):
         "always: the newest version serves with the threshold its labels chose.",
     )
     max_flag_share: float = Field(
-        0.05, gt=0.0, le=1.0, description="The threshold guard: the share of pool points a version's threshold may flag."
+        0.05, gt=0.0, le=1.0, description="The threshold guard: the share of pool points a threshold may flag."
     )
     answers_per_window: int = Field(
         1,
