@@ -25,8 +25,9 @@ class VersionOut(BaseModel):
     created_at: UtcDateTime
     adoption: dict[str, Any] = {}
     """The adoption verdict: ``serve`` (the checks passed), ``reason``, the agreement figures of the candidate and of
-    the version serving when it was judged, the share of points its threshold flags, ``pinned`` when an admin's pick
-    kept it from serving."""
+    the version serving when it was judged, the share of points its threshold flags and the guard's limit,
+    ``raised_from`` (the threshold its labels chose, when the guard raised it to the limit), ``pinned`` when an
+    admin's pick kept it from serving."""
     serving: bool = False
 
 
