@@ -12,6 +12,7 @@ resolved :class:`~app.accounts.service.Identity` (see :func:`app.deps.optional_p
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,9 @@ PUBLIC_WRITES = {"/login"}
 """Writes that need no credential (the sign-in form: rate limited and CSRF-checked by its route)."""
 UPLOAD_PATHS = {"/api/v1/datasets/import", "/admin/import"}
 """Routes that take a file: admins only, up to ``max_upload_mb``; every other body is capped at ``max_json_kb``."""
+WRITING_READS = re.compile(r"/api/v1/projects/\d+/next-query")
+"""GETs that write: ``next-query`` hands the caller its window (a claim on the query's row), so it takes a write
+slot — it may wait for a lock (SQLite's one writer), and reads must not queue behind it."""
 NO_IDENTITY_PREFIXES = ("/static/", "/vendor/", "/healthz")
 """Public and static paths: no database work at all, so ``/healthz`` answers even when the pool is exhausted."""
 RETRY_AFTER_S = 5
@@ -110,7 +114,8 @@ class Guard:
         if path.startswith(NO_IDENTITY_PREFIXES):
             await self.app(scope, receive, send)
             return
-        slots, admitted = self._admission(method in SAFE_METHODS), False
+        read = method in SAFE_METHODS and not WRITING_READS.fullmatch(path)
+        slots, admitted = self._admission(read), False
         with anyio.move_on_after(self.settings.admission_wait_seconds):
             await slots.acquire()
             admitted = True

@@ -231,5 +231,9 @@ def test_reads_do_not_queue_behind_writes(database, tmp_path):
         assert client.get("/api/v1/me", headers=bearer).status_code == 200
         assert time.monotonic() - started < 0.4  # not the admission wait
         assert client.post("/api/v1/test-hold", headers=bearer).status_code == 503
+        # a GET that writes (next-query claims the caller's window) waits for a write slot too, not a read's
+        assert client.get("/api/v1/projects/1/next-query", headers=bearer).status_code == 503
+        assert client.get("/api/v1/projects/1/labeling", headers=bearer).status_code != 503  # a plain read
         release.set()
         assert held.result(HANG_BOUND_S).status_code == 200
+        assert client.get("/api/v1/projects/1/next-query", headers=bearer).status_code == 404  # admitted: no project
