@@ -144,8 +144,8 @@ def capped_threshold(threshold: float, pool_points: np.ndarray, limit: float) ->
     if len(s) - np.searchsorted(s, threshold, side="left") <= allowed:  # flags few enough already
         return float(threshold)
     kept = s[len(s) - allowed - 1]  # the highest score that must not be flagged
-    higher = s[s > kept]
-    raised = (kept + higher[0]) / 2.0 if len(higher) else kept
+    above = np.searchsorted(s, kept, side="right")  # the next higher score, if any
+    raised = (kept + s[above]) / 2.0 if above < len(s) else kept
     return float(raised if raised > kept else np.nextafter(kept, np.inf))
 
 
