@@ -676,7 +676,10 @@ def run_experiment(
     score_s = time.perf_counter() - t0
     basis = served.threshold_basis(split.X, points)
     threshold = pool_threshold(threshold_method, basis[:p1], np.full(p1, -1, dtype=np.int64))
-    records = [RoundRecord(0, 0, evaluate(points[a:b], y_eval), score_seconds=score_s)]
+    # judged like a project's first version: it serves whatever, with its threshold capped by the guard
+    first = validate_candidate(rule, state, [], served, X_pool, [windows], None, points[:p1], threshold)
+    threshold = first.threshold
+    records = [RoundRecord(0, 0, evaluate(points[a:b], y_eval), score_seconds=score_s, verdict=first.as_dict())]
     if on_round:
         on_round(records[0])
     if n_rounds is not None and n_rounds > 0:

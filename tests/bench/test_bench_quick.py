@@ -133,7 +133,8 @@ def test_quick_unsupervised_and_with_labels_then_table(data_dir: Path, tmp_path:
         assert rec["metrics"]["threshold_method"] in ("best_f1_on_labels", "percentile_99_pool")
         assert rec["labels_used"] == 12 and rec["rounds"] == 3
         assert [c["labels_used"] for c in rec["curve"]] == [0, 5, 10, 12]
-        for c in rec["curve"][1:]:  # each round says why its candidate served or not, with the guard's figures
+        assert "nothing serves yet" in rec["curve"][0]["reason"]  # round 0 judged as a project's first version
+        for c in rec["curve"]:  # each round says why its candidate served or not, with the guard's figures
             assert c["reason"] and 0.0 <= c["flag_share"] <= 1.0 and c["flag_limit"] >= 0.05 and c["anomaly_rate"] >= 0
             # no threshold flags more than the guard allows: raised to the limit when its labels chose a lower one
             assert c["flag_share"] <= c["flag_limit"]

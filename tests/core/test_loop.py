@@ -228,6 +228,28 @@ def test_budget_zero_is_unsupervised_and_fraction_resolves():
         resolve_budget(-1, 10)
 
 
+def test_the_label_free_first_version_is_capped_like_a_projects_first_version():
+    """Round 0 (no answer yet) is judged as a project's first version is: it serves, and a guard stricter than the
+    label-free threshold (the pool's 99th percentile flags about 1 % of its points) raises that threshold to the
+    limit, as the product stores it; the default limit (5 %) leaves it alone."""
+    split = _split()
+    p1 = split.pool[1]
+
+    def go(share: float):  # type: ignore[no-untyped-def]
+        det = make_detector("iforest", seed=0, n_estimators=30)
+        oracle = GroundTruthOracle(split.y, split.pool)
+        rule = AdoptionRule(max_flag_share=share)
+        return run_experiment(det, split, "top_k", oracle, round_size=5, budget=0, seed=0, adoption=rule)
+
+    loose, strict = go(0.05), go(0.002)
+    assert loose.rounds[0].verdict["raised_from"] is None and loose.rounds[0].served
+    assert np.mean(loose.scores[:p1] >= loose.threshold) > 0.002  # the label-free threshold flags more than 0.2 %
+    first = strict.rounds[0].verdict
+    assert strict.rounds[0].served and first["raised_from"] == pytest.approx(loose.threshold)
+    assert strict.threshold > loose.threshold and "nothing serves yet" in first["reason"]
+    assert np.mean(strict.scores[:p1] >= strict.threshold) <= 0.002
+
+
 def test_split_rejects_overlap():
     x, y = _spiky_series(100)
     with pytest.raises(ValueError, match="overlap"):
