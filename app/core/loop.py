@@ -591,6 +591,9 @@ class RoundRecord:
     verdict: dict[str, Any] = field(default_factory=dict)
     candidate_metrics: Metrics = field(default_factory=dict)
     points_revealed: int = 0
+    series_metrics: list[Metrics] = field(default_factory=list)
+    """Per series of a project (:func:`run_project`): the served model's metrics on its evaluation part; ``metrics``
+    is their mean."""
 
 
 @dataclass
@@ -641,45 +644,151 @@ def run_experiment(
     adoption: Any = None,
     threshold_method: str = DEFAULT_THRESHOLD_METHOD,
 ) -> ExperimentResult:
-    """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent.
+    """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent: a project of
+    one series (:func:`run_project`, which says what a round does)."""
+    res = run_project(
+        detector,
+        [split],
+        strategy,
+        [oracle],
+        round_size,
+        budget,
+        seed,
+        min_gap=min_gap,
+        options=options,
+        evaluate=evaluate,
+        fit=fit,
+        n_rounds=n_rounds,
+        on_round=on_round,
+        adoption=adoption,
+        threshold_method=threshold_method,
+    )
+    return ExperimentResult(
+        res.rounds,
+        res.scores[0],
+        res.state.pool_ranges(),
+        res.labels_used,
+        res.budget,
+        res.fit_seconds,
+        res.feedback_seconds,
+        res.score_seconds,
+        res.warmup_labels,
+        res.queries,
+        res.detector,
+        res.threshold,
+    )
 
-    Each round is what a project does: :func:`plan_round` on the *serving* model's scores (RLAD's warm-up first),
-    the oracle answers, a candidate learns from every label (:func:`learn`, on the pool only: evaluation points are
-    never learned from), :func:`validate_candidate` decides whether it serves (``adoption``: an
-    :class:`~app.core.adoption.AdoptionRule`; default the product's default), and the served model is evaluated
-    on ``split.evaluation``. ``budget``: fraction of the pool's windows (``0 < b < 1``) or a count of answers;
-    0 = unsupervised. ``n_rounds``, when given, sets the round size so the budget is spent in that many rounds.
-    The pool must start at the series start (both bench protocols and the product hold back a tail).
+
+@dataclass
+class ProjectResult:
+    """A whole experiment on a project of several series: per-round records (``metrics`` the mean over series,
+    ``series_metrics`` each series'), the served model's final point scores of each series' ``X``, the pool state
+    (labels per series, in series coordinates; answers spent), and the served detector and threshold."""
+
+    rounds: list[RoundRecord]
+    scores: list[np.ndarray]
+    state: PoolState
+    labels_used: int
+    budget: int
+    fit_seconds: float
+    feedback_seconds: float
+    score_seconds: float
+    warmup_labels: int
+    queries: list[Query]
+    detector: Any
+    threshold: float
+
+
+def _mean_metrics(per_series: Sequence[Metrics]) -> Metrics:
+    """The mean over series of each metric (a one-series project: its own metrics, unchanged)."""
+    if len(per_series) == 1:
+        return dict(per_series[0])
+    return {k: float(np.mean([m[k] for m in per_series])) for k in per_series[0]}
+
+
+def run_project(
+    detector: Any,
+    splits: Sequence[Split],
+    strategy: str,
+    oracles: Sequence[Callable[[int, int], list[LabeledRange] | int]],
+    round_size: int,
+    budget: float,
+    seed: int = 0,
+    *,
+    min_gap: int | None = None,
+    options: dict[str, Any] | None = None,
+    evaluate: EvaluateFn = default_evaluate,
+    fit: bool = True,
+    n_rounds: int | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    adoption: Any = None,
+    threshold_method: str = DEFAULT_THRESHOLD_METHOD,
+) -> ProjectResult:
+    """A project's loop over the series ``splits`` (one oracle each): fit on their ``X_fit`` concatenated, then rounds
+    until ``budget`` answers are spent.
+
+    Each round is what a project does: :func:`plan_round` on the *serving* model's scores of every series (RLAD's
+    warm-up first), the oracles answer, a candidate learns from every label (:func:`learn`, on the pools
+    concatenated: evaluation points are never learned from), :func:`validate_candidate` decides whether it serves
+    (``adoption``: an :class:`~app.core.adoption.AdoptionRule`; default the product's default) with the threshold
+    chosen over every series' pool, and the served model is evaluated on each ``split.evaluation``. ``budget``:
+    fraction of all the pools' windows (``0 < b < 1``) or a count of answers; 0 = unsupervised. ``n_rounds``, when
+    given, sets the round size so the budget is spent in that many rounds. Each pool must start at its series'
+    start (both bench protocols and the product hold back a tail).
     """
     import copy
 
     from app.core.adoption import AdoptionRule
 
+    if not splits or len(splits) != len(oracles):
+        raise ValueError(f"{len(splits)} series and {len(oracles)} oracles: a project needs one oracle per series")
     rule = adoption if adoption is not None else AdoptionRule()
     window, stride = int(detector.window), int(detector.stride)
-    p0, p1 = split.pool
-    if p0 != 0:
-        raise ValueError(f"the pool must start at the series start, not at point {p0}")
-    state = PoolState([SeriesPool(split.name or "series", len(split.X), p1)], window, stride, seed=seed)
+    for sp in splits:
+        if sp.pool[0] != 0:
+            raise ValueError(f"the pool must start at the series start, not at point {sp.pool[0]}")
+    pools = [
+        SeriesPool(sp.name or ("series" if len(splits) == 1 else f"series {i}"), len(sp.X), sp.pool[1])
+        for i, sp in enumerate(splits)
+    ]
+    state = PoolState(pools, window, stride, seed=seed)
     state.budget = resolve_budget(budget, state.n_pool_windows())
-    X_pool = state.pool_values([split.X])
-    a, b = split.evaluation
-    y_eval = np.asarray(split.y[a:b])
+    Xs = [sp.X for sp in splits]
+    X_pool = state.pool_values(Xs)
+    pool_ends = [sp.pool[1] for sp in splits]
+    n_pool = sum(pool_ends)
+    y_evals = [np.asarray(sp.y[slice(*sp.evaluation)]) for sp in splits]
+
+    def score_all(model: Any) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+        """Each series' point and window scores, and the pool's point scores and threshold basis, concatenated."""
+        scored = [model.point_and_window_scores(x) for x in Xs]
+        points = [p for p, _ in scored]
+        basis = [model.threshold_basis(x, p)[:e] for x, p, e in zip(Xs, points, pool_ends, strict=True)]
+        pool_points = np.concatenate([p[:e] for p, e in zip(points, pool_ends, strict=True)])
+        return points, [w for _, w in scored], pool_points, np.concatenate(basis)
+
+    def evaluated(points: list[np.ndarray]) -> list[Metrics]:
+        return [evaluate(p[slice(*sp.evaluation)], y) for p, sp, y in zip(points, splits, y_evals, strict=True)]
+
     fit_s = 0.0
     if fit:
         t0 = time.perf_counter()
-        detector.fit(split.X_fit)
+        detector.fit(splits[0].X_fit if len(splits) == 1 else np.concatenate([sp.X_fit for sp in splits]))
         fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     served = detector
-    points, windows = served.point_and_window_scores(split.X)
+    points, windows, pool_points, basis = score_all(served)
     score_s = time.perf_counter() - t0
-    basis = served.threshold_basis(split.X, points)
-    threshold = pool_threshold(threshold_method, basis[:p1], np.full(p1, -1, dtype=np.int64))
+    threshold = pool_threshold(threshold_method, basis, np.full(n_pool, -1, dtype=np.int64))
     # judged like a project's first version: it serves whatever, with its threshold capped by the guard
-    first = validate_candidate(rule, state, [], served, X_pool, [windows], None, points[:p1], threshold)
+    first = validate_candidate(rule, state, [], served, X_pool, windows, None, pool_points, threshold)
     threshold = first.threshold
-    records = [RoundRecord(0, 0, evaluate(points[a:b], y_eval), score_seconds=score_s, verdict=first.as_dict())]
+    per_series = evaluated(points)
+    records = [
+        RoundRecord(
+            0, 0, _mean_metrics(per_series), score_seconds=score_s, verdict=first.as_dict(), series_metrics=per_series
+        )
+    ]
     if on_round:
         on_round(records[0])
     if n_rounds is not None and n_rounds > 0:
@@ -693,14 +802,19 @@ def run_experiment(
         t0 = time.perf_counter()
         margins = None
         if strategy in UNCERTAINTY_STRATEGIES and served.provides_margins:
-            margins = [served.margins(split.X, window_scores=windows)]
-        warm = warmup_candidates(served, [X_pool]) if not state.has_labels else []
+            margins = [served.margins(x, window_scores=w) for x, w in zip(Xs, windows, strict=True)]
+        warm = (
+            warmup_candidates(served, [x[:e] for x, e in zip(Xs, pool_ends, strict=True)])
+            if not state.has_labels
+            else []
+        )
         drivers, names = None, ()
         if served.explains_windows:
-            drivers, names = [served.window_drivers(split.X, window_scores=windows)], tuple(served.member_names_)
+            drivers = [served.window_drivers(x, window_scores=w) for x, w in zip(Xs, windows, strict=True)]
+            names = tuple(served.member_names_)
         queries = plan_round(
             state,
-            [windows],
+            windows,
             strategy,
             round_size,
             r,
@@ -716,7 +830,7 @@ def run_experiment(
             break
         newest = []
         for q in queries:
-            ranges = answer_ranges(oracle(q.start, q.end), q.start, q.end)
+            ranges = answer_ranges(oracles[q.series](q.start, q.end), q.start, q.end)
             state.add_answer(q.series, ranges)
             newest.append((q, ranges))
         warmup_labels += sum(q.strategy == "warmup" for q in queries)
@@ -724,16 +838,16 @@ def run_experiment(
         fb_s = learn(candidate, X_pool, state.pool_ranges())
         feedback_s += fb_s
         t0 = time.perf_counter()
-        c_points, c_windows = candidate.point_and_window_scores(split.X)
-        pool_labels = ranges_to_point_labels(state.pool_ranges(), p1)
-        c_basis = candidate.threshold_basis(split.X, c_points)
-        c_threshold = pool_threshold(threshold_method, c_basis[:p1], pool_labels)
+        c_points, c_windows, c_pool_points, c_basis = score_all(candidate)
+        pool_labels = ranges_to_point_labels(state.pool_ranges(), n_pool)
+        c_threshold = pool_threshold(threshold_method, c_basis, pool_labels)
         verdict = validate_candidate(
-            rule, state, newest, candidate, X_pool, [c_windows], [windows], c_points[:p1], c_threshold
+            rule, state, newest, candidate, X_pool, c_windows, windows, c_pool_points, c_threshold
         )
-        cand_metrics = evaluate(c_points[a:b], y_eval)
+        cand_metrics = _mean_metrics(evaluated(c_points))
         if verdict.serve:  # with the guard's threshold (its labels' own unless that flags too much)
             served, points, windows, threshold = candidate, c_points, c_windows, verdict.threshold
+            per_series = evaluated(points)
         score_s += time.perf_counter() - t0 + plan_s
         all_queries.extend(queries)
         n_anom = sum(1 for q, rs in newest if window_label(rs, q.start, q.end) == 1)
@@ -741,7 +855,7 @@ def run_experiment(
         rec = RoundRecord(
             r,
             state.answers,
-            evaluate(points[a:b], y_eval),
+            _mean_metrics(per_series),
             len(queries),
             n_anom,
             fb_s,
@@ -750,14 +864,15 @@ def run_experiment(
             verdict.as_dict(),
             cand_metrics,
             revealed,
+            per_series,
         )
         records.append(rec)
         if on_round:
             on_round(rec)
-    return ExperimentResult(
+    return ProjectResult(
         records,
-        np.asarray(points, dtype=np.float64),
-        state.pool_ranges(),
+        [np.asarray(p, dtype=np.float64) for p in points],
+        state,
         state.answers,
         state.budget,
         fit_s,
@@ -780,6 +895,7 @@ __all__ = [
     "Oracle",
     "OracleRefused",
     "PoolState",
+    "ProjectResult",
     "Query",
     "RoundRecord",
     "SeriesPool",
@@ -797,6 +913,7 @@ __all__ = [
     "resolve_budget",
     "round_rng",
     "run_experiment",
+    "run_project",
     "runs_to_ranges",
     "truth_answer",
     "validate_candidate",
