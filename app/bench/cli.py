@@ -110,9 +110,18 @@ def run_cmd(
             "labeled points), expected_f1 (over every pool point), percentile, mean_std, fpr.",
         ),
     ] = DEFAULT_THRESHOLD_METHOD,
+    project: Annotated[
+        bool,
+        typer.Option(
+            "--project",
+            help="Put the series kept under each --data path in one project (one model, one budget of answers over "
+            "all of them, rounds ranked across them), as an analyst labeling a fleet in one project does. Default: "
+            "each series is a project of its own.",
+        ),
+    ] = False,
 ) -> None:
     """Run one detector on every series under the --data paths and write the JSON results."""
-    from app.bench.runner import RunConfig, build_detector, detector_names, run
+    from app.bench.runner import BenchInputError, RunConfig, build_detector, detector_names, run
 
     if detector not in detector_names():
         raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(detector_names())}")
@@ -137,6 +146,7 @@ def run_cmd(
         tag=tag,
         adoption=adoption,
         threshold_method=threshold_method,
+        project=project,
     )
     try:  # a bad --param is refused here, with what to fix, not once per series
         build_detector(detector, cfg.seeds[0], "cpu", cfg.params, quick)
@@ -151,7 +161,10 @@ def run_cmd(
     def log(msg: str) -> None:
         typer.echo(msg, err=True)
 
-    doc = run([str(p) for p in data], cfg, log=log, command=command)
+    try:
+        doc = run([str(p) for p in data], cfg, log=log, command=command)
+    except BenchInputError as exc:
+        raise typer.BadParameter(str(exc)) from None
     text = json.dumps(doc, indent=1)
     if out is None:
         typer.echo(text)

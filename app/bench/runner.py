@@ -30,7 +30,7 @@ from app.bench.data import LoadedSeries, discover, load
 from app.bench.protocol import ProtocolConfig, make_split
 from app.core.adoption import AdoptionRule
 from app.core.detectors.base import Detector
-from app.core.loop import GroundTruthOracle, Split, run_experiment
+from app.core.loop import GroundTruthOracle, Split, run_project
 from app.core.thresholds import DEFAULT_THRESHOLD_METHOD
 
 SCHEMA = "anomaloop.bench/1"
@@ -76,6 +76,12 @@ class RunConfig:
     threshold_method: str = DEFAULT_THRESHOLD_METHOD
     """How each version's threshold is chosen (a project's ``threshold_method``; :mod:`app.core.thresholds`)."""
 
+    project: bool = False
+    """False: each series is a project of its own. True: the series kept under each ``--data`` path form one project
+    (one model fitted on all their pools, one budget of answers over all of them, rounds ranked across them, one
+    threshold), as an analyst who puts a fleet's machines in one project runs it; each series is still evaluated
+    on its own evaluation part."""
+
     @property
     def strategy_name(self) -> str:
         """The detector's own default strategy (``Detector.default_strategy``) unless one is given."""
@@ -88,6 +94,10 @@ class RunConfig:
         if self.answer != "auto":
             return self.answer
         return detector_type(self.detector).answer_mode
+
+
+class BenchInputError(ValueError):
+    """What was asked cannot run (no usable series, a project whose series differ in channels): the CLI says so."""
 
 
 # -- detectors ------------------------------------------------------------------------------------
@@ -214,17 +224,26 @@ def select_series(paths: Sequence[str | Path], cfg: RunConfig) -> tuple[list[tup
 
 def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, device: str) -> dict[str, Any]:
     """One (series, seed) experiment → its JSON record."""
+    return run_group([(series, split)], cfg, seed, device)[0]
+
+
+def run_group(
+    items: Sequence[tuple[LoadedSeries, Split]], cfg: RunConfig, seed: int, device: str
+) -> list[dict[str, Any]]:
+    """One experiment on a project of the series ``items`` (one series: a project of its own) → one JSON record per
+    series, each with that series' metrics under the project's served model and threshold. The budget, the rounds,
+    the versions refused and the timings are the project's; the answers and points revealed are each series' own."""
     from app.core.runtime import seed_everything
 
     seed_everything(seed)
     det = build_detector(cfg.detector, seed, device, cfg.params, cfg.quick)
-    oracle = GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode)
+    oracles = [GroundTruthOracle(split.y, split.pool, answer=cfg.answer_mode) for _, split in items]
     t0 = time.perf_counter()
-    res = run_experiment(
+    res = run_project(
         det,
-        split,
+        [split for _, split in items],
         cfg.strategy_name,
-        oracle,
+        oracles,
         cfg.round_size,
         cfg.budget,
         seed,
@@ -234,57 +253,71 @@ def run_one(series: LoadedSeries, split: Split, cfg: RunConfig, seed: int, devic
         threshold_method=cfg.threshold_method,
     )
     wall = time.perf_counter() - t0
-    a, b = split.evaluation
-    # the served model's threshold, chosen as the product chooses it (the project's threshold method, by default
-    # the best F1 expected over the pool, else the 99th percentile of its scores): the F1 a user of it would get
-    metrics = final_metrics(res.scores[a:b], split.y[a:b].astype(int), res.threshold)
-    method, labeled = cfg.threshold_method, any(r.value == 1 for r in res.ranges)
+    method, labeled = cfg.threshold_method, any(r.value == 1 for rs in res.state.labels for r in rs)
     if method in ("best_f1", "expected_f1"):  # both fall back to a percentile without a labeled anomaly
         method = f"{method}_on_labels" if labeled else "percentile_99_pool"
-    metrics["threshold_method"] = method
     labels_seen = getattr(res.detector, "labels_seen_", None)
-    return {
-        "series": series.key,
-        "dataset": series.files.dataset,
-        "seed": seed,
-        "n_points": int(len(split.X)),
-        "n_fit": int(len(split.X_fit)),
-        "n_channels": int(split.X.shape[1]),
-        "pool": list(split.pool),
-        "evaluation": list(split.evaluation),
-        "eval_anomaly_rate": float(split.y[a:b].mean()),
-        "metrics": metrics,
-        "labels_used": int(res.labels_used),
-        "oracle_labels": int(oracle.labels_used),
-        "detector_labels_seen": None if labels_seen is None else int(labels_seen),
-        "points_revealed": int(oracle.points_revealed),
-        "revealed_share": float(oracle.points_revealed / max(1, split.pool[1] - split.pool[0])),
-        "versions_refused": sum(not r.served for r in res.rounds),
-        "warmup_labels": int(res.warmup_labels),
-        "budget_labels": int(res.budget),
-        "rounds": len(res.rounds) - 1,
-        "curve": [
-            {
-                "round": r.round,
-                "labels_used": r.labels_used,
-                **r.metrics,
-                "served": r.served,
-                "candidate_pr_auc": r.candidate_metrics.get("pr_auc"),
-                "n_anomalous_queries": r.n_anomalous_queries,
-                # why the candidate served or not, and the threshold guard's figures (app/core/adoption.py): raised_from
-                # is the threshold its labels chose when the guard raised it
-                **{k: r.verdict.get(k) for k in ("reason", "flag_share", "flag_limit", "anomaly_rate", "raised_from")},
+    records = []
+    for i, ((series, split), oracle) in enumerate(zip(items, oracles, strict=True)):
+        a, b = split.evaluation
+        # the served model's threshold, chosen as the product chooses it (the project's threshold method, by
+        # default the best F1 expected over the pool, else the 99th percentile of its scores): the F1 a user gets
+        metrics = final_metrics(res.scores[i][a:b], split.y[a:b].astype(int), res.threshold)
+        metrics["threshold_method"] = method
+        mine = [q for q in res.queries if q.series == i]
+        record = {
+            "series": series.key,
+            "dataset": series.files.dataset,
+            "seed": seed,
+            "n_points": int(len(split.X)),
+            "n_fit": int(len(split.X_fit)),
+            "n_channels": int(split.X.shape[1]),
+            "pool": list(split.pool),
+            "evaluation": list(split.evaluation),
+            "eval_anomaly_rate": float(split.y[a:b].mean()),
+            "metrics": metrics,
+            "labels_used": len(mine) if len(items) > 1 else int(res.labels_used),
+            "oracle_labels": int(oracle.labels_used),
+            "detector_labels_seen": None if labels_seen is None else int(labels_seen),
+            "points_revealed": int(oracle.points_revealed),
+            "revealed_share": float(oracle.points_revealed / max(1, split.pool[1] - split.pool[0])),
+            "versions_refused": sum(not r.served for r in res.rounds),
+            "warmup_labels": sum(q.strategy == "warmup" for q in mine) if len(items) > 1 else int(res.warmup_labels),
+            "budget_labels": int(res.budget),
+            "rounds": len(res.rounds) - 1,
+            "curve": [
+                {
+                    "round": r.round,
+                    "labels_used": r.labels_used,
+                    **r.series_metrics[i],
+                    "served": r.served,
+                    "candidate_pr_auc": r.candidate_metrics.get("pr_auc"),
+                    "n_anomalous_queries": r.n_anomalous_queries,
+                    # why the candidate served or not, and the threshold guard's figures (app/core/adoption.py):
+                    # raised_from is the threshold its labels chose when the guard raised it
+                    **{
+                        k: r.verdict.get(k)
+                        for k in ("reason", "flag_share", "flag_limit", "anomaly_rate", "raised_from")
+                    },
+                }
+                for r in res.rounds
+            ],
+            "fit_seconds": res.fit_seconds,
+            "feedback_seconds": res.feedback_seconds,
+            "score_seconds": res.score_seconds,
+            "wall_seconds": wall,
+            "peak_rss_mb": peak_rss_mb(),
+            "params": _jsonable(det.get_params()),
+            "files": series.sha256,
+        }
+        if len(items) > 1:  # the project's figures: its answers in all, and its mean over series each round
+            record["project"] = {
+                "series": [s.key for s, _ in items],
+                "answers": int(res.labels_used),
+                "curve_pr_auc": [r.metrics.get("pr_auc") for r in res.rounds],
             }
-            for r in res.rounds
-        ],
-        "fit_seconds": res.fit_seconds,
-        "feedback_seconds": res.feedback_seconds,
-        "score_seconds": res.score_seconds,
-        "wall_seconds": wall,
-        "peak_rss_mb": peak_rss_mb(),
-        "params": _jsonable(det.get_params()),
-        "files": series.sha256,
-    }
+        records.append(record)
+    return records
 
 
 def pooled(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -349,20 +382,28 @@ def run(
 
     started = time.perf_counter()
     device = resolve_device(cfg.device) if cfg.detector not in BASELINES and cfg.detector != "iforest" else "cpu"
-    kept, skipped = select_series(paths, cfg)
+    per_path = [select_series([path], cfg) for path in paths]
+    kept = [item for k, _ in per_path for item in k]
+    skipped = [key for _, s in per_path for key in s]
     if not kept:
-        raise ValueError(f"no usable series under {', '.join(map(str, paths))} (skipped: {len(skipped)})")
+        raise BenchInputError(f"no usable series under {', '.join(map(str, paths))} (skipped: {len(skipped)})")
+    # one project per --data path (its kept series, in order), or each series a project of its own
+    groups = [k for k, _ in per_path if k] if cfg.project else [[item] for item in kept]
+    for group in groups:  # refused before any experiment runs
+        if len({split.X.shape[1] for _, split in group}) != 1:
+            keys = ", ".join(f"{s.key} ({sp.X.shape[1]})" for s, sp in group)
+            raise BenchInputError(f"a project's series must have the same number of channels: {keys}")
     records = []
-    for series, split in kept:
+    for group in groups:
         for seed in cfg.seeds:
-            rec = run_one(series, split, cfg, seed, device)
-            records.append(rec)
-            if log:
-                m = rec["metrics"]
-                log(
-                    f"{rec['series']} seed={seed} pr_auc={m['pr_auc']:.3f} best_f1={m['best_f1']:.3f} "
-                    f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s"
-                )
+            for rec in run_group(group, cfg, seed, device):
+                records.append(rec)
+                if log:
+                    m = rec["metrics"]
+                    log(
+                        f"{rec['series']} seed={seed} pr_auc={m['pr_auc']:.3f} best_f1={m['best_f1']:.3f} "
+                        f"labels={rec['labels_used']} rounds={rec['rounds']} {rec['wall_seconds']:.1f}s"
+                    )
     cfg_dict = asdict(cfg)
     cfg_dict["strategy"] = cfg.strategy_name
     cfg_dict["answer"] = cfg.answer_mode

@@ -167,6 +167,37 @@ def test_any_csv_with_a_label_column(tmp_path: Path):
     # in its top 2 (the spike and the step back down): AP >= (1/2 + 2/4) / 2
 
 
+def test_a_project_of_each_paths_series(data_dir: Path, tmp_path: Path):
+    """--project: the series kept under each --data path form one project — one budget of answers spent across them,
+    one threshold, each series evaluated on its own part; a path whose series differ in channels is refused."""
+    out = tmp_path / "project.json"
+    args = ["--data", str(data_dir / "nab"), "--data", str(data_dir / "asd"), "--detector", "iforest", "--quick"]
+    _run([*args, "--budget", "12", "--rounds", "3", "--project", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    _check_doc(doc, "iforest", 12.0)
+    assert doc["config"]["project"] is True
+    for dataset in ("nab", "asd"):
+        recs = [r for r in doc["series"] if r["dataset"] == dataset]
+        assert len(recs) == 2 and {r["project"]["series"][0] for r in recs} == {recs[0]["series"]}
+        assert sum(r["labels_used"] for r in recs) == recs[0]["project"]["answers"] == 12  # one budget for both
+        assert all(r["budget_labels"] == 12 for r in recs)
+        assert len({r["metrics"]["deployable_threshold"] for r in recs}) == 1  # one served threshold
+        assert recs[0]["curve"] != recs[1]["curve"]  # each series' own figures
+        for r in recs:
+            assert r["labels_used"] == r["oracle_labels"]
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    rng = np.random.default_rng(0)
+    for name, width in (("one", 1), ("two", 2)):
+        y = np.zeros(400, dtype=int)
+        y[[300, 350]] = 1
+        frame = pd.DataFrame(rng.standard_normal((400, width)), columns=[f"c{j}" for j in range(width)])
+        frame.assign(label=y).to_csv(mixed / f"{name}.csv", index=False)
+    result = runner.invoke(bench_app, ["run", "--data", str(mixed), "--detector", "oneliner", "--project"])
+    assert result.exit_code == 2 and "must have the same number of channels" in result.output
+
+
 def test_bad_inputs_fail_with_a_message(tmp_path: Path):
     result = runner.invoke(bench_app, ["run", "--data", str(tmp_path / "missing"), "--detector", "oneliner"])
     assert result.exit_code != 0

@@ -21,6 +21,7 @@ from app.core.loop import (
     pool_window_range,
     resolve_budget,
     run_experiment,
+    run_project,
     runs_to_ranges,
     truth_answer,
     validate_candidate,
@@ -248,6 +249,51 @@ def test_the_label_free_first_version_is_capped_like_a_projects_first_version():
     assert strict.rounds[0].served and first["raised_from"] == pytest.approx(loose.threshold)
     assert strict.threshold > loose.threshold and "nothing serves yet" in first["reason"]
     assert np.mean(strict.scores[:p1] >= strict.threshold) <= 0.002
+
+
+def test_a_project_of_several_series_spends_one_budget_across_them():
+    """Two series in one project (the second with its spikes twice as high): one model fitted on both fit parts, a
+    budget of 2 % of both pools' windows, rounds ranked across the series; every query inside its series' pool, each
+    answer counted on its own series, each series evaluated on its own evaluation part; and a project of one series
+    is exactly run_experiment."""
+    a, b = _split(1200), _split(1000)
+    b = Split(X_fit=2 * b.X_fit, X=2 * b.X, y=b.y, pool=b.pool, evaluation=b.evaluation, name="taller")
+    oracles = [GroundTruthOracle(s.y, s.pool) for s in (a, b)]
+    det = make_detector("iforest", seed=0, n_estimators=30)
+    res = run_project(det, [a, b], "top_k", oracles, round_size=5, budget=0.02, seed=0, n_rounds=2)
+    n_windows = sum(s.pool[1] - det.window + 1 for s in (a, b))
+    assert res.budget == round(0.02 * n_windows) and res.labels_used == res.budget
+    assert sum(o.labels_used for o in oracles) == res.labels_used
+    assert {q.series for q in res.queries} == {0, 1}  # the taller spikes do not take every answer
+    for q in res.queries:
+        assert q.start >= 0 and q.end <= (a, b)[q.series].pool[1]
+    assert [len(r.series_metrics) for r in res.rounds] == [2] * len(res.rounds)
+    for r in res.rounds:
+        assert r.metrics["pr_auc"] == pytest.approx(np.mean([m["pr_auc"] for m in r.series_metrics]))
+    assert [len(x) for x in res.scores] == [1200, 1000]
+    with pytest.raises(ValueError, match="one oracle per series"):
+        run_project(det, [a, b], "top_k", oracles[:1], round_size=5, budget=0.05)
+
+    single = run_experiment(
+        make_detector("iforest", seed=0, n_estimators=30),
+        a,
+        "top_k",
+        GroundTruthOracle(a.y, a.pool),
+        round_size=5,
+        budget=0.05,
+        seed=0,
+    )
+    alone = run_project(
+        make_detector("iforest", seed=0, n_estimators=30),
+        [a],
+        "top_k",
+        [GroundTruthOracle(a.y, a.pool)],
+        round_size=5,
+        budget=0.05,
+        seed=0,
+    )
+    assert np.array_equal(single.scores, alone.scores[0]) and single.threshold == alone.threshold
+    assert [q.index for q in single.queries] == [q.index for q in alone.queries]
 
 
 def test_split_rejects_overlap():
