@@ -276,13 +276,13 @@ def run_group(
             "evaluation": list(split.evaluation),
             "eval_anomaly_rate": float(split.y[a:b].mean()),
             "metrics": metrics,
-            "labels_used": len(mine) if len(items) > 1 else int(res.labels_used),
+            "labels_used": len(mine),  # this series' answers (a project's are in "project")
             "oracle_labels": int(oracle.labels_used),
             "detector_labels_seen": None if labels_seen is None else int(labels_seen),
             "points_revealed": int(oracle.points_revealed),
             "revealed_share": float(oracle.points_revealed / max(1, split.pool[1] - split.pool[0])),
             "versions_refused": sum(not r.served for r in res.rounds),
-            "warmup_labels": sum(q.strategy == "warmup" for q in mine) if len(items) > 1 else int(res.warmup_labels),
+            "warmup_labels": sum(q.strategy == "warmup" for q in mine),
             "budget_labels": int(res.budget),
             "rounds": len(res.rounds) - 1,
             "curve": [
