@@ -12,8 +12,9 @@ about (the pool), the labels in force, the answer budget and the seed. A round i
    (:mod:`app.core.adoption`).
 
 ``projects.service`` loads stored scores and labels, calls :func:`plan_round` and persists the queries;
-``versions.service`` calls :func:`learn` and :func:`validate_candidate`; :func:`run_experiment` chains the same
-functions for the bench, so every benchmark figure measures the loop users run. Evaluation uses only the
+``versions.service`` calls :func:`learn` and :func:`validate_candidate`; :func:`run_project` chains the same
+functions for the bench over a project of one or several series (:func:`run_experiment`: one), so every benchmark
+figure measures the loop users run. Evaluation uses only the
 ``evaluation`` range of a :class:`Split`, which never overlaps the pool.
 """
 
