@@ -635,35 +635,11 @@ def run_experiment(
     round_size: int,
     budget: float,
     seed: int = 0,
-    *,
-    min_gap: int | None = None,
-    options: dict[str, Any] | None = None,
-    evaluate: EvaluateFn = default_evaluate,
-    fit: bool = True,
-    n_rounds: int | None = None,
-    on_round: Callable[[RoundRecord], None] | None = None,
-    adoption: Any = None,
-    threshold_method: str = DEFAULT_THRESHOLD_METHOD,
+    **loop_options: Any,
 ) -> ExperimentResult:
     """Fit on ``split.X_fit``, then rounds of the product's loop until ``budget`` answers are spent: a project of
-    one series (:func:`run_project`, which says what a round does)."""
-    res = run_project(
-        detector,
-        [split],
-        strategy,
-        [oracle],
-        round_size,
-        budget,
-        seed,
-        min_gap=min_gap,
-        options=options,
-        evaluate=evaluate,
-        fit=fit,
-        n_rounds=n_rounds,
-        on_round=on_round,
-        adoption=adoption,
-        threshold_method=threshold_method,
-    )
+    one series. ``loop_options``: :func:`run_project`'s keyword arguments (which says what a round does)."""
+    res = run_project(detector, [split], strategy, [oracle], round_size, budget, seed, **loop_options)
     return ExperimentResult(
         res.rounds,
         res.scores[0],
@@ -702,8 +678,6 @@ class ProjectResult:
 
 def _mean_metrics(per_series: Sequence[Metrics]) -> Metrics:
     """The mean over series of each metric (a one-series project: its own metrics, unchanged)."""
-    if len(per_series) == 1:
-        return dict(per_series[0])
     return {k: float(np.mean([m[k] for m in per_series])) for k in per_series[0]}
 
 
@@ -748,10 +722,7 @@ def run_project(
     for sp in splits:
         if sp.pool[0] != 0:
             raise ValueError(f"the pool must start at the series start, not at point {sp.pool[0]}")
-    pools = [
-        SeriesPool(sp.name or ("series" if len(splits) == 1 else f"series {i}"), len(sp.X), sp.pool[1])
-        for i, sp in enumerate(splits)
-    ]
+    pools = [SeriesPool(sp.name or f"series {i}", len(sp.X), sp.pool[1]) for i, sp in enumerate(splits)]
     state = PoolState(pools, window, stride, seed=seed)
     state.budget = resolve_budget(budget, state.n_pool_windows())
     Xs = [sp.X for sp in splits]
@@ -774,7 +745,7 @@ def run_project(
     fit_s = 0.0
     if fit:
         t0 = time.perf_counter()
-        detector.fit(splits[0].X_fit if len(splits) == 1 else np.concatenate([sp.X_fit for sp in splits]))
+        detector.fit(np.concatenate([sp.X_fit for sp in splits]))
         fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     served = detector

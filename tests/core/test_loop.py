@@ -252,7 +252,7 @@ def test_the_label_free_first_version_is_capped_like_a_projects_first_version():
 
 
 def test_a_project_of_several_series_spends_one_budget_across_them():
-    """Two series in one project (the second with its spikes twice as high): one model fitted on both fit parts, a
+    """Two series in one project (the second with its spikes twice as high): a
     budget of 2 % of both pools' windows, rounds ranked across the series; every query inside its series' pool, each
     answer counted on its own series, each series evaluated on its own evaluation part; and a project of one series
     is exactly run_experiment."""
